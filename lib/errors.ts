@@ -1,0 +1,54 @@
+/**
+ * Errors a user sees. Each carries enough context (file, key, flag, object)
+ * to be printed as one line by the CLI.
+ *
+ * @module
+ */
+
+/** Base class for every error that the CLI prints as a one-line message. */
+export class LitestreamError extends Error {
+  /** Creates an error with a one-line message and an optional cause. */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** Wrong command-line usage: the CLI prints the message and the command's usage. */
+export class UsageError extends LitestreamError {}
+
+/** An invalid configuration file or value; the message names the file and the key. */
+export class ConfigError extends LitestreamError {
+  /** Creates an error naming the config `file` and `key` at fault. */
+  constructor(readonly file: string, readonly key: string, detail: string) {
+    super(`${file}: ${key}: ${detail}`);
+  }
+}
+
+/** A replica object that cannot be trusted: bad checksum, bad framing, a gap. */
+export class CorruptionError extends LitestreamError {
+  /** Creates an error naming the replica `object` (a key or path) and what is wrong with it. */
+  constructor(readonly object: string, detail: string) {
+    super(`${object}: ${detail}`);
+  }
+}
+
+/** Nothing in the replica(s) matches what was asked for. */
+export class NotFoundError extends LitestreamError {}
+
+/**
+ * Turns Deno's permission error into one naming the exact `--allow-…` flag;
+ * every other error passes through unchanged.
+ */
+export function explainPermission(err: unknown): unknown {
+  if (!(err instanceof Deno.errors.NotCapable) && !(err instanceof Deno.errors.PermissionDenied)) {
+    return err;
+  }
+  const msg = String((err as Error).message);
+  const flag = msg.match(/--allow-[a-z-]+/)?.[0];
+  if (!flag || err instanceof Deno.errors.PermissionDenied && !msg.includes("--allow-")) return err;
+  const what = msg.match(/Requires (.+?), (?:run again|specify)/)?.[1] ?? "a permission";
+  return new LitestreamError(`missing Deno permission: ${what}; run again with ${flag}`, {
+    cause: err,
+  });
+}

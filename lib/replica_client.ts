@@ -1,0 +1,66 @@
+/**
+ * The `ReplicaClient` interface: the storage operations one replica backend
+ * (a directory, an S3 bucket) must provide. Clients move opaque object bytes
+ * (an LZ4 frame); compression and the replication logic live above them.
+ *
+ * @module
+ */
+
+import type { Pos } from "./names.ts";
+
+/** A snapshot object in a replica. */
+export interface SnapshotInfo {
+  generation: string;
+  index: number;
+  /** Stored (compressed) size in bytes. */
+  size: number;
+  /** File mtime or S3 LastModified: the time used for point-in-time restore. */
+  createdAt: Date;
+}
+
+/** A WAL segment object in a replica. */
+export interface WalSegmentInfo extends Pos {
+  /** Stored (compressed) size in bytes. */
+  size: number;
+  /** File mtime or S3 LastModified: the time used for point-in-time restore. */
+  createdAt: Date;
+}
+
+/** Storage operations of one replica backend, in the Litestream v0.3 key layout. */
+export interface ReplicaClient {
+  /** Backend type as v0.3.13 names it: `file` or `s3`. */
+  readonly type: string;
+  /** Human-readable location for logs and errors, e.g. a path or `s3://bucket/prefix`. */
+  readonly location: string;
+
+  /** Valid generation names, sorted; foreign names are ignored. */
+  generations(): Promise<string[]>;
+  /** Snapshots of a generation sorted by index; a missing generation lists as empty. */
+  snapshots(generation: string): Promise<SnapshotInfo[]>;
+  /** WAL segments of a generation sorted by (index, offset); a missing generation lists as empty. */
+  walSegments(generation: string): Promise<WalSegmentInfo[]>;
+
+  /** Streams a snapshot object's stored bytes; throws `NotFoundError` when absent. */
+  readSnapshot(generation: string, index: number): Promise<ReadableStream<Uint8Array>>;
+  /** Streams a WAL segment object's stored bytes; throws `NotFoundError` when absent. */
+  readWalSegment(pos: Pos): Promise<ReadableStream<Uint8Array>>;
+
+  /** Writes a snapshot atomically: it is visible under its final name only once complete. */
+  writeSnapshot(
+    generation: string,
+    index: number,
+    data: ReadableStream<Uint8Array>,
+  ): Promise<SnapshotInfo>;
+  /** Writes a WAL segment atomically. */
+  writeWalSegment(pos: Pos, data: ReadableStream<Uint8Array>): Promise<WalSegmentInfo>;
+
+  /** Deletes one snapshot; a missing one is not an error. */
+  deleteSnapshot(generation: string, index: number): Promise<void>;
+  /** Deletes WAL segments; missing ones are not an error. */
+  deleteWalSegments(segments: Pos[]): Promise<void>;
+  /** Deletes a whole generation with all its objects. */
+  deleteGeneration(generation: string): Promise<void>;
+
+  /** A short display of the object's key, for error messages. */
+  describe(kind: "snapshot" | "wal", pos: Pos): string;
+}
