@@ -70,6 +70,9 @@ export function newGeneration(): string {
 }
 
 /** Orders positions by (index, offset); generations are compared only for equality elsewhere. */
-export function comparePos(a: { index: number; offset: number }, b: { index: number; offset: number }): number {
+export function comparePos(
+  a: { index: number; offset: number },
+  b: { index: number; offset: number },
+): number {
   return a.index - b.index || a.offset - b.offset;
 }
