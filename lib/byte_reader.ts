@@ -1,0 +1,58 @@
+/**
+ * Exact-size reads over a web `ReadableStream`, for parsers that consume
+ * fixed-size records (frames, pages) from chunks of arbitrary size.
+ *
+ * @module
+ */
+
+/** Reads exact byte counts from a stream, copying only when a record spans chunks. */
+export class ByteReader {
+  readonly #reader: ReadableStreamDefaultReader<Uint8Array>;
+  #chunk: Uint8Array = new Uint8Array(0);
+  #pos = 0;
+  #done = false;
+
+  /** Wraps `stream`; the reader owns it until `cancel()` or the end. */
+  constructor(stream: ReadableStream<Uint8Array>) {
+    this.#reader = stream.getReader();
+  }
+
+  /**
+   * Reads exactly `n` bytes. Returns `undefined` at a clean end of stream and
+   * `{ partial }` with the byte count when the stream ends inside the record.
+   * The returned bytes may alias an internal chunk: use them before the next read.
+   */
+  async read(n: number): Promise<Uint8Array | undefined | { partial: number }> {
+    if (this.#chunk.length - this.#pos >= n) {
+      const out = this.#chunk.subarray(this.#pos, this.#pos + n);
+      this.#pos += n;
+      return out;
+    }
+    const out = new Uint8Array(n);
+    let filled = 0;
+    while (filled < n) {
+      if (this.#pos >= this.#chunk.length) {
+        if (this.#done) break;
+        const { value, done } = await this.#reader.read();
+        if (done) {
+          this.#done = true;
+          break;
+        }
+        this.#chunk = value;
+        this.#pos = 0;
+        continue;
+      }
+      const take = Math.min(n - filled, this.#chunk.length - this.#pos);
+      out.set(this.#chunk.subarray(this.#pos, this.#pos + take), filled);
+      this.#pos += take;
+      filled += take;
+    }
+    if (filled === n) return out;
+    return filled === 0 ? undefined : { partial: filled };
+  }
+
+  /** Stops reading and releases the underlying stream. */
+  async cancel(): Promise<void> {
+    await this.#reader.cancel().catch(() => {});
+  }
+}

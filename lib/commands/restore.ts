@@ -1,0 +1,159 @@
+/**
+ * `litestream restore [flags] DB_PATH|REPLICA_URL`: rebuild a database from
+ * its replicas, to the latest state or a point in time.
+ *
+ * @module
+ */
+
+import { LitestreamError, NotFoundError, UsageError } from "../errors.ts";
+import { parseFlags } from "../flags.ts";
+import { MAX_INDEX } from "../names.ts";
+import { findRestorePlan, restoreDatabase, type RestoreProgress } from "../restore.ts";
+import { CONFIG_FLAGS, loggerFor, onePositional, resolveReplicas } from "./common.ts";
+import { Logger } from "../log.ts";
+
+/** Usage text of the command. */
+export const usage = `Usage: litestream restore [arguments] DB_PATH|REPLICA_URL
+
+Restores a database from its replicas to the latest state, or to a point in time.
+
+Arguments:
+  -config PATH        config file (default $LITESTREAM_CONFIG or /etc/litestream.yml)
+  -no-expand-env      do not expand $VARIABLES in the config file
+  -o PATH             output path ("-" for standard output); default: the database path (config mode)
+  -replica NAME       restore only from this replica (config mode)
+  -generation NAME    restore from this generation
+  -index HEX          restore up to and including this WAL index
+  -timestamp TIME     restore to this point in time (RFC 3339, e.g. 2000-01-01T00:00:00Z)
+  -parallelism N      objects fetched in parallel (default 8)
+  -if-db-not-exists   do nothing (exit 0) when the output already exists
+  -if-replica-exists  do nothing (exit 0) when no backup is found
+`;
+
+const FLAGS = {
+  ...CONFIG_FLAGS,
+  o: "string",
+  replica: "string",
+  generation: "string",
+  index: "string",
+  timestamp: "string",
+  parallelism: "string",
+  "if-db-not-exists": "boolean",
+  "if-replica-exists": "boolean",
+} as const;
+
+const TIMESTAMP_RE = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/;
+
+/** Parses `-index` as v0.3.13 does: hexadecimal without a `0x` prefix, at most 0x7fffffff. */
+export function parseIndexFlag(s: string): number {
+  const n = /^[0-9a-fA-F]{1,8}$/.test(s) ? parseInt(s, 16) : NaN;
+  if (!(n <= MAX_INDEX)) {
+    throw new UsageError(
+      `invalid value ${JSON.stringify(s)} for flag -index: invalid hexadecimal format`,
+    );
+  }
+  return n;
+}
+
+/** Parses `-timestamp` (RFC 3339 with optional fractional seconds and offset). */
+export function parseTimestampFlag(s: string): Date {
+  const d = new Date(s);
+  if (!TIMESTAMP_RE.test(s) || isNaN(d.getTime())) {
+    throw new UsageError(
+      "invalid -timestamp, must specify in ISO 8601 format (e.g. 2000-01-01T00:00:00Z)",
+    );
+  }
+  return d;
+}
+
+/** Runs the command; returns the exit code. */
+export async function run(args: string[]): Promise<number> {
+  const { values, positionals } = parseFlags(args, FLAGS);
+  const arg = onePositional(positionals);
+  const index = values.index !== undefined ? parseIndexFlag(values.index as string) : undefined;
+  const timestamp = values.timestamp !== undefined
+    ? parseTimestampFlag(values.timestamp as string)
+    : undefined;
+  if (index !== undefined && timestamp) {
+    throw new UsageError("cannot specify index & timestamp to restore");
+  }
+  const parallelism = values.parallelism === undefined ? 8 : Number(values.parallelism);
+  if (!Number.isInteger(parallelism)) {
+    throw new UsageError(
+      `invalid value ${JSON.stringify(values.parallelism)} for flag -parallelism`,
+    );
+  }
+
+  const bootLog = new Logger({ format: "plain" });
+  const resolved = await resolveReplicas(arg, values, bootLog);
+  const output = (values.o as string | undefined) ?? resolved.db?.path;
+  if (!output) throw new UsageError("output path required");
+  // Standard output carries the database: logs must not share it.
+  const log = loggerFor(resolved.config, { forceStderr: output === "-" });
+
+  if (output !== "-" && values["if-db-not-exists"] && await exists(output)) {
+    log.info("database already exists, skipping", { path: output });
+    return 0;
+  }
+  let found;
+  try {
+    found = await findRestorePlan(resolved.clients.map((c) => c.client), {
+      generation: values.generation as string | undefined,
+      index,
+      timestamp,
+    });
+  } catch (err) {
+    if (err instanceof NotFoundError && values["if-replica-exists"]) {
+      log.info("no matching backups found, skipping");
+      return 0;
+    }
+    throw err;
+  }
+  if (output !== "-" && await exists(output)) {
+    throw new LitestreamError(`cannot restore, output path already exists: ${output}`);
+  }
+  const started = performance.now();
+  const showProgress = Deno.stderr.isTerminal();
+  const result = await restoreDatabase(found.client, found.plan, {
+    output,
+    parallelism,
+    onProgress: showProgress ? progressPrinter() : undefined,
+  });
+  if (showProgress) Deno.stderr.writeSync(new TextEncoder().encode("\n"));
+  log.info("restored", {
+    output,
+    replica: found.client.location,
+    generation: result.generation,
+    snapshot: result.snapshotIndex,
+    segments: result.segments,
+    frames: result.frames,
+    size: result.size,
+    elapsed: `${((performance.now() - started) / 1000).toFixed(2)}s`,
+  });
+  return 0;
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return false;
+    throw err;
+  }
+}
+
+/** Prints one updating progress line on a terminal, at most every 100 ms. */
+function progressPrinter(): (p: RestoreProgress) => void {
+  const encoder = new TextEncoder();
+  let last = 0;
+  return (p) => {
+    const now = performance.now();
+    if (now - last < 100 && p.objects < p.totalObjects) return;
+    last = now;
+    const mb = (p.bytes / 1e6).toFixed(1);
+    Deno.stderr.writeSync(
+      encoder.encode(`\rrestoring: ${p.objects}/${p.totalObjects} objects, ${mb} MB`),
+    );
+  };
+}

@@ -1,0 +1,302 @@
+/**
+ * Restore: find the generation and objects to use across replicas, then
+ * rebuild the database from a snapshot and WAL segments in pure TypeScript.
+ * Output goes to a temporary file beside the target (fsynced, then renamed)
+ * or to standard output; nothing is left behind on failure.
+ *
+ * @module
+ */
+
+import { dirname, join } from "node:path";
+import { ByteReader } from "./byte_reader.ts";
+import { CorruptionError, LitestreamError, NotFoundError } from "./errors.ts";
+import { lz4FrameDecoder } from "./lz4/frame.ts";
+import type { PageSink } from "./page_map.ts";
+import { prefetch } from "./prefetch.ts";
+import type { ReplicaClient, WalSegmentInfo } from "./replica_client.ts";
+import {
+  chooseGeneration,
+  type GenerationListing,
+  planRestore,
+  type RestorePlan,
+  type RestoreTarget,
+} from "./restore_plan.ts";
+import { DB_HEADER_SIZE, decodeDbHeader } from "./sqlite_header.ts";
+import { WalReplayer } from "./wal_replay.ts";
+
+/** A generation listing tied to the replica it came from. */
+export interface ReplicaGeneration extends GenerationListing {
+  client: ReplicaClient;
+}
+
+/** Lists every generation (or only `target.generation`) of every replica with its objects. */
+export async function listGenerations(
+  clients: ReplicaClient[],
+  generation?: string,
+): Promise<ReplicaGeneration[]> {
+  const perClient = await Promise.all(clients.map(async (client) => {
+    const names = (await client.generations()).filter((g) => !generation || g === generation);
+    return await Promise.all(names.map(async (g) => ({
+      client,
+      generation: g,
+      snapshots: await client.snapshots(g),
+      segments: await client.walSegments(g),
+    })));
+  }));
+  return perClient.flat();
+}
+
+/** Chooses the replica, generation and objects for a restore; throws `NotFoundError` when none fits. */
+export async function findRestorePlan(
+  clients: ReplicaClient[],
+  target: RestoreTarget,
+): Promise<{ client: ReplicaClient; plan: RestorePlan }> {
+  if (target.index !== undefined && target.timestamp) {
+    throw new LitestreamError("cannot specify index & timestamp to restore");
+  }
+  const listings = await listGenerations(clients, target.generation);
+  if (target.generation && listings.length === 0) {
+    throw new NotFoundError(
+      `generation ${target.generation} not found in ${clients.map((c) => c.location).join(", ")}`,
+    );
+  }
+  const chosen = chooseGeneration(listings, target);
+  if (!chosen) throw new NotFoundError("no matching backups found");
+  return { client: chosen.client, plan: planRestore(chosen, target) };
+}
+
+/** Progress of a running restore. */
+export interface RestoreProgress {
+  objects: number;
+  totalObjects: number;
+  bytes: number;
+}
+
+/** Options of `restoreDatabase`. */
+export interface RestoreOptions {
+  /** Output path, or "-" for standard output. */
+  output: string;
+  /** Objects fetched in parallel (default 8). */
+  parallelism?: number;
+  /** Mode of the output file (default 0o600). */
+  mode?: number;
+  /** Called as objects are applied. */
+  onProgress?: (p: RestoreProgress) => void;
+}
+
+/** What a restore produced. */
+export interface RestoreResult {
+  generation: string;
+  snapshotIndex: number;
+  segments: number;
+  frames: number;
+  /** Size of the restored database in bytes. */
+  size: number;
+}
+
+/** Segments up to this compressed size are prefetched into memory; larger ones stream when reached. */
+const PREFETCH_MAX_BYTES = 8 * 1024 * 1024;
+
+/** Restores the database described by `plan` from `client` to `options.output`. */
+export async function restoreDatabase(
+  client: ReplicaClient,
+  plan: RestorePlan,
+  options: RestoreOptions,
+): Promise<RestoreResult> {
+  const progress = { objects: 0, totalObjects: plan.segments.length + 1, bytes: 0 };
+  const tick = (bytes: number) => {
+    progress.objects++;
+    progress.bytes += bytes;
+    options.onProgress?.({ ...progress });
+  };
+  const snapshotName = client.describe("snapshot", {
+    generation: plan.generation,
+    index: plan.snapshot.index,
+    offset: 0,
+  });
+  const openSnapshot = async () =>
+    (await client.readSnapshot(plan.generation, plan.snapshot.index)).pipeThrough(
+      lz4FrameDecoder(snapshotName),
+    );
+
+  const replay = async (replayer: WalReplayer) => {
+    const fetches = prefetch(
+      plan.segments,
+      options.parallelism ?? 8,
+      (seg) => fetchSegment(client, seg),
+    );
+    let i = 0;
+    for await (const open of fetches) {
+      const seg = plan.segments[i++];
+      const name = client.describe("wal", seg);
+      await replayer.apply(seg, name, (await open()).pipeThrough(lz4FrameDecoder(name)));
+      tick(seg.size);
+    }
+  };
+
+  const result = (size: number, replayer: WalReplayer): RestoreResult => ({
+    generation: plan.generation,
+    snapshotIndex: plan.snapshot.index,
+    segments: plan.segments.length,
+    frames: replayer.frames,
+    size,
+  });
+
+  if (options.output === "-") {
+    const replayer = new WalReplayer(undefined);
+    await replay(replayer);
+    const size = await streamMerged(await openSnapshot(), snapshotName, replayer, writeStdout);
+    tick(plan.snapshot.size);
+    return result(size, replayer);
+  }
+
+  const output = options.output;
+  const tmp = join(
+    dirname(output),
+    `.${output.split(/[\\/]/).pop()}.${crypto.randomUUID().slice(0, 8)}.tmp`,
+  );
+  const file = await Deno.open(tmp, {
+    read: true,
+    write: true,
+    createNew: true,
+    mode: options.mode ?? 0o600,
+  });
+  let closed = false;
+  try {
+    let pageSize = 0;
+    await (await openSnapshot())
+      .pipeThrough(checkDbHeader(snapshotName, (ps) => pageSize = ps))
+      .pipeTo(file.writable, { preventClose: true });
+    tick(plan.snapshot.size);
+    const replayer = new WalReplayer(pageSize, fileSink(file, pageSize));
+    await replay(replayer);
+    if (replayer.pages) await replayer.pages.flush(replayer.sink!);
+    await file.sync();
+    const size = (await file.stat()).size;
+    file.close();
+    closed = true;
+    await Deno.rename(tmp, output);
+    return result(size, replayer);
+  } catch (err) {
+    if (!closed) file.close();
+    await Deno.remove(tmp).catch(() => {});
+    throw err;
+  }
+}
+
+/** Fetches a segment's stored bytes ahead of time, or defers a large one to a stream. */
+async function fetchSegment(
+  client: ReplicaClient,
+  seg: WalSegmentInfo,
+): Promise<() => Promise<ReadableStream<Uint8Array>>> {
+  if (seg.size > PREFETCH_MAX_BYTES) return () => client.readWalSegment(seg);
+  const bytes = await new Response(await client.readWalSegment(seg)).bytes();
+  return () => Promise.resolve(ReadableStream.from([bytes]));
+}
+
+/** Passes a database image through, checking its header first and reporting the page size. */
+function checkDbHeader(
+  name: string,
+  onPageSize: (pageSize: number) => void,
+): TransformStream<Uint8Array, Uint8Array> {
+  let head: Uint8Array | undefined = new Uint8Array(0);
+  const check = (bytes: Uint8Array) => {
+    const header = decodeDbHeader(bytes);
+    if (typeof header === "string") throw new CorruptionError(name, header);
+    onPageSize(header.pageSize);
+  };
+  return new TransformStream({
+    transform(chunk, controller) {
+      if (head) {
+        const joined = new Uint8Array(head.length + chunk.length);
+        joined.set(head);
+        joined.set(chunk, head.length);
+        if (joined.length < DB_HEADER_SIZE) {
+          head = joined;
+          return;
+        }
+        check(joined);
+        head = undefined;
+        chunk = joined;
+      }
+      controller.enqueue(chunk);
+    },
+    flush() {
+      if (head) check(head);
+    },
+  });
+}
+
+/** Writes pages into an open database file; pages arrive sorted by number, so seeks are short. */
+function fileSink(file: Deno.FsFile, pageSize: number): PageSink {
+  return {
+    async write(pgno, page) {
+      await file.seek((pgno - 1) * pageSize, Deno.SeekMode.Start);
+      await writeAll((b) => file.write(b), page);
+    },
+    async truncate(pages) {
+      await file.truncate(pages * pageSize);
+    },
+  };
+}
+
+async function writeAll(
+  write: (b: Uint8Array) => Promise<number>,
+  data: Uint8Array,
+): Promise<void> {
+  for (let off = 0; off < data.length;) off += await write(data.subarray(off));
+}
+
+function writeStdout(data: Uint8Array): Promise<void> {
+  return writeAll((b) => Deno.stdout.write(b), data);
+}
+
+/**
+ * Streams the snapshot with the replayed pages substituted, in page order,
+ * for outputs that cannot seek (standard output). Returns the bytes written.
+ */
+async function streamMerged(
+  snapshot: ReadableStream<Uint8Array>,
+  name: string,
+  replayer: WalReplayer,
+  write: (b: Uint8Array) => Promise<void>,
+): Promise<number> {
+  const pages = replayer.pages;
+  const checked = snapshot.pipeThrough(checkDbHeader(name, (ps) => {
+    if (pages && ps !== pages.pageSize) {
+      throw new CorruptionError(
+        name,
+        `database page size ${ps} differs from wal page size ${pages.pageSize}`,
+      );
+    }
+  }));
+  let written = 0;
+  if (!pages || pages.size === undefined) {
+    // No WAL applied: the snapshot is the database, byte for byte.
+    for await (const chunk of checked) {
+      await write(chunk);
+      written += chunk.length;
+    }
+    return written;
+  }
+  const reader = new ByteReader(checked);
+  try {
+    const zero = new Uint8Array(pages.pageSize);
+    let snapshotEnded = false;
+    for (let pgno = 1; pgno <= pages.size; pgno++) {
+      let base: Uint8Array | undefined;
+      if (!snapshotEnded) {
+        const r = await reader.read(pages.pageSize);
+        if (r instanceof Uint8Array) base = r;
+        else snapshotEnded = true;
+      }
+      const page = pages.resolve(pgno);
+      const out = page === "base" ? base ?? zero : page === "zero" ? zero : page;
+      await write(out);
+      written += out.length;
+    }
+    return written;
+  } finally {
+    await reader.cancel();
+  }
+}

@@ -1,0 +1,141 @@
+/**
+ * Replays WAL segments of one generation, in (index, offset) order, into a
+ * `PageMap`, checking everything v0.3.13 leaves to chance: each index starts
+ * at offset 0 with a valid header, offsets chain contiguously, every frame
+ * carries the header's salts and continues the checksum chain, and every
+ * segment ends on a commit. Any failure names the object.
+ *
+ * @module
+ */
+
+import { ByteReader } from "./byte_reader.ts";
+import { CorruptionError } from "./errors.ts";
+import { PageMap, type PageSink } from "./page_map.ts";
+import type { Pos } from "./names.ts";
+import {
+  type Checksum,
+  decodeWalHeader,
+  FRAME_HEADER_SIZE,
+  frameSize,
+  verifyFrame,
+  WAL_HEADER_SIZE,
+  type WalHeader,
+} from "./wal.ts";
+
+/** Default memory budget for page images before flushing to the sink. */
+export const DEFAULT_FLUSH_BYTES = 64 * 1024 * 1024;
+
+/** Applies WAL segments to a page map, flushing to `sink` when one is given. */
+export class WalReplayer {
+  #map: PageMap | undefined;
+  #index = -1;
+  #header: WalHeader | undefined;
+  #checksum: Checksum = [0, 0];
+  #offset = 0;
+  /** Frames applied so far, for reports. */
+  frames = 0;
+
+  /**
+   * @param pageSize the database's page size when known (file mode); otherwise taken from the first WAL header
+   * @param sink where to flush pages when over `flushBytes`; without one, pages stay in memory
+   */
+  constructor(
+    pageSize: number | undefined,
+    readonly sink?: PageSink,
+    readonly flushBytes = DEFAULT_FLUSH_BYTES,
+  ) {
+    if (pageSize !== undefined) this.#map = new PageMap(pageSize);
+  }
+
+  /** The accumulated pages, or undefined when no segment was applied. */
+  get pages(): PageMap | undefined {
+    return this.#map;
+  }
+
+  /** Applies one decompressed segment; `name` identifies the object in errors. */
+  async apply(pos: Pos, name: string, data: ReadableStream<Uint8Array>): Promise<void> {
+    const reader = new ByteReader(data);
+    try {
+      await this.#apply(pos, name, reader);
+    } finally {
+      await reader.cancel();
+    }
+  }
+
+  async #apply(pos: Pos, name: string, reader: ByteReader): Promise<void> {
+    if (pos.index !== this.#index) {
+      if (pos.offset !== 0) {
+        throw new CorruptionError(
+          name,
+          `missing initial wal segment: index ${pos.index} starts at offset ${pos.offset}`,
+        );
+      }
+    } else if (pos.offset !== this.#offset) {
+      throw new CorruptionError(
+        name,
+        `wal segment does not follow the previous one: expected offset ${this.#offset}, found ${pos.offset}`,
+      );
+    }
+
+    let offset = pos.offset;
+    if (offset === 0) {
+      const bytes = await reader.read(WAL_HEADER_SIZE);
+      if (!(bytes instanceof Uint8Array)) {
+        throw new CorruptionError(name, "wal segment is shorter than a wal header");
+      }
+      const header = decodeWalHeader(bytes);
+      if (typeof header === "string") throw new CorruptionError(name, header);
+      this.#map ??= new PageMap(header.pageSize);
+      if (header.pageSize !== this.#map.pageSize) {
+        throw new CorruptionError(
+          name,
+          `wal page size ${header.pageSize} differs from database page size ${this.#map.pageSize}`,
+        );
+      }
+      this.#index = pos.index;
+      this.#header = header;
+      this.#checksum = header.checksum;
+      offset = WAL_HEADER_SIZE;
+    }
+    const header = this.#header!;
+    const map = this.#map!;
+    const size = frameSize(header.pageSize);
+    let uncommittedSince = -1;
+    let frames = 0;
+    while (true) {
+      const frame = await reader.read(size);
+      if (frame === undefined) break;
+      if (!(frame instanceof Uint8Array)) {
+        throw new CorruptionError(
+          name,
+          `truncated frame at wal offset ${offset} (${frame.partial} of ${size} bytes)`,
+        );
+      }
+      const result = verifyFrame(frame, header, this.#checksum);
+      if (typeof result === "string") {
+        throw new CorruptionError(name, `${result} at wal offset ${offset}`);
+      }
+      this.#checksum = result.checksum;
+      map.put(result.header.pgno, frame.subarray(FRAME_HEADER_SIZE));
+      if (uncommittedSince < 0) uncommittedSince = offset;
+      if (result.header.commitSize !== 0) {
+        map.commit(result.header.commitSize);
+        uncommittedSince = -1;
+        if (this.sink && map.bytes >= this.flushBytes) await map.flush(this.sink);
+      }
+      offset += size;
+      frames++;
+    }
+    if (uncommittedSince >= 0) {
+      throw new CorruptionError(
+        name,
+        `wal segment ends inside a transaction (no commit frame after offset ${uncommittedSince})`,
+      );
+    }
+    if (frames === 0 && pos.offset !== 0) {
+      throw new CorruptionError(name, "wal segment holds no frames");
+    }
+    this.frames += frames;
+    this.#offset = offset;
+  }
+}

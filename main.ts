@@ -1,0 +1,94 @@
+/**
+ * The litestream command line: parse the command, dispatch to its module,
+ * print errors as one line and exit with v0.3.13's codes (0 ok, 1 error).
+ *
+ * @module
+ */
+
+import { explainPermission, LitestreamError, UsageError } from "./lib/errors.ts";
+import { VERSION } from "./lib/version.ts";
+
+/** A command module: its usage text and its entry point. */
+interface CommandModule {
+  usage: string;
+  run(args: string[]): Promise<number>;
+}
+
+const COMMANDS: Record<string, () => Promise<CommandModule>> = {
+  databases: () => import("./lib/commands/databases.ts"),
+  generations: () => import("./lib/commands/generations.ts"),
+  replicate: () => import("./lib/commands/replicate.ts"),
+  restore: () => import("./lib/commands/restore.ts"),
+  snapshots: () => import("./lib/commands/snapshots.ts"),
+  validate: () => import("./lib/commands/validate.ts"),
+  wal: () => import("./lib/commands/wal.ts"),
+};
+
+const USAGE = `litestream is a tool for replicating SQLite databases.
+
+Usage:
+
+	litestream <command> [arguments]
+
+The commands are:
+
+	databases    list databases specified in config file
+	generations  list available generations for a database
+	replicate    runs a server to replicate databases
+	restore      recovers database backup from a replica
+	snapshots    list available snapshots for a database
+	validate     checks that replicas restore to the right bytes
+	version      prints the binary version
+	wal          list available WAL files for a database
+`;
+
+/** Runs the CLI with `args` and returns the process exit code. */
+export async function main(args: string[]): Promise<number> {
+  const [name, ...rest] = args;
+  if (!name || name === "help" || name.startsWith("-")) {
+    console.log(USAGE);
+    return 1;
+  }
+  if (name === "version") {
+    console.log(VERSION);
+    return 0;
+  }
+  const load = COMMANDS[name];
+  if (!load) {
+    console.error(`litestream ${name}: unknown command`);
+    return 1;
+  }
+  const command = await load();
+  if (rest.some((a) => a === "-h" || a === "-help" || a === "--help")) {
+    console.log(command.usage);
+    return 1;
+  }
+  try {
+    return await command.run(rest);
+  } catch (caught) {
+    const err = explainPermission(caught);
+    if (err instanceof UsageError) {
+      console.error(`error: ${err.message}`);
+      console.error(command.usage);
+      return 1;
+    }
+    if (err instanceof LitestreamError) {
+      console.error(`error: ${err.message}`);
+      return 1;
+    }
+    if (
+      err instanceof Deno.errors.NotFound || err instanceof Deno.errors.PermissionDenied ||
+      err instanceof Deno.errors.IsADirectory || err instanceof Deno.errors.NotADirectory ||
+      err instanceof Deno.errors.AlreadyExists
+    ) {
+      // Deno's file-system errors already name the operation and the path.
+      console.error(`error: ${(err as Error).message}`);
+      return 1;
+    }
+    throw err;
+  }
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
+}
