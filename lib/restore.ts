@@ -22,6 +22,7 @@ import {
   type RestoreTarget,
 } from "./restore_plan.ts";
 import { DB_HEADER_SIZE, decodeDbHeader } from "./sqlite_header.ts";
+import { writeAll, writeStream } from "./fs.ts";
 import { WalReplayer } from "./wal_replay.ts";
 
 /** A generation listing tied to the replica it came from. */
@@ -164,9 +165,7 @@ export async function restoreDatabase(
   let closed = false;
   try {
     let pageSize = 0;
-    await (await openSnapshot())
-      .pipeThrough(checkDbHeader(snapshotName, (ps) => pageSize = ps))
-      .pipeTo(file.writable, { preventClose: true });
+    await writeStream(file, (await openSnapshot()).pipeThrough(checkDbHeader(snapshotName, (ps) => pageSize = ps)));
     tick(plan.snapshot.size);
     const replayer = new WalReplayer(pageSize, fileSink(file, pageSize));
     await replay(replayer);
@@ -232,7 +231,7 @@ function fileSink(file: Deno.FsFile, pageSize: number): PageSink {
   return {
     async write(pgno, page) {
       await file.seek((pgno - 1) * pageSize, Deno.SeekMode.Start);
-      await writeAll((b) => file.write(b), page);
+      await writeAll(file, page);
     },
     async truncate(pages) {
       await file.truncate(pages * pageSize);
@@ -240,15 +239,8 @@ function fileSink(file: Deno.FsFile, pageSize: number): PageSink {
   };
 }
 
-async function writeAll(
-  write: (b: Uint8Array) => Promise<number>,
-  data: Uint8Array,
-): Promise<void> {
-  for (let off = 0; off < data.length;) off += await write(data.subarray(off));
-}
-
 function writeStdout(data: Uint8Array): Promise<void> {
-  return writeAll((b) => Deno.stdout.write(b), data);
+  return writeAll(Deno.stdout, data);
 }
 
 /**

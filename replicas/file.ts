@@ -8,6 +8,7 @@
 
 import { join } from "node:path";
 import { NotFoundError } from "../lib/errors.ts";
+import { removeIfExists, writeStream } from "../lib/fs.ts";
 import {
   isGeneration,
   parseSnapshotName,
@@ -149,7 +150,7 @@ export class FileReplicaClient implements ReplicaClient {
       mode: this.#fileMode,
     });
     try {
-      await data.pipeTo(file.writable, { preventClose: true });
+      await writeStream(file, data);
       await file.sync();
       const st = await file.stat();
       file.close();
@@ -190,14 +191,5 @@ async function openReadable(path: string): Promise<ReadableStream<Uint8Array>> {
   } catch (err) {
     if (err instanceof Deno.errors.NotFound) throw new NotFoundError(`${path}: object not found`);
     throw err;
-  }
-}
-
-/** Removes a file; a missing file is not an error. */
-export async function removeIfExists(path: string): Promise<void> {
-  try {
-    await Deno.remove(path);
-  } catch (err) {
-    if (!(err instanceof Deno.errors.NotFound)) throw err;
   }
 }

@@ -11,6 +11,7 @@ import { MAX_INDEX } from "../names.ts";
 import { findRestorePlan, restoreDatabase, type RestoreProgress } from "../restore.ts";
 import { CONFIG_FLAGS, loggerFor, onePositional, resolveReplicas } from "./common.ts";
 import { Logger } from "../log.ts";
+import { exists } from "../fs.ts";
 
 /** Usage text of the command. */
 export const usage = `Usage: litestream restore [arguments] DB_PATH|REPLICA_URL
@@ -131,16 +132,6 @@ export async function run(args: string[]): Promise<number> {
     elapsed: `${((performance.now() - started) / 1000).toFixed(2)}s`,
   });
   return 0;
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound) return false;
-    throw err;
-  }
 }
 
 /** Prints one updating progress line on a terminal, at most every 100 ms. */

@@ -1,0 +1,69 @@
+/**
+ * Small concurrency primitives for the replication loops: a mutex, a change
+ * signal that waiters can await, and sleeps that end early on abort.
+ *
+ * @module
+ */
+
+/** A FIFO async mutex. */
+export class Mutex {
+  #tail: Promise<void> = Promise.resolve();
+
+  /** Runs `fn` when every earlier holder has finished. */
+  run<T>(fn: () => Promise<T>): Promise<T> {
+    const result = this.#tail.then(fn);
+    this.#tail = result.then(() => {}, () => {});
+    return result;
+  }
+}
+
+/** A counter of changes that waiters can await ("something changed since version N"). */
+export class ChangeSignal {
+  #version = 0;
+  #waiters: (() => void)[] = [];
+
+  /** The number of changes so far. */
+  get version(): number {
+    return this.#version;
+  }
+
+  /** Records a change and wakes every waiter. */
+  notify(): void {
+    this.#version++;
+    for (const wake of this.#waiters.splice(0)) wake();
+  }
+
+  /** Resolves once the version exceeds `seen`, or when `signal` aborts. */
+  wait(seen: number, signal?: AbortSignal): Promise<void> {
+    if (this.#version > seen || signal?.aborted) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        signal?.removeEventListener("abort", done);
+        this.#waiters = this.#waiters.filter((w) => w !== done);
+        resolve();
+      };
+      this.#waiters.push(done);
+      signal?.addEventListener("abort", done, { once: true });
+    });
+  }
+}
+
+/** Waits `ms` milliseconds, or less when `signal` aborts; never rejects. */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  if (signal?.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener("abort", done, { once: true });
+  });
+}
+
+/** Exponential backoff with full jitter: a random wait in [base, min(max, base·2^attempt)]. */
+export function backoff(attempt: number, baseMs = 1000, maxMs = 60_000): number {
+  const ceiling = Math.min(maxMs, baseMs * 2 ** Math.min(attempt, 30));
+  return baseMs + Math.random() * Math.max(0, ceiling - baseMs);
+}

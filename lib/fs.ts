@@ -1,0 +1,43 @@
+/**
+ * File-writing helpers shared by the replica, restore and shadow WAL code.
+ * They write through `FsFile.write` directly: `FsFile.writable` with
+ * `preventClose` holds back a trailing write under 64 KiB until the stream
+ * closes, which silently truncated files.
+ *
+ * @module
+ */
+
+/** Writes all of `data` at the file's current position. */
+export async function writeAll(file: { write(p: Uint8Array): Promise<number> }, data: Uint8Array): Promise<void> {
+  for (let off = 0; off < data.length;) off += await file.write(data.subarray(off));
+}
+
+/** Copies a stream into an open file at its current position; returns the bytes written. */
+export async function writeStream(file: Deno.FsFile, stream: ReadableStream<Uint8Array>): Promise<number> {
+  let n = 0;
+  for await (const chunk of stream) {
+    await writeAll(file, chunk);
+    n += chunk.length;
+  }
+  return n;
+}
+
+/** True when `path` exists (without following a final symlink). */
+export async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return false;
+    throw err;
+  }
+}
+
+/** Removes a file; a missing file is not an error. */
+export async function removeIfExists(path: string): Promise<void> {
+  try {
+    await Deno.remove(path);
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotFound)) throw err;
+  }
+}

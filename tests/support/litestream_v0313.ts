@@ -1,0 +1,221 @@
+/**
+ * The real Litestream v0.3.13 binary, for interoperability tests.
+ *
+ * The binary comes from the npm package `@flydotio/litestream-linux-x64@1.0.1` and is installed
+ * once into the git-ignored cache `<repo>/.cache/litestream-v0.3.13/`. Test files run in parallel
+ * processes, so the install goes to a private temporary directory that is renamed into place:
+ * a rename is atomic, so the cache directory is either absent or complete.
+ *
+ * @module
+ */
+
+import { fileURLToPath } from "node:url";
+
+/** Absolute path of the repository root (derived from this file, not from the cwd). */
+export const REPO_ROOT: string = fileURLToPath(new URL("../../", import.meta.url)).replace(
+  /\/$/,
+  "",
+);
+
+const PACKAGE = "@flydotio/litestream-linux-x64@1.0.1";
+const EXPECTED_VERSION = "v0.3.13";
+const CACHE_PARENT = `${REPO_ROOT}/.cache`;
+const CACHE_DIR = `${CACHE_PARENT}/litestream-v0.3.13`;
+const BIN_IN_PREFIX = "node_modules/@flydotio/litestream-linux-x64/litestream";
+
+/** Memoised per process so concurrent callers in one test file share one install. */
+let binaryPromise: Promise<string> | undefined;
+
+/**
+ * Returns the absolute path of the Litestream v0.3.13 binary, installing it on first use.
+ * Safe to call concurrently from several processes. Throws if the binary does not report v0.3.13.
+ */
+export function litestreamV0313(): Promise<string> {
+  if (!binaryPromise) {
+    const attempt = locateOrInstall();
+    binaryPromise = attempt;
+    // A failed install should not poison later calls in the same process.
+    attempt.catch(() => {
+      if (binaryPromise === attempt) binaryPromise = undefined;
+    });
+  }
+  return binaryPromise;
+}
+
+async function locateOrInstall(): Promise<string> {
+  const bin = `${CACHE_DIR}/${BIN_IN_PREFIX}`;
+  if (await reportsExpectedVersion(bin)) return bin;
+
+  await Deno.mkdir(CACHE_PARENT, { recursive: true });
+  // Same filesystem as the cache so the final rename is atomic.
+  const staging = await Deno.makeTempDir({ dir: CACHE_PARENT, prefix: "litestream-v0.3.13.tmp-" });
+  try {
+    const npm = await new Deno.Command("npm", {
+      args: ["install", "--prefix", staging, "--no-audit", "--no-fund", "--silent", PACKAGE],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    if (!npm.success) {
+      throw new Error(
+        `npm install ${PACKAGE} failed (exit ${npm.code}): ${new TextDecoder().decode(npm.stderr)}`,
+      );
+    }
+    const stagedBin = `${staging}/${BIN_IN_PREFIX}`;
+    if (!(await reportsExpectedVersion(stagedBin))) {
+      throw new Error(`${stagedBin} does not report ${EXPECTED_VERSION}`);
+    }
+    try {
+      await Deno.rename(staging, CACHE_DIR);
+    } catch (err) {
+      // Usually another process won the race, and its complete install is as good as ours.
+      if (!(await reportsExpectedVersion(bin))) {
+        // Otherwise something that is not a working install occupies the cache path (the
+        // rename protocol never leaves a partial one): replace it.
+        await Deno.remove(CACHE_DIR, { recursive: true }).catch(() => {});
+        await Deno.rename(staging, CACHE_DIR).catch((again) => {
+          throw new Error(`cannot move ${staging} to ${CACHE_DIR}: ${again}`, { cause: err });
+        });
+      }
+    }
+  } finally {
+    await Deno.remove(staging, { recursive: true }).catch(() => {});
+  }
+
+  if (!(await reportsExpectedVersion(bin))) {
+    throw new Error(`installed ${bin} but it does not report ${EXPECTED_VERSION}`);
+  }
+  return bin;
+}
+
+async function reportsExpectedVersion(bin: string): Promise<boolean> {
+  try {
+    const out = await new Deno.Command(bin, { args: ["version"], stdout: "piped", stderr: "null" })
+      .output();
+    return out.success && new TextDecoder().decode(out.stdout).trim() === EXPECTED_VERSION;
+  } catch {
+    return false; // missing or not executable
+  }
+}
+
+/** Result of a one-shot v0.3.13 command. */
+export interface CommandResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs `litestream restore ARGS...` with v0.3.13 and returns its exit code and output.
+ * Never throws for a non-zero exit: callers assert on `code`.
+ */
+export async function v0313Restore(
+  args: string[],
+  options: { cwd?: string } = {},
+): Promise<CommandResult> {
+  const bin = await litestreamV0313();
+  const out = await new Deno.Command(bin, {
+    args: ["restore", ...args],
+    cwd: options.cwd,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+/** A running `litestream replicate` (v0.3.13) whose stdout and stderr go to a log file. */
+export interface V0313Replicate extends AsyncDisposable {
+  /** Process id of the litestream process itself. */
+  readonly pid: number;
+  /** File receiving the process's combined stdout and stderr. */
+  readonly logPath: string;
+  /** Resolves with the exit status whenever the process ends. */
+  readonly status: Promise<Deno.CommandStatus>;
+  /** Whether the process has exited (for whatever reason). */
+  readonly exited: boolean;
+  /** Current contents of the log. */
+  log(): Promise<string>;
+  /**
+   * Sends SIGTERM (v0.3.13 then runs a final sync) and resolves with the exit status. Throws,
+   * quoting the log, if it does not exit within `timeoutMs` (it is then SIGKILLed).
+   *
+   * A non-zero exit is returned, not thrown: v0.3.13 exits 1 when its shutdown sync decides to
+   * checkpoint (`checkpoint: mode=PASSIVE err=release read lock: context canceled`), after the
+   * replica is already up to date, so callers decide what is acceptable.
+   */
+  stop(timeoutMs?: number): Promise<Deno.CommandStatus>;
+}
+
+/**
+ * Starts `litestream replicate -config CONFIG` (v0.3.13). Output goes to `logPath`
+ * (default: the config path plus `.log`), appended so restarts keep earlier output.
+ */
+export async function startV0313Replicate(
+  configPath: string,
+  options: { logPath?: string; cwd?: string } = {},
+): Promise<V0313Replicate> {
+  const bin = await litestreamV0313();
+  const logPath = options.logPath ?? `${configPath}.log`;
+  // `exec` makes the shell become litestream, so SIGTERM reaches litestream itself, and the child
+  // writes its log file directly (nothing in this process has to pump pipes).
+  const child = new Deno.Command("/bin/sh", {
+    args: [
+      "-c",
+      'exec "$0" replicate -config "$1" >>"$2" 2>&1',
+      bin,
+      configPath,
+      logPath,
+    ],
+    cwd: options.cwd,
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+
+  let exited = false;
+  const status = child.status.then((s) => {
+    exited = true;
+    return s;
+  });
+  const log = () => Deno.readTextFile(logPath).catch(() => "");
+
+  async function stop(timeoutMs = 15_000): Promise<Deno.CommandStatus> {
+    if (!exited) {
+      try {
+        child.kill("SIGTERM");
+      } catch {
+        // Exited between the check and the kill; `status` reports how.
+      }
+    }
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timedOut = new Promise<"timeout">((resolve) => {
+      timer = setTimeout(() => resolve("timeout"), timeoutMs);
+    });
+    const result = await Promise.race([status, timedOut]);
+    clearTimeout(timer);
+    if (result === "timeout") {
+      child.kill("SIGKILL");
+      await status;
+      throw new Error(
+        `litestream v0.3.13 did not exit within ${timeoutMs} ms of SIGTERM; log:\n${await log()}`,
+      );
+    }
+    return result;
+  }
+
+  return {
+    pid: child.pid,
+    logPath,
+    status,
+    get exited() {
+      return exited;
+    },
+    log,
+    stop,
+    async [Symbol.asyncDispose]() {
+      if (!exited) await stop().catch(() => {});
+      await status;
+    },
+  };
+}
