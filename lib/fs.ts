@@ -8,12 +8,18 @@
  */
 
 /** Writes all of `data` at the file's current position. */
-export async function writeAll(file: { write(p: Uint8Array): Promise<number> }, data: Uint8Array): Promise<void> {
+export async function writeAll(
+  file: { write(p: Uint8Array): Promise<number> },
+  data: Uint8Array,
+): Promise<void> {
   for (let off = 0; off < data.length;) off += await file.write(data.subarray(off));
 }
 
 /** Copies a stream into an open file at its current position; returns the bytes written. */
-export async function writeStream(file: Deno.FsFile, stream: ReadableStream<Uint8Array>): Promise<number> {
+export async function writeStream(
+  file: Deno.FsFile,
+  stream: ReadableStream<Uint8Array>,
+): Promise<number> {
   let n = 0;
   for await (const chunk of stream) {
     await writeAll(file, chunk);
@@ -39,5 +45,27 @@ export async function removeIfExists(path: string): Promise<void> {
     await Deno.remove(path);
   } catch (err) {
     if (!(err instanceof Deno.errors.NotFound)) throw err;
+  }
+}
+
+/** Reads up to `buf.length` bytes at `offset`; returns how many were read (fewer only at end of file). */
+export async function readAt(file: Deno.FsFile, offset: number, buf: Uint8Array): Promise<number> {
+  await file.seek(offset, Deno.SeekMode.Start);
+  let n = 0;
+  while (n < buf.length) {
+    const r = await file.read(buf.subarray(n));
+    if (r === null) break;
+    n += r;
+  }
+  return n;
+}
+
+/** Lists a directory; a missing directory lists as empty. */
+export async function readDirOrEmpty(dir: string): Promise<Deno.DirEntry[]> {
+  try {
+    return await Array.fromAsync(Deno.readDir(dir));
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return [];
+    throw err;
   }
 }

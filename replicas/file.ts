@@ -8,7 +8,7 @@
 
 import { join } from "node:path";
 import { NotFoundError } from "../lib/errors.ts";
-import { removeIfExists, writeStream } from "../lib/fs.ts";
+import { readDirOrEmpty, removeIfExists, writeStream } from "../lib/fs.ts";
 import {
   isGeneration,
   parseSnapshotName,
@@ -163,15 +163,6 @@ export class FileReplicaClient implements ReplicaClient {
       await removeIfExists(tmp);
       throw err;
     }
-  }
-}
-
-async function readDirOrEmpty(dir: string): Promise<Deno.DirEntry[]> {
-  try {
-    return await Array.fromAsync(Deno.readDir(dir));
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound) return [];
-    throw err;
   }
 }
 

@@ -1,0 +1,530 @@
+/**
+ * The database monitor: owns one SQLite database's replication state. It
+ * holds a long read transaction so only it can checkpoint, copies committed
+ * WAL frames into shadow WAL files (one per WAL incarnation, or "index"),
+ * decides checkpoints, and starts a new generation whenever continuity with
+ * the previous frames cannot be proven. Layout and rules follow Litestream
+ * v0.3.13 (spec §3, §4, §10).
+ *
+ * @module
+ */
+
+import { basename, dirname, join } from "node:path";
+import { ChangeSignal, Mutex } from "./async.ts";
+import { LitestreamError } from "./errors.ts";
+import { readAt, readDirOrEmpty, removeIfExists } from "./fs.ts";
+import type { Logger } from "./log.ts";
+import { hex8, isGeneration, MAX_INDEX, newGeneration, type Pos } from "./names.ts";
+import {
+  copyCommittedFrames,
+  createShadow,
+  openShadow,
+  readWalHeaderBytes,
+  type ShadowState,
+} from "./shadow_wal.ts";
+import { type Database as Sqlite, openDatabase } from "./sqlite/mod.ts";
+import { decodeDbHeader } from "./sqlite_header.ts";
+import { frameAlign, frameSize, WAL_HEADER_SIZE } from "./wal.ts";
+
+/** SQLite checkpoint modes Litestream uses. */
+export type CheckpointMode = "PASSIVE" | "RESTART" | "TRUNCATE";
+
+/** Settings of a monitored database (intervals in milliseconds). */
+export interface DbSettings {
+  path: string;
+  metaPath?: string;
+  checkpointInterval: number;
+  minCheckpointPageCount: number;
+  maxCheckpointPageCount: number;
+  truncatePageCount: number;
+}
+
+/** Something that has a replication position (a replica), for shadow clean-up. */
+export interface PositionHolder {
+  pos(): Pos | undefined;
+}
+
+/** Counters for metrics and tests. */
+export interface DbStats {
+  syncs: number;
+  syncErrors: number;
+  walBytes: number;
+  checkpoints: Record<CheckpointMode, number>;
+  generations: number;
+}
+
+const SEQ_UPSERT =
+  "INSERT INTO _litestream_seq (id, seq) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET seq = seq + 1";
+
+/** The default meta directory of a database: `.<name>-litestream` beside it. */
+export function defaultMetaPath(dbPath: string): string {
+  return join(dirname(dbPath), `.${basename(dbPath)}-litestream`);
+}
+
+/** One monitored database. */
+export class DB {
+  readonly path: string;
+  readonly walPath: string;
+  readonly metaPath: string;
+  /** Notified whenever the shadow WAL grows or moves (new index or generation). */
+  readonly changed = new ChangeSignal();
+  /** Replicas whose positions bound shadow clean-up. */
+  readonly replicas: PositionHolder[] = [];
+  readonly stats: DbStats = {
+    syncs: 0,
+    syncErrors: 0,
+    walBytes: 0,
+    checkpoints: { PASSIVE: 0, RESTART: 0, TRUNCATE: 0 },
+    generations: 0,
+  };
+  /** Page size, known once initialised. */
+  pageSize = 0;
+
+  #conn: Sqlite | undefined;
+  #rtx: Sqlite | undefined;
+  /** Long-lived descriptor on the database file: closing any descriptor would drop SQLite's POSIX locks (§10.1). */
+  #file: Deno.FsFile | undefined;
+  #generation: string | undefined;
+  #shadow: ShadowState | undefined;
+  #fileMode = 0o600;
+  #dirMode = 0o700;
+  #cleanedBelow = 0;
+  #snapshots = 0;
+  readonly #mutex = new Mutex();
+  readonly #snapshotLock = new Mutex();
+
+  /** Creates a monitor; nothing is opened until the first `sync()` finds the database. */
+  constructor(readonly settings: DbSettings, readonly log: Logger) {
+    this.path = settings.path;
+    this.walPath = `${settings.path}-wal`;
+    this.metaPath = settings.metaPath ?? defaultMetaPath(settings.path);
+  }
+
+  /** The current generation, once one exists. */
+  get generation(): string | undefined {
+    return this.#generation;
+  }
+
+  /** The SQLite driver in use, once initialised. */
+  get driver(): string | undefined {
+    return this.#conn?.driver;
+  }
+
+  /** Mode for files Litestream writes for this database (the database file's mode). */
+  get fileMode(): number {
+    return this.#fileMode;
+  }
+
+  /** Mode for directories Litestream creates (the database directory's mode). */
+  get dirMode(): number {
+    return this.#dirMode;
+  }
+
+  /** The position up to which the shadow WAL holds committed frames. */
+  pos(): Pos | undefined {
+    if (!this.#generation || !this.#shadow) return undefined;
+    return { generation: this.#generation, index: this.#shadow.index, offset: this.#shadow.size };
+  }
+
+  /** Path of the shadow WAL file for `index` in `generation`. */
+  shadowPath(generation: string, index: number): string {
+    return join(this.metaPath, "generations", generation, "wal", `${hex8(index)}.wal`);
+  }
+
+  /** One monitor tick: initialise if needed, copy new frames, checkpoint when due, clean up. */
+  async sync(): Promise<void> {
+    try {
+      await this.#mutex.run(() => this.#sync());
+      this.stats.syncs++;
+    } catch (err) {
+      this.stats.syncErrors++;
+      throw err;
+    }
+  }
+
+  /**
+   * Runs `fn` with a consistent snapshot of the database file: everything
+   * committed is in the shadow WAL first (so a restore of this snapshot plus
+   * its index's WAL is never torn), and checkpoints wait until `fn` is done.
+   */
+  snapshot<T>(fn: (pos: Pos, data: ReadableStream<Uint8Array>) => Promise<T>): Promise<T> {
+    return this.#snapshotLock.run(async () => {
+      const pos = await this.#mutex.run(async () => {
+        await this.#sync();
+        if (!this.#conn) throw new LitestreamError(`${this.path}: database does not exist yet`);
+        // Bounded by our read transaction, so the file holds nothing beyond the shadow WAL.
+        await this.#conn.queryRow("PRAGMA wal_checkpoint(PASSIVE)");
+        this.#snapshots++;
+        return this.pos();
+      });
+      try {
+        if (!pos) throw new LitestreamError(`${this.path}: no generation available`);
+        return await fn(pos, this.#readDatabaseFile());
+      } finally {
+        this.#snapshots--;
+      }
+    });
+  }
+
+  /** Starts a new generation now, e.g. when a replica cannot continue the current one. */
+  async restartGeneration(reason: string): Promise<void> {
+    await this.#mutex.run(async () => {
+      if (this.#conn) await this.#newGeneration(reason);
+    });
+    this.changed.notify();
+  }
+
+  /** Releases the read transaction and closes connections and the database descriptor. */
+  async close(): Promise<void> {
+    await this.#mutex.run(async () => {
+      if (!this.#conn) return;
+      await this.#rtx?.exec("ROLLBACK").catch(() => {});
+      await this.#rtx?.close();
+      await this.#conn.close();
+      // Only after SQLite has closed: closing this descriptor releases the process's locks on the file.
+      this.#file?.close();
+      this.#conn = this.#rtx = this.#file = undefined;
+    });
+  }
+
+  async #sync(): Promise<void> {
+    if (!this.#conn && !await this.#init()) return;
+    const conn = this.#conn!;
+    const walHeader = await readWalHeaderBytes(this.walPath);
+    if (!walHeader) await conn.exec(SEQ_UPSERT); // makes SQLite create a WAL with a header and a frame
+    let changed = false;
+    const check = await this.#verify();
+    if (check.reason) {
+      await this.#newGeneration(check.reason);
+      changed = true;
+    } else {
+      const copy = await copyCommittedFrames(this.walPath, this.#shadow!);
+      this.stats.walBytes += copy.copied;
+      changed = copy.copied > 0;
+      if (check.restart) changed = await this.#handleRestart() || changed;
+    }
+    const mode = this.#snapshots === 0 ? await this.#checkpointMode() : undefined;
+    if (mode) {
+      await this.#checkpoint(mode);
+      changed = true;
+    }
+    await this.#cleanShadows();
+    if (changed) this.changed.notify();
+  }
+
+  /** Opens the database for replication; returns false while it does not exist. */
+  async #init(): Promise<boolean> {
+    let st: Deno.FileInfo;
+    try {
+      st = await Deno.stat(this.path);
+    } catch (err) {
+      if (err instanceof Deno.errors.NotFound) return false;
+      throw err;
+    }
+    if (st.isDirectory) throw new LitestreamError(`${this.path}: is a directory, not a database`);
+    if (st.size > 0) await this.#checkHeader();
+    this.#fileMode = (st.mode ?? 0o600) & 0o777;
+    this.#dirMode = ((await Deno.stat(dirname(this.path))).mode ?? 0o700) & 0o777;
+
+    const conn = await openDatabase(this.path, { busyTimeoutMs: 1000 });
+    const rtx = await openDatabase(this.path, { busyTimeoutMs: 1000 }).catch(async (err) => {
+      await conn.close();
+      throw err;
+    });
+    try {
+      for (const c of [conn, rtx]) {
+        if (c.canPersistWal) await c.setPersistWal(true);
+        await c.exec("PRAGMA wal_autocheckpoint = 0");
+      }
+      if (!conn.canPersistWal) {
+        this.log.warn(
+          "sqlite driver cannot keep the WAL on close; a restart may begin a new generation",
+          {
+            driver: conn.driver,
+          },
+        );
+      }
+      const [mode] = await conn.queryRow("PRAGMA journal_mode") ?? [];
+      if (mode !== "wal") {
+        const [now] = await conn.queryRow("PRAGMA journal_mode = wal") ?? [];
+        if (now !== "wal") {
+          throw new LitestreamError(`${this.path}: enable wal failed (journal mode is ${now})`);
+        }
+        this.log.info("switched database to WAL journal mode", { from: mode });
+      }
+      await conn.exec(
+        "CREATE TABLE IF NOT EXISTS _litestream_seq (id INTEGER PRIMARY KEY, seq INTEGER)",
+      );
+      await conn.exec("CREATE TABLE IF NOT EXISTS _litestream_lock (id INTEGER)");
+      this.#file = await Deno.open(this.path, { read: true });
+      this.#conn = conn;
+      this.#rtx = rtx;
+      await this.#acquireReadTx();
+      this.pageSize = Number((await conn.queryRow("PRAGMA page_size"))![0]);
+    } catch (err) {
+      await rtx.close().catch(() => {});
+      await conn.close().catch(() => {});
+      this.#conn = this.#rtx = undefined;
+      throw err;
+    }
+    await Deno.mkdir(this.metaPath, { recursive: true, mode: this.#dirMode });
+    await this.#loadGeneration();
+    await this.#cleanGenerations();
+    this.log.info("initialized db", { path: this.path, driver: conn.driver });
+    return true;
+  }
+
+  /** Refuses a file that is not an SQLite database, before SQLite touches it. */
+  async #checkHeader(): Promise<void> {
+    // Safe to open and close here: no SQLite connection of this process holds locks on the file yet.
+    const file = await Deno.open(this.path, { read: true });
+    try {
+      const head = new Uint8Array(100);
+      const header = decodeDbHeader(head.subarray(0, await readAt(file, 0, head)));
+      if (typeof header === "string") throw new LitestreamError(`${this.path}: ${header}`);
+    } finally {
+      file.close();
+    }
+  }
+
+  /** Resumes the generation recorded in the meta directory when its shadow WAL still matches the real WAL. */
+  async #loadGeneration(): Promise<void> {
+    const file = join(this.metaPath, "generation");
+    const name = (await Deno.readTextFile(file).catch(() => "")).trim();
+    if (!isGeneration(name)) return;
+    const walDir = join(this.metaPath, "generations", name, "wal");
+    let index = -1;
+    for (const e of await readDirOrEmpty(walDir)) {
+      const m = /^([0-9a-f]{8})\.wal$/.exec(e.name);
+      if (m) index = Math.max(index, parseInt(m[1], 16));
+    }
+    const shadow = index < 0
+      ? "no shadow wal"
+      : await openShadow(this.shadowPath(name, index), index);
+    const walHeader = await readWalHeaderBytes(this.walPath);
+    const problem = typeof shadow === "string"
+      ? shadow
+      : !walHeader
+      ? "primary wal header missing"
+      : !equalBytes(walHeader, shadow.headerBytes)
+      ? "wal header mismatch"
+      : undefined;
+    if (problem) {
+      this.log.warn("init: cannot determine last wal position, clearing generation", {
+        reason: problem,
+      });
+      await removeIfExists(file);
+      return;
+    }
+    this.#generation = name;
+    this.#shadow = shadow as ShadowState;
+  }
+
+  /** Continuity checks of spec §4.5; a reason means a new generation is needed. */
+  async #verify(): Promise<{ reason?: string; restart?: boolean }> {
+    const shadow = this.#shadow;
+    if (!this.#generation || !shadow) return { reason: "no generation exists" };
+    if (shadow.index >= MAX_INDEX) return { reason: "max index exceeded" };
+    const st = await Deno.stat(shadow.path).catch(() => undefined);
+    if (!st) return { reason: "no shadow wal" };
+    if (st.size !== shadow.size) return { reason: "shadow wal changed by another process" };
+    const walSt = await Deno.stat(this.walPath).catch(() => undefined);
+    const walHeader = await readWalHeaderBytes(this.walPath);
+    if (!walSt || !walHeader) return { reason: "primary wal header missing" };
+    if (shadow.size > frameAlign(walSt.size, this.pageSize)) {
+      return { reason: "wal truncated by another process" };
+    }
+    const restart = !equalBytes(walHeader, shadow.headerBytes);
+    if (restart && shadow.size === WAL_HEADER_SIZE) {
+      return { reason: "wal header only, mismatched" };
+    }
+    if (shadow.size > WAL_HEADER_SIZE && !await this.#lastFrameMatches(shadow)) {
+      return { reason: "wal overwritten by another process" };
+    }
+    return { restart };
+  }
+
+  /** True when the shadow's last frame is still, byte for byte, in the real WAL. */
+  async #lastFrameMatches(shadow: ShadowState): Promise<boolean> {
+    const size = frameSize(this.pageSize);
+    const at = shadow.size - size;
+    const [a, b] = [new Uint8Array(size), new Uint8Array(size)];
+    const read = async (path: string, buf: Uint8Array) => {
+      const f = await Deno.open(path, { read: true });
+      try {
+        return await readAt(f, at, buf);
+      } finally {
+        f.close();
+      }
+    };
+    return await read(shadow.path, a) === size && await read(this.walPath, b) === size &&
+      equalBytes(a, b);
+  }
+
+  /** Starts a new generation from the current real WAL (header and committed frames). */
+  async #newGeneration(reason: string): Promise<void> {
+    const generation = newGeneration();
+    await Deno.mkdir(join(this.metaPath, "generations", generation, "wal"), {
+      recursive: true,
+      mode: this.#dirMode,
+    });
+    const { shadow, copy } = await createShadow(
+      this.walPath,
+      this.shadowPath(generation, 0),
+      0,
+      this.#fileMode,
+    );
+    this.stats.walBytes += copy.copied;
+    const file = join(this.metaPath, "generation");
+    const tmp = `${file}.tmp`;
+    await Deno.writeTextFile(tmp, `${generation}\n`, { mode: this.#fileMode });
+    await Deno.rename(tmp, file);
+    this.#generation = generation;
+    this.#shadow = shadow;
+    this.#cleanedBelow = 0;
+    this.stats.generations++;
+    this.log.info("sync: new generation", { generation, reason });
+    await this.#cleanGenerations();
+  }
+
+  /**
+   * Moves to the next index after the real WAL restarted, holding SQLite's
+   * write lock so the WAL cannot move meanwhile. Old frames still physically
+   * present are copied first. If the new WAL already covers bytes beyond the
+   * old shadow's end, frames we never saw may have been overwritten: that
+   * cannot be proven continuous, so a new generation starts instead.
+   * Returns whether anything changed.
+   */
+  async #handleRestart(): Promise<boolean> {
+    return await this.#withWriteLock(async () => {
+      const old = this.#shadow!;
+      this.stats.walBytes += (await copyCommittedFrames(this.walPath, old)).copied;
+      const header = await readWalHeaderBytes(this.walPath);
+      if (header && equalBytes(header, old.headerBytes)) return false;
+      if (old.index + 1 >= MAX_INDEX) {
+        await this.#newGeneration("max index exceeded");
+        return true;
+      }
+      const path = this.shadowPath(this.#generation!, old.index + 1);
+      const { shadow, copy } = await createShadow(
+        this.walPath,
+        path,
+        old.index + 1,
+        this.#fileMode,
+      );
+      if (copy.chainEnd > old.size) {
+        await removeIfExists(path);
+        await this.#newGeneration("wal restarted over frames that were not copied");
+        return true;
+      }
+      this.stats.walBytes += copy.copied;
+      this.#shadow = shadow;
+      return true;
+    });
+  }
+
+  /** Runs `fn` while holding SQLite's write lock (an uncommitted insert into `_litestream_lock`). */
+  async #withWriteLock<T>(fn: () => Promise<T>): Promise<T> {
+    const conn = this.#conn!;
+    await conn.exec("BEGIN");
+    try {
+      await conn.exec("INSERT INTO _litestream_lock (id) VALUES (1)");
+      return await fn();
+    } finally {
+      await conn.exec("ROLLBACK");
+    }
+  }
+
+  async #acquireReadTx(): Promise<void> {
+    await this.#rtx!.exec("BEGIN");
+    await this.#rtx!.queryRow("SELECT COUNT(1) FROM _litestream_seq");
+  }
+
+  /** Which checkpoint is due, by v0.3.13's policy (spec §4.9). */
+  async #checkpointMode(): Promise<CheckpointMode | undefined> {
+    const s = this.settings;
+    const shadowSize = this.#shadow!.size;
+    const walSize = (n: number) => WAL_HEADER_SIZE + n * frameSize(this.pageSize);
+    const realSize = frameAlign(
+      (await Deno.stat(this.walPath).catch(() => ({ size: 0 }))).size,
+      this.pageSize,
+    );
+    if (s.truncatePageCount > 0 && realSize >= walSize(s.truncatePageCount)) return "TRUNCATE";
+    if (s.maxCheckpointPageCount > 0 && shadowSize >= walSize(s.maxCheckpointPageCount)) {
+      return "RESTART";
+    }
+    if (shadowSize >= walSize(s.minCheckpointPageCount)) return "PASSIVE";
+    if (s.checkpointInterval > 0 && shadowSize > walSize(1)) {
+      const mtime = (await Deno.stat(this.path)).mtime?.getTime() ?? 0;
+      if (Date.now() - mtime > s.checkpointInterval) return "PASSIVE";
+    }
+    return undefined;
+  }
+
+  /**
+   * Checkpoints with our read transaction released, then forces the WAL to
+   * restart now (the `_litestream_seq` write) and moves to the next index.
+   */
+  async #checkpoint(mode: CheckpointMode): Promise<void> {
+    const conn = this.#conn!;
+    this.stats.walBytes += (await copyCommittedFrames(this.walPath, this.#shadow!)).copied;
+    await this.#rtx!.exec("ROLLBACK");
+    let result;
+    try {
+      result = await conn.queryRow(`PRAGMA wal_checkpoint(${mode})`);
+    } finally {
+      await this.#acquireReadTx();
+    }
+    this.stats.checkpoints[mode]++;
+    this.log.debug("checkpoint", { mode, result: result?.join(",") });
+    await conn.exec(SEQ_UPSERT);
+    const header = await readWalHeaderBytes(this.walPath);
+    if (!header || !equalBytes(header, this.#shadow!.headerBytes)) await this.#handleRestart();
+  }
+
+  /** Removes other generations' shadow directories. */
+  async #cleanGenerations(): Promise<void> {
+    const dir = join(this.metaPath, "generations");
+    for (const e of await readDirOrEmpty(dir)) {
+      if (e.name !== this.#generation) {
+        await Deno.remove(join(dir, e.name), { recursive: true }).catch(() => {});
+      }
+    }
+  }
+
+  /** Removes shadow WAL files every replica has passed (keeping one older, as v0.3.13 does). */
+  async #cleanShadows(): Promise<void> {
+    if (this.replicas.length === 0 || !this.#generation) return;
+    const gen = this.#generation;
+    const min = Math.min(...this.replicas.map((r) => {
+      const p = r.pos();
+      return p && p.generation === gen ? p.index : 0;
+    }));
+    if (min - 1 <= this.#cleanedBelow) return;
+    for (let i = this.#cleanedBelow; i < min - 1; i++) {
+      await removeIfExists(this.shadowPath(gen, i));
+    }
+    this.#cleanedBelow = min - 1;
+  }
+
+  /** Streams the database file through the long-lived descriptor (never closed here). */
+  #readDatabaseFile(): ReadableStream<Uint8Array> {
+    const file = this.#file!;
+    let offset = 0;
+    return new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        const buf = new Uint8Array(1024 * 1024);
+        const n = await readAt(file, offset, buf);
+        offset += n;
+        if (n > 0) controller.enqueue(n === buf.length ? buf : buf.slice(0, n));
+        if (n < buf.length) controller.close();
+      },
+    });
+  }
+}
+
+function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}

@@ -1,0 +1,350 @@
+/**
+ * A replica of one database: ships the shadow WAL to a `ReplicaClient` as
+ * LZ4-compressed segments (one per index per sync, each ending on a commit),
+ * takes snapshots, and enforces retention. Its position says what the
+ * replica already holds.
+ *
+ * @module
+ */
+
+import { backoff, Mutex, sleep } from "./async.ts";
+import type { DB, PositionHolder } from "./db.ts";
+import { LitestreamError } from "./errors.ts";
+import { readAt } from "./fs.ts";
+import type { Logger } from "./log.ts";
+import { lz4FrameDecoder, lz4FrameEncoder } from "./lz4/frame.ts";
+import { comparePos, formatPos, type Pos } from "./names.ts";
+import type { ReplicaClient, SnapshotInfo } from "./replica_client.ts";
+import { decodeFrameHeader, decodeWalHeader, frameSize, WAL_HEADER_SIZE } from "./wal.ts";
+
+/** Replica timing settings (milliseconds). */
+export interface ReplicaSettings {
+  name: string;
+  syncInterval: number;
+  snapshotInterval: number;
+  retention: number;
+  retentionCheckInterval: number;
+}
+
+/** Counters for metrics and tests. */
+export interface ReplicaStats {
+  segments: number;
+  walBytes: number;
+  snapshots: number;
+  syncErrors: number;
+}
+
+/** A local shadow file a replica needs is gone; the replica recovers with a snapshot. */
+class ShadowMissing extends LitestreamError {}
+
+/** One replica of one database. */
+export class Replica implements PositionHolder {
+  readonly stats: ReplicaStats = { segments: 0, walBytes: 0, snapshots: 0, syncErrors: 0 };
+  #pos: Pos | undefined;
+  readonly #mutex = new Mutex();
+
+  /** Creates a replica of `db` stored through `client`. */
+  constructor(
+    readonly db: DB,
+    readonly client: ReplicaClient,
+    readonly settings: ReplicaSettings,
+    readonly log: Logger,
+  ) {}
+
+  /** The name from the config (`file`, `s3`, …). */
+  get name(): string {
+    return this.settings.name;
+  }
+
+  /** What the replica holds: the end of the last uploaded segment. */
+  pos(): Pos | undefined {
+    return this.#pos;
+  }
+
+  /** Uploads everything the shadow WAL holds beyond the replica's position. */
+  sync(): Promise<void> {
+    return this.#mutex.run(() => this.#sync());
+  }
+
+  /** Takes a snapshot now (after shipping the WAL it depends on). */
+  snapshot(): Promise<SnapshotInfo> {
+    return this.#mutex.run(() => this.#snapshot());
+  }
+
+  async #sync(): Promise<void> {
+    const dpos = this.db.pos();
+    if (!dpos) return;
+    if (this.#pos?.generation !== dpos.generation && !await this.#resume(dpos)) return;
+    try {
+      await this.#uploadWal();
+    } catch (err) {
+      if (!(err instanceof ShadowMissing)) throw err;
+      this.log.warn("shadow wal needed by replica is gone, taking a snapshot", {
+        reason: err.message,
+      });
+      await this.#snapshot();
+    }
+  }
+
+  /**
+   * Finds the replica's position in the database's generation from its
+   * objects. Returns false when a snapshot was taken instead (it sets the position).
+   */
+  async #resume(dpos: Pos): Promise<boolean> {
+    const { generation } = dpos;
+    const snapshots = await this.client.snapshots(generation);
+    if (snapshots.length === 0) {
+      await this.#snapshot();
+      return false;
+    }
+    const last = (await this.client.walSegments(generation)).at(-1);
+    let pos: Pos = { generation, index: snapshots.at(-1)!.index, offset: 0 };
+    if (last) {
+      const data = (await this.client.readWalSegment(last)).pipeThrough(
+        lz4FrameDecoder(this.client.describe("wal", last)),
+      );
+      let n = 0;
+      for await (const chunk of data) n += chunk.length;
+      pos = { generation, index: last.index, offset: last.offset + n };
+    }
+    if (comparePos(pos, dpos) > 0) {
+      // The replica holds frames the local shadow does not: continuing would leave a gap or overlap.
+      await this.db.restartGeneration(
+        `replica ${this.name} is ahead of the local shadow wal (${formatPos(pos)})`,
+      );
+      return false;
+    }
+    this.#pos = pos;
+    return true;
+  }
+
+  /** Uploads shadow WAL bytes from the position to the database's current position. */
+  async #uploadWal(): Promise<void> {
+    while (this.#pos) {
+      const pos = this.#pos;
+      const dpos = this.db.pos();
+      if (!dpos || dpos.generation !== pos.generation) return;
+      const end = pos.index === dpos.index ? dpos.offset : await this.#shadowSize(pos);
+      if (end > pos.offset) {
+        await this.#uploadSegment(pos, end);
+        this.#pos = { ...pos, offset: end };
+      } else if (pos.index < dpos.index) {
+        this.#pos = { generation: pos.generation, index: pos.index + 1, offset: 0 };
+      } else {
+        return;
+      }
+    }
+  }
+
+  async #shadowSize(pos: Pos): Promise<number> {
+    try {
+      return (await Deno.stat(this.db.shadowPath(pos.generation, pos.index))).size;
+    } catch (err) {
+      if (err instanceof Deno.errors.NotFound) {
+        throw new ShadowMissing(`no shadow wal for ${formatPos(pos)}`);
+      }
+      throw err;
+    }
+  }
+
+  /** Uploads shadow bytes [pos.offset, end) as one segment. */
+  async #uploadSegment(pos: Pos, end: number): Promise<void> {
+    const path = this.db.shadowPath(pos.generation, pos.index);
+    const data = readShadowRange(path, pos.offset, end).pipeThrough(lz4FrameEncoder());
+    const info = await this.client.writeWalSegment(pos, data);
+    this.stats.segments++;
+    this.stats.walBytes += end - pos.offset;
+    this.log.debug("wal segment written", {
+      position: formatPos(pos),
+      size: end - pos.offset,
+      stored: info.size,
+    });
+  }
+
+  async #snapshot(): Promise<SnapshotInfo> {
+    return await this.db.snapshot(async (pos, data) => {
+      if (this.#pos?.generation !== pos.generation || this.#pos.index > pos.index) {
+        this.#pos = { generation: pos.generation, index: pos.index, offset: 0 };
+      }
+      // WAL up to the snapshot's position goes first: any restore that picks this snapshot by time also gets it.
+      await this.#uploadWal();
+      const info = await this.client.writeSnapshot(
+        pos.generation,
+        pos.index,
+        data.pipeThrough(lz4FrameEncoder()),
+      );
+      this.stats.snapshots++;
+      this.log.info("snapshot written", { position: formatPos(pos), size: info.size });
+      return info;
+    });
+  }
+
+  /**
+   * Deletes what no restore inside the retention window needs (spec §5.5),
+   * never the current generation and never the last restorable snapshot.
+   */
+  enforceRetention(now = Date.now()): Promise<void> {
+    return this.#mutex.run(async () => {
+      const cutoff = now - this.settings.retention;
+      const generations = await this.client.generations();
+      const snapshots = (await Promise.all(generations.map((g) => this.client.snapshots(g))))
+        .flat();
+      const retained = snapshots.filter((s) => s.createdAt.getTime() >= cutoff);
+      if (retained.length === 0) retained.push(await this.#snapshot());
+      const current = this.db.generation;
+      for (const generation of generations) {
+        const keep = retained.filter((s) =>
+          s.generation === generation
+        ).sort((a, b) => a.index - b.index)[0];
+        if (!keep) {
+          if (generation === current) continue;
+          await this.client.deleteGeneration(generation);
+          this.log.info("generation deleted", { generation });
+          continue;
+        }
+        for (const s of snapshots) {
+          if (s.generation === generation && s.index < keep.index) {
+            await this.client.deleteSnapshot(generation, s.index);
+          }
+        }
+        const old = (await this.client.walSegments(generation)).filter((s) => s.index < keep.index);
+        if (old.length > 0) {
+          await this.client.deleteWalSegments(old);
+          this.log.info("wal segments deleted", {
+            generation,
+            before: keep.index,
+            count: old.length,
+          });
+        }
+      }
+    });
+  }
+
+  /** Runs the replica's loops (upload, snapshots, retention) until `signal` aborts. */
+  run(signal: AbortSignal): Promise<void> {
+    const loops = [this.#uploadLoop(signal)];
+    if (this.settings.snapshotInterval > 0) loops.push(this.#snapshotLoop(signal));
+    if (this.settings.retention > 0) loops.push(this.#retentionLoop(signal));
+    return Promise.all(loops).then(() => {});
+  }
+
+  async #uploadLoop(signal: AbortSignal): Promise<void> {
+    let seen = -1;
+    let failures = 0;
+    while (!signal.aborted) {
+      if (failures === 0) await this.db.changed.wait(seen, signal);
+      if (signal.aborted) return;
+      seen = this.db.changed.version;
+      try {
+        await this.sync();
+        failures = 0;
+      } catch (err) {
+        this.stats.syncErrors++;
+        const wait = backoff(failures++, Math.min(this.settings.syncInterval, 1000), 30_000);
+        this.log.error("replica sync failed", {
+          error: err,
+          retry: `${(wait / 1000).toFixed(1)}s`,
+        });
+        await sleep(wait, signal);
+        continue;
+      }
+      await sleep(this.settings.syncInterval, signal);
+    }
+  }
+
+  async #snapshotLoop(signal: AbortSignal): Promise<void> {
+    const interval = this.settings.snapshotInterval;
+    let wait = interval;
+    try {
+      // Aligned to the newest snapshot, so a restart does not postpone the next one.
+      const gen = this.db.generation ?? await this.#waitForGeneration(signal);
+      const newest = gen ? (await this.client.snapshots(gen)).at(-1) : undefined;
+      if (newest) wait = Math.max(0, interval - (Date.now() - newest.createdAt.getTime()));
+    } catch (err) {
+      this.log.warn("cannot list snapshots to align the snapshot interval", { error: err });
+    }
+    while (!signal.aborted) {
+      await sleep(wait, signal);
+      if (signal.aborted) return;
+      wait = interval;
+      if (!this.db.pos()) continue;
+      await this.snapshot().catch((err) => this.log.error("snapshot failed", { error: err }));
+    }
+  }
+
+  async #retentionLoop(signal: AbortSignal): Promise<void> {
+    const period = Math.min(this.settings.retentionCheckInterval, this.settings.retention);
+    while (!signal.aborted) {
+      await sleep(period, signal);
+      if (signal.aborted || !this.db.pos()) continue;
+      await this.enforceRetention().catch((err) =>
+        this.log.error("retention enforcement failed", { error: err })
+      );
+    }
+  }
+
+  async #waitForGeneration(signal: AbortSignal): Promise<string | undefined> {
+    while (!signal.aborted && !this.db.generation) {
+      await this.db.changed.wait(this.db.changed.version, signal);
+    }
+    return this.db.generation;
+  }
+}
+
+/**
+ * Streams shadow WAL bytes [start, end) in whole frames, checking that every
+ * frame carries the header's salts, so nothing foreign is ever shipped.
+ */
+export function readShadowRange(
+  path: string,
+  start: number,
+  end: number,
+): ReadableStream<Uint8Array> {
+  let file: Deno.FsFile | undefined;
+  let offset = start;
+  let salts: [number, number] | undefined;
+  let frame = 0;
+  return new ReadableStream<Uint8Array>({
+    async start() {
+      file = await Deno.open(path, { read: true });
+      const head = new Uint8Array(WAL_HEADER_SIZE);
+      const header = decodeWalHeader(head.subarray(0, await readAt(file, 0, head)));
+      if (typeof header === "string") throw new LitestreamError(`${path}: ${header}`);
+      salts = [header.salt1, header.salt2];
+      frame = frameSize(header.pageSize);
+    },
+    async pull(controller) {
+      try {
+        await pullFrames(controller);
+      } catch (err) {
+        file?.close();
+        throw err;
+      }
+    },
+    cancel() {
+      file?.close();
+    },
+  });
+
+  async function pullFrames(controller: ReadableStreamDefaultController<Uint8Array>) {
+    if (offset >= end) {
+      file!.close();
+      controller.close();
+      return;
+    }
+    const first = offset === 0 ? WAL_HEADER_SIZE : 0;
+    const frames = Math.max(1, Math.min(256, Math.floor((end - offset - first) / frame)));
+    const buf = new Uint8Array(Math.min(end - offset, first + frames * frame));
+    if (await readAt(file!, offset, buf) !== buf.length) {
+      throw new LitestreamError(`${path}: shadow wal shorter than expected`);
+    }
+    for (let at = first; at < buf.length; at += frame) {
+      const fh = decodeFrameHeader(buf.subarray(at, at + 24));
+      if (fh.salt1 !== salts![0] || fh.salt2 !== salts![1]) {
+        throw new LitestreamError(`${path}: replica salt mismatch at offset ${offset + at}`);
+      }
+    }
+    offset += buf.length;
+    controller.enqueue(buf);
+  }
+}

@@ -1,0 +1,149 @@
+/**
+ * Runs replication for every configured database: a monitor loop per
+ * database and the loops of each replica, each independent of the others,
+ * and an orderly shutdown that ships everything before closing.
+ *
+ * @module
+ */
+
+import { dirname, join } from "node:path";
+import { sleep } from "./async.ts";
+import type { DbConfig } from "./config.ts";
+import { DB } from "./db.ts";
+import { LitestreamError } from "./errors.ts";
+import { readAt, removeIfExists } from "./fs.ts";
+import type { Logger } from "./log.ts";
+import { Replica } from "./replica.ts";
+import { decodeDbHeader } from "./sqlite_header.ts";
+import { createReplicaClient } from "../replicas/mod.ts";
+import { formatDuration } from "./duration.ts";
+
+/** A database with its replicas and monitor interval. */
+export interface Managed {
+  db: DB;
+  replicas: Replica[];
+  monitorInterval: number;
+}
+
+/** Builds the monitors and replicas for `dbs`, checking what can be checked before starting. */
+export async function buildManaged(dbs: DbConfig[], log: Logger): Promise<Managed[]> {
+  const out: Managed[] = [];
+  for (const cfg of dbs) {
+    await preflight(cfg);
+    const dbLog = log.with({ db: cfg.path });
+    const db = new DB(cfg, dbLog);
+    const modes = await modesFor(cfg.path);
+    const replicas: Replica[] = [];
+    for (const r of cfg.replicas) {
+      const client = await createReplicaClient(r, modes);
+      if (client.type === "file") await checkWritable(client.location, r.name);
+      const replica = new Replica(db, client, r, dbLog.with({ replica: r.name }));
+      db.replicas.push(replica);
+      replicas.push(replica);
+      dbLog.info("replicating to", {
+        name: r.name,
+        type: r.type,
+        "sync-interval": formatDuration(r.syncInterval),
+        location: client.location,
+      });
+    }
+    out.push({ db, replicas, monitorInterval: cfg.monitorInterval });
+  }
+  return out;
+}
+
+/** Runs the loops of every managed database until `stop()`. */
+export class Server {
+  readonly #abort = new AbortController();
+  #running: Promise<unknown> = Promise.resolve();
+
+  /** Creates a server for the managed databases; call `start()`. */
+  constructor(readonly managed: Managed[], readonly log: Logger) {}
+
+  /** Starts every loop. */
+  start(): void {
+    const signal = this.#abort.signal;
+    this.#running = Promise.all(this.managed.flatMap((m) => [
+      this.#monitor(m, signal),
+      ...m.replicas.map((r) => r.run(signal)),
+    ]));
+  }
+
+  /** Stops the loops, runs a final sync of each database and replica, and closes the databases. */
+  async stop(): Promise<void> {
+    this.#abort.abort();
+    await this.#running;
+    await Promise.all(this.managed.map(async ({ db, replicas }) => {
+      try {
+        await db.sync();
+        await Promise.all(
+          replicas.map((r) =>
+            r.sync().catch((err) => r.log.error("final replica sync failed", { error: err }))
+          ),
+        );
+      } catch (err) {
+        db.log.error("final sync failed", { error: err });
+      } finally {
+        await db.close().catch((err) => db.log.error("close failed", { error: err }));
+      }
+    }));
+  }
+
+  async #monitor({ db, monitorInterval }: Managed, signal: AbortSignal): Promise<void> {
+    if (monitorInterval <= 0) return; // v0.3.13: 0 disables monitoring
+    let lastError = "";
+    while (!signal.aborted) {
+      try {
+        await db.sync();
+        lastError = "";
+      } catch (err) {
+        const msg = err instanceof Error ? err.message : String(err);
+        // Log a repeating failure once, not every second.
+        if (msg !== lastError) db.log.error("sync error", { error: msg });
+        lastError = msg;
+      }
+      await sleep(monitorInterval, signal);
+    }
+  }
+}
+
+/** Refuses a database path that is a directory or a file that is not SQLite. */
+async function preflight(cfg: DbConfig): Promise<void> {
+  let st: Deno.FileInfo;
+  try {
+    st = await Deno.stat(cfg.path);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return; // waited for until it appears
+    throw err;
+  }
+  if (st.isDirectory) throw new LitestreamError(`${cfg.path}: is a directory, not a database`);
+  if (st.size === 0) return;
+  // Safe: no SQLite connection in this process holds locks on the file yet.
+  const file = await Deno.open(cfg.path, { read: true });
+  try {
+    const head = new Uint8Array(100);
+    const header = decodeDbHeader(head.subarray(0, await readAt(file, 0, head)));
+    if (typeof header === "string") throw new LitestreamError(`${cfg.path}: ${header}`);
+  } finally {
+    file.close();
+  }
+}
+
+/** File and directory modes for replica objects: the database's, as v0.3.13 does. */
+async function modesFor(dbPath: string): Promise<{ fileMode: number; dirMode: number }> {
+  const mode = async (p: string, fallback: number) =>
+    await Deno.stat(p).then((s) => (s.mode ?? fallback) & 0o777, () => fallback);
+  return { fileMode: await mode(dbPath, 0o600), dirMode: await mode(dirname(dbPath), 0o700) };
+}
+
+/** Fails early, naming the replica, when its directory cannot be created or written. */
+async function checkWritable(dir: string, name: string): Promise<void> {
+  const probe = join(dir, `.litestream-write-check-${crypto.randomUUID().slice(0, 8)}`);
+  try {
+    await Deno.mkdir(dir, { recursive: true });
+    await Deno.writeFile(probe, new Uint8Array(0));
+    await removeIfExists(probe);
+  } catch (err) {
+    throw new LitestreamError(`replica ${name}: cannot write to ${dir}: ${(err as Error).message}`);
+  }
+}

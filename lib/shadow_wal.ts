@@ -1,0 +1,231 @@
+/**
+ * Shadow WAL files: Litestream's private copy of each WAL incarnation (one
+ * file per index), holding the real WAL's header and only whole, verified,
+ * committed frames. Copies are two-pass (verify, then copy while verifying
+ * again) so a shadow never holds an uncommitted frame, even after a crash.
+ *
+ * @module
+ */
+
+import { readAt, writeAll } from "./fs.ts";
+import {
+  type Checksum,
+  decodeWalHeader,
+  frameSize,
+  verifyFrame,
+  WAL_HEADER_SIZE,
+  type WalHeader,
+} from "./wal.ts";
+
+/** Frames read per chunk while scanning a WAL. */
+const FRAMES_PER_CHUNK = 256;
+
+/** What is known about one shadow WAL file. */
+export interface ShadowState {
+  path: string;
+  index: number;
+  header: WalHeader;
+  /** The 32 header bytes, as in the real WAL. */
+  headerBytes: Uint8Array;
+  /** Bytes of header plus committed frames: always ends on a commit. */
+  size: number;
+  /** Running checksum after the last frame (the seed for the next one). */
+  checksum: Checksum;
+}
+
+/** Where a scan of frames stopped. */
+interface Walk {
+  /** End of the last valid commit frame (the start offset when none). */
+  committedEnd: number;
+  checksumAtCommit: Checksum;
+  /** End of the last valid frame, committed or not. */
+  chainEnd: number;
+}
+
+/** Reads the real WAL's 32-byte header, or undefined when the WAL is missing or shorter. */
+export async function readWalHeaderBytes(walPath: string): Promise<Uint8Array | undefined> {
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(walPath, { read: true });
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return undefined;
+    throw err;
+  }
+  try {
+    const buf = new Uint8Array(WAL_HEADER_SIZE);
+    return (await readAt(file, 0, buf)) === WAL_HEADER_SIZE ? buf : undefined;
+  } finally {
+    file.close();
+  }
+}
+
+/**
+ * Opens an existing shadow file and verifies it end to end. A tail that is not
+ * a committed frame (left by a crash mid-append) is cut off. Returns a problem
+ * string when the file is missing or unusable.
+ */
+export async function openShadow(path: string, index: number): Promise<ShadowState | string> {
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(path, { read: true, write: true });
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return "no shadow wal";
+    throw err;
+  }
+  try {
+    const headerBytes = new Uint8Array(WAL_HEADER_SIZE);
+    if (await readAt(file, 0, headerBytes) < WAL_HEADER_SIZE) return "short shadow wal";
+    const header = decodeWalHeader(headerBytes);
+    if (typeof header === "string") return `shadow wal: ${header}`;
+    const walk = await walkFrames(file, WAL_HEADER_SIZE, header, header.checksum, Infinity);
+    const size = (await file.stat()).size;
+    if (size !== walk.committedEnd) {
+      await file.truncate(walk.committedEnd);
+      await file.sync();
+    }
+    return {
+      path,
+      index,
+      header,
+      headerBytes,
+      size: walk.committedEnd,
+      checksum: walk.checksumAtCommit,
+    };
+  } finally {
+    file.close();
+  }
+}
+
+/**
+ * Creates the shadow file for a new index from the real WAL's current header
+ * (checksum verified), then copies its committed frames.
+ */
+export async function createShadow(
+  walPath: string,
+  path: string,
+  index: number,
+  mode: number,
+): Promise<{ shadow: ShadowState; copy: CopyResult }> {
+  const headerBytes = await readWalHeaderBytes(walPath);
+  if (!headerBytes) throw new Error(`${walPath}: wal header missing`);
+  const header = decodeWalHeader(headerBytes);
+  if (typeof header === "string") throw new Error(`${walPath}: ${header}`);
+  const file = await Deno.open(path, { write: true, create: true, truncate: true, mode });
+  try {
+    await writeAll(file, headerBytes);
+    await file.sync();
+  } finally {
+    file.close();
+  }
+  const shadow: ShadowState = {
+    path,
+    index,
+    header,
+    headerBytes,
+    size: WAL_HEADER_SIZE,
+    checksum: header.checksum,
+  };
+  return { shadow, copy: await copyCommittedFrames(walPath, shadow) };
+}
+
+/** What a copy did. */
+export interface CopyResult {
+  /** Bytes appended to the shadow. */
+  copied: number;
+  /** End of the real WAL's valid frame chain for this header's salts, committed or not. */
+  chainEnd: number;
+  /** Frame-aligned size of the real WAL file. */
+  walSize: number;
+}
+
+/**
+ * Appends the real WAL's new committed frames (salts matching the shadow's
+ * header, checksum chain continuing the shadow's) to the shadow file, then
+ * fsyncs it. Updates `shadow` in place.
+ */
+export async function copyCommittedFrames(
+  walPath: string,
+  shadow: ShadowState,
+): Promise<CopyResult> {
+  let wal: Deno.FsFile;
+  try {
+    wal = await Deno.open(walPath, { read: true });
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return { copied: 0, chainEnd: 0, walSize: 0 };
+    throw err;
+  }
+  try {
+    const walSize = (await wal.stat()).size;
+    const first = await walkFrames(wal, shadow.size, shadow.header, shadow.checksum, Infinity);
+    const result = { copied: 0, chainEnd: first.chainEnd, walSize };
+    if (first.committedEnd === shadow.size) return result;
+
+    const out = await Deno.open(shadow.path, { write: true });
+    try {
+      await out.seek(shadow.size, Deno.SeekMode.Start);
+      // Second pass: copy exactly what the first pass verified, verifying again in case the WAL moved.
+      const second = await walkFrames(
+        wal,
+        shadow.size,
+        shadow.header,
+        shadow.checksum,
+        first.committedEnd,
+        (chunk) => writeAll(out, chunk),
+      );
+      if (second.committedEnd !== first.committedEnd) {
+        await out.truncate(shadow.size);
+        return { ...result, chainEnd: 0 };
+      }
+      await out.truncate(second.committedEnd);
+      await out.sync();
+      result.copied = second.committedEnd - shadow.size;
+      shadow.size = second.committedEnd;
+      shadow.checksum = second.checksumAtCommit;
+      return result;
+    } finally {
+      out.close();
+    }
+  } finally {
+    wal.close();
+  }
+}
+
+/**
+ * Walks whole frames of `file` from `start` up to `limit`, verifying salts
+ * and the checksum chain. `visit` receives every run of verified frames.
+ */
+async function walkFrames(
+  file: Deno.FsFile,
+  start: number,
+  header: WalHeader,
+  seed: Checksum,
+  limit: number,
+  visit?: (verified: Uint8Array) => Promise<void>,
+): Promise<Walk> {
+  const size = frameSize(header.pageSize);
+  const buf = new Uint8Array(size * FRAMES_PER_CHUNK);
+  const walk: Walk = { committedEnd: start, checksumAtCommit: seed, chainEnd: start };
+  let checksum = seed;
+  let offset = start;
+  while (offset < limit) {
+    const want = Math.min(buf.length, Math.floor((limit - offset) / size) * size);
+    if (want <= 0) break;
+    const n = await readAt(file, offset, buf.subarray(0, want));
+    let valid = 0;
+    for (; valid + size <= n; valid += size) {
+      const frame = buf.subarray(valid, valid + size);
+      const r = verifyFrame(frame, header, checksum);
+      if (typeof r === "string") break;
+      checksum = r.checksum;
+      if (r.header.commitSize !== 0) {
+        walk.committedEnd = offset + valid + size;
+        walk.checksumAtCommit = checksum;
+      }
+    }
+    if (visit && valid > 0) await visit(buf.subarray(0, valid));
+    offset += valid;
+    walk.chainEnd = offset;
+    if (valid < want) break;
+  }
+  return walk;
+}
