@@ -12,7 +12,7 @@
 import { basename, dirname, join } from "node:path";
 import { ChangeSignal, Mutex } from "./async.ts";
 import { LitestreamError } from "./errors.ts";
-import { readAt, readDirOrEmpty, removeIfExists } from "./fs.ts";
+import { readAt, readAtSync, readDirOrEmpty, removeIfExists } from "./fs.ts";
 import type { Logger } from "./log.ts";
 import { hex8, isGeneration, MAX_INDEX, newGeneration, type Pos } from "./names.ts";
 import {
@@ -507,14 +507,14 @@ export class DB {
     this.#cleanedBelow = min - 1;
   }
 
-  /** Streams the database file through the long-lived descriptor (never closed here). */
+  /** Streams the database file through the long-lived descriptor (never closed, read with sync calls only: see `readAtSync`). */
   #readDatabaseFile(): ReadableStream<Uint8Array> {
     const file = this.#file!;
     let offset = 0;
     return new ReadableStream<Uint8Array>({
-      async pull(controller) {
+      pull(controller) {
         const buf = new Uint8Array(1024 * 1024);
-        const n = await readAt(file, offset, buf);
+        const n = readAtSync(file, offset, buf);
         offset += n;
         if (n > 0) controller.enqueue(n === buf.length ? buf : buf.slice(0, n));
         if (n < buf.length) controller.close();

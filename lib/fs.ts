@@ -69,3 +69,22 @@ export async function readDirOrEmpty(dir: string): Promise<Deno.DirEntry[]> {
     throw err;
   }
 }
+
+/**
+ * Like `readAt`, with synchronous calls only. Use it for the database file:
+ * Deno's async methods on an `FsFile` (read, seek, stat) run on a duplicated
+ * descriptor and close it afterwards, and closing any descriptor of a file
+ * releases every POSIX lock this process holds on it, including SQLite's
+ * (measured with Deno 2.9.6: the database's shared lock vanished from
+ * /proc/locks after one async seek).
+ */
+export function readAtSync(file: Deno.FsFile, offset: number, buf: Uint8Array): number {
+  file.seekSync(offset, Deno.SeekMode.Start);
+  let n = 0;
+  while (n < buf.length) {
+    const r = file.readSync(buf.subarray(n));
+    if (r === null) break;
+    n += r;
+  }
+  return n;
+}
