@@ -10,12 +10,11 @@
 import { backoff, Mutex, sleep } from "./async.ts";
 import type { DB, PositionHolder } from "./db.ts";
 import { LitestreamError } from "./errors.ts";
-import { readAt } from "./fs.ts";
 import type { Logger } from "./log.ts";
 import { lz4FrameDecoder, lz4FrameEncoder } from "./lz4/frame.ts";
 import { comparePos, formatPos, type Pos } from "./names.ts";
 import type { ReplicaClient, SnapshotInfo } from "./replica_client.ts";
-import { decodeFrameHeader, decodeWalHeader, frameSize, WAL_HEADER_SIZE } from "./wal.ts";
+import { readWalRange } from "./shadow_wal.ts";
 
 /** Replica timing settings (milliseconds). */
 export interface ReplicaSettings {
@@ -150,7 +149,7 @@ export class Replica implements PositionHolder {
   /** Uploads shadow bytes [pos.offset, end) as one segment. */
   async #uploadSegment(pos: Pos, end: number): Promise<void> {
     const path = this.db.shadowPath(pos.generation, pos.index);
-    const data = readShadowRange(path, pos.offset, end).pipeThrough(lz4FrameEncoder());
+    const data = readWalRange(path, pos.offset, end).pipeThrough(lz4FrameEncoder());
     const info = await this.client.writeWalSegment(pos, data);
     this.stats.segments++;
     this.stats.walBytes += end - pos.offset;
@@ -288,63 +287,5 @@ export class Replica implements PositionHolder {
       await this.db.changed.wait(this.db.changed.version, signal);
     }
     return this.db.generation;
-  }
-}
-
-/**
- * Streams shadow WAL bytes [start, end) in whole frames, checking that every
- * frame carries the header's salts, so nothing foreign is ever shipped.
- */
-export function readShadowRange(
-  path: string,
-  start: number,
-  end: number,
-): ReadableStream<Uint8Array> {
-  let file: Deno.FsFile | undefined;
-  let offset = start;
-  let salts: [number, number] | undefined;
-  let frame = 0;
-  return new ReadableStream<Uint8Array>({
-    async start() {
-      file = await Deno.open(path, { read: true });
-      const head = new Uint8Array(WAL_HEADER_SIZE);
-      const header = decodeWalHeader(head.subarray(0, await readAt(file, 0, head)));
-      if (typeof header === "string") throw new LitestreamError(`${path}: ${header}`);
-      salts = [header.salt1, header.salt2];
-      frame = frameSize(header.pageSize);
-    },
-    async pull(controller) {
-      try {
-        await pullFrames(controller);
-      } catch (err) {
-        file?.close();
-        throw err;
-      }
-    },
-    cancel() {
-      file?.close();
-    },
-  });
-
-  async function pullFrames(controller: ReadableStreamDefaultController<Uint8Array>) {
-    if (offset >= end) {
-      file!.close();
-      controller.close();
-      return;
-    }
-    const first = offset === 0 ? WAL_HEADER_SIZE : 0;
-    const frames = Math.max(1, Math.min(256, Math.floor((end - offset - first) / frame)));
-    const buf = new Uint8Array(Math.min(end - offset, first + frames * frame));
-    if (await readAt(file!, offset, buf) !== buf.length) {
-      throw new LitestreamError(`${path}: shadow wal shorter than expected`);
-    }
-    for (let at = first; at < buf.length; at += frame) {
-      const fh = decodeFrameHeader(buf.subarray(at, at + 24));
-      if (fh.salt1 !== salts![0] || fh.salt2 !== salts![1]) {
-        throw new LitestreamError(`${path}: replica salt mismatch at offset ${offset + at}`);
-      }
-    }
-    offset += buf.length;
-    controller.enqueue(buf);
   }
 }

@@ -12,6 +12,7 @@ import { ByteReader } from "./byte_reader.ts";
 import { CorruptionError, LitestreamError, NotFoundError } from "./errors.ts";
 import { lz4FrameDecoder } from "./lz4/frame.ts";
 import type { PageSink } from "./page_map.ts";
+import { formatPos } from "./names.ts";
 import { prefetch } from "./prefetch.ts";
 import type { ReplicaClient, WalSegmentInfo } from "./replica_client.ts";
 import {
@@ -75,8 +76,8 @@ export interface RestoreProgress {
 
 /** Options of `restoreDatabase`. */
 export interface RestoreOptions {
-  /** Output path, or "-" for standard output. */
-  output: string;
+  /** Output path, "-" for standard output, or a function that receives the database bytes in order. */
+  output: string | ((chunk: Uint8Array) => Promise<void>);
   /** Objects fetched in parallel (default 8). */
   parallelism?: number;
   /** Mode of the output file (default 0o600). */
@@ -130,8 +131,20 @@ export async function restoreDatabase(
     for await (const open of fetches) {
       const seg = plan.segments[i++];
       const name = client.describe("wal", seg);
-      await replayer.apply(seg, name, (await open()).pipeThrough(lz4FrameDecoder(name)));
+      const end = plan.stopAt?.index === seg.index ? plan.stopAt.offset : Infinity;
+      await replayer.apply(seg, name, (await open()).pipeThrough(lz4FrameDecoder(name)), end);
       tick(seg.size);
+    }
+    const at = replayer.position;
+    if (
+      plan.stopAt && plan.segments.length > 0 &&
+      (at.index !== plan.stopAt.index || at.offset !== plan.stopAt.offset)
+    ) {
+      throw new NotFoundError(
+        `replica ends at index ${at.index} offset ${at.offset}, before the requested ${
+          formatPos(plan.stopAt)
+        }`,
+      );
     }
   };
 
@@ -143,10 +156,11 @@ export async function restoreDatabase(
     size,
   });
 
-  if (options.output === "-") {
+  if (typeof options.output !== "string" || options.output === "-") {
     const replayer = new WalReplayer(undefined);
     await replay(replayer);
-    const size = await streamMerged(await openSnapshot(), snapshotName, replayer, writeStdout);
+    const sink = typeof options.output === "string" ? writeStdout : options.output;
+    const size = await streamMerged(await openSnapshot(), snapshotName, replayer, sink);
     tick(plan.snapshot.size);
     return result(size, replayer);
   }
@@ -165,7 +179,10 @@ export async function restoreDatabase(
   let closed = false;
   try {
     let pageSize = 0;
-    await writeStream(file, (await openSnapshot()).pipeThrough(checkDbHeader(snapshotName, (ps) => pageSize = ps)));
+    await writeStream(
+      file,
+      (await openSnapshot()).pipeThrough(checkDbHeader(snapshotName, (ps) => pageSize = ps)),
+    );
     tick(plan.snapshot.size);
     const replayer = new WalReplayer(pageSize, fileSink(file, pageSize));
     await replay(replayer);
@@ -244,10 +261,11 @@ function writeStdout(data: Uint8Array): Promise<void> {
 }
 
 /**
- * Streams the snapshot with the replayed pages substituted, in page order,
- * for outputs that cannot seek (standard output). Returns the bytes written.
+ * Streams a database image with the replayed pages substituted, in page
+ * order, for outputs that cannot seek (standard output, a checksum).
+ * Returns the bytes written.
  */
-async function streamMerged(
+export async function streamMerged(
   snapshot: ReadableStream<Uint8Array>,
   name: string,
   replayer: WalReplayer,

@@ -8,7 +8,7 @@
  */
 
 import { LitestreamError, NotFoundError } from "./errors.ts";
-import { hex8, MAX_INDEX } from "./names.ts";
+import { hex8, MAX_INDEX, type Pos } from "./names.ts";
 import type { SnapshotInfo, WalSegmentInfo } from "./replica_client.ts";
 
 /** What the user asked to restore to. */
@@ -34,6 +34,8 @@ export interface RestorePlan {
   snapshot: SnapshotInfo;
   /** Segments to apply in (index, offset) order; chain checks happen while applying. */
   segments: WalSegmentInfo[];
+  /** Stop replaying at this position (a commit boundary) instead of at the end of the last segment. */
+  stopAt?: Pos;
 }
 
 /** Earliest and latest object timestamps of a generation, or undefined when it holds no objects. */
@@ -109,4 +111,26 @@ function chooseSnapshot(
     if (!best || s.createdAt > best.createdAt) best = s;
   }
   return best;
+}
+
+/**
+ * Plans a restore to exactly `pos` (a commit boundary), for validation.
+ * Only `snapshots` known to predate the position may be used: a snapshot
+ * taken later can hold pages from beyond it.
+ */
+export function planToPosition(
+  g: GenerationListing,
+  pos: Pos,
+  snapshots: SnapshotInfo[],
+): RestorePlan {
+  const usable = snapshots.filter((s) => s.generation === pos.generation && s.index <= pos.index);
+  const plan = planRestore({ ...g, snapshots: usable }, { index: pos.index });
+  const segments = plan.segments.filter((s) => s.index < pos.index || s.offset < pos.offset);
+  const last = segments.at(-1);
+  if (pos.offset > 0 && (!last || last.index !== pos.index)) {
+    throw new NotFoundError(
+      `replica holds no wal for ${g.generation}/${hex8(pos.index)} before offset ${pos.offset}`,
+    );
+  }
+  return { ...plan, segments, stopAt: pos };
 }

@@ -8,8 +8,10 @@
  */
 
 import { readAt, writeAll } from "./fs.ts";
+import { LitestreamError } from "./errors.ts";
 import {
   type Checksum,
+  decodeFrameHeader,
   decodeWalHeader,
   frameSize,
   verifyFrame,
@@ -228,4 +230,79 @@ async function walkFrames(
     if (valid < want) break;
   }
   return walk;
+}
+
+/**
+ * Streams WAL bytes [start, end) of a shadow or real WAL file in whole frames,
+ * checking that every frame carries the header's salts, so nothing foreign is
+ * ever shipped or checksummed.
+ */
+export function readWalRange(
+  path: string,
+  start: number,
+  end: number,
+): ReadableStream<Uint8Array> {
+  let file: Deno.FsFile | undefined;
+  let offset = start;
+  let salts: [number, number] | undefined;
+  let frame = 0;
+  return new ReadableStream<Uint8Array>({
+    async start() {
+      file = await Deno.open(path, { read: true });
+      const head = new Uint8Array(WAL_HEADER_SIZE);
+      const header = decodeWalHeader(head.subarray(0, await readAt(file, 0, head)));
+      if (typeof header === "string") throw new LitestreamError(`${path}: ${header}`);
+      salts = [header.salt1, header.salt2];
+      frame = frameSize(header.pageSize);
+    },
+    async pull(controller) {
+      try {
+        await pullFrames(controller);
+      } catch (err) {
+        file?.close();
+        throw err;
+      }
+    },
+    cancel() {
+      file?.close();
+    },
+  });
+
+  async function pullFrames(controller: ReadableStreamDefaultController<Uint8Array>) {
+    if (offset >= end) {
+      file!.close();
+      controller.close();
+      return;
+    }
+    const first = offset === 0 ? WAL_HEADER_SIZE : 0;
+    const frames = Math.max(1, Math.min(256, Math.floor((end - offset - first) / frame)));
+    const buf = new Uint8Array(Math.min(end - offset, first + frames * frame));
+    if (await readAt(file!, offset, buf) !== buf.length) {
+      throw new LitestreamError(`${path}: shadow wal shorter than expected`);
+    }
+    for (let at = first; at < buf.length; at += frame) {
+      const fh = decodeFrameHeader(buf.subarray(at, at + 24));
+      if (fh.salt1 !== salts![0] || fh.salt2 !== salts![1]) {
+        throw new LitestreamError(`${path}: replica salt mismatch at offset ${offset + at}`);
+      }
+    }
+    offset += buf.length;
+    controller.enqueue(buf);
+  }
+}
+
+/** The real WAL's header and the end of its committed frames; undefined when it has no valid header. */
+export async function scanWal(
+  walPath: string,
+): Promise<{ headerBytes: Uint8Array; header: WalHeader; committedEnd: number } | undefined> {
+  const headerBytes = await readWalHeaderBytes(walPath);
+  const header = headerBytes && decodeWalHeader(headerBytes);
+  if (!headerBytes || !header || typeof header === "string") return undefined;
+  const file = await Deno.open(walPath, { read: true });
+  try {
+    const walk = await walkFrames(file, WAL_HEADER_SIZE, header, header.checksum, Infinity);
+    return { headerBytes, header, committedEnd: walk.committedEnd };
+  } finally {
+    file.close();
+  }
 }

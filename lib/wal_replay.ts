@@ -47,22 +47,35 @@ export class WalReplayer {
     if (pageSize !== undefined) this.#map = new PageMap(pageSize);
   }
 
+  /** Where the replay stands: the last applied index and the WAL offset reached in it. */
+  get position(): { index: number; offset: number } {
+    return { index: this.#index, offset: this.#offset };
+  }
+
   /** The accumulated pages, or undefined when no segment was applied. */
   get pages(): PageMap | undefined {
     return this.#map;
   }
 
-  /** Applies one decompressed segment; `name` identifies the object in errors. */
-  async apply(pos: Pos, name: string, data: ReadableStream<Uint8Array>): Promise<void> {
+  /**
+   * Applies one decompressed segment; `name` identifies the object in errors.
+   * With `end`, frames at or past that WAL offset are left out (it must be a commit boundary).
+   */
+  async apply(
+    pos: Pos,
+    name: string,
+    data: ReadableStream<Uint8Array>,
+    end = Infinity,
+  ): Promise<void> {
     const reader = new ByteReader(data);
     try {
-      await this.#apply(pos, name, reader);
+      await this.#apply(pos, name, reader, end);
     } finally {
       await reader.cancel();
     }
   }
 
-  async #apply(pos: Pos, name: string, reader: ByteReader): Promise<void> {
+  async #apply(pos: Pos, name: string, reader: ByteReader, end: number): Promise<void> {
     if (pos.index !== this.#index) {
       if (pos.offset !== 0) {
         throw new CorruptionError(
@@ -102,7 +115,7 @@ export class WalReplayer {
     const size = frameSize(header.pageSize);
     let uncommittedSince = -1;
     let frames = 0;
-    while (true) {
+    while (offset < end) {
       const frame = await reader.read(size);
       if (frame === undefined) break;
       if (!(frame instanceof Uint8Array)) {
