@@ -76,6 +76,8 @@ export async function main(args: string[]): Promise<number> {
       console.error(`error: ${err.message}`);
       return 1;
     }
+    // The reader of our output (e.g. `restore -o - | head`) went away: nothing more to say.
+    if (err instanceof Deno.errors.BrokenPipe) return 1;
     if (
       err instanceof Deno.errors.NotFound || err instanceof Deno.errors.PermissionDenied ||
       err instanceof Deno.errors.IsADirectory || err instanceof Deno.errors.NotADirectory ||

@@ -368,8 +368,11 @@ class Validator {
   }
   bool(x: unknown, key: string): boolean | undefined {
     if (x === undefined || x === null) return undefined;
-    if (typeof x !== "boolean") this.fail(key, "true or false", x);
-    return x;
+    if (typeof x === "boolean") return x;
+    // YAML 1.1 (v0.3.13's parser) also reads these words as booleans; YAML 1.2 keeps them as strings.
+    if (typeof x === "string" && /^(y|yes|on)$/i.test(x)) return true;
+    if (typeof x === "string" && /^(n|no|off)$/i.test(x)) return false;
+    this.fail(key, "true or false", x);
   }
   int(x: unknown, key: string): number | undefined {
     if (x === undefined || x === null) return undefined;

@@ -170,12 +170,24 @@ export async function restoreDatabase(
     dirname(output),
     `.${output.split(/[\\/]/).pop()}.${crypto.randomUUID().slice(0, 8)}.tmp`,
   );
-  const file = await Deno.open(tmp, {
-    read: true,
-    write: true,
-    createNew: true,
-    mode: options.mode ?? 0o600,
-  });
+  await Deno.mkdir(dirname(output), { recursive: true, mode: 0o700 });
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(tmp, {
+      read: true,
+      write: true,
+      createNew: true,
+      mode: options.mode ?? 0o600,
+    });
+  } catch (err) {
+    // Name the output the user asked for, not our temporary file beside it.
+    if (err instanceof Deno.errors.PermissionDenied || err instanceof Deno.errors.NotFound) {
+      throw new LitestreamError(`cannot write ${output}: ${(err as Error).message.split(":")[0]}`, {
+        cause: err,
+      });
+    }
+    throw err;
+  }
   let closed = false;
   try {
     let pageSize = 0;

@@ -59,7 +59,16 @@ export function parseIndexFlag(s: string): number {
 /** Parses `-timestamp` (RFC 3339 with optional fractional seconds and offset). */
 export function parseTimestampFlag(s: string): Date {
   const d = new Date(s);
-  if (!TIMESTAMP_RE.test(s) || isNaN(d.getTime())) {
+  const m = TIMESTAMP_RE.exec(s);
+  // Date rolls over impossible fields (2024-02-30 → March 1); Go's RFC 3339 parser rejects them.
+  const [year, month, day, hour, minute, second] = s.slice(0, 19).split(/[-Tt:]/).map(Number);
+  const calendar = new Date(Date.UTC(year, month - 1, day, hour, minute, second));
+  const valid = calendar.getUTCFullYear() === year && calendar.getUTCMonth() === month - 1 &&
+    calendar.getUTCDate() === day && calendar.getUTCHours() === hour &&
+    calendar.getUTCMinutes() === minute &&
+    calendar.getUTCSeconds() === second &&
+    (!m?.[2] || /^[Zz]$/.test(m[2]) || Number(m[2].slice(1, 3)) <= 23);
+  if (!m || !valid || isNaN(d.getTime())) {
     throw new UsageError(
       "invalid -timestamp, must specify in ISO 8601 format (e.g. 2000-01-01T00:00:00Z)",
     );

@@ -1,0 +1,319 @@
+/**
+ * Builds file replicas in the Litestream v0.3 layout from a real SQLite database, for CLI
+ * tests: snapshots are LZ4 frames of the checkpointed database file, WAL segments are LZ4
+ * frames of real WAL bytes split at commit frames. Every object gets a fixed mtime (via
+ * `Deno.utime`) in creation order, so time-based restores are deterministic. The expected
+ * database after every object comes from SQLite itself (copy + checkpoint), not from our code.
+ *
+ * Also: {@linkcode litestream}, which runs `main.ts` as a user does, in a subprocess.
+ *
+ * @module
+ */
+
+import { DatabaseSync } from "node:sqlite";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { compressFrame } from "../../lib/lz4/frame.ts";
+import { splitAtCommits, WalSource } from "./wal_source.ts";
+
+/** The repository's `main.ts`. */
+export const MAIN_TS = fileURLToPath(new URL("../../main.ts", import.meta.url));
+
+/** What a CLI run produced. */
+export interface CliResult {
+  code: number;
+  stdout: Uint8Array;
+  /** Standard output as text. */
+  out: string;
+  /** Standard error as text. */
+  err: string;
+}
+
+/** Options of {@linkcode litestream}. */
+export interface CliOptions {
+  /** Deno permission flags; default `["-A"]`. */
+  permissions?: string[];
+  /** Working directory of the child. */
+  cwd?: string;
+  /** Extra environment (merged over ours; `LITESTREAM_CONFIG` is blanked unless given). */
+  env?: Record<string, string>;
+}
+
+/** Runs `deno run <permissions> main.ts ...args` and collects its exit code and output. */
+export async function litestream(args: string[], options: CliOptions = {}): Promise<CliResult> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", ...(options.permissions ?? ["-A"]), MAIN_TS, ...args],
+    cwd: options.cwd,
+    env: { NO_COLOR: "1", LITESTREAM_CONFIG: "", ...options.env },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const dec = new TextDecoder();
+  return {
+    code: out.code,
+    stdout: out.stdout,
+    out: dec.decode(out.stdout),
+    err: dec.decode(out.stderr),
+  };
+}
+
+/** Describes a CLI result for assertion messages. */
+export function describe(r: CliResult): string {
+  return `exit ${r.code}\n--- stdout ---\n${r.out.slice(0, 2000)}\n--- stderr ---\n${r.err}`;
+}
+
+/** One generation to build. */
+export interface GenerationSpec {
+  /** 16 lowercase hex characters; default derived from the generation's position. */
+  name?: string;
+  /** Transactions (one WAL segment each) per WAL index: `[3, 2]` = index 0 with 3, index 1 with 2. */
+  indexes: number[];
+  /** WAL indexes that also get a snapshot of the database as of the start of that index; default `[0]`. */
+  snapshotsAt?: number[];
+}
+
+/** Options of {@linkcode buildReplica}. */
+export interface BuildOptions {
+  /** Scratch directory: the replica goes to `<dir>/replica`, the source database to `<dir>/source`. */
+  dir: string;
+  generations: GenerationSpec[];
+  /** Page size of the source database; default 4096. */
+  pageSize?: number;
+  /** mtime of the first object; default 2024-01-01T00:00:00Z. */
+  baseTime?: Date;
+  /** Milliseconds between consecutive objects' mtimes; default 10 000. */
+  stepMs?: number;
+  /** Bytes of payload per row; default 100 (small rows keep every transaction to one frame). */
+  rowBytes?: number;
+}
+
+/** A snapshot or WAL segment written by the builder. */
+export interface BuiltObject {
+  kind: "snapshot" | "wal";
+  path: string;
+  generation: string;
+  index: number;
+  /** Byte offset in the index's WAL; 0 for snapshots. */
+  offset: number;
+  /** The mtime given to the object. */
+  mtime: Date;
+  /** The uncompressed content (database image or WAL bytes). */
+  raw: Uint8Array;
+  /** Stored (compressed) size. */
+  size: number;
+  /** The database after this object is applied, as SQLite checkpoints it. */
+  state: Uint8Array;
+  /** Highest row id in `state` (one row is inserted per transaction, ids 1, 2, …). */
+  lastId: number;
+}
+
+/** A built generation. */
+export interface BuiltGeneration {
+  name: string;
+  snapshots: BuiltObject[];
+  segments: BuiltObject[];
+}
+
+/** A built replica. */
+export interface BuiltReplica {
+  /** The replica directory. */
+  root: string;
+  /** `file://` URL of the replica directory. */
+  url: string;
+  generations: BuiltGeneration[];
+  /** Every object in creation (and mtime) order. */
+  objects: BuiltObject[];
+  /** The source database after a final checkpoint: what a latest restore must produce. */
+  latest: Uint8Array;
+  /** Highest row id in `latest`. */
+  lastId: number;
+}
+
+/** `%08x` */
+export function hex8(n: number): string {
+  return n.toString(16).padStart(8, "0");
+}
+
+/** Path of a snapshot object in a v0.3 file replica. */
+export function snapshotPath(root: string, generation: string, index: number): string {
+  return join(root, "generations", generation, "snapshots", `${hex8(index)}.snapshot.lz4`);
+}
+
+/** Path of a WAL segment object in a v0.3 file replica. */
+export function segmentPath(
+  root: string,
+  generation: string,
+  index: number,
+  offset: number,
+): string {
+  return join(root, "generations", generation, "wal", `${hex8(index)}_${hex8(offset)}.wal.lz4`);
+}
+
+/** Writes `data` LZ4-framed at `path` (parents created) with the given mtime; returns the stored size. */
+export async function writeObject(path: string, data: Uint8Array, mtime: Date): Promise<number> {
+  await Deno.mkdir(dirname(path), { recursive: true });
+  const frame = compressFrame(data);
+  await Deno.writeFile(path, frame);
+  await Deno.utime(path, mtime, mtime);
+  return frame.length;
+}
+
+/**
+ * The database SQLite produces from `db` with `wal` as its WAL, after a full checkpoint: an
+ * oracle independent of the code under test.
+ */
+export async function checkpointed(
+  scratch: string,
+  db: Uint8Array,
+  wal: Uint8Array,
+): Promise<Uint8Array> {
+  await Deno.mkdir(scratch, { recursive: true });
+  const path = join(scratch, `oracle-${crypto.randomUUID().slice(0, 8)}.db`);
+  await Deno.writeFile(path, db);
+  await Deno.writeFile(`${path}-wal`, wal);
+  const conn = new DatabaseSync(path);
+  try {
+    conn.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+  } finally {
+    conn.close();
+  }
+  const bytes = await Deno.readFile(path);
+  for (const p of [path, `${path}-wal`, `${path}-shm`]) await Deno.remove(p).catch(() => {});
+  return bytes;
+}
+
+/** Deterministic row payload. */
+function rowPayload(id: number, length: number): Uint8Array {
+  const out = new Uint8Array(length);
+  let x = (id * 2654435761) >>> 0 || 1;
+  for (let i = 0; i < length; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    out[i] = x & 0xff;
+  }
+  return out;
+}
+
+/**
+ * Builds a file replica at `<dir>/replica`. Generations share one source database, so each
+ * new generation starts from where the previous one ended (as a real new generation does).
+ * Within a generation, index `i` holds the WAL written after the `i`-th checkpoint, split so
+ * that each transaction is one segment.
+ */
+export async function buildReplica(options: BuildOptions): Promise<BuiltReplica> {
+  const pageSize = options.pageSize ?? 4096;
+  const rowBytes = options.rowBytes ?? 100;
+  const step = options.stepMs ?? 10_000;
+  let time = (options.baseTime ?? new Date("2024-01-01T00:00:00Z")).getTime();
+  const root = join(options.dir, "replica");
+  const scratch = join(options.dir, "oracle");
+  await Deno.mkdir(join(options.dir, "source"), { recursive: true });
+  using src = new WalSource(join(options.dir, "source"), pageSize);
+  const insert = src.db.prepare("INSERT INTO t(id, v) VALUES (?, ?)");
+  let lastId = 0;
+  const objects: BuiltObject[] = [];
+  const generations: BuiltGeneration[] = [];
+
+  for (const [g, spec] of options.generations.entries()) {
+    const name = spec.name ?? (g + 1).toString(16).padStart(2, "0").repeat(8);
+    const gen: BuiltGeneration = { name, snapshots: [], segments: [] };
+    generations.push(gen);
+    const snapshotsAt = new Set(spec.snapshotsAt ?? [0]);
+    let base = src.checkpoint();
+    for (const [index, txs] of spec.indexes.entries()) {
+      if (index > 0) base = src.checkpoint();
+      if (snapshotsAt.has(index)) {
+        const path = snapshotPath(root, name, index);
+        const mtime = new Date(time += step);
+        const size = await writeObject(path, base, mtime);
+        const obj: BuiltObject = {
+          kind: "snapshot",
+          path,
+          generation: name,
+          index,
+          offset: 0,
+          mtime,
+          raw: base,
+          size,
+          state: base,
+          lastId,
+        };
+        gen.snapshots.push(obj);
+        objects.push(obj);
+      }
+      const firstId = lastId + 1;
+      for (let k = 0; k < txs; k++) {
+        src.db.exec("BEGIN");
+        insert.run(++lastId, rowPayload(lastId, rowBytes));
+        src.db.exec("COMMIT");
+      }
+      const wal = src.wal();
+      const parts = splitAtCommits(wal, pageSize);
+      if (parts.length !== txs) {
+        throw new Error(`index ${index}: ${txs} transactions gave ${parts.length} segments`);
+      }
+      for (const [k, [offset, raw]] of parts.entries()) {
+        const path = segmentPath(root, name, index, offset);
+        const mtime = new Date(time += step);
+        const size = await writeObject(path, raw, mtime);
+        const state = await checkpointed(scratch, base, wal.slice(0, offset + raw.length));
+        const obj: BuiltObject = {
+          kind: "wal",
+          path,
+          generation: name,
+          index,
+          offset,
+          mtime,
+          raw,
+          size,
+          state,
+          lastId: firstId + k,
+        };
+        gen.segments.push(obj);
+        objects.push(obj);
+      }
+    }
+  }
+  const latest = src.checkpoint();
+  const last = objects.at(-1);
+  if (last && !equalBytes(last.state, latest)) {
+    throw new Error("builder self-check: the oracle's last state differs from the source database");
+  }
+  await Deno.remove(scratch, { recursive: true }).catch(() => {});
+  return { root, url: `file://${root}`, generations, objects, latest, lastId };
+}
+
+/** Byte equality without assertion noise. */
+export function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** Copies a replica directory tree (to damage a copy while keeping the original intact), keeping mtimes. */
+export async function copyReplica(from: string, to: string): Promise<void> {
+  await Deno.mkdir(to, { recursive: true });
+  for await (const entry of Deno.readDir(from)) {
+    const a = join(from, entry.name);
+    const b = join(to, entry.name);
+    if (entry.isDirectory) {
+      await copyReplica(a, b);
+    } else {
+      await Deno.copyFile(a, b);
+      const st = await Deno.stat(a);
+      await Deno.utime(b, st.atime ?? st.mtime!, st.mtime!);
+    }
+  }
+}
+
+/** Names in a directory, sorted (empty when it does not exist). */
+export async function listDir(dir: string): Promise<string[]> {
+  try {
+    return (await Array.fromAsync(Deno.readDir(dir), (e) => e.name)).sort();
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return [];
+    throw err;
+  }
+}
