@@ -12,7 +12,7 @@
 import { basename, dirname, join } from "node:path";
 import { ChangeSignal, Mutex } from "./async.ts";
 import { LitestreamError } from "./errors.ts";
-import { readAt, readAtSync, readDirOrEmpty, removeIfExists } from "./fs.ts";
+import { readAt, readDirOrEmpty, removeIfExists, syncReadStream } from "./fs.ts";
 import type { Logger } from "./log.ts";
 import { hex8, isGeneration, MAX_INDEX, newGeneration, type Pos } from "./names.ts";
 import {
@@ -24,6 +24,7 @@ import {
 } from "./shadow_wal.ts";
 import { type Database as Sqlite, openDatabase } from "./sqlite/mod.ts";
 import { decodeDbHeader } from "./sqlite_header.ts";
+import { primaryChecksum } from "./validate.ts";
 import { frameAlign, frameSize, WAL_HEADER_SIZE } from "./wal.ts";
 
 /** SQLite checkpoint modes Litestream uses. */
@@ -84,6 +85,8 @@ export class DB {
   #rtx: Sqlite | undefined;
   /** Long-lived descriptor on the database file: closing any descriptor would drop SQLite's POSIX locks (§10.1). */
   #file: Deno.FsFile | undefined;
+  /** Exclusive lock on `<meta>/lock`: one replicating process per database. */
+  #lock: Deno.FsFile | undefined;
   #generation: string | undefined;
   #shadow: ShadowState | undefined;
   #fileMode = 0o600;
@@ -159,10 +162,32 @@ export class DB {
       });
       try {
         if (!pos) throw new LitestreamError(`${this.path}: no generation available`);
-        return await fn(pos, this.#readDatabaseFile());
+        return await fn(pos, syncReadStream(this.#file!));
       } finally {
         this.#snapshots--;
       }
+    });
+  }
+
+  /**
+   * The current position and a checksum of the database there (file plus
+   * WAL up to the position), taken while no checkpoint can run.
+   */
+  checksum(): Promise<{ pos: Pos; checksum: string }> {
+    return this.#mutex.run(async () => {
+      await this.#sync();
+      const pos = this.pos();
+      if (!pos) throw new LitestreamError(`${this.path}: no generation available`);
+      const wal = this.shadowPath(pos.generation, pos.index);
+      return {
+        pos,
+        checksum: await primaryChecksum(
+          () => syncReadStream(this.#file!),
+          wal,
+          pos.offset,
+          this.path,
+        ),
+      };
     });
   }
 
@@ -183,7 +208,12 @@ export class DB {
       await this.#conn.close();
       // Only after SQLite has closed: closing this descriptor releases the process's locks on the file.
       this.#file?.close();
-      this.#conn = this.#rtx = this.#file = undefined;
+      this.#lock?.close();
+      this.#conn =
+        this.#rtx =
+        this.#file =
+        this.#lock =
+          undefined;
     });
   }
 
@@ -226,9 +256,21 @@ export class DB {
     this.#fileMode = (st.mode ?? 0o600) & 0o777;
     this.#dirMode = ((await Deno.stat(dirname(this.path))).mode ?? 0o700) & 0o777;
 
-    const conn = await openDatabase(this.path, { busyTimeoutMs: 1000 });
+    await Deno.mkdir(this.metaPath, { recursive: true, mode: this.#dirMode });
+    const lock = lockMeta(this.metaPath);
+    if (!lock) {
+      throw new LitestreamError(
+        `${this.path}: another litestream process is replicating this database (${this.metaPath}/lock)`,
+      );
+    }
+    this.#lock = lock;
+    const conn = await openDatabase(this.path, { busyTimeoutMs: 1000 }).catch((err) => {
+      this.#lock = void lock.close();
+      throw err;
+    });
     const rtx = await openDatabase(this.path, { busyTimeoutMs: 1000 }).catch(async (err) => {
       await conn.close();
+      this.#lock = void lock.close();
       throw err;
     });
     try {
@@ -264,10 +306,15 @@ export class DB {
     } catch (err) {
       await rtx.close().catch(() => {});
       await conn.close().catch(() => {});
-      this.#conn = this.#rtx = undefined;
+      this.#file?.close();
+      lock.close();
+      this.#conn =
+        this.#rtx =
+        this.#file =
+        this.#lock =
+          undefined;
       throw err;
     }
-    await Deno.mkdir(this.metaPath, { recursive: true, mode: this.#dirMode });
     await this.#loadGeneration();
     await this.#cleanGenerations();
     this.log.info("initialized db", { path: this.path, driver: conn.driver });
@@ -506,21 +553,14 @@ export class DB {
     }
     this.#cleanedBelow = min - 1;
   }
+}
 
-  /** Streams the database file through the long-lived descriptor (never closed, read with sync calls only: see `readAtSync`). */
-  #readDatabaseFile(): ReadableStream<Uint8Array> {
-    const file = this.#file!;
-    let offset = 0;
-    return new ReadableStream<Uint8Array>({
-      pull(controller) {
-        const buf = new Uint8Array(1024 * 1024);
-        const n = readAtSync(file, offset, buf);
-        offset += n;
-        if (n > 0) controller.enqueue(n === buf.length ? buf : buf.slice(0, n));
-        if (n < buf.length) controller.close();
-      },
-    });
-  }
+/** Takes the meta directory's lock without waiting; undefined when another process holds it. */
+export function lockMeta(metaPath: string): Deno.FsFile | undefined {
+  const file = Deno.openSync(join(metaPath, "lock"), { read: true, write: true, create: true });
+  if (file.tryLockSync(true)) return file;
+  file.close();
+  return undefined;
 }
 
 function equalBytes(a: Uint8Array, b: Uint8Array): boolean {

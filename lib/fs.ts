@@ -88,3 +88,20 @@ export function readAtSync(file: Deno.FsFile, offset: number, buf: Uint8Array): 
   }
   return n;
 }
+
+/** Streams a whole file from offset 0 with sync reads only (see `readAtSync`); never closes the file. */
+export function syncReadStream(
+  file: Deno.FsFile,
+  chunkSize = 1024 * 1024,
+): ReadableStream<Uint8Array> {
+  let offset = 0;
+  return new ReadableStream<Uint8Array>({
+    pull(controller) {
+      const buf = new Uint8Array(chunkSize);
+      const n = readAtSync(file, offset, buf);
+      offset += n;
+      if (n > 0) controller.enqueue(n === buf.length ? buf : buf.slice(0, n));
+      if (n < buf.length) controller.close();
+    },
+  });
+}
