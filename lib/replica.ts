@@ -23,10 +23,13 @@ export interface ReplicaSettings {
   snapshotInterval: number;
   retention: number;
   retentionCheckInterval: number;
+  /** Background validation period; 0 = off. */
+  validationInterval?: number;
 }
 
 /** Counters for metrics and tests. */
 export interface ReplicaStats {
+  validations: { ok: number; error: number };
   segments: number;
   walBytes: number;
   snapshots: number;
@@ -38,7 +41,13 @@ class ShadowMissing extends LitestreamError {}
 
 /** One replica of one database. */
 export class Replica implements PositionHolder {
-  readonly stats: ReplicaStats = { segments: 0, walBytes: 0, snapshots: 0, syncErrors: 0 };
+  readonly stats: ReplicaStats = {
+    validations: { ok: 0, error: 0 },
+    segments: 0,
+    walBytes: 0,
+    snapshots: 0,
+    syncErrors: 0,
+  };
   #pos: Pos | undefined;
   readonly #mutex = new Mutex();
 

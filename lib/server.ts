@@ -17,6 +17,7 @@ import { Replica } from "./replica.ts";
 import { decodeDbHeader } from "./sqlite_header.ts";
 import { createReplicaClient } from "../replicas/mod.ts";
 import { formatDuration } from "./duration.ts";
+import { validateInProcess } from "./replica_validation.ts";
 
 /** A database with its replicas and monitor interval. */
 export interface Managed {
@@ -66,6 +67,7 @@ export class Server {
     this.#running = Promise.all(this.managed.flatMap((m) => [
       this.#monitor(m, signal),
       ...m.replicas.map((r) => r.run(signal)),
+      ...m.replicas.map((r) => validationLoop(m.db, r, signal)),
     ]));
   }
 
@@ -103,6 +105,32 @@ export class Server {
         lastError = msg;
       }
       await sleep(monitorInterval, signal);
+    }
+  }
+}
+
+/** Validates a replica every `validation-interval`, logging the outcome (never a false mismatch: see validate.ts). */
+async function validationLoop(db: DB, replica: Replica, signal: AbortSignal): Promise<void> {
+  const interval = replica.settings.validationInterval ?? 0;
+  if (interval <= 0) return;
+  while (!signal.aborted) {
+    await sleep(interval, signal);
+    if (signal.aborted || !db.pos()) continue;
+    try {
+      const r = await validateInProcess(db, replica, Math.max(30_000, interval));
+      replica.stats.validations[r.ok ? "ok" : "error"]++;
+      const attrs = {
+        position: r.position,
+        primary: r.primary,
+        replica: r.restored,
+        ms: r.ms,
+        error: r.error,
+      };
+      if (r.ok) replica.log.info("validator: status=ok", attrs);
+      else replica.log.error("validator: status=mismatch", attrs);
+    } catch (err) {
+      replica.stats.validations.error++;
+      replica.log.error("validator: failed", { error: err });
     }
   }
 }

@@ -1,0 +1,88 @@
+/**
+ * A Deno Deploy cron job that validates S3 replicas with no disk, no FFI and
+ * no subprocess: every object is checked and each generation's snapshots and
+ * WAL are replayed into checksums in memory (see `validateReplicaObjects`).
+ *
+ * Environment:
+ * - `LITESTREAM_VALIDATE_REPLICAS`: replica URLs (`s3://bucket/path`), comma or newline separated.
+ * - `LITESTREAM_VALIDATE_ENDPOINT`, `LITESTREAM_VALIDATE_REGION`: for S3-compatible stores without a URL preset.
+ * - `LITESTREAM_ACCESS_KEY_ID`/`LITESTREAM_SECRET_ACCESS_KEY` (or the `AWS_*` ones): credentials.
+ * - `LITESTREAM_VALIDATE_SCHEDULE`: cron schedule (default hourly, `0 * * * *`).
+ * - `LITESTREAM_VALIDATE_WEBHOOK`: URL that receives the JSON summary by POST when validation fails.
+ *
+ * Run locally: `deno run -A --unstable-cron deploy/validate.ts`.
+ *
+ * @module
+ */
+
+import { LitestreamError } from "../lib/errors.ts";
+import { type GenerationReport, validateReplicaObjects } from "../lib/validate.ts";
+import { createReplicaClient, replicaConfigFromUrl } from "../replicas/mod.ts";
+
+/** The outcome of one run, as logged and posted. */
+export interface ValidationSummary {
+  ok: boolean;
+  checkedAt: string;
+  replicas: { url: string; ok: boolean; error?: string; generations: GenerationReport[] }[];
+}
+
+/** Validates every replica named in `env`; never throws for a replica's failure (it is in the summary). */
+export async function validateReplicas(
+  env: Record<string, string | undefined>,
+  post: typeof fetch = fetch,
+): Promise<ValidationSummary> {
+  const urls = (env.LITESTREAM_VALIDATE_REPLICAS ?? "").split(/[,\n]/).map((s) => s.trim()).filter(
+    Boolean,
+  );
+  if (urls.length === 0) {
+    throw new LitestreamError("LITESTREAM_VALIDATE_REPLICAS names no replica URL");
+  }
+  const summary: ValidationSummary = {
+    ok: true,
+    checkedAt: new Date().toISOString(),
+    replicas: [],
+  };
+  for (const url of urls) {
+    const entry: ValidationSummary["replicas"][number] = { url, ok: false, generations: [] };
+    summary.replicas.push(entry);
+    try {
+      const cfg = replicaConfigFromUrl(url);
+      if (cfg.type !== "s3") {
+        throw new LitestreamError(`${url}: only s3:// replicas can be validated here (no disk)`);
+      }
+      const client = await createReplicaClient({
+        ...cfg,
+        endpoint: env.LITESTREAM_VALIDATE_ENDPOINT || undefined,
+        region: env.LITESTREAM_VALIDATE_REGION || undefined,
+      });
+      try {
+        entry.generations = await validateReplicaObjects(url, client);
+      } finally {
+        await (client as { close?: () => Promise<void> }).close?.();
+      }
+      if (entry.generations.length === 0) throw new LitestreamError(`${url}: no generations found`);
+      entry.ok = entry.generations.every((g) => g.ok);
+    } catch (err) {
+      entry.error = err instanceof Error ? err.message : String(err);
+    }
+    summary.ok &&= entry.ok;
+  }
+  console.log(JSON.stringify(summary));
+  if (!summary.ok && env.LITESTREAM_VALIDATE_WEBHOOK) {
+    const res = await post(env.LITESTREAM_VALIDATE_WEBHOOK, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(summary),
+    });
+    await res.body?.cancel();
+    if (!res.ok) console.error(`webhook answered ${res.status}`);
+  }
+  return summary;
+}
+
+if (import.meta.main || Deno.env.get("DENO_DEPLOYMENT_ID")) {
+  const schedule = Deno.env.get("LITESTREAM_VALIDATE_SCHEDULE") || "0 * * * *";
+  Deno.cron("litestream validate", schedule, async () => {
+    await validateReplicas(Deno.env.toObject());
+  });
+}
