@@ -84,6 +84,8 @@ export interface RestoreOptions {
   mode?: number;
   /** Called as objects are applied. */
   onProgress?: (p: RestoreProgress) => void;
+  /** Checks the complete temporary file before it is renamed to the output; a throw discards it. */
+  verify?: (path: string) => Promise<void>;
 }
 
 /** What a restore produced. */
@@ -203,6 +205,7 @@ export async function restoreDatabase(
     const size = (await file.stat()).size;
     file.close();
     closed = true;
+    await options.verify?.(tmp);
     await Deno.rename(tmp, output);
     return result(size, replayer);
   } catch (err) {

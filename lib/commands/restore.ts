@@ -5,7 +5,7 @@
  * @module
  */
 
-import { LitestreamError, NotFoundError, UsageError } from "../errors.ts";
+import { CorruptionError, LitestreamError, NotFoundError, UsageError } from "../errors.ts";
 import { parseFlags } from "../flags.ts";
 import { MAX_INDEX } from "../names.ts";
 import { findRestorePlan, restoreDatabase, type RestoreProgress } from "../restore.ts";
@@ -29,6 +29,8 @@ Arguments:
   -parallelism N      objects fetched in parallel (default 8)
   -if-db-not-exists   do nothing (exit 0) when the output already exists
   -if-replica-exists  do nothing (exit 0) when no backup is found
+  -integrity-check M  run SQLite's quick_check (M=quick) or integrity_check (M=full)
+                      on the result before it is put in place
 `;
 
 const FLAGS = {
@@ -41,6 +43,7 @@ const FLAGS = {
   parallelism: "string",
   "if-db-not-exists": "boolean",
   "if-replica-exists": "boolean",
+  "integrity-check": "string",
 } as const;
 
 const TIMESTAMP_RE = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/;
@@ -122,12 +125,24 @@ export async function run(args: string[]): Promise<number> {
   if (output !== "-" && await exists(output)) {
     throw new LitestreamError(`cannot restore, output path already exists: ${output}`);
   }
+  const check = values["integrity-check"] as string | undefined;
+  if (check !== undefined && check !== "quick" && check !== "full") {
+    throw new UsageError(
+      `invalid value ${JSON.stringify(check)} for flag -integrity-check: use quick or full`,
+    );
+  }
+  if (check && output === "-") {
+    throw new UsageError(
+      "-integrity-check needs a file output: SQLite cannot check standard output",
+    );
+  }
   const started = performance.now();
   const showProgress = Deno.stderr.isTerminal();
   const result = await restoreDatabase(found.client, found.plan, {
     output,
     parallelism,
     onProgress: showProgress ? progressPrinter() : undefined,
+    verify: check ? (path) => integrityCheck(path, check, log) : undefined,
   });
   if (showProgress) Deno.stderr.writeSync(new TextEncoder().encode("\n"));
   log.info("restored", {
@@ -156,4 +171,26 @@ function progressPrinter(): (p: RestoreProgress) => void {
       encoder.encode(`\rrestoring: ${p.objects}/${p.totalObjects} objects, ${mb} MB`),
     );
   };
+}
+
+/** Runs SQLite's own check on a restored file; throws when it reports problems. */
+async function integrityCheck(path: string, mode: "quick" | "full", log: Logger): Promise<void> {
+  // Loaded only when asked for: plain restores need no SQLite at all.
+  const { openDatabase } = await import("../sqlite/mod.ts");
+  const db = await openDatabase(path, { create: false });
+  try {
+    const row = await db.queryRow(
+      mode === "quick" ? "PRAGMA quick_check" : "PRAGMA integrity_check",
+    );
+    const result = String(row?.[0] ?? "");
+    if (result !== "ok") {
+      throw new CorruptionError(
+        "restored database",
+        `${mode === "quick" ? "quick_check" : "integrity_check"}: ${result}`,
+      );
+    }
+    log.info("integrity check passed", { mode, driver: db.driver });
+  } finally {
+    await db.close();
+  }
 }
