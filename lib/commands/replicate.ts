@@ -17,6 +17,7 @@ import { UsageError } from "../errors.ts";
 import { parseFlags } from "../flags.ts";
 import type { Logger } from "../log.ts";
 import { buildManaged, Server } from "../server.ts";
+import { serveMetrics } from "../metrics.ts";
 import { shellWords } from "../shell_words.ts";
 import { VERSION } from "../version.ts";
 import { replicaConfigFromUrl } from "../../replicas/mod.ts";
@@ -42,6 +43,7 @@ export async function run(args: string[]): Promise<number> {
   let dbs: DbConfig[];
   let log: Logger;
   let exec = values.exec as string | undefined;
+  let addr = "";
   if (positionals.length > 0) {
     if (values.config) throw new UsageError("cannot specify a replica URL and the -config flag");
     if (positionals.length === 1) {
@@ -54,12 +56,16 @@ export async function run(args: string[]): Promise<number> {
     log = loggerFor(config);
     dbs = config.dbs;
     exec ||= config.exec || undefined;
+    addr = config.addr;
   }
   log.info("litestream", { version: VERSION });
   if (dbs.length === 0) log.warn("no databases specified in configuration");
 
-  const server = new Server(await buildManaged(dbs, log), log);
+  const managed = await buildManaged(dbs, log);
+  const server = new Server(managed, log);
   server.start();
+  const metricsStop = new AbortController();
+  if (addr) log.info("serving metrics on", serveMetrics(addr, managed, metricsStop.signal));
 
   const stopping = new Promise<string>((resolve) => {
     for (const sig of signalsToHandle()) Deno.addSignalListener(sig, () => resolve(sig));
@@ -83,6 +89,7 @@ export async function run(args: string[]): Promise<number> {
     log.info("signal received, litestream shutting down", { signal: sig });
   }
   await server.stop();
+  metricsStop.abort();
   log.info("litestream shut down");
   return code;
 }

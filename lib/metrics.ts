@@ -1,0 +1,141 @@
+/**
+ * Prometheus metrics (`addr` in the config), with v0.3.13's metric names
+ * where we measure the same thing (spec §9).
+ *
+ * @module
+ */
+
+import type { Managed } from "./server.ts";
+
+/** Request and byte counters a replica client may expose (the S3 client does). */
+interface Counted {
+  counters?: { requests: Record<string, number>; bytes: Record<string, number> };
+}
+
+/** Renders the metrics of every managed database in the Prometheus text format. */
+export async function renderMetrics(managed: Managed[]): Promise<string> {
+  const lines: string[] = [];
+  const families = new Map<string, { type: string; help: string; samples: string[] }>();
+  const add = (
+    name: string,
+    type: string,
+    help: string,
+    labels: Record<string, string>,
+    value: number,
+  ) => {
+    const f = families.get(name) ?? { type, help, samples: [] };
+    families.set(name, f);
+    const l = Object.entries(labels).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(",");
+    f.samples.push(`${name}${l ? `{${l}}` : ""} ${value}`);
+  };
+  for (const { db, replicas } of managed) {
+    const d = { db: db.path };
+    const size = async (p: string) => (await Deno.stat(p).catch(() => ({ size: 0 }))).size;
+    add("litestream_db_size", "gauge", "The current size of the real DB", d, await size(db.path));
+    add(
+      "litestream_wal_size",
+      "gauge",
+      "The current size of the real WAL",
+      d,
+      await size(db.walPath),
+    );
+    add(
+      "litestream_total_wal_bytes",
+      "counter",
+      "Total number of bytes written to shadow WAL",
+      d,
+      db.stats.walBytes,
+    );
+    add(
+      "litestream_shadow_wal_index",
+      "gauge",
+      "The current index of the shadow WAL",
+      d,
+      db.pos()?.index ?? 0,
+    );
+    add("litestream_sync_count", "counter", "Number of sync operations", d, db.stats.syncs);
+    add("litestream_sync_error_count", "counter", "Number of sync errors", d, db.stats.syncErrors);
+    add(
+      "litestream_generation_count",
+      "counter",
+      "Number of generations started by this process",
+      d,
+      db.stats.generations,
+    );
+    for (const [mode, n] of Object.entries(db.stats.checkpoints)) {
+      add("litestream_checkpoint_count", "counter", "Checkpoint count", { ...d, mode }, n);
+    }
+    for (const r of replicas) {
+      const rl = { ...d, name: r.name };
+      const pos = r.pos();
+      add(
+        "litestream_replica_wal_bytes",
+        "counter",
+        "The number of WAL bytes written",
+        rl,
+        r.stats.walBytes,
+      );
+      add("litestream_replica_wal_index", "gauge", "The current WAL index", rl, pos?.index ?? 0);
+      add("litestream_replica_wal_offset", "gauge", "The current WAL offset", rl, pos?.offset ?? 0);
+      add(
+        "litestream_replica_snapshot_count",
+        "counter",
+        "Snapshots written",
+        rl,
+        r.stats.snapshots,
+      );
+      add(
+        "litestream_replica_sync_error_count",
+        "counter",
+        "Failed replica syncs",
+        rl,
+        r.stats.syncErrors,
+      );
+      for (const status of ["ok", "error"] as const) {
+        add("litestream_replica_validation_total", "counter", "Replica validations", {
+          ...rl,
+          status,
+        }, r.stats.validations[status]);
+      }
+      const counters = (r.client as Counted).counters;
+      for (const [operation, n] of Object.entries(counters?.requests ?? {})) {
+        add("litestream_replica_operation_total", "counter", "Replica operations", {
+          replica_type: r.client.type,
+          name: r.name,
+          operation,
+        }, n);
+      }
+      for (const [operation, n] of Object.entries(counters?.bytes ?? {})) {
+        add("litestream_replica_operation_bytes", "counter", "Replica bytes", {
+          replica_type: r.client.type,
+          name: r.name,
+          operation,
+        }, n);
+      }
+    }
+  }
+  for (const [name, f] of families) {
+    lines.push(`# HELP ${name} ${f.help}`, `# TYPE ${name} ${f.type}`, ...f.samples);
+  }
+  return lines.join("\n") + "\n";
+}
+
+/** Serves `/metrics` on `addr` (`host:port`; an empty host listens on every interface). */
+export function serveMetrics(
+  addr: string,
+  managed: Managed[],
+  signal: AbortSignal,
+): { url: string } {
+  const i = addr.lastIndexOf(":");
+  const hostname = addr.slice(0, i).replace(/^\[|\]$/g, "") || "0.0.0.0";
+  const port = Number(addr.slice(i + 1));
+  Deno.serve({ hostname, port, signal, onListen() {} }, async (req) => {
+    if (new URL(req.url).pathname !== "/metrics") {
+      return new Response("not found\n", { status: 404 });
+    }
+    return new Response(await renderMetrics(managed), {
+      headers: { "content-type": "text/plain; version=0.0.4" },
+    });
+  });
+  return { url: `http://${hostname === "0.0.0.0" ? "localhost" : hostname}:${port}/metrics` };
+}
