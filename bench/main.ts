@@ -1,0 +1,69 @@
+/**
+ * `deno task bench [--runs N] [--json PATH] [SCENARIO...]`: runs the benchmark scenarios and
+ * prints a Markdown report (progress goes to stderr). Without names, every scenario runs.
+ *
+ * Scenarios live in modules that export `scenarios: Scenario[]` (see `support.ts`); add a new
+ * module to {@link MODULES} to include it.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { formatReport, type Scenario, type ScenarioReport } from "./support.ts";
+import * as restore from "./restore.ts";
+
+/** Every scenario module, in run order. */
+const MODULES: { scenarios: Scenario[] }[] = [restore];
+
+const ALL: Scenario[] = MODULES.flatMap((m) => m.scenarios);
+
+async function main(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    options: {
+      runs: { type: "string", default: "5" },
+      json: { type: "string" },
+      list: { type: "boolean", default: false },
+    },
+    allowPositionals: true,
+  });
+  if (values.list) {
+    for (const s of ALL) console.log(`${s.name}\t${s.summary}`);
+    return 0;
+  }
+  const runs = Number(values.runs);
+  if (!Number.isInteger(runs) || runs < 1) {
+    console.error(`--runs must be a positive integer, not ${values.runs}`);
+    return 1;
+  }
+  const unknown = positionals.filter((p) => !ALL.some((s) => s.name === p));
+  if (unknown.length > 0) {
+    console.error(`unknown scenario(s): ${unknown.join(", ")}; known: ${ALL.map((s) => s.name)}`);
+    return 1;
+  }
+  const selected = positionals.length ? ALL.filter((s) => positionals.includes(s.name)) : ALL;
+  const log = (m: string) => console.error(`${new Date().toISOString().slice(11, 19)} ${m}`);
+
+  const reports: ScenarioReport[] = [];
+  for (const scenario of selected) {
+    log(`scenario ${scenario.name}: ${scenario.summary}`);
+    const report = await scenario.run({ runs, log });
+    reports.push(report);
+    console.log(formatReport(report, runs));
+  }
+  if (values.json) {
+    await Deno.writeTextFile(
+      values.json,
+      JSON.stringify({ date: new Date().toISOString(), runs, reports }, null, 2) + "\n",
+    );
+  }
+  const missed = reports.filter((r) => r.targets.some((t) => !t.met)).map((r) => r.name);
+  console.log(
+    missed.length === 0 ? "All targets met." : `Targets not met in: ${missed.join(", ")}`,
+  );
+  return 0;
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
+}

@@ -1,0 +1,298 @@
+/**
+ * Restore scenarios: our pure-TypeScript restore (`deno run -A main.ts restore`) against the real
+ * Litestream v0.3.13 binary, both restoring the same replica written by v0.3.13.
+ *
+ * - `restore-large`: a snapshot of a ~220 MB database plus more than 1,000 WAL segments in one
+ *   WAL index (the replica a busy database with rare checkpoints leaves).
+ * - `restore-large-snapshot-only`: the same replica restored with a `-timestamp` just before its
+ *   first WAL segment, so only the snapshot is restored (isolates snapshot decoding and writing).
+ * - `restore-many-indexes`: a small database checkpointed every few transactions, leaving
+ *   hundreds of WAL indexes (v0.3.13 runs one SQLite checkpoint per index).
+ *
+ * Every run restores to a fresh output path. Runs alternate between the tools after one
+ * unmeasured warm-up each; every output is compared byte for byte with v0.3.13's warm-up output,
+ * and each tool's warm-up output passes `PRAGMA integrity_check`.
+ *
+ * @module
+ */
+
+import { litestreamV0313 } from "../tests/support/litestream_v0313.ts";
+import { integrityCheck } from "../tests/support/sqlite_cli.ts";
+import { listReplicaObjects, rfc3339Nano } from "../tests/support/fixtures.ts";
+import {
+  BENCH_CACHE,
+  type BenchContext,
+  type CachedReplica,
+  cachedV0313Replica,
+  cpuS,
+  medianStats,
+  removeTree,
+  type ReplicaRecipe,
+  REPO_ROOT,
+  requireGnuTime,
+  type RunStats,
+  sameBytes,
+  type Scenario,
+  type ScenarioReport,
+  type TargetResult,
+  timeCommand,
+} from "./support.ts";
+
+/** Peak memory allowed for our restore, in MB (10^6 bytes). */
+const MAX_RSS_MB = 150;
+
+const LARGE: ReplicaRecipe = {
+  key: "restore-large-v1",
+  initialBytes: 210 * 2 ** 20,
+  // Syncs (hence segments) every 20 ms; no checkpoint by size or time, so one WAL index.
+  db: {
+    monitorInterval: "20ms",
+    checkpointInterval: "0s",
+    minCheckpointPageCount: 1_000_000,
+    maxCheckpointPageCount: 0,
+  },
+  syncInterval: "20ms",
+  writer: { rowsPerTransaction: 1, blobSize: 200, pauseMs: 2 },
+  minSegments: 1_100,
+  minIndexes: 1,
+  timeoutMs: 10 * 60_000,
+};
+
+const MANY_INDEXES: ReplicaRecipe = {
+  key: "restore-many-indexes-v1",
+  initialBytes: 32 * 2 ** 20,
+  // A PASSIVE checkpoint (a new index) as soon as the shadow WAL holds 3 pages.
+  db: {
+    monitorInterval: "20ms",
+    checkpointInterval: "0s",
+    minCheckpointPageCount: 3,
+    maxCheckpointPageCount: 0,
+  },
+  syncInterval: "20ms",
+  writer: { rowsPerTransaction: 1, blobSize: 1000, pauseMs: 5 },
+  minSegments: 0,
+  minIndexes: 500,
+  timeoutMs: 10 * 60_000,
+};
+
+/** The restore scenarios, in the order `bench/main.ts` runs them. */
+export const scenarios: Scenario[] = [
+  {
+    name: "restore-large",
+    summary: "restore a ~220 MB snapshot plus >1,000 WAL segments (one index)",
+    run: (ctx) =>
+      restoreScenario(ctx, {
+        name: "restore-large",
+        recipe: LARGE,
+        targets: (ours, v0313) => [noSlower(ours, v0313), rssTarget(ours)],
+      }),
+  },
+  {
+    name: "restore-large-snapshot-only",
+    summary: "restore only the ~220 MB snapshot of restore-large (-timestamp before its first " +
+      "WAL segment)",
+    run: (ctx) =>
+      restoreScenario(ctx, {
+        name: "restore-large-snapshot-only",
+        recipe: LARGE,
+        snapshotOnly: true,
+        targets: (ours, v0313) => [noSlower(ours, v0313), rssTarget(ours)],
+      }),
+  },
+  {
+    name: "restore-many-indexes",
+    summary: "restore a small snapshot plus hundreds of WAL indexes",
+    run: (ctx) =>
+      restoreScenario(ctx, {
+        name: "restore-many-indexes",
+        recipe: MANY_INDEXES,
+        targets: (ours, v0313) => [
+          {
+            description: "(b) ours at least 2× faster than v0.3.13 (median wall time)",
+            met: ours.median.wallS * 2 <= v0313.median.wallS,
+            detail: `${ours.median.wallS.toFixed(3)} s vs ${
+              v0313.median.wallS.toFixed(3)
+            } s, speed-up ${(v0313.median.wallS / ours.median.wallS).toFixed(2)}×`,
+          },
+          rssTarget(ours),
+        ],
+      }),
+  },
+];
+
+/** Median and worst run of one tool. */
+interface ToolSummary {
+  median: RunStats;
+  maxRssMB: number;
+}
+
+function noSlower(ours: ToolSummary, v0313: ToolSummary): TargetResult {
+  return {
+    description: "(a) ours no slower than v0.3.13 (median wall time)",
+    met: ours.median.wallS <= v0313.median.wallS,
+    detail: `${ours.median.wallS.toFixed(3)} s vs ${v0313.median.wallS.toFixed(3)} s, ratio ${
+      (ours.median.wallS / v0313.median.wallS).toFixed(2)
+    }`,
+  };
+}
+
+/** Judged on the worst run: the limit is on peak memory, so every run must stay under it. */
+function rssTarget(ours: ToolSummary): TargetResult {
+  return {
+    description: `ours peaks under ${MAX_RSS_MB} MB of memory in every run (peak RSS)`,
+    met: ours.maxRssMB < MAX_RSS_MB,
+    detail: `median ${ours.median.maxRssMB.toFixed(1)} MB, worst run ${
+      ours.maxRssMB.toFixed(1)
+    } MB`,
+  };
+}
+
+type Tool = "ours" | "v0.3.13";
+
+interface RestoreScenarioOptions {
+  name: string;
+  recipe: ReplicaRecipe;
+  /** Restore only the snapshot: `-timestamp` just before the first WAL segment's mtime. */
+  snapshotOnly?: boolean;
+  targets: (ours: ToolSummary, v0313: ToolSummary) => TargetResult[];
+}
+
+async function restoreScenario(
+  ctx: BenchContext,
+  { name, recipe, snapshotOnly, targets }: RestoreScenarioOptions,
+): Promise<ScenarioReport> {
+  await requireGnuTime();
+  const replica = await cachedV0313Replica(recipe, ctx.log);
+  const extra = snapshotOnly ? ["-timestamp", await beforeFirstSegment(replica)] : [];
+  const expectedBytes = snapshotOnly ? replica.snapshotDbBytes : replica.restoredBytes;
+  const v0313Bin = await litestreamV0313();
+  const scratch = `${BENCH_CACHE}/runs/${name}`;
+  await removeTree(scratch);
+  await Deno.mkdir(scratch, { recursive: true });
+
+  const command = (tool: Tool, out: string): [string, string[]] =>
+    tool === "ours"
+      ? [Deno.execPath(), [
+        "run",
+        "-A",
+        `${REPO_ROOT}/main.ts`,
+        "restore",
+        ...extra,
+        "-o",
+        out,
+        replica.replicaUrl,
+      ]]
+      : [v0313Bin, ["restore", ...extra, "-o", out, replica.replicaUrl]];
+
+  let serial = 0;
+  /** Restores with `tool` into a fresh directory; returns the stats and the output path. */
+  const restoreOnce = async (tool: Tool): Promise<{ stats: RunStats; out: string }> => {
+    const dir = `${scratch}/${tool === "ours" ? "ours" : "v0313"}-${serial++}`;
+    await Deno.mkdir(dir);
+    const out = `${dir}/restored.db`;
+    // Flush dirty pages of earlier runs so no run pays for another's writeback.
+    await new Deno.Command("sync").output();
+    const [cmd, args] = command(tool, out);
+    const stats = await timeCommand(cmd, args, { cwd: REPO_ROOT });
+    return { stats, out };
+  };
+
+  try {
+    // Warm-ups (unmeasured): they also provide the reference output and the integrity checks.
+    ctx.log(`[${name}] warm-up restores`);
+    const reference = await restoreOnce("v0.3.13");
+    const oursFirst = await restoreOnce("ours");
+    const checks: string[] = [];
+    for (const [tool, out] of [["v0.3.13", reference.out], ["ours", oursFirst.out]]) {
+      const result = await integrityCheck(out);
+      checks.push(`PRAGMA integrity_check of ${tool}'s output: ${result}`);
+      if (result !== "ok") throw new Error(`${tool}'s restore of ${name} is corrupt: ${result}`);
+    }
+    const size = (await Deno.stat(reference.out)).size;
+    if (size !== expectedBytes) {
+      throw new Error(`v0.3.13 restored ${size} bytes, expected ${expectedBytes}`);
+    }
+    if (!(await sameBytes(oursFirst.out, reference.out))) {
+      throw new Error(`ours and v0.3.13's restores of ${name} differ`);
+    }
+    await removeTree(oursFirst.out.replace(/\/[^/]+$/, ""));
+
+    const measured: Record<Tool, RunStats[]> = { ours: [], "v0.3.13": [] };
+    for (let i = 0; i < ctx.runs; i++) {
+      const order: Tool[] = i % 2 === 0 ? ["ours", "v0.3.13"] : ["v0.3.13", "ours"];
+      for (const tool of order) {
+        const { stats, out } = await restoreOnce(tool);
+        if (!(await sameBytes(out, reference.out))) {
+          throw new Error(`${tool}'s run ${i + 1} of ${name} differs from v0.3.13's output`);
+        }
+        await removeTree(out.replace(/\/[^/]+$/, ""));
+        measured[tool].push(stats);
+        ctx.log(
+          `[${name}] run ${i + 1}/${ctx.runs} ${tool.padEnd(7)}: wall ${
+            stats.wallS.toFixed(3)
+          } s, ` +
+            `cpu ${cpuS(stats).toFixed(2)} s, peak RSS ${stats.maxRssMB.toFixed(1)} MB`,
+        );
+      }
+    }
+    checks.push(
+      `every output (${2 * ctx.runs + 2} restores) is byte-identical to v0.3.13's ` +
+        `(${size} bytes${snapshotOnly ? "" : `, ${replica.rows} rows`})`,
+    );
+    const summary = (runs: RunStats[]): ToolSummary => ({
+      median: medianStats(runs),
+      maxRssMB: Math.max(...runs.map((r) => r.maxRssMB)),
+    });
+    const ours = summary(measured.ours);
+    const v0313 = summary(measured["v0.3.13"]);
+    const facts = replicaFacts(replica);
+    if (snapshotOnly) {
+      facts["WAL segments"] = `none applied (${replica.segments} on the replica, all newer ` +
+        `than -timestamp ${extra[1]})`;
+      facts["restored database"] = `${(size / 1e6).toFixed(1)} MB (the snapshot)`;
+    }
+    return {
+      name,
+      description: scenarios.find((s) => s.name === name)!.summary,
+      facts,
+      rows: [
+        { label: "ours (Deno)", stats: ours.median, maxRssMB: ours.maxRssMB },
+        { label: "v0.3.13", stats: v0313.median, maxRssMB: v0313.maxRssMB },
+      ],
+      checks,
+      targets: targets(ours, v0313),
+    };
+  } finally {
+    await removeTree(scratch);
+  }
+}
+
+/**
+ * A `-timestamp` (RFC 3339, nanoseconds) one nanosecond before the first WAL segment's mtime:
+ * both tools then restore the snapshot alone (its mtime is earlier).
+ */
+async function beforeFirstSegment(r: CachedReplica): Promise<string> {
+  const objects = await listReplicaObjects(r.replicaPath);
+  const snapshot = objects.find((o) => o.kind === "snapshot")!;
+  const first = objects.filter((o) => o.kind === "wal")
+    .reduce((a, b) => (b.mtimeNs < a.mtimeNs ? b : a));
+  if (snapshot.mtimeNs >= first.mtimeNs) {
+    throw new Error(`${r.replicaPath}: the snapshot is not older than every WAL segment`);
+  }
+  return rfc3339Nano(first.mtimeNs - 1n);
+}
+
+function replicaFacts(r: CachedReplica): Record<string, string | number> {
+  const mb = (n: number) => `${(n / 1e6).toFixed(1)} MB`;
+  return {
+    replica: r.replicaPath,
+    "snapshot (database at snapshot time)": `${mb(r.snapshotDbBytes)} (${
+      mb(r.snapshotBytes)
+    } stored, LZ4)`,
+    "WAL segments": `${r.segments} in ${r.indexes} index${r.indexes === 1 ? "" : "es"} (${
+      mb(r.segmentBytes)
+    } stored)`,
+    "restored database": `${mb(r.restoredBytes)}, ${r.rows} rows`,
+    "replica built by v0.3.13 in": `${r.buildSeconds} s (${r.builtAt})`,
+  };
+}
