@@ -15,6 +15,7 @@ import { lz4FrameDecoder, lz4FrameEncoder } from "./lz4/frame.ts";
 import { comparePos, formatPos, type Pos } from "./names.ts";
 import type { ReplicaClient, SnapshotInfo } from "./replica_client.ts";
 import { readWalRange } from "./shadow_wal.ts";
+import { encodeRecord, recordName } from "./checksum_record.ts";
 
 /** Replica timing settings (milliseconds). */
 export interface ReplicaSettings {
@@ -184,7 +185,30 @@ export class Replica implements PositionHolder {
       this.stats.snapshots++;
       this.log.info("snapshot written", { position: formatPos(pos), size: info.size });
       return info;
+    }).then(async (info) => {
+      await this.#writeRecord().catch((err) =>
+        this.log.warn("checksum record not written", { error: err })
+      );
+      return info;
     });
+  }
+
+  /**
+   * Records the database's checksum at its current position in the replica,
+   * once the replica holds that position, so the replica can later be
+   * validated without its primary.
+   */
+  async #writeRecord(): Promise<void> {
+    const { pos, checksum } = await this.db.checksum();
+    await this.#uploadWal();
+    const at = this.#pos;
+    if (!at || at.generation !== pos.generation || comparePos(at, pos) < 0) return;
+    await this.client.writeRecord(
+      pos.generation,
+      recordName(pos),
+      encodeRecord({ ...pos, sha256: checksum }),
+    );
+    this.log.debug("checksum record written", { position: formatPos(pos) });
   }
 
   /**
@@ -214,6 +238,15 @@ export class Replica implements PositionHolder {
           if (s.generation === generation && s.index < keep.index) {
             await this.client.deleteSnapshot(generation, s.index);
           }
+        }
+        const records = (await this.client.records(generation)).filter((r) =>
+          parseInt(r.name, 16) < keep.index
+        );
+        if (records.length > 0) {
+          await this.client.deleteRecords(
+            generation,
+            records.map((r) => r.name),
+          );
         }
         const old = (await this.client.walSegments(generation)).filter((s) => s.index < keep.index);
         if (old.length > 0) {

@@ -26,6 +26,14 @@ export interface WalSegmentInfo extends Pos {
   createdAt: Date;
 }
 
+/** A checksum record object (see `lib/checksum_record.ts`). */
+export interface RecordInfo {
+  generation: string;
+  name: string;
+  size: number;
+  createdAt: Date;
+}
+
 /** Storage operations of one replica backend, in the Litestream v0.3 key layout. */
 export interface ReplicaClient {
   /** Backend type as v0.3.13 names it: `file` or `s3`. */
@@ -61,6 +69,17 @@ export interface ReplicaClient {
   /** Deletes a whole generation with all its objects. */
   deleteGeneration(generation: string): Promise<void>;
 
+  /** Checksum records of a generation, sorted by name; foreign names ignored. */
+  records(generation: string): Promise<RecordInfo[]>;
+  /** Reads one checksum record. */
+  readRecord(generation: string, name: string): Promise<Uint8Array>;
+  /** Writes one checksum record atomically. */
+  writeRecord(generation: string, name: string, data: Uint8Array): Promise<RecordInfo>;
+  /** Deletes checksum records; missing ones are not an error. */
+  deleteRecords(generation: string, names: string[]): Promise<void>;
+
   /** A short display of the object's key, for error messages. */
   describe(kind: "snapshot" | "wal", pos: Pos): string;
+  /** Display of a checksum record's key, for error messages. */
+  describeRecord(generation: string, name: string): string;
 }

@@ -10,7 +10,8 @@
 
 import { createHash } from "node:crypto";
 import { sleep } from "./async.ts";
-import { NotFoundError } from "./errors.ts";
+import { CorruptionError, NotFoundError } from "./errors.ts";
+import { decodeRecord } from "./checksum_record.ts";
 import { lz4FrameDecoder } from "./lz4/frame.ts";
 import { comparePos, formatPos, type Pos } from "./names.ts";
 import type { ReplicaClient, SnapshotInfo } from "./replica_client.ts";
@@ -142,6 +143,8 @@ export interface GenerationReport {
   segments: number;
   /** Checksum of the latest state, restored from the newest snapshot. */
   latest?: string;
+  /** Checksum records compared (0: the replica has none, e.g. written by v0.3.13). */
+  records: number;
   ok: boolean;
   errors: string[];
 }
@@ -164,6 +167,7 @@ export async function validateReplicaObjects(
       generation: g.generation,
       snapshots: g.snapshots.length,
       segments: g.segments.length,
+      records: 0,
       ok: false,
       errors: [],
     };
@@ -212,6 +216,28 @@ export async function validateReplicaObjects(
           full.slice(0, 16)
         }…, the newest snapshot gives ${report.latest.slice(0, 16)}…`,
       );
+    }
+    for (const info of await client.records(g.generation)) {
+      await attempt(async () => {
+        const object = client.describeRecord(g.generation, info.name);
+        const record = decodeRecord(
+          await client.readRecord(g.generation, info.name),
+          info.name,
+          object,
+        );
+        // Snapshots uploaded after the record could hold pages from beyond its position.
+        const before = g.snapshots.filter((s) => s.createdAt <= info.createdAt);
+        const sum = await replicaChecksumAt(client, record, before);
+        report.records++;
+        if (sum !== record.sha256) {
+          throw new CorruptionError(
+            object,
+            `restore to ${formatPos(record)} gives ${sum.slice(0, 16)}…, the record says ${
+              record.sha256.slice(0, 16)
+            }…`,
+          );
+        }
+      });
     }
     report.ok = report.errors.length === 0;
   }

@@ -17,7 +17,13 @@ import {
   snapshotName,
   walSegmentName,
 } from "../lib/names.ts";
-import type { ReplicaClient, SnapshotInfo, WalSegmentInfo } from "../lib/replica_client.ts";
+import type {
+  RecordInfo,
+  ReplicaClient,
+  SnapshotInfo,
+  WalSegmentInfo,
+} from "../lib/replica_client.ts";
+import { isRecordName, RECORDS_DIR } from "../lib/checksum_record.ts";
 
 /** Options of a file replica. */
 export interface FileReplicaOptions {
@@ -66,6 +72,48 @@ export class FileReplicaClient implements ReplicaClient {
     return kind === "snapshot"
       ? this.snapshotPath(pos.generation, pos.index)
       : this.walSegmentPath(pos);
+  }
+
+  #recordPath(generation: string, name: string): string {
+    return join(this.#generationDir(generation), RECORDS_DIR, name);
+  }
+
+  describeRecord(generation: string, name: string): string {
+    return this.#recordPath(generation, name);
+  }
+
+  async records(generation: string): Promise<RecordInfo[]> {
+    const dir = join(this.#generationDir(generation), RECORDS_DIR);
+    const out: RecordInfo[] = [];
+    for (const entry of await readDirOrEmpty(dir)) {
+      if (!entry.isFile || !isRecordName(entry.name)) continue;
+      const st = await statOrUndefined(join(dir, entry.name));
+      if (st) {
+        out.push({
+          generation,
+          name: entry.name,
+          size: st.size,
+          createdAt: st.mtime ?? new Date(0),
+        });
+      }
+    }
+    return out.sort((a, b) => a.name < b.name ? -1 : 1);
+  }
+
+  async readRecord(generation: string, name: string): Promise<Uint8Array> {
+    return await new Response(await openReadable(this.#recordPath(generation, name))).bytes();
+  }
+
+  async writeRecord(generation: string, name: string, data: Uint8Array): Promise<RecordInfo> {
+    const st = await this.#writeAtomic(
+      this.#recordPath(generation, name),
+      ReadableStream.from([data]),
+    );
+    return { generation, name, size: st.size, createdAt: st.mtime ?? new Date() };
+  }
+
+  async deleteRecords(generation: string, names: string[]): Promise<void> {
+    for (const name of names) await removeIfExists(this.#recordPath(generation, name));
   }
 
   async generations(): Promise<string[]> {

@@ -29,7 +29,13 @@ import {
   snapshotName,
   walSegmentName,
 } from "../lib/names.ts";
-import type { ReplicaClient, SnapshotInfo, WalSegmentInfo } from "../lib/replica_client.ts";
+import type {
+  RecordInfo,
+  ReplicaClient,
+  SnapshotInfo,
+  WalSegmentInfo,
+} from "../lib/replica_client.ts";
+import { isRecordName, RECORDS_DIR } from "../lib/checksum_record.ts";
 import {
   cleanS3Path,
   type S3Options,
@@ -247,6 +253,45 @@ export class S3ReplicaClient implements ReplicaClient {
     );
   }
 
+  /** `s3://bucket/<key>` of a checksum record. */
+  describeRecord(generation: string, name: string): string {
+    return this.#url(this.#recordKey(generation, name));
+  }
+
+  /** Checksum records of a generation, sorted by name. */
+  async records(generation: string): Promise<RecordInfo[]> {
+    const dir = this.#key("generations", this.#gen(generation), RECORDS_DIR) + "/";
+    const { objects } = await this.#list(dir, "/");
+    return objects
+      .map((o) => ({
+        generation,
+        name: o.key.slice(dir.length),
+        size: o.size,
+        createdAt: o.modified,
+      }))
+      .filter((r) => isRecordName(r.name))
+      .sort((a, b) => a.name < b.name ? -1 : 1);
+  }
+
+  /** Reads one checksum record. */
+  async readRecord(generation: string, name: string): Promise<Uint8Array> {
+    return await new Response(await this.#read(this.#recordKey(generation, name))).bytes();
+  }
+
+  /** Uploads one checksum record. */
+  async writeRecord(generation: string, name: string, data: Uint8Array): Promise<RecordInfo> {
+    const { size, createdAt } = await this.#write(
+      this.#recordKey(generation, name),
+      ReadableStream.from([data]),
+    );
+    return { generation, name, size, createdAt };
+  }
+
+  /** Deletes checksum records. */
+  async deleteRecords(generation: string, names: string[]): Promise<void> {
+    await this.#delete(names.map((n) => this.#recordKey(generation, n)));
+  }
+
   /** Closes idle connections; the client reconnects if used again. */
   async close(): Promise<void> {
     const client = await this.#client?.catch(() => undefined);
@@ -273,6 +318,10 @@ export class S3ReplicaClient implements ReplicaClient {
 
   #snapshotKey(generation: string, index: number): string {
     return this.#dir(generation, "snapshots") + snapshotName(index);
+  }
+
+  #recordKey(generation: string, name: string): string {
+    return this.#key("generations", this.#gen(generation), RECORDS_DIR, name);
   }
 
   #segmentKey(pos: Pos): string {

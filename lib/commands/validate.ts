@@ -72,14 +72,13 @@ export async function run(args: string[]): Promise<number> {
       reports.push(...await validateReplicaObjects(name, client));
     }
     printRows(
-      ["replica", "generation", "snapshots", "segments", "latest", "status"],
-      reports.map((
-        r,
-      ) => [
+      ["replica", "generation", "snapshots", "segments", "records", "latest", "status"],
+      reports.map((r) => [
         r.replica,
         r.generation,
         r.snapshots,
         r.segments,
+        r.records || "none found",
         r.latest ?? "",
         r.ok ? "ok" : r.errors.join("; "),
       ]),
