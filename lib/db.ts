@@ -93,6 +93,7 @@ export class DB {
   #dirMode = 0o700;
   #cleanedBelow = 0;
   #snapshots = 0;
+  #rtxHeld = false;
   readonly #mutex = new Mutex();
   readonly #snapshotLock = new Mutex();
 
@@ -203,7 +204,7 @@ export class DB {
   async close(): Promise<void> {
     await this.#mutex.run(async () => {
       if (!this.#conn) return;
-      await this.#rtx?.exec("ROLLBACK").catch(() => {});
+      await this.#releaseReadTx().catch(() => {});
       await this.#rtx?.close();
       await this.#conn.close();
       // Only after SQLite has closed: closing this descriptor releases the process's locks on the file.
@@ -220,6 +221,8 @@ export class DB {
   async #sync(): Promise<void> {
     if (!this.#conn && !await this.#init()) return;
     const conn = this.#conn!;
+    // Re-taken if a previous sync failed between releasing and re-acquiring it.
+    await this.#acquireReadTx();
     const walHeader = await readWalHeaderBytes(this.walPath);
     if (!walHeader) await conn.exec(SEQ_UPSERT); // makes SQLite create a WAL with a header and a frame
     let changed = false;
@@ -482,9 +485,22 @@ export class DB {
     }
   }
 
+  /** Begins the long read transaction that keeps other connections from checkpointing past us. */
   async #acquireReadTx(): Promise<void> {
+    if (this.#rtxHeld) return;
     await this.#rtx!.exec("BEGIN");
-    await this.#rtx!.queryRow("SELECT COUNT(1) FROM _litestream_seq");
+    try {
+      await this.#rtx!.queryRow("SELECT COUNT(1) FROM _litestream_seq");
+    } catch (err) {
+      await this.#rtx!.exec("ROLLBACK").catch(() => {});
+      throw err;
+    }
+    this.#rtxHeld = true;
+  }
+
+  async #releaseReadTx(): Promise<void> {
+    this.#rtxHeld = false;
+    await this.#rtx!.exec("ROLLBACK");
   }
 
   /** Which checkpoint is due, by v0.3.13's policy (spec §4.9). */
@@ -515,7 +531,7 @@ export class DB {
   async #checkpoint(mode: CheckpointMode): Promise<void> {
     const conn = this.#conn!;
     this.stats.walBytes += (await copyCommittedFrames(this.walPath, this.#shadow!)).copied;
-    await this.#rtx!.exec("ROLLBACK");
+    await this.#releaseReadTx();
     let result;
     try {
       result = await conn.queryRow(`PRAGMA wal_checkpoint(${mode})`);
