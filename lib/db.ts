@@ -22,7 +22,7 @@ import {
   readWalHeaderBytes,
   type ShadowState,
 } from "./shadow_wal.ts";
-import { type Database as Sqlite, openDatabase } from "./sqlite/mod.ts";
+import { type Database as Sqlite, openDatabase, SqliteCode, SqliteError } from "./sqlite/mod.ts";
 import { decodeDbHeader } from "./sqlite_header.ts";
 import { primaryChecksum } from "./validate.ts";
 import { frameAlign, frameSize, WAL_HEADER_SIZE } from "./wal.ts";
@@ -202,24 +202,42 @@ export class DB {
 
   /** Releases the read transaction and closes connections and the database descriptor. */
   async close(): Promise<void> {
-    await this.#mutex.run(async () => {
-      if (!this.#conn) return;
-      await this.#releaseReadTx().catch(() => {});
-      await this.#rtx?.close();
-      await this.#conn.close();
-      // Only after SQLite has closed: closing this descriptor releases the process's locks on the file.
-      this.#file?.close();
-      this.#lock?.close();
-      this.#conn =
-        this.#rtx =
-        this.#file =
-        this.#lock =
-          undefined;
-    });
+    await this.#mutex.run(() => this.#closeHandles());
+  }
+
+  async #closeHandles(): Promise<void> {
+    if (!this.#conn) return;
+    await this.#releaseReadTx().catch(() => {});
+    await this.#rtx?.close();
+    await this.#conn.close();
+    // Only after SQLite has closed: closing this descriptor releases the process's locks on the file.
+    this.#file?.close();
+    this.#lock?.close();
+    this.#conn =
+      this.#rtx =
+      this.#file =
+      this.#lock =
+        undefined;
+  }
+
+  /** True when the path no longer names the file we have open (replaced by a rename, or removed). */
+  async #replaced(): Promise<boolean> {
+    const st = await Deno.stat(this.path).catch(() => undefined);
+    // Sync fstat: an async one would drop SQLite's locks (see readAtSync).
+    const ino = this.#file!.statSync().ino;
+    return !st || (st.ino !== null && ino !== null && st.ino !== ino);
   }
 
   async #sync(): Promise<void> {
     if (!this.#conn && !await this.#init()) return;
+    if (await this.#replaced()) {
+      this.log.warn("database file replaced or removed; reopening");
+      await this.#closeHandles();
+      this.#generation = this.#shadow = undefined;
+      if (await this.#init()) await this.#newGeneration("database file replaced");
+      this.changed.notify();
+      return;
+    }
     const conn = this.#conn!;
     // Re-taken if a previous sync failed between releasing and re-acquiring it.
     await this.#acquireReadTx();
@@ -234,7 +252,6 @@ export class DB {
       const copy = await copyCommittedFrames(this.walPath, this.#shadow!);
       this.stats.walBytes += copy.copied;
       changed = copy.copied > 0;
-      if (check.restart) changed = await this.#handleRestart() || changed;
     }
     const mode = this.#snapshots === 0 ? await this.#checkpointMode() : undefined;
     if (mode) {
@@ -371,7 +388,7 @@ export class DB {
   }
 
   /** Continuity checks of spec §4.5; a reason means a new generation is needed. */
-  async #verify(): Promise<{ reason?: string; restart?: boolean }> {
+  async #verify(): Promise<{ reason?: string }> {
     const shadow = this.#shadow;
     if (!this.#generation || !shadow) return { reason: "no generation exists" };
     if (shadow.index >= MAX_INDEX) return { reason: "max index exceeded" };
@@ -384,14 +401,15 @@ export class DB {
     if (shadow.size > frameAlign(walSt.size, this.pageSize)) {
       return { reason: "wal truncated by another process" };
     }
-    const restart = !equalBytes(walHeader, shadow.headerBytes);
-    if (restart && shadow.size === WAL_HEADER_SIZE) {
-      return { reason: "wal header only, mismatched" };
+    // Only our own checkpoint restarts the WAL while we hold the read transaction. A restart we
+    // did not make may have truncated frames we never copied, so continuity cannot be proven.
+    if (!equalBytes(walHeader, shadow.headerBytes)) {
+      return { reason: "wal restarted by another process" };
     }
     if (shadow.size > WAL_HEADER_SIZE && !await this.#lastFrameMatches(shadow)) {
       return { reason: "wal overwritten by another process" };
     }
-    return { restart };
+    return {};
   }
 
   /** True when the shadow's last frame is still, byte for byte, in the real WAL. */
@@ -400,7 +418,8 @@ export class DB {
     const at = shadow.size - size;
     const [a, b] = [new Uint8Array(size), new Uint8Array(size)];
     const read = async (path: string, buf: Uint8Array) => {
-      const f = await Deno.open(path, { read: true });
+      const f = await Deno.open(path, { read: true }).catch(() => undefined);
+      if (!f) return 0; // gone meanwhile: it does not match
       try {
         return await readAt(f, at, buf);
       } finally {
@@ -438,23 +457,19 @@ export class DB {
   }
 
   /**
-   * Moves to the next index after the real WAL restarted, holding SQLite's
-   * write lock so the WAL cannot move meanwhile. Old frames still physically
-   * present are copied first. If the new WAL already covers bytes beyond the
-   * old shadow's end, frames we never saw may have been overwritten: that
-   * cannot be proven continuous, so a new generation starts instead.
-   * Returns whether anything changed.
+   * Moves to the next index after our checkpoint restarted the WAL, holding
+   * SQLite's write lock so the WAL cannot move meanwhile. Every frame of the
+   * old WAL is already in the shadow: our checkpoint copied them under the
+   * write lock, and nobody can backfill (so restart) past our read
+   * transaction afterwards.
    */
-  async #handleRestart(): Promise<boolean> {
-    return await this.#withWriteLock(async () => {
+  async #nextIndex(): Promise<void> {
+    await this.#withWriteLock(async () => {
       const old = this.#shadow!;
       this.stats.walBytes += (await copyCommittedFrames(this.walPath, old)).copied;
       const header = await readWalHeaderBytes(this.walPath);
-      if (header && equalBytes(header, old.headerBytes)) return false;
-      if (old.index + 1 >= MAX_INDEX) {
-        await this.#newGeneration("max index exceeded");
-        return true;
-      }
+      if (header && equalBytes(header, old.headerBytes)) return;
+      if (old.index + 1 >= MAX_INDEX) return await this.#newGeneration("max index exceeded");
       const path = this.shadowPath(this.#generation!, old.index + 1);
       const { shadow, copy } = await createShadow(
         this.walPath,
@@ -462,14 +477,8 @@ export class DB {
         old.index + 1,
         this.#fileMode,
       );
-      if (copy.chainEnd > old.size) {
-        await removeIfExists(path);
-        await this.#newGeneration("wal restarted over frames that were not copied");
-        return true;
-      }
       this.stats.walBytes += copy.copied;
       this.#shadow = shadow;
-      return true;
     });
   }
 
@@ -525,24 +534,47 @@ export class DB {
   }
 
   /**
-   * Checkpoints with our read transaction released, then forces the WAL to
-   * restart now (the `_litestream_seq` write) and moves to the next index.
+   * Checkpoints with no gap through which a commit could escape the shadow
+   * WAL. Holding SQLite's write lock, every committed frame is copied, then
+   * our read transaction is released for a PASSIVE checkpoint (the only mode
+   * that runs while we hold the write lock; it backfills all that no reader
+   * pins) and taken back. v0.3.13 copies first and checkpoints later without
+   * the lock, so a commit in between could be backfilled and truncated away
+   * by the application's own TRUNCATE checkpoint. After the lock is released,
+   * our `_litestream_seq` write restarts the WAL if it was fully backfilled
+   * (shrinking the file for TRUNCATE) and the shadow moves to the next index.
    */
   async #checkpoint(mode: CheckpointMode): Promise<void> {
     const conn = this.#conn!;
-    this.stats.walBytes += (await copyCommittedFrames(this.walPath, this.#shadow!)).copied;
-    await this.#releaseReadTx();
     let result;
     try {
-      result = await conn.queryRow(`PRAGMA wal_checkpoint(${mode})`);
-    } finally {
-      await this.#acquireReadTx();
+      result = await this.#withWriteLock(async () => {
+        this.stats.walBytes += (await copyCommittedFrames(this.walPath, this.#shadow!)).copied;
+        await this.#releaseReadTx();
+        try {
+          return await this.#rtx!.queryRow("PRAGMA wal_checkpoint(PASSIVE)");
+        } finally {
+          await this.#acquireReadTx();
+        }
+      });
+    } catch (err) {
+      // The application holds the write lock longer than our busy timeout: try at the next sync.
+      if (err instanceof SqliteError && err.code === SqliteCode.SQLITE_BUSY) {
+        this.log.debug("checkpoint skipped: database busy", { mode });
+        return;
+      }
+      throw err;
     }
     this.stats.checkpoints[mode]++;
     this.log.debug("checkpoint", { mode, result: result?.join(",") });
-    await conn.exec(SEQ_UPSERT);
+    if (mode === "TRUNCATE") await conn.exec("PRAGMA journal_size_limit = 0");
+    try {
+      await conn.exec(SEQ_UPSERT);
+    } finally {
+      if (mode === "TRUNCATE") await conn.exec("PRAGMA journal_size_limit = -1");
+    }
     const header = await readWalHeaderBytes(this.walPath);
-    if (!header || !equalBytes(header, this.#shadow!.headerBytes)) await this.#handleRestart();
+    if (!header || !equalBytes(header, this.#shadow!.headerBytes)) await this.#nextIndex();
   }
 
   /** Removes other generations' shadow directories. */

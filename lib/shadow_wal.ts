@@ -40,8 +40,6 @@ interface Walk {
   /** End of the last valid commit frame (the start offset when none). */
   committedEnd: number;
   checksumAtCommit: Checksum;
-  /** End of the last valid frame, committed or not. */
-  chainEnd: number;
 }
 
 /** Reads the real WAL's 32-byte header, or undefined when the WAL is missing or shorter. */
@@ -134,10 +132,6 @@ export async function createShadow(
 export interface CopyResult {
   /** Bytes appended to the shadow. */
   copied: number;
-  /** End of the real WAL's valid frame chain for this header's salts, committed or not. */
-  chainEnd: number;
-  /** Frame-aligned size of the real WAL file. */
-  walSize: number;
 }
 
 /**
@@ -153,13 +147,12 @@ export async function copyCommittedFrames(
   try {
     wal = await Deno.open(walPath, { read: true });
   } catch (err) {
-    if (err instanceof Deno.errors.NotFound) return { copied: 0, chainEnd: 0, walSize: 0 };
+    if (err instanceof Deno.errors.NotFound) return { copied: 0 };
     throw err;
   }
   try {
-    const walSize = (await wal.stat()).size;
     const first = await walkFrames(wal, shadow.size, shadow.header, shadow.checksum, Infinity);
-    const result = { copied: 0, chainEnd: first.chainEnd, walSize };
+    const result = { copied: 0 };
     if (first.committedEnd === shadow.size) return result;
 
     const out = await Deno.open(shadow.path, { write: true });
@@ -176,7 +169,7 @@ export async function copyCommittedFrames(
       );
       if (second.committedEnd !== first.committedEnd) {
         await out.truncate(shadow.size);
-        return { ...result, chainEnd: 0 };
+        return result;
       }
       await out.truncate(second.committedEnd);
       await out.sync();
@@ -206,7 +199,7 @@ async function walkFrames(
 ): Promise<Walk> {
   const size = frameSize(header.pageSize);
   const buf = new Uint8Array(size * FRAMES_PER_CHUNK);
-  const walk: Walk = { committedEnd: start, checksumAtCommit: seed, chainEnd: start };
+  const walk: Walk = { committedEnd: start, checksumAtCommit: seed };
   let checksum = seed;
   let offset = start;
   while (offset < limit) {
@@ -226,7 +219,6 @@ async function walkFrames(
     }
     if (visit && valid > 0) await visit(buf.subarray(0, valid));
     offset += valid;
-    walk.chainEnd = offset;
     if (valid < want) break;
   }
   return walk;
