@@ -54,6 +54,8 @@ export async function validateReplicas(
         ...cfg,
         endpoint: env.LITESTREAM_VALIDATE_ENDPOINT || undefined,
         region: env.LITESTREAM_VALIDATE_REGION || undefined,
+        accessKeyId: env.LITESTREAM_ACCESS_KEY_ID || env.AWS_ACCESS_KEY_ID || undefined,
+        secretAccessKey: env.LITESTREAM_SECRET_ACCESS_KEY || env.AWS_SECRET_ACCESS_KEY || undefined,
       });
       try {
         entry.generations = await validateReplicaObjects(url, client);

@@ -72,7 +72,15 @@ export class Replica implements PositionHolder {
 
   /** Uploads everything the shadow WAL holds beyond the replica's position. */
   sync(): Promise<void> {
-    return this.#mutex.run(() => this.#sync());
+    return this.#mutex.run(async () => {
+      try {
+        await this.#sync();
+      } catch (err) {
+        // Forget what the replica holds: the next sync re-reads it (and snapshots if it is gone).
+        this.#pos = undefined;
+        throw err;
+      }
+    });
   }
 
   /** Takes a snapshot now (after shipping the WAL it depends on). */

@@ -6,7 +6,7 @@
  */
 
 import type { DB } from "./db.ts";
-import { comparePos } from "./names.ts";
+import { comparePos, formatPos } from "./names.ts";
 import type { Replica } from "./replica.ts";
 import { compareAt, type ValidationReport, waitForPosition } from "./validate.ts";
 
@@ -28,11 +28,26 @@ export async function validateInProcess(
     const generation = db.generation;
     const snapshots = generation ? await replica.client.snapshots(generation) : [];
     const { pos, checksum } = await db.checksum();
-    await replica.sync();
-    await waitForPosition(replica.name, pos, () => {
-      const at = replica.pos();
-      return Promise.resolve(!!at && at.generation === pos.generation && comparePos(at, pos) >= 0);
-    }, timeout);
+    try {
+      await replica.sync();
+      await waitForPosition(replica.name, pos, () => {
+        const at = replica.pos();
+        return Promise.resolve(
+          !!at && at.generation === pos.generation && comparePos(at, pos) >= 0,
+        );
+      }, timeout);
+    } catch (err) {
+      // A replica that cannot even be synced is reported like any other failure, not thrown.
+      const error = err instanceof Error ? err.message : String(err);
+      return {
+        replica: replica.name,
+        position: formatPos(pos),
+        primary: checksum,
+        ok: false,
+        error,
+        ms: 0,
+      };
+    }
     report = await compareAt(replica.name, replica.client, pos, checksum, snapshots, started);
     if (report.ok || snapshots.length > 0 && pos.generation === generation) break;
     if (report.error === undefined) break;

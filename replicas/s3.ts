@@ -20,6 +20,7 @@ import { Upload } from "@aws-sdk/lib-storage";
 import { createHash } from "node:crypto";
 import { Agent as HttpsAgent } from "node:https";
 import { LitestreamError, NotFoundError } from "../lib/errors.ts";
+import { VERSION } from "../lib/version.ts";
 import {
   comparePos,
   isGeneration,
@@ -578,6 +579,8 @@ export class S3ReplicaClient implements ReplicaClient {
       credentials: staticCredentials(this.#options),
       maxAttempts: t.maxAttempts,
       retryMode: "standard",
+      // The default user agent reads os.release(), which needs --allow-sys (not granted on Deno Deploy).
+      defaultUserAgentProvider: () => Promise.resolve([["litestream-deno", VERSION]]),
       requestHandler: {
         connectionTimeout: t.connectTimeoutMs,
         socketTimeout: t.idleTimeoutMs,
