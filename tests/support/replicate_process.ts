@@ -1,0 +1,380 @@
+/**
+ * Runs our `litestream` (main.ts) the way a user does, in subprocesses: `replicate` as a
+ * long-running process whose stdout and stderr go to a log file that tests poll with deadlines,
+ * and one-shot commands (`restore`, failing `replicate`s) with a hard time limit. Also a
+ * long-lived `sqlite3` shell for application-like statements (checkpoints) and log parsing.
+ *
+ * @module
+ */
+
+import { fileURLToPath } from "node:url";
+import { waitFor } from "./poll.ts";
+import { integrityCheck, sqlite, SQLITE3 } from "./sqlite_cli.ts";
+
+/** The repository's `main.ts`. */
+export const MAIN_TS: string = fileURLToPath(new URL("../../main.ts", import.meta.url));
+
+/** Environment for every child: no colours, no config from the caller's environment. */
+const CHILD_ENV = { NO_COLOR: "1", LITESTREAM_CONFIG: "" };
+
+/** What a one-shot command produced. */
+export interface CliResult {
+  code: number;
+  out: string;
+  err: string;
+  /** Wall-clock milliseconds from spawn to exit. */
+  ms: number;
+}
+
+/** Describes a CLI result for assertion messages. */
+export function describeResult(r: CliResult): string {
+  return `exit ${r.code} after ${r.ms.toFixed(0)} ms\n--- stdout ---\n${
+    r.out.slice(0, 3000)
+  }\n--- stderr ---\n${r.err.slice(0, 3000)}`;
+}
+
+/**
+ * Runs `deno run -A main.ts ...args` to completion. It is killed (SIGKILL) after `timeoutMs`,
+ * which is reported as exit code 137 and an error line appended to `err`.
+ */
+export async function runLitestream(
+  args: string[],
+  options: { cwd?: string; timeoutMs?: number } = {},
+): Promise<CliResult> {
+  const started = performance.now();
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", MAIN_TS, ...args],
+    cwd: options.cwd,
+    env: CHILD_ENV,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let killed = false;
+  const timer = setTimeout(() => {
+    killed = true;
+    try {
+      child.kill("SIGKILL");
+    } catch { /* already gone */ }
+  }, options.timeoutMs ?? 30_000);
+  const out = await child.output();
+  clearTimeout(timer);
+  const dec = new TextDecoder();
+  return {
+    code: out.code,
+    out: dec.decode(out.stdout),
+    err: dec.decode(out.stderr) + (killed ? `\n[killed after ${options.timeoutMs} ms]` : ""),
+    ms: performance.now() - started,
+  };
+}
+
+/** A `sync: new generation` line of our log. */
+export interface NewGeneration {
+  generation: string;
+  reason: string;
+}
+
+/** Every `sync: new generation` line in `log` (plain or slog text format), in order. */
+export function newGenerations(log: string): NewGeneration[] {
+  const re = /sync: new generation.*?\bgeneration=([0-9a-f]{16}) reason=("(?:[^"\\]|\\.)*"|\S+)/g;
+  return [...log.matchAll(re)].map((m) => ({
+    generation: m[1],
+    reason: m[2].startsWith('"') ? JSON.parse(m[2]) : m[2],
+  }));
+}
+
+/** A running `litestream replicate` (ours) whose stdout and stderr go to a log file. */
+export interface ReplicateProcess extends AsyncDisposable {
+  /** Process id of the deno process running main.ts. */
+  readonly pid: number;
+  /** File receiving the process's combined stdout and stderr (appended across restarts). */
+  readonly logPath: string;
+  /** Resolves with the exit status whenever the process ends. */
+  readonly status: Promise<Deno.CommandStatus>;
+  /** Whether the process has exited (for whatever reason). */
+  readonly exited: boolean;
+  /** Current contents of the log. */
+  log(): Promise<string>;
+  /** Current length of the log in characters: pass it as `after` to wait only for newer lines. */
+  mark(): Promise<number>;
+  /**
+   * Waits until the log (from character `after` on) matches `pattern`; returns the match.
+   * Throws, quoting the log, on timeout or when the process exits first.
+   */
+  waitForLog(
+    pattern: RegExp,
+    options?: { after?: number; timeoutMs?: number },
+  ): Promise<RegExpExecArray>;
+  /**
+   * Sends SIGTERM (final sync, then exit) and resolves with the exit status and how long the
+   * shutdown took. If it does not exit within `timeoutMs` it is SIGKILLed and this throws.
+   */
+  stop(timeoutMs?: number): Promise<{ status: Deno.CommandStatus; ms: number }>;
+  /** SIGKILLs the process (a crash) and waits for it to end. */
+  kill(): Promise<Deno.CommandStatus>;
+}
+
+/**
+ * Starts `deno run -A main.ts replicate ...args`. Output is appended to `logPath`. The shell
+ * `exec`s deno, so signals reach it directly and the child writes its log file itself.
+ */
+export function startReplicate(
+  args: string[],
+  options: { logPath: string; cwd?: string },
+): ReplicateProcess {
+  const { logPath } = options;
+  const child = new Deno.Command("/bin/sh", {
+    args: [
+      "-c",
+      'log="$1"; shift; exec "$0" run -A "$@" >>"$log" 2>&1',
+      Deno.execPath(),
+      logPath,
+      MAIN_TS,
+      "replicate",
+      ...args,
+    ],
+    cwd: options.cwd,
+    env: CHILD_ENV,
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+
+  let exited = false;
+  const status = child.status.then((s) => {
+    exited = true;
+    return s;
+  });
+  const log = () => Deno.readTextFile(logPath).catch(() => "");
+
+  async function waitForLog(
+    pattern: RegExp,
+    { after = 0, timeoutMs = 15_000 }: { after?: number; timeoutMs?: number } = {},
+  ): Promise<RegExpExecArray> {
+    const re = new RegExp(pattern.source, pattern.flags.replace("g", ""));
+    try {
+      return await waitFor(`log line /${pattern.source}/ in ${logPath}`, async () => {
+        const m = re.exec((await log()).slice(after));
+        if (m) return m;
+        if (exited) throw new Error(`replicate exited (${JSON.stringify(await status)})`);
+        return undefined;
+      }, timeoutMs);
+    } catch (err) {
+      throw new Error(`${(err as Error).message}\n--- log ---\n${await log()}`, { cause: err });
+    }
+  }
+
+  async function stop(timeoutMs = 15_000) {
+    const started = performance.now();
+    if (!exited) {
+      try {
+        child.kill("SIGTERM");
+      } catch { /* exited between the check and the kill */ }
+    }
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timedOut = new Promise<"timeout">((resolve) => {
+      timer = setTimeout(() => resolve("timeout"), timeoutMs);
+    });
+    const result = await Promise.race([status, timedOut]);
+    clearTimeout(timer);
+    if (result === "timeout") {
+      child.kill("SIGKILL");
+      await status;
+      throw new Error(
+        `replicate did not exit within ${timeoutMs} ms of SIGTERM; log:\n${await log()}`,
+      );
+    }
+    return { status: result, ms: performance.now() - started };
+  }
+
+  async function kill() {
+    if (!exited) {
+      try {
+        child.kill("SIGKILL");
+      } catch { /* already gone */ }
+    }
+    return await status;
+  }
+
+  return {
+    pid: child.pid,
+    logPath,
+    status,
+    get exited() {
+      return exited;
+    },
+    log,
+    mark: async () => (await log()).length,
+    waitForLog,
+    stop,
+    kill,
+    async [Symbol.asyncDispose]() {
+      if (!exited) await stop().catch(() => kill());
+      await status;
+    },
+  };
+}
+
+/** A restore's outcome: the output path when it succeeded, and the command's result. */
+export interface RestoreOutcome {
+  path?: string;
+  result: CliResult;
+}
+
+let restoreCounter = 0;
+
+/**
+ * Restores `source` (a replica URL, or a DB path with `-config`) into a fresh file under `dir`
+ * with any extra flags.
+ */
+export async function restoreTo(
+  dir: string,
+  source: string[],
+  extra: string[] = [],
+): Promise<RestoreOutcome> {
+  const path = `${dir}/restored-${++restoreCounter}-${crypto.randomUUID().slice(0, 8)}.db`;
+  const result = await runLitestream(["restore", "-o", path, ...extra, ...source]);
+  return result.code === 0 ? { path, result } : { result };
+}
+
+/** Restores like {@link restoreTo} and returns the output path; throws when the restore fails. */
+export async function restoreOk(
+  dir: string,
+  source: string[],
+  extra: string[] = [],
+): Promise<string> {
+  const r = await restoreTo(dir, source, extra);
+  if (!r.path) throw new Error(`restore ${source.join(" ")} failed: ${describeResult(r.result)}`);
+  return r.path;
+}
+
+/** What a table should hold after restore: row count = last id (ids 1..lastId, no gaps). */
+export interface TableExpectation {
+  table: string;
+  lastId: number;
+}
+
+/**
+ * Polls restores of `source` until one passes `PRAGMA integrity_check` and holds exactly the
+ * expected rows of every table (count and max id equal to `lastId`). Returns the restored path
+ * and how long it took. Throws with the last restore's output on timeout.
+ */
+export async function waitForRestore(
+  dir: string,
+  source: string[],
+  tables: TableExpectation[],
+  timeoutMs = 20_000,
+): Promise<{ path: string; ms: number }> {
+  const started = performance.now();
+  let last = "";
+  try {
+    const path = await waitFor(
+      `a restore of ${source.join(" ")} holding ${JSON.stringify(tables)}`,
+      async () => {
+        const { path, result } = await restoreTo(dir, source);
+        if (!path) {
+          last = describeResult(result);
+          return undefined;
+        }
+        const ok = await integrityCheck(path).catch((e) => (e as Error).message.split("\n")[0]);
+        let got = `integrity: ${ok}`;
+        let match = ok === "ok";
+        for (const t of tables) {
+          const counts = await sqlite(
+            path,
+            `SELECT count(*), coalesce(max(id), 0) FROM "${t.table}";`,
+          ).catch((e) => `error ${(e as Error).message}`);
+          got += `; ${t.table}: ${counts}`;
+          if (counts !== `${t.lastId}|${t.lastId}`) {
+            match = false;
+            got += ` missing ids: ${await missingIds(path, t).catch((e) => e.message)}`;
+          }
+        }
+        last = got;
+        if (match) return path;
+        await Deno.remove(path).catch(() => {});
+        return undefined;
+      },
+      timeoutMs,
+      100,
+    );
+    return { path, ms: performance.now() - started };
+  } catch (err) {
+    throw new Error(`${(err as Error).message}\nlast attempt: ${last}`, { cause: err });
+  }
+}
+
+/** Ids in 1..lastId absent from the table (at most 20, comma-separated). */
+function missingIds(path: string, t: TableExpectation): Promise<string> {
+  return sqlite(
+    path,
+    `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ${t.lastId}) ` +
+      `SELECT group_concat(i) FROM (SELECT i FROM n WHERE i NOT IN (SELECT id FROM "${t.table}") ` +
+      `LIMIT 20);`,
+  );
+}
+
+/**
+ * A long-lived `sqlite3` shell on one database, like an application's connection: statements
+ * run in order on one connection; `run` returns the output lines of one batch.
+ */
+export class SqliteShell {
+  #child: Deno.ChildProcess;
+  #stdin: WritableStreamDefaultWriter<Uint8Array>;
+  #lines: AsyncIterator<string>;
+  #stderr: Promise<string>;
+  #batch = 0;
+
+  /** Opens `dbPath` in a new `sqlite3` process with the given busy timeout. */
+  constructor(readonly dbPath: string, busyTimeoutMs = 1000) {
+    this.#child = new Deno.Command(SQLITE3, {
+      args: ["-batch", "-cmd", `.timeout ${busyTimeoutMs}`, dbPath],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    this.#stdin = this.#child.stdin.getWriter();
+    this.#lines = lines(this.#child.stdout);
+    this.#stderr = new Response(this.#child.stderr).text();
+  }
+
+  /** Runs `sql` and returns its output lines (errors do not stop the shell: see `close`). */
+  async run(sql: string): Promise<string[]> {
+    const tag = `__done_${++this.#batch}`;
+    await this.#stdin.write(new TextEncoder().encode(`${sql}\nSELECT '${tag}';\n`));
+    const out: string[] = [];
+    while (true) {
+      const next = await this.#lines.next();
+      if (next.done) throw new Error(`sqlite3 exited: ${(await this.#stderr).trim()}`);
+      if (next.value === tag) return out;
+      out.push(next.value);
+    }
+  }
+
+  /** Ends the shell (closing its connection) and returns what it printed on stderr. */
+  async close(): Promise<string> {
+    await this.#stdin.close().catch(() => {});
+    await this.#child.status;
+    while (!(await this.#lines.next()).done) { /* drain */ }
+    return (await this.#stderr).trim();
+  }
+}
+
+async function* lines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
+  let buffered = "";
+  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+    buffered += chunk;
+    let nl;
+    while ((nl = buffered.indexOf("\n")) >= 0) {
+      yield buffered.slice(0, nl);
+      buffered = buffered.slice(nl + 1);
+    }
+  }
+  if (buffered !== "") yield buffered;
+}
+
+/** Writes a config file with the given YAML text and returns its path. */
+export async function writeConfig(path: string, yaml: string): Promise<string> {
+  await Deno.writeTextFile(path, yaml);
+  return path;
+}
