@@ -229,7 +229,9 @@ export class DB {
   }
 
   async #sync(): Promise<void> {
-    if (!this.#conn && !await this.#init()) return;
+    // Replicas wait for a change; on first open there may be shadow WAL they have not shipped.
+    const opened = !this.#conn;
+    if (opened && !await this.#init()) return;
     if (await this.#replaced()) {
       this.log.warn("database file replaced or removed; reopening");
       await this.#closeHandles();
@@ -259,7 +261,7 @@ export class DB {
       changed = true;
     }
     await this.#cleanShadows();
-    if (changed) this.changed.notify();
+    if (changed || opened) this.changed.notify();
   }
 
   /** Opens the database for replication; returns false while it does not exist. */

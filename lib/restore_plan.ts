@@ -108,7 +108,8 @@ function chooseSnapshot(
   let best: SnapshotInfo | undefined;
   for (const s of snapshots) {
     if (target.timestamp && s.createdAt > target.timestamp) continue;
-    if (!best || s.createdAt > best.createdAt) best = s;
+    // On equal times (S3 keeps whole seconds) the higher index needs less WAL.
+    if (!best || s.createdAt >= best.createdAt) best = s;
   }
   return best;
 }

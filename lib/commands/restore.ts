@@ -108,13 +108,11 @@ export async function run(args: string[]): Promise<number> {
     log.info("database already exists, skipping", { path: output });
     return 0;
   }
+  const clients = resolved.clients.map((c) => c.client);
+  const target = { generation: values.generation as string | undefined, index, timestamp };
   let found;
   try {
-    found = await findRestorePlan(resolved.clients.map((c) => c.client), {
-      generation: values.generation as string | undefined,
-      index,
-      timestamp,
-    });
+    found = await findRestorePlan(clients, target);
   } catch (err) {
     if (err instanceof NotFoundError && values["if-replica-exists"]) {
       log.info("no matching backups found, skipping");
@@ -138,12 +136,25 @@ export async function run(args: string[]): Promise<number> {
   }
   const started = performance.now();
   const showProgress = Deno.stderr.isTerminal();
-  const result = await restoreDatabase(found.client, found.plan, {
+  const options = {
     output,
     parallelism,
     onProgress: showProgress ? progressPrinter() : undefined,
-    verify: check ? (path) => integrityCheck(path, check, log) : undefined,
-  });
+    verify: check ? (path: string) => integrityCheck(path, check, log) : undefined,
+  };
+  let result;
+  try {
+    result = await restoreDatabase(found.client, found.plan, options);
+  } catch (err) {
+    // Retention may delete an object between listing and reading: list and plan once more.
+    // Not for standard output, where part of the database may already be written.
+    if (!(err instanceof NotFoundError) || output === "-") throw err;
+    log.warn("an object disappeared during the restore; listing the replicas again", {
+      error: err.message,
+    });
+    found = await findRestorePlan(clients, target);
+    result = await restoreDatabase(found.client, found.plan, options);
+  }
   if (showProgress) Deno.stderr.writeSync(new TextEncoder().encode("\n"));
   log.info("restored", {
     output,
