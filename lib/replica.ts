@@ -114,16 +114,8 @@ export class Replica implements PositionHolder {
       await this.#snapshot();
       return false;
     }
-    const last = (await this.client.walSegments(generation)).at(-1);
-    let pos: Pos = { generation, index: snapshots.at(-1)!.index, offset: 0 };
-    if (last) {
-      const data = (await this.client.readWalSegment(last)).pipeThrough(
-        lz4FrameDecoder(this.client.describe("wal", last)),
-      );
-      let n = 0;
-      for await (const chunk of data) n += chunk.length;
-      pos = { generation, index: last.index, offset: last.offset + n };
-    }
+    const pos = await this.#remotePos(generation) ??
+      { generation, index: snapshots.at(-1)!.index, offset: 0 };
     if (comparePos(pos, dpos) > 0) {
       // The replica holds frames the local shadow does not: continuing would leave a gap or overlap.
       await this.db.restartGeneration(
@@ -133,6 +125,18 @@ export class Replica implements PositionHolder {
     }
     this.#pos = pos;
     return true;
+  }
+
+  /** Where the replica's WAL ends in `generation` (the end of its last segment); undefined when it has none. */
+  async #remotePos(generation: string): Promise<Pos | undefined> {
+    const last = (await this.client.walSegments(generation)).at(-1);
+    if (!last) return undefined;
+    const data = (await this.client.readWalSegment(last)).pipeThrough(
+      lz4FrameDecoder(this.client.describe("wal", last)),
+    );
+    let n = 0;
+    for await (const chunk of data) n += chunk.length;
+    return { generation, index: last.index, offset: last.offset + n };
   }
 
   /** Uploads shadow WAL bytes from the position to the database's current position. */
@@ -180,11 +184,25 @@ export class Replica implements PositionHolder {
 
   async #snapshot(): Promise<SnapshotInfo> {
     return await this.db.snapshot(async (pos, data) => {
-      if (this.#pos?.generation !== pos.generation || this.#pos.index > pos.index) {
-        this.#pos = { generation: pos.generation, index: pos.index, offset: 0 };
+      if (this.#pos?.generation !== pos.generation) {
+        // Continue from what the replica holds: restarting an index at offset 0 would overlap its segments.
+        const remote = await this.#remotePos(pos.generation);
+        if (remote && comparePos(remote, pos) > 0) {
+          throw new LitestreamError(
+            `replica ${this.name} is ahead of the local shadow wal (${formatPos(remote)})`,
+          );
+        }
+        this.#pos = remote ?? { generation: pos.generation, index: pos.index, offset: 0 };
       }
       // WAL up to the snapshot's position goes first: any restore that picks this snapshot by time also gets it.
-      await this.#uploadWal();
+      try {
+        await this.#uploadWal();
+      } catch (err) {
+        if (!(err instanceof ShadowMissing) || this.#pos!.index >= pos.index) throw err;
+        // The local WAL between the replica's end and this snapshot is gone: the snapshot starts afresh at its index.
+        this.#pos = { generation: pos.generation, index: pos.index, offset: 0 };
+        await this.#uploadWal();
+      }
       const info = await this.client.writeSnapshot(
         pos.generation,
         pos.index,

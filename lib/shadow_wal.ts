@@ -107,16 +107,19 @@ export async function createShadow(
   mode: number,
 ): Promise<{ shadow: ShadowState; copy: CopyResult }> {
   const headerBytes = await readWalHeaderBytes(walPath);
-  if (!headerBytes) throw new Error(`${walPath}: wal header missing`);
+  if (!headerBytes) throw new LitestreamError(`${walPath}: wal header missing`);
   const header = decodeWalHeader(headerBytes);
-  if (typeof header === "string") throw new Error(`${walPath}: ${header}`);
-  const file = await Deno.open(path, { write: true, create: true, truncate: true, mode });
+  if (typeof header === "string") throw new LitestreamError(`${walPath}: ${header}`);
+  // Written aside and renamed: a crash must not leave a shadow file without its header.
+  const tmp = `${path}.tmp`;
+  const file = await Deno.open(tmp, { write: true, create: true, truncate: true, mode });
   try {
     await writeAll(file, headerBytes);
     await file.sync();
   } finally {
     file.close();
   }
+  await Deno.rename(tmp, path);
   const shadow: ShadowState = {
     path,
     index,
