@@ -17,7 +17,8 @@
 
 import { LitestreamError } from "../lib/errors.ts";
 import { type GenerationReport, validateReplicaObjects } from "../lib/validate.ts";
-import { createReplicaClient, replicaConfigFromUrl } from "../replicas/mod.ts";
+import { replicaConfigFromUrl } from "../lib/config.ts";
+import { s3ClientFromConfig } from "../replicas/s3.ts";
 
 /** The outcome of one run, as logged and posted. */
 export interface ValidationSummary {
@@ -50,7 +51,7 @@ export async function validateReplicas(
       if (cfg.type !== "s3") {
         throw new LitestreamError(`${url}: only s3:// replicas can be validated here (no disk)`);
       }
-      const client = await createReplicaClient({
+      const client = s3ClientFromConfig({
         ...cfg,
         endpoint: env.LITESTREAM_VALIDATE_ENDPOINT || undefined,
         region: env.LITESTREAM_VALIDATE_REGION || undefined,

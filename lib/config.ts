@@ -393,3 +393,14 @@ class Validator {
     }
   }
 }
+
+/** A replica config for a bare URL, with v0.3.13's defaults; the name is the type. */
+export function replicaConfigFromUrl(url: string): ReplicaConfig {
+  const type = url.slice(0, url.indexOf(":")).toLowerCase();
+  if (type !== "file" && type !== "s3") {
+    throw new LitestreamError(
+      `unsupported replica URL scheme ${JSON.stringify(type)}: ${url} (use file:// or s3://)`,
+    );
+  }
+  return { name: type, type, url, skipVerify: false, ...REPLICA_DEFAULTS };
+}

@@ -16,6 +16,8 @@ export interface SnapshotInfo {
   size: number;
   /** File mtime or S3 LastModified: the time used for point-in-time restore. */
   createdAt: Date;
+  /** The same time in nanoseconds, where the backend has them (file mtimes on Linux). */
+  createdAtNs?: bigint;
 }
 
 /** A WAL segment object in a replica. */
@@ -24,6 +26,8 @@ export interface WalSegmentInfo extends Pos {
   size: number;
   /** File mtime or S3 LastModified: the time used for point-in-time restore. */
   createdAt: Date;
+  /** The same time in nanoseconds, where the backend has them (file mtimes on Linux). */
+  createdAtNs?: bigint;
 }
 
 /** A checksum record object (see `lib/checksum_record.ts`). */

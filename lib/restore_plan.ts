@@ -17,6 +17,8 @@ export interface RestoreTarget {
   generation?: string;
   /** Restore to the state as of this time (object timestamps are compared). */
   timestamp?: Date;
+  /** The same time in nanoseconds when known more precisely than `timestamp` (v0.3.13 compares nanoseconds). */
+  timestampNs?: bigint;
   /** Restore up to and including this WAL index. */
   index?: number;
 }
@@ -38,6 +40,16 @@ export interface RestorePlan {
   stopAt?: Pos;
 }
 
+/** An object's time in nanoseconds (from milliseconds when the backend has no more). */
+export function timeNs(o: { createdAt: Date; createdAtNs?: bigint }): bigint {
+  return o.createdAtNs ?? BigInt(o.createdAt.getTime()) * 1_000_000n;
+}
+
+function targetNs(target: RestoreTarget): bigint | undefined {
+  if (!target.timestamp) return undefined;
+  return target.timestampNs ?? BigInt(target.timestamp.getTime()) * 1_000_000n;
+}
+
 /** Earliest and latest object timestamps of a generation, or undefined when it holds no objects. */
 export function generationBounds(
   g: GenerationListing,
@@ -53,7 +65,7 @@ export function generationBounds(
 
 /**
  * Picks the generation to restore among candidates (possibly from several
- * replicas): the one updated last among those that started at or before the
+ * replicas): the one updated last among those with a snapshot taken by the
  * target time. Unlike v0.3.13, a time after a generation's last upload keeps it
  * eligible (it restores that generation's latest state).
  */
@@ -62,15 +74,20 @@ export function chooseGeneration<T extends GenerationListing>(
   target: RestoreTarget,
 ): T | undefined {
   let best: T | undefined;
-  let bestUpdated = -Infinity;
+  let bestUpdated = -1n;
+  const t = targetNs(target);
   for (const g of candidates) {
     if (target.generation && g.generation !== target.generation) continue;
-    const bounds = generationBounds(g);
-    if (!bounds || g.snapshots.length === 0) continue;
-    if (target.timestamp && target.timestamp < bounds.createdAt) continue;
-    if (bounds.updatedAt.getTime() > bestUpdated) {
+    if (g.snapshots.length === 0) continue;
+    // Restorable at the target time only from a snapshot taken by then.
+    if (t !== undefined && !g.snapshots.some((s) => timeNs(s) <= t)) continue;
+    const updated = [...g.snapshots, ...g.segments].reduce(
+      (m, o) => timeNs(o) > m ? timeNs(o) : m,
+      -1n,
+    );
+    if (updated > bestUpdated) {
       best = g;
-      bestUpdated = bounds.updatedAt.getTime();
+      bestUpdated = updated;
     }
   }
   return best;
@@ -85,9 +102,10 @@ export function planRestore(g: GenerationListing, target: RestoreTarget): Restor
   if (!snapshot) throw new NotFoundError(`no snapshots available in generation ${g.generation}`);
 
   const maxIndex = target.index ?? MAX_INDEX;
+  const t = targetNs(target);
   const segments: WalSegmentInfo[] = [];
   for (const seg of g.segments) {
-    if (target.timestamp && seg.createdAt > target.timestamp) break;
+    if (t !== undefined && timeNs(seg) > t) break;
     if (seg.index > maxIndex) break;
     if (seg.index >= snapshot.index) segments.push(seg);
   }
@@ -106,10 +124,11 @@ function chooseSnapshot(
 ): SnapshotInfo | undefined {
   if (target.index !== undefined) return snapshots.filter((s) => s.index <= target.index!).at(-1);
   let best: SnapshotInfo | undefined;
+  const t = targetNs(target);
   for (const s of snapshots) {
-    if (target.timestamp && s.createdAt > target.timestamp) continue;
+    if (t !== undefined && timeNs(s) > t) continue;
     // On equal times (S3 keeps whole seconds) the higher index needs less WAL.
-    if (!best || s.createdAt >= best.createdAt) best = s;
+    if (!best || timeNs(s) >= timeNs(best)) best = s;
   }
   return best;
 }

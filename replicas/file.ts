@@ -24,6 +24,7 @@ import type {
   WalSegmentInfo,
 } from "../lib/replica_client.ts";
 import { isRecordName, RECORDS_DIR } from "../lib/checksum_record.ts";
+import { mtimeNs } from "../lib/mtime_ns.ts";
 
 /** Options of a file replica. */
 export interface FileReplicaOptions {
@@ -131,7 +132,7 @@ export class FileReplicaClient implements ReplicaClient {
       const index = entry.isFile ? parseSnapshotName(entry.name) : undefined;
       if (index === undefined) continue;
       const st = await statOrUndefined(join(dir, entry.name));
-      if (st) out.push({ generation, index, size: st.size, createdAt: st.mtime ?? new Date(0) });
+      if (st) out.push({ generation, index, size: st.size, ...times(join(dir, entry.name), st) });
     }
     return out.sort((a, b) => a.index - b.index);
   }
@@ -144,7 +145,7 @@ export class FileReplicaClient implements ReplicaClient {
       if (!parsed) continue;
       const st = await statOrUndefined(join(dir, entry.name));
       if (st) {
-        out.push({ generation, ...parsed, size: st.size, createdAt: st.mtime ?? new Date(0) });
+        out.push({ generation, ...parsed, size: st.size, ...times(join(dir, entry.name), st) });
       }
     }
     return out.sort((a, b) => a.index - b.index || a.offset - b.offset);
@@ -212,6 +213,11 @@ export class FileReplicaClient implements ReplicaClient {
       throw err;
     }
   }
+}
+
+/** An object's creation time: the mtime, with nanoseconds where they can be read. */
+function times(path: string, st: Deno.FileInfo): { createdAt: Date; createdAtNs?: bigint } {
+  return { createdAt: st.mtime ?? new Date(0), createdAtNs: mtimeNs(path) };
 }
 
 async function statOrUndefined(path: string): Promise<Deno.FileInfo | undefined> {

@@ -6,21 +6,9 @@
  */
 
 import { posix } from "node:path";
-import { expandPath, REPLICA_DEFAULTS, type ReplicaConfig } from "../lib/config.ts";
-import { LitestreamError } from "../lib/errors.ts";
+import { expandPath, type ReplicaConfig } from "../lib/config.ts";
 import type { ReplicaClient } from "../lib/replica_client.ts";
 import { FileReplicaClient, type FileReplicaOptions } from "./file.ts";
-
-/** A replica config for a bare URL, with v0.3.13's defaults; the name is the type. */
-export function replicaConfigFromUrl(url: string): ReplicaConfig {
-  const type = url.slice(0, url.indexOf(":")).toLowerCase();
-  if (type !== "file" && type !== "s3") {
-    throw new LitestreamError(
-      `unsupported replica URL scheme ${JSON.stringify(type)}: ${url} (use file:// or s3://)`,
-    );
-  }
-  return { name: type, type, url, skipVerify: false, ...REPLICA_DEFAULTS };
-}
 
 /** The directory of a `file://` URL, cleaned and made absolute. */
 export function fileUrlPath(url: string): string {

@@ -12,12 +12,13 @@ import {
   expandPath,
   isUrl,
   loadConfig,
+  replicaConfigFromUrl,
 } from "../config.ts";
 import { LitestreamError, UsageError } from "../errors.ts";
 import type { FlagSpec } from "../flags.ts";
 import { Logger } from "../log.ts";
 import type { ReplicaClient } from "../replica_client.ts";
-import { createReplicaClient, replicaConfigFromUrl } from "../../replicas/mod.ts";
+import { createReplicaClient } from "../../replicas/mod.ts";
 
 /** Flags every config-reading command accepts. */
 export const CONFIG_FLAGS: FlagSpec = { config: "string", "no-expand-env": "boolean" };

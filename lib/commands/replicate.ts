@@ -12,6 +12,7 @@ import {
   type DbConfig,
   expandPath,
   type ReplicaConfig,
+  replicaConfigFromUrl,
 } from "../config.ts";
 import { UsageError } from "../errors.ts";
 import { parseFlags } from "../flags.ts";
@@ -20,7 +21,6 @@ import { buildManaged, Server } from "../server.ts";
 import { serveMetrics } from "../metrics.ts";
 import { shellWords } from "../shell_words.ts";
 import { VERSION } from "../version.ts";
-import { replicaConfigFromUrl } from "../../replicas/mod.ts";
 import { CONFIG_FLAGS, loadConfigFromFlags, loggerFor } from "./common.ts";
 import { Logger as PlainLogger } from "../log.ts";
 

@@ -79,6 +79,13 @@ export function parseTimestampFlag(s: string): Date {
   return d;
 }
 
+/** A valid `-timestamp` in nanoseconds since the epoch, keeping digits beyond milliseconds. */
+export function timestampNs(s: string): bigint {
+  const seconds = BigInt(Math.floor(parseTimestampFlag(s).getTime() / 1000));
+  const fraction = TIMESTAMP_RE.exec(s)![1]?.slice(1) ?? "";
+  return seconds * 1_000_000_000n + BigInt((fraction + "000000000").slice(0, 9));
+}
+
 /** Runs the command; returns the exit code. */
 export async function run(args: string[]): Promise<number> {
   const { values, positionals } = parseFlags(args, FLAGS);
@@ -109,7 +116,14 @@ export async function run(args: string[]): Promise<number> {
     return 0;
   }
   const clients = resolved.clients.map((c) => c.client);
-  const target = { generation: values.generation as string | undefined, index, timestamp };
+  const target = {
+    generation: values.generation as string | undefined,
+    index,
+    timestamp,
+    timestampNs: values.timestamp !== undefined
+      ? timestampNs(values.timestamp as string)
+      : undefined,
+  };
   let found;
   try {
     found = await findRestorePlan(clients, target);
