@@ -32,7 +32,9 @@ export async function waitFor<T>(
 }
 
 /** A temporary directory removed (recursively) when disposed: `await using dir = await tempDir()`. */
-export async function tempDir(prefix = "litestream-test-"): Promise<AsyncDisposable & { path: string }> {
+export async function tempDir(
+  prefix = "litestream-test-",
+): Promise<AsyncDisposable & { path: string }> {
   const path = await Deno.makeTempDir({ prefix });
   return {
     path,
