@@ -1,3 +1,4 @@
+import { describeResult, runLitestream } from "./support/cli.ts";
 /**
  * The configuration file (spec §7): lib/config.ts (`parseConfig`, `loadConfig`, `configPath`),
  * Go durations (lib/duration.ts) and Go's `os.ExpandEnv` rules (lib/expand_env.ts), plus a few
@@ -17,7 +18,6 @@ import { ConfigError } from "../lib/errors.ts";
 import { formatDuration, parseDuration } from "../lib/duration.ts";
 import { expandEnv } from "../lib/expand_env.ts";
 import { tempDir } from "./support/poll.ts";
-import { describe, litestream } from "./support/replica_builder.ts";
 
 const FILE = "/etc/test-litestream.yml";
 
@@ -457,8 +457,8 @@ Deno.test("config handling seen from the CLI", async (t) => {
   const env = { LT_TEST_DIR: dir.path };
 
   await t.step("environment expansion, and a warning naming the unknown key", async () => {
-    const res = await litestream(["databases", "-config", config], { env });
-    assert.equal(res.code, 0, describe(res));
+    const res = await runLitestream(["databases", "-config", config], { env });
+    assert.equal(res.code, 0, describeResult(res));
     assert.equal(
       res.out,
       `path${" ".repeat(dir.path.length + 5)}replicas\n${dir.path}/app.db  file\n`,
@@ -467,19 +467,19 @@ Deno.test("config handling seen from the CLI", async (t) => {
   });
 
   await t.step("-no-expand-env keeps $VARIABLES literally", async () => {
-    const res = await litestream(["databases", "-no-expand-env", "-config", config], {
+    const res = await runLitestream(["databases", "-no-expand-env", "-config", config], {
       env,
       cwd: dir.path,
     });
-    assert.equal(res.code, 0, describe(res));
+    assert.equal(res.code, 0, describeResult(res));
     assert.match(res.out, new RegExp(`^${dir.path}/\\$LT_TEST_DIR/app\\.db  file$`, "m"));
   });
 
   await t.step("a wrong type through the CLI: one line naming file and key", async () => {
     const bad = join(dir.path, "bad.yml");
     await Deno.writeTextFile(bad, "dbs:\n  - path: /a\n    checkpoint-interval: [1]\n");
-    const res = await litestream(["databases", "-config", bad]);
-    assert.equal(res.code, 1, describe(res));
+    const res = await runLitestream(["databases", "-config", bad]);
+    assert.equal(res.code, 1, describeResult(res));
     assert.equal(
       res.err,
       `error: ${bad}: dbs[0].checkpoint-interval: expected a duration such as 1s, 10m, 24h or 7d, got [1]\n`,
@@ -490,10 +490,10 @@ Deno.test("config handling seen from the CLI", async (t) => {
     // HOME also locates Deno's cache: keep that where it is.
     const info = await new Deno.Command(Deno.execPath(), { args: ["info", "--json"] }).output();
     const { denoDir } = JSON.parse(new TextDecoder().decode(info.stdout));
-    const res = await litestream(["databases", "-config", "~/c.yml"], {
+    const res = await runLitestream(["databases", "-config", "~/c.yml"], {
       env: { HOME: dir.path, DENO_DIR: denoDir, ...env },
     });
-    assert.equal(res.code, 0, describe(res));
+    assert.equal(res.code, 0, describeResult(res));
     assert.match(res.out, /app\.db {2}file/);
   });
 });

@@ -1,3 +1,4 @@
+import { runLitestream } from "./support/cli.ts";
 /**
  * A replica's life over time, on a file replica and an S3 replica (s3rver), concurrently:
  * periodic snapshots (`snapshot-interval`), the snapshot schedule across a restart (aligned to
@@ -20,7 +21,6 @@ import { startFaultProxy } from "./support/fault_proxy.ts";
 import {
   type CliResult,
   describeResult,
-  MAIN_TS,
   newGenerations,
   type ReplicateProcess,
   startReplicate,
@@ -222,32 +222,9 @@ async function allSnapshots(b: Backend): Promise<SnapshotInfo[]> {
 }
 
 /** Our CLI with the backend's environment; SIGKILLed after `timeoutMs` (code 137). */
-async function ours(args: string[], env: Record<string, string>, timeoutMs = 20_000) {
-  const started = performance.now();
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", MAIN_TS, ...args],
-    env: { NO_COLOR: "1", LITESTREAM_CONFIG: "", ...env },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  let killed = false;
-  const timer = setTimeout(() => {
-    killed = true;
-    try {
-      child.kill("SIGKILL");
-    } catch { /* gone */ }
-  }, timeoutMs);
-  const out = await child.output();
-  clearTimeout(timer);
-  const dec = new TextDecoder();
-  const r: CliResult = {
-    code: out.code,
-    out: dec.decode(out.stdout),
-    err: dec.decode(out.stderr) + (killed ? `\n[killed after ${timeoutMs} ms]` : ""),
-    ms: performance.now() - started,
-  };
-  return r;
+/** Runs our CLI with `env` (URL-form commands take S3 credentials from the environment). */
+function ours(args: string[], env: Record<string, string>, timeoutMs = 20_000): Promise<CliResult> {
+  return runLitestream(args, { env, timeoutMs });
 }
 
 let restores = 0;

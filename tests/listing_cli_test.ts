@@ -1,3 +1,4 @@
+import { type CliResult, describeResult, runLitestream } from "./support/cli.ts";
 /**
  * The listing commands (`generations`, `snapshots`, `wal`, `databases`) and the top level
  * (`version`, unknown command, usage) as a user runs them: `deno run main.ts ...` in a
@@ -8,14 +9,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { tempDir } from "./support/poll.ts";
-import {
-  buildReplica,
-  type BuiltReplica,
-  type CliResult,
-  copyReplica,
-  describe,
-  litestream,
-} from "./support/replica_builder.ts";
+import { buildReplica, type BuiltReplica, copyReplica } from "./support/replica_builder.ts";
 
 const G1 = "0101010101010101";
 const G2 = "0202020202020202";
@@ -47,8 +41,8 @@ function tabwriter(rows: string[][]): string {
 }
 
 function ok(r: CliResult): CliResult {
-  assert.equal(r.code, 0, describe(r));
-  assert.doesNotMatch(r.err, /Uncaught|^\s+at /m, describe(r));
+  assert.equal(r.code, 0, describeResult(r));
+  assert.doesNotMatch(r.err, /Uncaught|^\s+at /m, describeResult(r));
   return r;
 }
 
@@ -66,10 +60,10 @@ Deno.test("listing CLI against a URL replica", async (t) => {
 
   await t.step("generations: columns, bounds and lag (now − end)", async () => {
     const before = Date.now();
-    const res = ok(await litestream(["generations", r.url]));
+    const res = ok(await runLitestream(["generations", r.url]));
     const after = Date.now();
     const lines = res.out.split("\n");
-    assert.equal(lines.length, 4, describe(res)); // header, 2 rows, final ""
+    assert.equal(lines.length, 4, describeResult(res)); // header, 2 rows, final ""
     const lags = lines.slice(1, 3).map((l) => l.split(/\s+/)[2]);
     const ends = [at("00:00:30"), at("00:01:50")];
     lags.forEach((lag, i) => {
@@ -91,7 +85,7 @@ Deno.test("listing CLI against a URL replica", async (t) => {
   });
 
   await t.step("snapshots: columns, decimal index, stored size", async () => {
-    const res = ok(await litestream(["snapshots", r.url]));
+    const res = ok(await runLitestream(["snapshots", r.url]));
     assert.equal(
       res.out,
       tabwriter([
@@ -116,17 +110,17 @@ Deno.test("listing CLI against a URL replica", async (t) => {
   const walHeader = ["replica", "generation", "index", "offset", "size", "created"];
 
   await t.step("wal: columns, decimal index and offset", async () => {
-    const res = ok(await litestream(["wal", r.url]));
+    const res = ok(await runLitestream(["wal", r.url]));
     assert.equal(res.out, tabwriter([walHeader, ...walRows]));
   });
 
   await t.step("wal -generation lists that generation only", async () => {
-    const res = ok(await litestream(["wal", "-generation", G1, r.url]));
+    const res = ok(await runLitestream(["wal", "-generation", G1, r.url]));
     assert.equal(res.out, tabwriter([walHeader, ...walRows.slice(0, 2)]));
   });
 
   await t.step("-json: parseable, keyed by the column names", async () => {
-    const gens = JSON.parse(ok(await litestream(["generations", "-json", r.url])).out);
+    const gens = JSON.parse(ok(await runLitestream(["generations", "-json", r.url])).out);
     assert.equal(gens.length, 2);
     assert.deepEqual(Object.keys(gens[0]), ["name", "generation", "lag", "start", "end"]);
     assert.deepEqual(
@@ -134,7 +128,7 @@ Deno.test("listing CLI against a URL replica", async (t) => {
       [["file", G1, at("00:00:10"), at("00:00:30")], ["file", G2, at("00:00:40"), at("00:01:50")]],
     );
 
-    const snaps = JSON.parse(ok(await litestream(["snapshots", "-json", r.url])).out);
+    const snaps = JSON.parse(ok(await runLitestream(["snapshots", "-json", r.url])).out);
     assert.deepEqual(snaps, [
       {
         replica: "file",
@@ -159,7 +153,7 @@ Deno.test("listing CLI against a URL replica", async (t) => {
       },
     ]);
 
-    const wal = JSON.parse(ok(await litestream(["wal", "-json", r.url])).out);
+    const wal = JSON.parse(ok(await runLitestream(["wal", "-json", r.url])).out);
     assert.deepEqual(
       wal,
       walRows.map(([replica, generation, index, offset, size, created]) => ({
@@ -178,26 +172,26 @@ Deno.test("listing CLI against a URL replica", async (t) => {
     await Deno.mkdir(empty);
     for (const url of [`file://${empty}`, `file://${dir.path}/missing`]) {
       assert.equal(
-        ok(await litestream(["snapshots", url])).out,
+        ok(await runLitestream(["snapshots", url])).out,
         "replica  generation  index  size  created\n",
       );
-      assert.equal(ok(await litestream(["generations", "-json", url])).out.trim(), "[]");
+      assert.equal(ok(await runLitestream(["generations", "-json", url])).out.trim(), "[]");
     }
   });
 
   await t.step("usage errors", async () => {
     for (const cmd of ["generations", "snapshots", "wal"]) {
-      const none = await litestream([cmd]);
-      assert.equal(none.code, 1, describe(none));
+      const none = await runLitestream([cmd]);
+      assert.equal(none.code, 1, describeResult(none));
       assert.match(none.err, /^error: database path or replica URL required\n/);
-      const two = await litestream([cmd, r.url, r.url]);
-      assert.equal(two.code, 1, describe(two));
+      const two = await runLitestream([cmd, r.url, r.url]);
+      assert.equal(two.code, 1, describeResult(two));
       assert.match(two.err, /^error: too many arguments\n/);
     }
-    const bad = await litestream(["wal", "-bogus", r.url]);
+    const bad = await runLitestream(["wal", "-bogus", r.url]);
     assert.equal(bad.code, 1);
     assert.match(bad.err, /^error: flag provided but not defined: -bogus\n/);
-    const help = await litestream(["snapshots", "-h"]);
+    const help = await runLitestream(["snapshots", "-h"]);
     assert.equal(help.code, 1);
     assert.match(help.out, /^Usage: litestream snapshots/);
   });
@@ -232,7 +226,7 @@ Deno.test("listing CLI in config mode and databases", async (t) => {
     await Deno.writeFile(db, new Uint8Array(0));
     const mtime = new Date(Date.parse(at("00:01:53.250")));
     await Deno.utime(db, mtime, mtime);
-    const res = ok(await litestream(["generations", "-config", config, db]));
+    const res = ok(await runLitestream(["generations", "-config", config, db]));
     assert.equal(
       res.out,
       tabwriter([
@@ -248,7 +242,7 @@ Deno.test("listing CLI in config mode and databases", async (t) => {
     await Deno.writeFile(`${db}-wal`, new Uint8Array(0));
     const mtime = new Date(Date.parse(at("00:01:55.500")));
     await Deno.utime(`${db}-wal`, mtime, mtime);
-    const res = ok(await litestream(["generations", "-config", config, "-replica", "main", db]));
+    const res = ok(await runLitestream(["generations", "-config", config, "-replica", "main", db]));
     assert.equal(
       res.out,
       tabwriter([
@@ -260,12 +254,12 @@ Deno.test("listing CLI in config mode and databases", async (t) => {
   });
 
   await t.step("snapshots and wal with -replica", async () => {
-    const snaps = ok(await litestream(["snapshots", "-config", config, "-replica", "old", db]));
+    const snaps = ok(await runLitestream(["snapshots", "-config", config, "-replica", "old", db]));
     assert.deepEqual(
       snaps.out.trim().split("\n").map((l) => l.split(/\s+/).slice(0, 3)),
       [["replica", "generation", "index"], ["old", G1, "0"]],
     );
-    const wal = ok(await litestream(["wal", "-replica", "old", db, "-config", config]));
+    const wal = ok(await runLitestream(["wal", "-replica", "old", db, "-config", config]));
     assert.deepEqual(
       wal.out.trim().split("\n").map((l) => l.split(/\s+/).slice(0, 4)),
       [["replica", "generation", "index", "offset"], ["old", G1, "0", "0"], [
@@ -278,7 +272,7 @@ Deno.test("listing CLI in config mode and databases", async (t) => {
   });
 
   await t.step("snapshots over every replica of the database", async () => {
-    const res = ok(await litestream(["snapshots", "-config", config, db]));
+    const res = ok(await runLitestream(["snapshots", "-config", config, db]));
     const rows = res.out.trim().split("\n").slice(1).map((l) =>
       l.split(/\s+/).slice(0, 3).join(" ")
     );
@@ -286,8 +280,8 @@ Deno.test("listing CLI in config mode and databases", async (t) => {
   });
 
   await t.step("an unknown -replica is an error naming it", async () => {
-    const res = await litestream(["wal", "-config", config, "-replica", "nope", db]);
-    assert.equal(res.code, 1, describe(res));
+    const res = await runLitestream(["wal", "-config", config, "-replica", "nope", db]);
+    assert.equal(res.code, 1, describeResult(res));
     assert.match(res.err, /^error: .*"nope"/);
   });
 
@@ -300,47 +294,47 @@ Deno.test("listing CLI in config mode and databases", async (t) => {
       `dbs:\n  - path: ${db}\n    replicas:\n      - name: main\n        url: file://${r.root}\n` +
         `      - name: bad\n        path: ${notADir}\n`,
     );
-    const res = await litestream(["snapshots", "-config", broken, db]);
-    assert.equal(res.code, 1, describe(res));
-    assert.equal(res.out.trim().split("\n").length, 4, describe(res)); // header + 3 of main
+    const res = await runLitestream(["snapshots", "-config", broken, db]);
+    assert.equal(res.code, 1, describeResult(res));
+    assert.equal(res.out.trim().split("\n").length, 4, describeResult(res)); // header + 3 of main
     assert.match(res.err, /replica=bad/);
   });
 
   await t.step("databases: paths and replica names", async () => {
-    const res = ok(await litestream(["databases", "-config", config]));
+    const res = ok(await runLitestream(["databases", "-config", config]));
     assert.equal(
       res.out,
       tabwriter([["path", "replicas"], [db, "main,old"], [other, "file"]]),
     );
-    const json = JSON.parse(ok(await litestream(["databases", "-json", "-config", config])).out);
+    const json = JSON.parse(ok(await runLitestream(["databases", "-json", "-config", config])).out);
     assert.deepEqual(json, [{ path: db, replicas: "main,old" }, { path: other, replicas: "file" }]);
-    const env = ok(await litestream(["databases"], { env: { LITESTREAM_CONFIG: config } }));
+    const env = ok(await runLitestream(["databases"], { env: { LITESTREAM_CONFIG: config } }));
     assert.equal(env.out, res.out);
   });
 
   await t.step("databases: errors", async () => {
-    const extra = await litestream(["databases", "-config", config, "x"]);
+    const extra = await runLitestream(["databases", "-config", config, "x"]);
     assert.equal(extra.code, 1);
     assert.match(extra.err, /^error: too many arguments\n/);
     const missing = join(dir.path, "missing.yml");
-    const none = await litestream(["databases", "-config", missing]);
+    const none = await runLitestream(["databases", "-config", missing]);
     assert.equal(none.code, 1);
     assert.equal(none.err, `error: config file not found: ${missing}\n`);
   });
 });
 
 Deno.test("top level: version, usage, unknown command", async () => {
-  const version = ok(await litestream(["version", "extra", "args"]));
+  const version = ok(await runLitestream(["version", "extra", "args"]));
   assert.match(version.out, /^v\d+\.\d+\.\d+\S*\n$/);
 
   for (const args of [[], ["help"], ["-h"], ["--version"]]) {
-    const res = await litestream(args);
-    assert.equal(res.code, 1, describe(res));
+    const res = await runLitestream(args);
+    assert.equal(res.code, 1, describeResult(res));
     assert.match(res.out, /^litestream is a tool for replicating SQLite databases\./);
     assert.match(res.out, /restore +recovers database backup from a replica/);
   }
 
-  const unknown = await litestream(["frobnicate"]);
+  const unknown = await runLitestream(["frobnicate"]);
   assert.equal(unknown.code, 1);
   assert.equal(unknown.err, "litestream frobnicate: unknown command\n");
   assert.equal(unknown.out, "");

@@ -1,3 +1,10 @@
+import {
+  type CliOptions,
+  type CliResult,
+  describeResult,
+  MAIN_TS,
+  runLitestream,
+} from "./support/cli.ts";
 /**
  * `litestream restore` as a user runs it: `deno run main.ts restore ...` in a subprocess,
  * against file replicas built from a real database (tests/support/replica_builder.ts). Checks
@@ -12,14 +19,9 @@ import {
   buildReplica,
   type BuiltObject,
   type BuiltReplica,
-  type CliOptions,
-  type CliResult,
   copyReplica,
-  describe,
   equalBytes,
   listDir,
-  litestream,
-  MAIN_TS,
   segmentPath,
   snapshotPath,
   writeObject,
@@ -64,8 +66,8 @@ function obj(
 
 /** Asserts success and returns the result. */
 function ok(r: CliResult): CliResult {
-  assert.equal(r.code, 0, describe(r));
-  assert.doesNotMatch(r.err, /Uncaught|^\s+at /m, describe(r));
+  assert.equal(r.code, 0, describeResult(r));
+  assert.doesNotMatch(r.err, /Uncaught|^\s+at /m, describeResult(r));
   return r;
 }
 
@@ -74,15 +76,15 @@ function ok(r: CliResult): CliResult {
  * (followed by the command's usage only for usage errors).
  */
 function fails(r: CliResult, pattern: RegExp, opts: { usage?: boolean } = {}): string {
-  assert.equal(r.code, 1, describe(r));
-  assert.doesNotMatch(r.err, /Uncaught|^\s+at /m, describe(r));
+  assert.equal(r.code, 1, describeResult(r));
+  assert.doesNotMatch(r.err, /Uncaught|^\s+at /m, describeResult(r));
   const lines = r.err.trimEnd().split("\n");
-  assert.match(lines[0], /^error: /, describe(r));
-  assert.match(lines[0], pattern, describe(r));
+  assert.match(lines[0], /^error: /, describeResult(r));
+  assert.match(lines[0], pattern, describeResult(r));
   if (opts.usage) {
-    assert.match(r.err, /Usage: litestream restore/, describe(r));
+    assert.match(r.err, /Usage: litestream restore/, describeResult(r));
   } else {
-    assert.equal(lines.length, 1, `expected a one-line error\n${describe(r)}`);
+    assert.equal(lines.length, 1, `expected a one-line error\n${describeResult(r)}`);
   }
   return lines[0];
 }
@@ -113,7 +115,7 @@ Deno.test("restore CLI: targets, outputs, options and config mode", async (t) =>
   const restoreTo = async (flags: string[], options?: CliOptions) => {
     const d = await outDir();
     const out = join(d, "out.db");
-    ok(await litestream(["restore", ...flags, "-o", out, r.url], options));
+    ok(await runLitestream(["restore", ...flags, "-o", out, r.url], options));
     assert.deepEqual(await listDir(d), ["out.db"], "only the output file is left");
     return out;
   };
@@ -125,21 +127,21 @@ Deno.test("restore CLI: targets, outputs, options and config mode", async (t) =>
   });
 
   await t.step("-o - writes the database, and only it, to stdout", async () => {
-    const res = ok(await litestream(["restore", "-o", "-", r.url]));
+    const res = ok(await runLitestream(["restore", "-o", "-", r.url]));
     assert.ok(equalBytes(res.stdout, r.latest), `stdout has ${res.stdout.length} bytes`);
     assert.match(res.err, /restored/, "logs go to stderr");
   });
 
   await t.step("-o - at a timestamp inside an index (snapshot + partial WAL)", async () => {
     const res = ok(
-      await litestream(["restore", "-timestamp", "2024-01-01T00:01:05Z", "-o", "-", r.url]),
+      await runLitestream(["restore", "-timestamp", "2024-01-01T00:01:05Z", "-o", "-", r.url]),
     );
     assert.ok(equalBytes(res.stdout, obj(r, G2, "wal", 0, 4152).state));
   });
 
   await t.step("-o - of a snapshot only", async () => {
     const res = ok(
-      await litestream(["restore", "-timestamp", "2024-01-01T00:01:25Z", "-o", "-", r.url]),
+      await runLitestream(["restore", "-timestamp", "2024-01-01T00:01:25Z", "-o", "-", r.url]),
     );
     assert.ok(equalBytes(res.stdout, obj(r, G2, "snapshot", 1).state));
   });
@@ -186,7 +188,7 @@ Deno.test("restore CLI: targets, outputs, options and config mode", async (t) =>
 
   await t.step("-timestamp before every backup: no matching backups found", async () => {
     const d = await outDir();
-    const res = await litestream([
+    const res = await runLitestream([
       "restore",
       "-timestamp",
       "2023-12-31T00:00:00Z",
@@ -222,7 +224,7 @@ Deno.test("restore CLI: targets, outputs, options and config mode", async (t) =>
     const out = join(d, "out.db");
     await Deno.writeTextFile(out, "keep me");
     const before = await Deno.stat(out);
-    const res = ok(await litestream(["restore", "-if-db-not-exists", "-o", out, r.url]));
+    const res = ok(await runLitestream(["restore", "-if-db-not-exists", "-o", out, r.url]));
     assert.match(res.out + res.err, /database already exists, skipping/);
     assert.equal(await Deno.readTextFile(out), "keep me");
     assert.equal((await Deno.stat(out)).mtime?.getTime(), before.mtime?.getTime());
@@ -237,7 +239,7 @@ Deno.test("restore CLI: targets, outputs, options and config mode", async (t) =>
     const d = await outDir();
     const out = join(d, "out.db");
     await Deno.writeTextFile(out, "keep me");
-    const res = await litestream(["restore", "-o", out, r.url]);
+    const res = await runLitestream(["restore", "-o", out, r.url]);
     fails(res, new RegExp(`cannot restore, output path already exists: ${out}$`));
     assert.equal(await Deno.readTextFile(out), "keep me");
     assert.deepEqual(await listDir(d), ["out.db"]);
@@ -249,7 +251,7 @@ Deno.test("restore CLI: targets, outputs, options and config mode", async (t) =>
     for (const url of [`file://${empty}`, `file://${dir.path}/no-such-replica`]) {
       const d = await outDir();
       const res = ok(
-        await litestream(["restore", "-if-replica-exists", "-o", join(d, "out.db"), url]),
+        await runLitestream(["restore", "-if-replica-exists", "-o", join(d, "out.db"), url]),
       );
       assert.match(res.err, /no matching backups found/);
       assert.deepEqual(await listDir(d), []);
@@ -258,7 +260,7 @@ Deno.test("restore CLI: targets, outputs, options and config mode", async (t) =>
 
   await t.step("-index together with -timestamp is refused", async () => {
     const d = await outDir();
-    const res = await litestream([
+    const res = await runLitestream([
       "restore",
       "-index",
       "1",
@@ -275,8 +277,8 @@ Deno.test("restore CLI: targets, outputs, options and config mode", async (t) =>
   await t.step("missing parent directories of the output are created (spec §6.5)", async () => {
     const d = await outDir();
     const out = join(d, "a", "b", "out.db");
-    const res = await litestream(["restore", "-o", out, r.url]);
-    assert.equal(res.code, 0, describe(res));
+    const res = await runLitestream(["restore", "-o", out, r.url]);
+    assert.equal(res.code, 0, describeResult(res));
     await assertDb(out, r.latest, 8);
     assert.equal((await Deno.stat(join(d, "a"))).mode! & 0o777, 0o700);
   });
@@ -305,28 +307,28 @@ Deno.test("restore CLI: targets, outputs, options and config mode", async (t) =>
 
   await t.step("config mode: -config FILE DB restores to the database path", async () => {
     const { d, db, config } = await configCase("c1");
-    ok(await litestream(["restore", "-config", config, db]));
+    ok(await runLitestream(["restore", "-config", config, db]));
     await assertDb(db, r.latest, 8);
     assert.deepEqual(await listDir(d), ["app.db"]);
   });
 
   await t.step("config mode: --config=FILE (GNU style)", async () => {
     const { db, config } = await configCase("c2");
-    ok(await litestream(["restore", `--config=${config}`, db]));
+    ok(await runLitestream(["restore", `--config=${config}`, db]));
     await assertDb(db, r.latest, 8);
   });
 
   await t.step("config mode: flags after the positional argument", async () => {
     const { d, db, config } = await configCase("c3");
     const out = join(d, "elsewhere.db");
-    ok(await litestream(["restore", db, "-config", config, "-o", out, "-generation", G1]));
+    ok(await runLitestream(["restore", db, "-config", config, "-o", out, "-generation", G1]));
     await assertDb(out, obj(r, G1, "wal", 0, 4152));
     assert.deepEqual(await listDir(d), ["elsewhere.db"]);
   });
 
   await t.step("config mode: LITESTREAM_CONFIG names the config", async () => {
     const { db, config } = await configCase("c4");
-    ok(await litestream(["restore", db], { env: { LITESTREAM_CONFIG: config } }));
+    ok(await runLitestream(["restore", db], { env: { LITESTREAM_CONFIG: config } }));
     await assertDb(db, r.latest, 8);
   });
 
@@ -334,22 +336,22 @@ Deno.test("restore CLI: targets, outputs, options and config mode", async (t) =>
     const d = await outDir();
     const config = await writeConfig("c5", "rel/app.db");
     await Deno.mkdir(join(d, "rel"));
-    ok(await litestream(["restore", "-config", config, "rel/app.db"], { cwd: d }));
+    ok(await runLitestream(["restore", "-config", config, "rel/app.db"], { cwd: d }));
     await assertDb(join(d, "rel", "app.db"), r.latest, 8);
   });
 
   await t.step("config mode: -replica NAME restores from that replica only", async () => {
     const { db, config } = await configCase("c6");
-    ok(await litestream(["restore", "-config", config, "-replica", "old", db]));
+    ok(await runLitestream(["restore", "-config", config, "-replica", "old", db]));
     await assertDb(db, obj(r, G1, "wal", 0, 4152));
     const again = await configCase("c7");
-    ok(await litestream(["restore", "-config", again.config, "-replica", "main", again.db]));
+    ok(await runLitestream(["restore", "-config", again.config, "-replica", "main", again.db]));
     await assertDb(again.db, r.latest, 8);
   });
 
   await t.step("config mode: an unknown -replica is an error naming it", async () => {
     const { d, db, config } = await configCase("c8");
-    const res = await litestream(["restore", "-config", config, "-replica", "nope", db]);
+    const res = await runLitestream(["restore", "-config", config, "-replica", "nope", db]);
     fails(res, /"nope"/);
     assert.deepEqual(await listDir(d), []);
   });
@@ -357,14 +359,14 @@ Deno.test("restore CLI: targets, outputs, options and config mode", async (t) =>
   await t.step("config mode: a database not in the config is an error naming it", async () => {
     const { d, config } = await configCase("c9");
     const other = join(d, "other.db");
-    fails(await litestream(["restore", "-config", config, other]), new RegExp(other));
+    fails(await runLitestream(["restore", "-config", config, other]), new RegExp(other));
     assert.deepEqual(await listDir(d), []);
   });
 
   await t.step("config mode: -if-db-not-exists leaves the existing database alone", async () => {
     const { db, config } = await configCase("c10");
     await Deno.writeTextFile(db, "keep me");
-    ok(await litestream(["restore", "-config", config, "-if-db-not-exists", db]));
+    ok(await runLitestream(["restore", "-config", config, "-if-db-not-exists", db]));
     assert.equal(await Deno.readTextFile(db), "keep me");
   });
 });
@@ -395,7 +397,7 @@ Deno.test("restore CLI: bad inputs fail with one line and leave nothing behind",
   ) => {
     const d = join(dir.path, "out", String(++n));
     await Deno.mkdir(d, { recursive: true });
-    const res = await litestream(["restore", "-o", join(d, "out.db"), ...args], opts);
+    const res = await runLitestream(["restore", "-o", join(d, "out.db"), ...args], opts);
     const line = fails(res, pattern, opts);
     assert.deepEqual(await listDir(d), [], "nothing may be left in the output directory");
     return line;
@@ -426,7 +428,7 @@ Deno.test("restore CLI: bad inputs fail with one line and leave nothing behind",
       bytes[bytes.length - 1] ^= 0x01;
       await rewrite(last(root), bytes);
     });
-    const res = await litestream(["restore", "-o", "-", `file://${root}`]);
+    const res = await runLitestream(["restore", "-o", "-", `file://${root}`]);
     fails(res, new RegExp(`${last(root)}: .*checksum`));
     assert.equal(res.stdout.length, 0);
   });
@@ -559,7 +561,7 @@ Deno.test("restore CLI: Deno permissions", async (t) => {
   await t.step("writing a file without --allow-write names the missing flag", async () => {
     const d = join(dir.path, "out");
     await Deno.mkdir(d);
-    const res = await litestream(["restore", "-o", join(d, "out.db"), r.url], {
+    const res = await runLitestream(["restore", "-o", join(d, "out.db"), r.url], {
       permissions: ["--allow-read"],
     });
     fails(res, /--allow-write/);
@@ -568,14 +570,14 @@ Deno.test("restore CLI: Deno permissions", async (t) => {
 
   await t.step("-o - needs only read permission", async () => {
     const res = ok(
-      await litestream(["restore", "-o", "-", r.url], { permissions: ["--allow-read"] }),
+      await runLitestream(["restore", "-o", "-", r.url], { permissions: ["--allow-read"] }),
     );
     assert.ok(equalBytes(res.stdout, r.latest));
   });
 
   await t.step("-o - with read permission for the replica directory only", async () => {
     const res = ok(
-      await litestream(["restore", "-o", "-", r.url], {
+      await runLitestream(["restore", "-o", "-", r.url], {
         permissions: [`--allow-read=${r.root}`],
       }),
     );
@@ -583,7 +585,7 @@ Deno.test("restore CLI: Deno permissions", async (t) => {
   });
 
   await t.step("no read permission names --allow-read", async () => {
-    const res = await litestream(["restore", "-o", "-", r.url], { permissions: [] });
+    const res = await runLitestream(["restore", "-o", "-", r.url], { permissions: [] });
     fails(res, /--allow-read/);
     assert.equal(res.stdout.length, 0);
   });

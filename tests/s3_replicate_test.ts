@@ -1,3 +1,4 @@
+import { runCommand, runLitestream } from "./support/cli.ts";
 /**
  * `litestream replicate` to S3, end to end: our replicate runs as a subprocess against local
  * S3 servers (s3rver in-process, always; moto when `moto_server` is installed — every case
@@ -23,7 +24,6 @@ import { litestreamV0313, startV0313Replicate } from "./support/litestream_v0313
 import {
   type CliResult,
   describeResult,
-  MAIN_TS,
   type ReplicateProcess,
   startReplicate,
 } from "./support/replicate_process.ts";
@@ -88,47 +88,14 @@ function credEnv(srv: TestS3Server, id = srv.accessKeyId, secret = srv.secretAcc
   return { LITESTREAM_ACCESS_KEY_ID: id, LITESTREAM_SECRET_ACCESS_KEY: secret };
 }
 
-/** Runs `cmd args` to completion with extra environment; SIGKILLed after `timeoutMs` (code 137). */
-async function runWithEnv(
-  cmd: string,
-  args: string[],
-  env: Record<string, string>,
-  timeoutMs: number,
-): Promise<CliResult> {
-  const started = performance.now();
-  const child = new Deno.Command(cmd, {
-    args,
-    env: { NO_COLOR: "1", LITESTREAM_CONFIG: "", ...env },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  let killed = false;
-  const timer = setTimeout(() => {
-    killed = true;
-    try {
-      child.kill("SIGKILL");
-    } catch { /* gone */ }
-  }, timeoutMs);
-  const out = await child.output();
-  clearTimeout(timer);
-  const dec = new TextDecoder();
-  return {
-    code: out.code,
-    out: dec.decode(out.stdout),
-    err: dec.decode(out.stderr) + (killed ? `\n[killed after ${timeoutMs} ms]` : ""),
-    ms: performance.now() - started,
-  };
-}
-
 /** Our CLI (`deno run -A main.ts ...`) with extra environment. */
 function ours(args: string[], env: Record<string, string> = {}, timeoutMs = 30_000) {
-  return runWithEnv(Deno.execPath(), ["run", "-A", MAIN_TS, ...args], env, timeoutMs);
+  return runLitestream(args, { env, timeoutMs });
 }
 
 /** The real Litestream v0.3.13 with extra environment. */
 async function v0313(args: string[], env: Record<string, string> = {}, timeoutMs = 30_000) {
-  return runWithEnv(await litestreamV0313(), args, env, timeoutMs);
+  return runCommand(await litestreamV0313(), args, { env, timeoutMs });
 }
 
 /** Asserts a command succeeded. */

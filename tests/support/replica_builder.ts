@@ -12,57 +12,10 @@
 
 import { DatabaseSync } from "node:sqlite";
 import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { compressFrame } from "../../lib/lz4/frame.ts";
 import { splitAtCommits, WalSource } from "./wal_source.ts";
 
 /** The repository's `main.ts`. */
-export const MAIN_TS = fileURLToPath(new URL("../../main.ts", import.meta.url));
-
-/** What a CLI run produced. */
-export interface CliResult {
-  code: number;
-  stdout: Uint8Array;
-  /** Standard output as text. */
-  out: string;
-  /** Standard error as text. */
-  err: string;
-}
-
-/** Options of {@linkcode litestream}. */
-export interface CliOptions {
-  /** Deno permission flags; default `["-A"]`. */
-  permissions?: string[];
-  /** Working directory of the child. */
-  cwd?: string;
-  /** Extra environment (merged over ours; `LITESTREAM_CONFIG` is blanked unless given). */
-  env?: Record<string, string>;
-}
-
-/** Runs `deno run <permissions> main.ts ...args` and collects its exit code and output. */
-export async function litestream(args: string[], options: CliOptions = {}): Promise<CliResult> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", ...(options.permissions ?? ["-A"]), MAIN_TS, ...args],
-    cwd: options.cwd,
-    env: { NO_COLOR: "1", LITESTREAM_CONFIG: "", ...options.env },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const dec = new TextDecoder();
-  return {
-    code: out.code,
-    stdout: out.stdout,
-    out: dec.decode(out.stdout),
-    err: dec.decode(out.stderr),
-  };
-}
-
-/** Describes a CLI result for assertion messages. */
-export function describe(r: CliResult): string {
-  return `exit ${r.code}\n--- stdout ---\n${r.out.slice(0, 2000)}\n--- stderr ---\n${r.err}`;
-}
-
 /** One generation to build. */
 export interface GenerationSpec {
   /** 16 lowercase hex characters; default derived from the generation's position. */

@@ -7,66 +7,15 @@
  * @module
  */
 
-import { fileURLToPath } from "node:url";
 import { waitFor } from "./poll.ts";
 import { integrityCheck, sqlite, SQLITE3 } from "./sqlite_cli.ts";
 
 /** The repository's `main.ts`. */
-export const MAIN_TS: string = fileURLToPath(new URL("../../main.ts", import.meta.url));
+import { type CliResult, describeResult, MAIN_TS, runLitestream } from "./cli.ts";
+export { type CliResult, describeResult, MAIN_TS, runLitestream } from "./cli.ts";
 
 /** Environment for every child: no colours, no config from the caller's environment. */
 const CHILD_ENV = { NO_COLOR: "1", LITESTREAM_CONFIG: "" };
-
-/** What a one-shot command produced. */
-export interface CliResult {
-  code: number;
-  out: string;
-  err: string;
-  /** Wall-clock milliseconds from spawn to exit. */
-  ms: number;
-}
-
-/** Describes a CLI result for assertion messages. */
-export function describeResult(r: CliResult): string {
-  return `exit ${r.code} after ${r.ms.toFixed(0)} ms\n--- stdout ---\n${
-    r.out.slice(0, 3000)
-  }\n--- stderr ---\n${r.err.slice(0, 3000)}`;
-}
-
-/**
- * Runs `deno run -A main.ts ...args` to completion. It is killed (SIGKILL) after `timeoutMs`,
- * which is reported as exit code 137 and an error line appended to `err`.
- */
-export async function runLitestream(
-  args: string[],
-  options: { cwd?: string; timeoutMs?: number } = {},
-): Promise<CliResult> {
-  const started = performance.now();
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", MAIN_TS, ...args],
-    cwd: options.cwd,
-    env: CHILD_ENV,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  let killed = false;
-  const timer = setTimeout(() => {
-    killed = true;
-    try {
-      child.kill("SIGKILL");
-    } catch { /* already gone */ }
-  }, options.timeoutMs ?? 30_000);
-  const out = await child.output();
-  clearTimeout(timer);
-  const dec = new TextDecoder();
-  return {
-    code: out.code,
-    out: dec.decode(out.stdout),
-    err: dec.decode(out.stderr) + (killed ? `\n[killed after ${options.timeoutMs} ms]` : ""),
-    ms: performance.now() - started,
-  };
-}
 
 /** A `sync: new generation` line of our log. */
 export interface NewGeneration {
