@@ -229,10 +229,15 @@ export class Replica implements PositionHolder {
     await this.#uploadWal();
     const at = this.#pos;
     if (!at || at.generation !== pos.generation || comparePos(at, pos) < 0) return;
+    await this.record(pos, checksum);
+  }
+
+  /** Stores a checksum record: the database's SHA-256 at `pos`, which the replica holds. */
+  async record(pos: Pos, sha256: string): Promise<void> {
     await this.client.writeRecord(
       pos.generation,
       recordName(pos),
-      encodeRecord({ ...pos, sha256: checksum }),
+      encodeRecord({ ...pos, sha256 }),
     );
     this.log.debug("checksum record written", { position: formatPos(pos) });
   }

@@ -14,7 +14,8 @@ import { compareAt, type ValidationReport, waitForPosition } from "./validate.ts
  * Checksums the database at its current position, makes the replica reach
  * it, and compares with a restore to that position. A replica whose only
  * snapshots were taken after the position (a fresh generation) is validated
- * on a second attempt, once an older snapshot exists.
+ * on a second attempt, once an older snapshot exists. A position that
+ * validates is stored as a checksum record in the replica.
  */
 export async function validateInProcess(
   db: DB,
@@ -49,6 +50,12 @@ export async function validateInProcess(
       };
     }
     report = await compareAt(replica.name, replica.client, pos, checksum, snapshots, started);
+    // A validated position makes a good checksum record for later checks without the primary.
+    if (report.ok) {
+      await replica.record(pos, checksum).catch((err) =>
+        replica.log.warn("checksum record not written", { error: err })
+      );
+    }
     if (report.ok || snapshots.length > 0 && pos.generation === generation) break;
     if (report.error === undefined) break;
   }
