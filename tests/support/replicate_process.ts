@@ -8,7 +8,7 @@
  */
 
 import { waitFor } from "./poll.ts";
-import { integrityCheck, sqlite, SQLITE3 } from "./sqlite_cli.ts";
+import { integrityCheck, readLines, sqlite, SQLITE3 } from "./sqlite_cli.ts";
 
 /** The repository's `main.ts`. */
 import { type CliResult, describeResult, MAIN_TS, runLitestream } from "./cli.ts";
@@ -283,7 +283,7 @@ export class SqliteShell {
       stderr: "piped",
     }).spawn();
     this.#stdin = this.#child.stdin.getWriter();
-    this.#lines = lines(this.#child.stdout);
+    this.#lines = readLines(this.#child.stdout);
     this.#stderr = new Response(this.#child.stderr).text();
   }
 
@@ -307,19 +307,6 @@ export class SqliteShell {
     while (!(await this.#lines.next()).done) { /* drain */ }
     return (await this.#stderr).trim();
   }
-}
-
-async function* lines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
-  let buffered = "";
-  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
-    buffered += chunk;
-    let nl;
-    while ((nl = buffered.indexOf("\n")) >= 0) {
-      yield buffered.slice(0, nl);
-      buffered = buffered.slice(nl + 1);
-    }
-  }
-  if (buffered !== "") yield buffered;
 }
 
 /** Writes a config file with the given YAML text and returns its path. */
