@@ -1,6 +1,7 @@
 /**
  * `deno task bench [--runs N] [--json PATH] [SCENARIO...]`: runs the benchmark scenarios and
- * prints a Markdown report (progress goes to stderr). Without names, every scenario runs.
+ * prints a Markdown report (progress goes to stderr). Without names, every scenario runs; without
+ * `--runs`, each scenario runs its own default number of times (`Scenario.defaultRuns`, else 5).
  *
  * Scenarios live in modules that export `scenarios: Scenario[]` (see `support.ts`); add a new
  * module to {@link MODULES} to include it.
@@ -11,9 +12,12 @@
 import { parseArgs } from "node:util";
 import { formatReport, type Scenario, type ScenarioReport } from "./support.ts";
 import * as restore from "./restore.ts";
+import * as replicate from "./replicate.ts";
+import * as s3 from "./s3.ts";
+import * as validate from "./validate.ts";
 
 /** Every scenario module, in run order. */
-const MODULES: { scenarios: Scenario[] }[] = [restore];
+const MODULES: { scenarios: Scenario[] }[] = [restore, replicate, s3, validate];
 
 const ALL: Scenario[] = MODULES.flatMap((m) => m.scenarios);
 
@@ -21,7 +25,7 @@ async function main(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
     options: {
-      runs: { type: "string", default: "5" },
+      runs: { type: "string" },
       json: { type: "string" },
       list: { type: "boolean", default: false },
     },
@@ -31,8 +35,9 @@ async function main(args: string[]): Promise<number> {
     for (const s of ALL) console.log(`${s.name}\t${s.summary}`);
     return 0;
   }
-  const runs = Number(values.runs);
-  if (!Number.isInteger(runs) || runs < 1) {
+  // Without --runs, each scenario runs its own default (5, or fewer for the long ones).
+  const runsFlag = values.runs === undefined ? undefined : Number(values.runs);
+  if (runsFlag !== undefined && (!Number.isInteger(runsFlag) || runsFlag < 1)) {
     console.error(`--runs must be a positive integer, not ${values.runs}`);
     return 1;
   }
@@ -46,15 +51,16 @@ async function main(args: string[]): Promise<number> {
 
   const reports: ScenarioReport[] = [];
   for (const scenario of selected) {
+    const runs = runsFlag ?? scenario.defaultRuns ?? 5;
     log(`scenario ${scenario.name}: ${scenario.summary}`);
     const report = await scenario.run({ runs, log });
-    reports.push(report);
+    reports.push({ ...report, runs });
     console.log(formatReport(report, runs));
   }
   if (values.json) {
     await Deno.writeTextFile(
       values.json,
-      JSON.stringify({ date: new Date().toISOString(), runs, reports }, null, 2) + "\n",
+      JSON.stringify({ date: new Date().toISOString(), runs: runsFlag, reports }, null, 2) + "\n",
     );
   }
   const missed = reports.filter((r) => r.targets.some((t) => !t.met)).map((r) => r.name);
