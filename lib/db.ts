@@ -94,6 +94,8 @@ export class DB {
   #cleanedBelow = 0;
   #snapshots = 0;
   #rtxHeld = false;
+  /** The WAL's size and mtime after the last full sync, for skipping idle ticks. */
+  #quiet: { size: number; mtime: number | undefined } | undefined;
   readonly #mutex = new Mutex();
   readonly #snapshotLock = new Mutex();
 
@@ -235,12 +237,16 @@ export class DB {
     if (await this.#replaced()) {
       this.log.warn("database file replaced or removed; reopening");
       await this.#closeHandles();
-      this.#generation = this.#shadow = undefined;
+      this.#generation = this.#shadow = this.#quiet = undefined;
       if (await this.#init()) await this.#newGeneration("database file replaced");
       this.changed.notify();
       return;
     }
     const conn = this.#conn!;
+    if (await this.#unchanged()) return await this.#cleanShadows();
+    // Taken before anything is read: a commit after this point changes what the next tick sees.
+    const before = await Deno.stat(this.walPath).catch(() => undefined);
+    this.#quiet = undefined;
     // Re-taken if a previous sync failed between releasing and re-acquiring it.
     await this.#acquireReadTx();
     const walHeader = await readWalHeaderBytes(this.walPath);
@@ -262,6 +268,22 @@ export class DB {
     }
     await this.#cleanShadows();
     if (changed || opened) this.changed.notify();
+    if (before) this.#quiet = { size: before.size, mtime: before.mtime?.getTime() };
+  }
+
+  /**
+   * True when nothing can have happened since the last full sync: the WAL
+   * has the same size and mtime (frames only append, and a restart rewrites
+   * the header, which changes the mtime), and no time-based checkpoint can be
+   * due. Saves the opens, reads and checksums of a full pass on idle ticks.
+   */
+  async #unchanged(): Promise<boolean> {
+    const quiet = this.#quiet;
+    if (!quiet || !this.#rtxHeld) return false;
+    const oneFrame = WAL_HEADER_SIZE + frameSize(this.pageSize);
+    if (this.settings.checkpointInterval > 0 && this.#shadow!.size > oneFrame) return false;
+    const st = await Deno.stat(this.walPath).catch(() => undefined);
+    return !!st && st.size === quiet.size && st.mtime?.getTime() === quiet.mtime;
   }
 
   /** Opens the database for replication; returns false while it does not exist. */

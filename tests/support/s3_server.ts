@@ -5,6 +5,7 @@
  * @module
  */
 
+import { readLines } from "./sqlite_cli.ts";
 import S3rver from "s3rver";
 import { waitFor } from "./poll.ts";
 
@@ -121,13 +122,13 @@ export async function startMoto(): Promise<TestS3Server | undefined> {
   }
   // moto logs one line per request on stderr: `... "GET /bkt/?list-type=2 HTTP/1.1" 200 -`.
   const log: string[] = [];
-  const logDone = child.stderr.pipeThrough(new TextDecoderStream()).pipeTo(
-    new WritableStream({
-      write(text) {
-        for (const m of text.matchAll(/"([A-Z]+ \S+) HTTP\/1\.[01]"/g)) log.push(m[1]);
-      },
-    }),
-  ).catch(() => {});
+  // Whole lines only: a chunk boundary can fall inside a line.
+  const logDone = (async () => {
+    for await (const line of readLines(child.stderr)) {
+      const m = /"([A-Z]+ \S+) HTTP\/1\.[01]"/.exec(line);
+      if (m) log.push(m[1]);
+    }
+  })().catch(() => {});
   const endpoint = `http://127.0.0.1:${port}`;
   const close = async () => {
     child.kill("SIGTERM");
