@@ -5,16 +5,19 @@
  * @module
  */
 
-/** Reads exact byte counts from a stream, copying only when a record spans chunks. */
+/**
+ * Reads exact byte counts from a stream, or from an iterator of chunks (each chunk may be a
+ * view that is valid only until the next `next()`), copying only when a record spans chunks.
+ */
 export class ByteReader {
-  readonly #reader: ReadableStreamDefaultReader<Uint8Array>;
+  readonly #reader: ReadableStreamDefaultReader<Uint8Array> | Iterator<Uint8Array>;
   #chunk: Uint8Array = new Uint8Array(0);
   #pos = 0;
   #done = false;
 
-  /** Wraps `stream`; the reader owns it until `cancel()` or the end. */
-  constructor(stream: ReadableStream<Uint8Array>) {
-    this.#reader = stream.getReader();
+  /** Wraps `source`; the reader owns it until `cancel()` or the end. */
+  constructor(source: ReadableStream<Uint8Array> | Iterator<Uint8Array>) {
+    this.#reader = source instanceof ReadableStream ? source.getReader() : source;
   }
 
   /**
@@ -33,7 +36,9 @@ export class ByteReader {
     while (filled < n) {
       if (this.#pos >= this.#chunk.length) {
         if (this.#done) break;
-        const { value, done } = await this.#reader.read();
+        const { value, done } = this.#reader instanceof ReadableStreamDefaultReader
+          ? await this.#reader.read()
+          : this.#reader.next();
         if (done) {
           this.#done = true;
           break;
@@ -53,6 +58,14 @@ export class ByteReader {
 
   /** Stops reading and releases the underlying stream. */
   async cancel(): Promise<void> {
-    await this.#reader.cancel().catch(() => {});
+    if (this.#reader instanceof ReadableStreamDefaultReader) {
+      await this.#reader.cancel().catch(() => {});
+    } else if (!this.#done) {
+      try {
+        this.#reader.return?.();
+      } catch {
+        // Cancelling only releases the source.
+      }
+    }
   }
 }

@@ -5,11 +5,23 @@
  * @module
  */
 
-import { parse as parseYaml } from "yaml";
 import { isAbsolute, join, resolve } from "node:path";
 import { ConfigError, LitestreamError } from "./errors.ts";
 import { parseDuration } from "./duration.ts";
 import { expandEnv } from "./expand_env.ts";
+
+/**
+ * The YAML parser, loaded when a config is first read rather than when this module is
+ * imported: commands that take a replica URL never read one, and loading `yaml` costs several
+ * MB of memory.
+ */
+let yaml: { parse(text: string): unknown } | undefined;
+
+/** The YAML parser; loaded synchronously (it is also a CommonJS package) if nothing loaded it. */
+function parseYaml(text: string): unknown {
+  yaml ??= requireSync("yaml") as { parse(text: string): unknown };
+  return yaml.parse(text);
+}
 
 /** Default config path when neither `-config` nor `LITESTREAM_CONFIG` is given. */
 export const DEFAULT_CONFIG_PATH = Deno.build.os === "windows"
@@ -156,6 +168,7 @@ export async function loadConfig(
     throw err;
   }
   if (options.expandEnv !== false) text = expandEnv(text, (name) => Deno.env.get(name));
+  yaml ??= await import("yaml");
   return parseConfig(text, file, options.warn);
 }
 
@@ -403,4 +416,16 @@ export function replicaConfigFromUrl(url: string): ReplicaConfig {
     );
   }
   return { name: type, type, url, skipVerify: false, ...REPLICA_DEFAULTS };
+}
+
+/**
+ * `require` for a CommonJS npm package, through Node's module API. Taken from the `process`
+ * global only when called: importing `node:module` would load several MB of Node
+ * compatibility code into every process.
+ */
+function requireSync(specifier: string): unknown {
+  const process = (globalThis as unknown as {
+    process: { getBuiltinModule(id: "module"): typeof import("node:module") };
+  }).process;
+  return process.getBuiltinModule("module").createRequire(import.meta.url)(specifier);
 }

@@ -10,7 +10,7 @@
 import { dirname, join } from "node:path";
 import { ByteReader } from "./byte_reader.ts";
 import { CorruptionError, LitestreamError, NotFoundError } from "./errors.ts";
-import { lz4FrameDecoder } from "./lz4/frame.ts";
+import { decodeFrameBlocks, decodeFrameStream, lz4FrameDecoder } from "./lz4/frame.ts";
 import type { PageSink } from "./page_map.ts";
 import { formatPos } from "./names.ts";
 import { prefetch } from "./prefetch.ts";
@@ -23,7 +23,7 @@ import {
   type RestoreTarget,
 } from "./restore_plan.ts";
 import { DB_HEADER_SIZE, decodeDbHeader } from "./sqlite_header.ts";
-import { writeAll, writeStream } from "./fs.ts";
+import { writeAll } from "./fs.ts";
 import { WalReplayer } from "./wal_replay.ts";
 
 /** A generation listing tied to the replica it came from. */
@@ -100,6 +100,8 @@ export interface RestoreResult {
 
 /** Segments up to this compressed size are prefetched into memory; larger ones stream when reached. */
 const PREFETCH_MAX_BYTES = 8 * 1024 * 1024;
+/** The most prefetched segments may hold in memory together (one may always be fetched). */
+const PREFETCH_BUDGET_BYTES = 16 * 1024 * 1024;
 
 /** Restores the database described by `plan` from `client` to `options.output`. */
 export async function restoreDatabase(
@@ -128,13 +130,17 @@ export async function restoreDatabase(
       plan.segments,
       options.parallelism ?? 8,
       (seg) => fetchSegment(client, seg),
+      { weigh: (seg) => seg.size > PREFETCH_MAX_BYTES ? 0 : seg.size, max: PREFETCH_BUDGET_BYTES },
     );
     let i = 0;
-    for await (const open of fetches) {
+    for await (const fetched of fetches) {
       const seg = plan.segments[i++];
       const name = client.describe("wal", seg);
       const end = plan.stopAt?.index === seg.index ? plan.stopAt.offset : Infinity;
-      await replayer.apply(seg, name, (await open()).pipeThrough(lz4FrameDecoder(name)), end);
+      const data = fetched instanceof Uint8Array
+        ? decodeFrameBlocks(fetched, name)
+        : (await fetched()).pipeThrough(lz4FrameDecoder(name));
+      await replayer.apply(seg, name, data, end);
       tick(seg.size);
     }
     const at = replayer.position;
@@ -193,10 +199,17 @@ export async function restoreDatabase(
   let closed = false;
   try {
     let pageSize = 0;
-    await writeStream(
-      file,
-      (await openSnapshot()).pipeThrough(checkDbHeader(snapshotName, (ps) => pageSize = ps)),
+    const header = new HeaderCheck(snapshotName, (ps) => pageSize = ps);
+    // Block by block through reusable buffers, each block written while the next one decodes.
+    await decodeFrameStream(
+      await client.readSnapshot(plan.generation, plan.snapshot.index),
+      snapshotName,
+      async (block) => {
+        const out = header.pass(block);
+        if (out) await writeAll(file, out);
+      },
     );
+    header.end();
     tick(plan.snapshot.size);
     const replayer = new WalReplayer(pageSize, fileSink(file, pageSize));
     await replay(replayer);
@@ -215,14 +228,93 @@ export async function restoreDatabase(
   }
 }
 
-/** Fetches a segment's stored bytes ahead of time, or defers a large one to a stream. */
+/**
+ * Fetches a segment's stored bytes ahead of time, or for a large one a function that opens
+ * it as a stream when its turn comes.
+ */
 async function fetchSegment(
   client: ReplicaClient,
   seg: WalSegmentInfo,
-): Promise<() => Promise<ReadableStream<Uint8Array>>> {
+): Promise<Uint8Array | (() => Promise<ReadableStream<Uint8Array>>)> {
   if (seg.size > PREFETCH_MAX_BYTES) return () => client.readWalSegment(seg);
-  const bytes = await new Response(await client.readWalSegment(seg)).bytes();
-  return () => Promise.resolve(ReadableStream.from([bytes]));
+  return await readObject(await client.readWalSegment(seg), seg.size);
+}
+
+/**
+ * Reads a whole object, expected to be `size` bytes: straight into one array of that size when
+ * the stream allows (a file's stream), instead of collecting 64 KiB chunks.
+ */
+async function readObject(stream: ReadableStream<Uint8Array>, size: number): Promise<Uint8Array> {
+  let reader: ReadableStreamBYOBReader;
+  try {
+    reader = stream.getReader({ mode: "byob" });
+  } catch {
+    return await new Response(stream).bytes();
+  }
+  try {
+    // One spare byte, so a read that fills the array is not mistaken for the end.
+    let buf = new Uint8Array(size + 1);
+    let n = 0;
+    for (;;) {
+      if (n === buf.length) {
+        const grown = new Uint8Array(2 * buf.length);
+        grown.set(buf);
+        buf = grown;
+      }
+      const { value, done } = await reader.read(buf.subarray(n));
+      if (value) {
+        buf = new Uint8Array(value.buffer); // the read transferred it
+        n += value.length;
+      }
+      if (done) return buf.subarray(0, n);
+    }
+  } catch (err) {
+    await reader.cancel().catch(() => {});
+    throw err;
+  }
+}
+
+/** Checks a database image's header once its first bytes have passed and reports the page size. */
+class HeaderCheck {
+  #head: Uint8Array | undefined = new Uint8Array(0);
+
+  constructor(readonly name: string, readonly onPageSize: (pageSize: number) => void) {}
+
+  /**
+   * Takes the next bytes of the image and returns what to pass on: `chunk` itself once the
+   * header was checked, the bytes held so far with it when this completes the header, or
+   * undefined while the header is incomplete.
+   */
+  pass(chunk: Uint8Array): Uint8Array | undefined {
+    const head = this.#head;
+    if (!head) return chunk;
+    if (head.length === 0 && chunk.length >= DB_HEADER_SIZE) {
+      this.#check(chunk);
+      this.#head = undefined;
+      return chunk;
+    }
+    const joined = new Uint8Array(head.length + chunk.length);
+    joined.set(head);
+    joined.set(chunk, head.length);
+    if (joined.length < DB_HEADER_SIZE) {
+      this.#head = joined;
+      return undefined;
+    }
+    this.#check(joined);
+    this.#head = undefined;
+    return joined;
+  }
+
+  /** At the end of the image: checks a header that never completed (and so throws). */
+  end(): void {
+    if (this.#head) this.#check(this.#head);
+  }
+
+  #check(bytes: Uint8Array): void {
+    const header = decodeDbHeader(bytes);
+    if (typeof header === "string") throw new CorruptionError(this.name, header);
+    this.onPageSize(header.pageSize);
+  }
 }
 
 /** Passes a database image through, checking its header first and reporting the page size. */
@@ -230,30 +322,14 @@ function checkDbHeader(
   name: string,
   onPageSize: (pageSize: number) => void,
 ): TransformStream<Uint8Array, Uint8Array> {
-  let head: Uint8Array | undefined = new Uint8Array(0);
-  const check = (bytes: Uint8Array) => {
-    const header = decodeDbHeader(bytes);
-    if (typeof header === "string") throw new CorruptionError(name, header);
-    onPageSize(header.pageSize);
-  };
+  const header = new HeaderCheck(name, onPageSize);
   return new TransformStream({
     transform(chunk, controller) {
-      if (head) {
-        const joined = new Uint8Array(head.length + chunk.length);
-        joined.set(head);
-        joined.set(chunk, head.length);
-        if (joined.length < DB_HEADER_SIZE) {
-          head = joined;
-          return;
-        }
-        check(joined);
-        head = undefined;
-        chunk = joined;
-      }
-      controller.enqueue(chunk);
+      const out = header.pass(chunk);
+      if (out) controller.enqueue(out);
     },
     flush() {
-      if (head) check(head);
+      header.end();
     },
   });
 }

@@ -17,34 +17,64 @@ import { encodeBlock, MIN_MATCH } from "./block_encode.ts";
 /** A block that does not follow the LZ4 block format, or decodes to more than allowed. */
 export class BlockFormatError extends Error {}
 
-/**
- * lz4-wasm-nodejs reads its `.wasm` with `node:fs` when imported, which needs read access to
- * Deno's npm cache. Where that fails (narrow `--allow-read`, a host without the package files
- * or synchronous fs) we fall back to the portable encoder instead of making every importer of
- * this module fail; {@linkcode blockCompressor} tells which one is in use.
- */
-const wasm = await import("lz4-wasm-nodejs").catch(() => undefined);
+type Wasm = typeof import("lz4-wasm-nodejs");
 
-/** Which encoder {@linkcode compressBlock} uses: the fast WASM one or the portable fallback. */
-export const blockCompressor: "lz4-wasm-nodejs" | "portable" = wasm
-  ? "lz4-wasm-nodejs"
-  : "portable";
+/**
+ * lz4-wasm-nodejs is loaded on first use, not when this module is imported: a restore never
+ * compresses, and loading it (with Deno's Node compatibility layer) costs several MB of memory.
+ * It reads its `.wasm` with `node:fs` when loaded, which needs read access to Deno's npm cache.
+ * Where that fails (narrow `--allow-read`, a host without the package files or synchronous fs)
+ * we fall back to the portable encoder instead of failing; {@linkcode blockCompressor} tells
+ * which one is in use.
+ */
+let wasm: Wasm | null | undefined;
+
+/**
+ * Which encoder {@linkcode compressBlock} uses: the fast WASM one or the portable fallback, or
+ * `undefined` until {@linkcode initCompressor} ran (or the first block was compressed).
+ */
+export let blockCompressor: "lz4-wasm-nodejs" | "portable" | undefined;
+
+function setWasm(module: Wasm | null): "lz4-wasm-nodejs" | "portable" {
+  wasm ??= module;
+  return blockCompressor = wasm ? "lz4-wasm-nodejs" : "portable";
+}
+
+/**
+ * Loads the WASM encoder (once) and returns the encoder {@linkcode compressBlock} will use.
+ * Writers await it before compressing; {@linkcode compressBlock} also loads it synchronously
+ * when nothing did.
+ */
+export async function initCompressor(): Promise<"lz4-wasm-nodejs" | "portable"> {
+  if (wasm !== undefined) return setWasm(wasm);
+  return setWasm(await import("lz4-wasm-nodejs").catch(() => null));
+}
+
+/** Loads the WASM encoder synchronously (it is a CommonJS package), or marks it unavailable. */
+function loadWasmSync(): void {
+  try {
+    setWasm(requireSync("lz4-wasm-nodejs") as Wasm);
+  } catch {
+    setWasm(null);
+  }
+}
 
 /**
  * Compresses `src` into one raw LZ4 block (no size prefix). The result may be longer than
  * `src` for incompressible input; the caller then stores the block uncompressed.
  */
 export function compressBlock(src: Uint8Array): Uint8Array {
+  if (wasm === undefined) loadWasmSync();
   // The WASM API prefixes the block with its decoded size (4 bytes, little-endian).
   return wasm ? wasm.compress(src).subarray(4) : encodeBlock(src);
 }
 
-/** Reusable output area: `dict` then up to `maxOut` decoded bytes; grown on demand. */
+/** Reusable output area of {@linkcode decompressBlock}: `dict` then up to `maxOut` decoded bytes. */
 let scratch = new Uint8Array(0);
 
 /**
- * Decodes the raw LZ4 block `src` into at most `maxOut` bytes. Matches may reach back into
- * `dict` (the end of the previous block, for linked-block frames). Throws
+ * Decodes the raw LZ4 block `src` into at most `maxOut` bytes and returns a copy. Matches may
+ * reach back into `dict` (the end of the previous block, for linked-block frames). Throws
  * {@linkcode BlockFormatError} on malformed input or output longer than `maxOut`.
  */
 export function decompressBlock(
@@ -53,10 +83,25 @@ export function decompressBlock(
   dict: Uint8Array = new Uint8Array(0),
 ): Uint8Array {
   const start = dict.length;
+  if (scratch.length < start + maxOut) scratch = new Uint8Array(start + maxOut);
+  scratch.set(dict, 0);
+  return scratch.slice(start, decompressBlockInto(src, scratch, start, maxOut));
+}
+
+/**
+ * Decodes the raw LZ4 block `src` into `dst` from index `start` on, writing at most `maxOut`
+ * bytes (`dst.length` must be at least `start + maxOut`), and returns the index after the last
+ * decoded byte. Matches may reach back into `dst[0..start)`, the dictionary. Throws
+ * {@linkcode BlockFormatError} on malformed input or output longer than `maxOut`.
+ */
+export function decompressBlockInto(
+  src: Uint8Array,
+  dst: Uint8Array,
+  start: number,
+  maxOut: number,
+): number {
   const limit = start + maxOut;
-  if (scratch.length < limit) scratch = new Uint8Array(limit);
-  const dst = scratch;
-  dst.set(dict, 0);
+  if (dst.length < limit) throw new RangeError("output buffer too small for the block");
   const n = src.length;
   let s = 0;
   let d = start;
@@ -107,5 +152,17 @@ export function decompressBlock(
       }
     }
   }
-  return dst.slice(start, d);
+  return d;
+}
+
+/**
+ * `require` for a CommonJS npm package, through Node's module API. Taken from the `process`
+ * global only when called: importing `node:module` would load several MB of Node
+ * compatibility code into every process.
+ */
+function requireSync(specifier: string): unknown {
+  const process = (globalThis as unknown as {
+    process: { getBuiltinModule(id: "module"): typeof import("node:module") };
+  }).process;
+  return process.getBuiltinModule("module").createRequire(import.meta.url)(specifier);
 }

@@ -10,7 +10,7 @@
  */
 
 import { CorruptionError } from "../errors.ts";
-import { BlockFormatError, compressBlock, decompressBlock } from "./block.ts";
+import { BlockFormatError, compressBlock, decompressBlockInto, initCompressor } from "./block.ts";
 import { concat, read32, write32 } from "./bytes.ts";
 import { Xxh32, xxh32 } from "./xxh32.ts";
 
@@ -131,7 +131,8 @@ class FrameWriter {
 export function lz4FrameEncoder(): TransformStream<Uint8Array, Uint8Array> {
   let writer: FrameWriter;
   return new TransformStream({
-    start(controller) {
+    async start(controller) {
+      await initCompressor();
       writer = new FrameWriter((piece) => controller.enqueue(piece));
     },
     transform(chunk) {
@@ -159,8 +160,24 @@ interface Need {
   endOk?: boolean;
 }
 
-/** A parser coroutine: yields what it needs next and is resumed with exactly those bytes. */
+/**
+ * A parser coroutine: yields what it needs next and is resumed with exactly those bytes. The
+ * bytes it is resumed with need to stay valid only until it yields again.
+ */
 type Parser = Generator<Need, never, Uint8Array>;
+
+/**
+ * Where the parser decodes a block: returns an array of at least `size` bytes. The parser
+ * emits views of it, so a block's output area must not be handed out again while its view is
+ * in use.
+ */
+type Target = (size: number) => Uint8Array;
+
+/** A growable reusable output area: returns the same array until a larger one is asked for. */
+function reusable(): Target {
+  let buf = new Uint8Array(0);
+  return (size) => buf.length >= size ? buf : (buf = new Uint8Array(size));
+}
 
 /** The previous `WINDOW` bytes of output, the dictionary of the next linked block. */
 function slideWindow(window: Uint8Array, out: Uint8Array): Uint8Array {
@@ -169,8 +186,15 @@ function slideWindow(window: Uint8Array, out: Uint8Array): Uint8Array {
   return concat([window.subarray(window.length - keep), out]);
 }
 
-/** Parses a sequence of LZ4 and skippable frames, emitting decoded bytes as they come. */
-function* parseFrames(fail: (detail: string) => never, emit: (out: Uint8Array) => void): Parser {
+/**
+ * Parses a sequence of LZ4 and skippable frames, emitting decoded bytes as they come: `emit`
+ * receives a view of an array from `target`, valid until the parser decodes its next block.
+ */
+function* parseFrames(
+  fail: (detail: string) => never,
+  emit: (out: Uint8Array) => void,
+  target: Target,
+): Parser {
   for (let first = true;; first = false) {
     const magic = read32(yield { n: 4, what: "frame magic number", endOk: !first }, 0);
     if (((magic & SKIPPABLE_MASK) >>> 0) === SKIPPABLE_MAGIC) {
@@ -179,7 +203,7 @@ function* parseFrames(fail: (detail: string) => never, emit: (out: Uint8Array) =
         yield { n: n = Math.min(left, SKIP_STEP), what: "skippable frame" };
       }
     } else if (magic >>> 0 === FRAME_MAGIC) {
-      yield* parseFrame(fail, emit);
+      yield* parseFrame(fail, emit, target);
     } else {
       fail(first ? "not an LZ4 frame (bad magic number)" : "unexpected data after the LZ4 frame");
     }
@@ -190,8 +214,10 @@ function* parseFrames(fail: (detail: string) => never, emit: (out: Uint8Array) =
 function* parseFrame(
   fail: (detail: string) => never,
   emit: (out: Uint8Array) => void,
+  target: Target,
 ): Generator<Need, void, Uint8Array> {
-  const desc = yield { n: 2, what: "frame descriptor" };
+  // Copied: the bytes the parser is resumed with are valid only until its next yield.
+  const desc = (yield { n: 2, what: "frame descriptor" }).slice();
   const [flg, bd] = desc;
   if ((flg & 0xc0) !== FLG_VERSION_1) fail(`unsupported LZ4 frame version ${flg >>> 6}`);
   if (flg & FLG_RESERVED || bd & BD_RESERVED) fail("reserved bits set in the frame descriptor");
@@ -223,11 +249,18 @@ function* parseFrame(
     const data = body.subarray(0, size);
     if (checksumLen && xxh32(data) !== read32(body, size) >>> 0) fail(`bad checksum of block ${k}`);
     let out: Uint8Array;
-    try {
-      out = word & UNCOMPRESSED ? data.slice() : decompressBlock(data, blockMax, window);
-    } catch (e) {
-      if (e instanceof BlockFormatError) fail(`block ${k}: ${e.message}`);
-      throw e;
+    if (word & UNCOMPRESSED) {
+      out = target(size).subarray(0, size);
+      out.set(data);
+    } else {
+      const buf = target(window.length + blockMax);
+      buf.set(window, 0);
+      try {
+        out = buf.subarray(window.length, decompressBlockInto(data, buf, window.length, blockMax));
+      } catch (e) {
+        if (e instanceof BlockFormatError) fail(`block ${k}: ${e.message}`);
+        throw e;
+      }
     }
     hash?.update(out);
     total += out.length;
@@ -242,10 +275,25 @@ function* parseFrame(
   }
 }
 
+/** The checks at the end of the input: nothing may be cut off, nothing may follow. */
+function checkEnd(fail: (detail: string) => never, seen: number, need: Need, left: number): void {
+  if (seen === 0) fail("empty object, expected an LZ4 frame");
+  if (!need.endOk) fail(`truncated LZ4 data: it ends inside the ${need.what}`);
+  if (left > 0) fail("unexpected data after the LZ4 frame");
+}
+
+function failWith(objectName: string): (detail: string) => never {
+  return (detail) => {
+    throw new CorruptionError(objectName, detail);
+  };
+}
+
 /** Holds received chunks until the parser's next need can be served, mostly without copying. */
 class ByteQueue {
   #chunks: Uint8Array[] = [];
   #head = 0;
+  /** Reusable area for needs that span chunks. */
+  #joined = reusable();
   length = 0;
 
   push(chunk: Uint8Array): void {
@@ -254,12 +302,15 @@ class ByteQueue {
     this.length += chunk.length;
   }
 
-  /** Removes and returns the next `n` bytes (`n` ≤ `length`); a view if one chunk has them. */
+  /**
+   * Removes and returns the next `n` bytes (`n` ≤ `length`): a view of a chunk if one chunk
+   * has them, else a view of a reusable area, valid until the next call.
+   */
   take(n: number): Uint8Array {
     this.length -= n;
     if (n === 0) return new Uint8Array(0);
     if (this.#chunks[0].length - this.#head >= n) return this.#consume(n);
-    const out = new Uint8Array(n);
+    const out = this.#joined(n).subarray(0, n);
     for (let o = 0; o < n;) {
       const part = this.#consume(Math.min(n - o, this.#chunks[0].length - this.#head));
       out.set(part, o);
@@ -278,7 +329,13 @@ class ByteQueue {
   }
 }
 
-/** Feeds bytes in any chunking to {@linkcode parseFrames}; `end` checks nothing is cut off. */
+/** Output area shared by every {@linkcode FrameReader}: they copy what they emit at once. */
+const sharedTarget = reusable();
+
+/**
+ * Feeds bytes in any chunking to {@linkcode parseFrames}; `end` checks nothing is cut off.
+ * `emit` receives copies.
+ */
 class FrameReader {
   readonly #queue = new ByteQueue();
   readonly #parser: Parser;
@@ -287,10 +344,8 @@ class FrameReader {
   #seen = 0;
 
   constructor(objectName: string, emit: (out: Uint8Array) => void) {
-    this.#fail = (detail) => {
-      throw new CorruptionError(objectName, detail);
-    };
-    this.#parser = parseFrames(this.#fail, emit);
+    this.#fail = failWith(objectName);
+    this.#parser = parseFrames(this.#fail, (out) => emit(out.slice()), sharedTarget);
     this.#need = this.#parser.next().value;
   }
 
@@ -303,9 +358,7 @@ class FrameReader {
   }
 
   end(): void {
-    if (this.#seen === 0) this.#fail("empty object, expected an LZ4 frame");
-    if (!this.#need.endOk) this.#fail(`truncated LZ4 data: it ends inside the ${this.#need.what}`);
-    if (this.#queue.length > 0) this.#fail("unexpected data after the LZ4 frame");
+    checkEnd(this.#fail, this.#seen, this.#need, this.#queue.length);
   }
 }
 
@@ -340,4 +393,180 @@ export function decompressFrame(data: Uint8Array, objectName: string): Uint8Arra
   reader.write(data);
   reader.end();
   return concat(out);
+}
+
+/** Output areas of finished {@linkcode decodeFrameBlocks} runs, reused by the next ones. */
+const targetPool: Uint8Array[] = [];
+
+/**
+ * Decodes the LZ4 frames in `data` block by block, for bytes already in memory: yields each
+ * decoded block as a view that is valid only until the generator is resumed, so a large
+ * object never has to be decoded whole. Throws a {@linkcode CorruptionError} naming
+ * `objectName` (a checksum mismatch only when the last block was taken, like a stream).
+ */
+export function* decodeFrameBlocks(data: Uint8Array, objectName: string): Generator<Uint8Array> {
+  const fail = failWith(objectName);
+  let buf = targetPool.pop() ?? new Uint8Array(0);
+  let out: Uint8Array | undefined;
+  const parser = parseFrames(
+    fail,
+    (o) => out = o,
+    (size) => buf.length >= size ? buf : (buf = new Uint8Array(size)),
+  );
+  try {
+    let need = parser.next().value;
+    let pos = 0;
+    while (data.length - pos >= need.n) {
+      need = parser.next(data.subarray(pos, pos += need.n)).value;
+      if (out) {
+        const block = out;
+        out = undefined;
+        yield block;
+      }
+    }
+    checkEnd(fail, data.length, need, data.length - pos);
+  } finally {
+    if (targetPool.length < 2) targetPool.push(buf);
+  }
+}
+
+/** How far a {@linkcode StreamSource} reads beyond what is needed. */
+const READ_AHEAD = 64 << 10;
+
+/**
+ * Reads a byte stream into one reusable buffer and hands out exact-size views of it: with a
+ * BYOB reader (a file's stream) the bytes go straight into the buffer, else chunks are copied
+ * in. A view is valid until the next `take`.
+ */
+class StreamSource {
+  readonly #byob: ReadableStreamBYOBReader | undefined;
+  readonly #reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
+  #buf: Uint8Array;
+  #start = 0;
+  #end = 0;
+  #done = false;
+  /** A received chunk not yet copied in whole (default reader). */
+  #chunk: Uint8Array = new Uint8Array(0);
+  /** Bytes received so far. */
+  seen = 0;
+
+  constructor(stream: ReadableStream<Uint8Array>, capacity: number) {
+    this.#buf = new Uint8Array(capacity);
+    try {
+      this.#byob = stream.getReader({ mode: "byob" });
+    } catch {
+      this.#reader = stream.getReader();
+    }
+  }
+
+  /** The next `n` bytes, or the number of bytes left when the stream ends before `n`. */
+  async take(n: number): Promise<Uint8Array | number> {
+    while (this.#end - this.#start < n) {
+      if (this.#done) return this.#end - this.#start;
+      if (this.#buf.length - this.#start < n || this.#end === this.#buf.length) this.#compact(n);
+      await this.#fill(n);
+    }
+    const view = this.#buf.subarray(this.#start, this.#start + n);
+    this.#start += n;
+    return view;
+  }
+
+  /** Moves the unread bytes to the front, growing the buffer when `n` would not fit. */
+  #compact(n: number): void {
+    const left = this.#end - this.#start;
+    if (this.#buf.length < n) {
+      const grown = new Uint8Array(n);
+      grown.set(this.#buf.subarray(this.#start, this.#end));
+      this.#buf = grown;
+    } else {
+      this.#buf.copyWithin(0, this.#start, this.#end);
+    }
+    this.#start = 0;
+    this.#end = left;
+  }
+
+  /** Reads more bytes into the free end of the buffer, towards `n` unread bytes. */
+  async #fill(n: number): Promise<void> {
+    if (this.#byob) {
+      // Read what is missing plus a little, so the next small needs (a block's size) are at
+      // hand but little is left over to move to the front.
+      const { buffer, byteLength } = this.#buf;
+      const want = Math.max(n - (this.#end - this.#start), READ_AHEAD);
+      const { value, done } = await this.#byob.read(
+        new Uint8Array(buffer, this.#end, Math.min(want, byteLength - this.#end)),
+      );
+      // The read transferred the buffer: take it back.
+      if (value) {
+        this.#buf = new Uint8Array(value.buffer, 0, byteLength);
+        this.#end += value.length;
+        this.seen += value.length;
+      }
+      if (done) this.#done = true;
+      return;
+    }
+    if (this.#chunk.length === 0) {
+      const { value, done } = await this.#reader!.read();
+      if (done) {
+        this.#done = true;
+        return;
+      }
+      this.#chunk = value;
+      this.seen += value.length;
+    }
+    const k = Math.min(this.#chunk.length, this.#buf.length - this.#end);
+    this.#buf.set(this.#chunk.subarray(0, k), this.#end);
+    this.#chunk = this.#chunk.subarray(k);
+    this.#end += k;
+  }
+
+  async cancel(): Promise<void> {
+    await (this.#byob ?? this.#reader)!.cancel().catch(() => {});
+  }
+}
+
+/**
+ * Decodes the LZ4 frames of `stream` (any variant {@linkcode lz4FrameDecoder} accepts) with a
+ * fixed amount of memory, for large objects: each decoded block goes to `write` as a view that
+ * stays valid until the promise `write` returns settles. The next block is read and decoded
+ * while the previous one is written (two output areas take turns). Resolves once every block
+ * was written and the frames checked; throws a {@linkcode CorruptionError} naming `objectName`
+ * (blocks before the fault may have been written by then).
+ */
+export async function decodeFrameStream(
+  stream: ReadableStream<Uint8Array>,
+  objectName: string,
+  write: (block: Uint8Array) => Promise<void>,
+): Promise<void> {
+  const fail = failWith(objectName);
+  const source = new StreamSource(stream, blockMaxSize(7) + 2 * WINDOW);
+  const targets = [reusable(), reusable()];
+  let turn = 0;
+  let out: Uint8Array | undefined;
+  const parser = parseFrames(fail, (o) => out = o, (size) => targets[turn](size));
+  let writing: Promise<void> | undefined;
+  try {
+    let need = parser.next().value;
+    for (;;) {
+      const bytes = await source.take(need.n);
+      if (typeof bytes === "number") {
+        checkEnd(fail, source.seen, need, bytes);
+        break;
+      }
+      need = parser.next(bytes).value;
+      if (out) {
+        const block = out;
+        out = undefined;
+        await writing;
+        writing = write(block);
+        writing.catch(() => {}); // observed by the next await
+        turn ^= 1;
+      }
+    }
+    await writing;
+  } catch (err) {
+    await writing?.catch(() => {});
+    throw err;
+  } finally {
+    await source.cancel();
+  }
 }

@@ -28,6 +28,11 @@ function round(acc: number, lane: number): number {
  * returns the index after the last stripe consumed.
  */
 function stripes(acc: Int32Array, b: Uint8Array, i: number, end: number): number {
+  const count = (end - i) >>> 4;
+  if (LITTLE_ENDIAN && count >= 64 && (b.byteOffset + i) % 4 === 0) {
+    // Aligned: read each lane with one 32-bit load instead of four byte loads.
+    return i + 16 * alignedStripes(acc, new Int32Array(b.buffer, b.byteOffset + i, 4 * count));
+  }
   let v1 = acc[0], v2 = acc[1], v3 = acc[2], v4 = acc[3];
   for (const last = end - 16; i <= last; i += 16) {
     v1 = round(v1, read32(b, i));
@@ -37,6 +42,23 @@ function stripes(acc: Int32Array, b: Uint8Array, i: number, end: number): number
   }
   acc[0] = v1, acc[1] = v2, acc[2] = v3, acc[3] = v4;
   return i;
+}
+
+/** True where typed arrays use little-endian order (every platform Deno runs on, in practice). */
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
+/** {@linkcode stripes} over whole stripes given as 32-bit lanes; returns the stripe count. */
+function alignedStripes(acc: Int32Array, w: Int32Array): number {
+  let v1 = acc[0], v2 = acc[1], v3 = acc[2], v4 = acc[3];
+  const n = w.length;
+  for (let j = 0; j < n; j += 4) {
+    v1 = round(v1, w[j]);
+    v2 = round(v2, w[j + 1]);
+    v3 = round(v3, w[j + 2]);
+    v4 = round(v4, w[j + 3]);
+  }
+  acc[0] = v1, acc[1] = v2, acc[2] = v3, acc[3] = v4;
+  return n >>> 2;
 }
 
 /** Incremental xxHash32: {@linkcode Xxh32.update} adds bytes, {@linkcode Xxh32.digest} reads it. */
