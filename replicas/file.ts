@@ -85,20 +85,9 @@ export class FileReplicaClient implements ReplicaClient {
 
   async records(generation: string): Promise<RecordInfo[]> {
     const dir = join(this.#generationDir(generation), RECORDS_DIR);
-    const out: RecordInfo[] = [];
-    for (const entry of await readDirOrEmpty(dir)) {
-      if (!entry.isFile || !isRecordName(entry.name)) continue;
-      const st = await statOrUndefined(join(dir, entry.name));
-      if (st) {
-        out.push({
-          generation,
-          name: entry.name,
-          size: st.size,
-          createdAt: st.mtime ?? new Date(0),
-        });
-      }
-    }
-    return out.sort((a, b) => a.name < b.name ? -1 : 1);
+    const list = await listObjects(dir, (name) => isRecordName(name) ? name : undefined);
+    return list.map(({ parsed: name, size, createdAt }) => ({ generation, name, size, createdAt }))
+      .sort((a, b) => a.name < b.name ? -1 : 1);
   }
 
   async readRecord(generation: string, name: string): Promise<Uint8Array> {
@@ -126,29 +115,22 @@ export class FileReplicaClient implements ReplicaClient {
   }
 
   async snapshots(generation: string): Promise<SnapshotInfo[]> {
-    const dir = join(this.#generationDir(generation), "snapshots");
-    const out: SnapshotInfo[] = [];
-    for (const entry of await readDirOrEmpty(dir)) {
-      const index = entry.isFile ? parseSnapshotName(entry.name) : undefined;
-      if (index === undefined) continue;
-      const st = await statOrUndefined(join(dir, entry.name));
-      if (st) out.push({ generation, index, size: st.size, ...times(join(dir, entry.name), st) });
-    }
-    return out.sort((a, b) => a.index - b.index);
+    const list = await listObjects(
+      join(this.#generationDir(generation), "snapshots"),
+      parseSnapshotName,
+    );
+    return list.map(({ parsed: index, ...rest }) => ({ generation, index, ...rest })).sort((a, b) =>
+      a.index - b.index
+    );
   }
 
   async walSegments(generation: string): Promise<WalSegmentInfo[]> {
-    const dir = join(this.#generationDir(generation), "wal");
-    const out: WalSegmentInfo[] = [];
-    for (const entry of await readDirOrEmpty(dir)) {
-      const parsed = entry.isFile ? parseWalSegmentName(entry.name) : undefined;
-      if (!parsed) continue;
-      const st = await statOrUndefined(join(dir, entry.name));
-      if (st) {
-        out.push({ generation, ...parsed, size: st.size, ...times(join(dir, entry.name), st) });
-      }
-    }
-    return out.sort((a, b) => a.index - b.index || a.offset - b.offset);
+    const list = await listObjects(
+      join(this.#generationDir(generation), "wal"),
+      parseWalSegmentName,
+    );
+    return list.map(({ parsed, ...rest }) => ({ generation, ...parsed, ...rest }))
+      .sort((a, b) => a.index - b.index || a.offset - b.offset);
   }
 
   readSnapshot(generation: string, index: number): Promise<ReadableStream<Uint8Array>> {
@@ -215,9 +197,25 @@ export class FileReplicaClient implements ReplicaClient {
   }
 }
 
-/** An object's creation time: the mtime, with nanoseconds where they can be read. */
-function times(path: string, st: Deno.FileInfo): { createdAt: Date; createdAtNs?: bigint } {
-  return { createdAt: st.mtime ?? new Date(0), createdAtNs: mtimeNs(path) };
+/**
+ * The files of `dir` whose names `parse` accepts, with size and creation time
+ * (mtime, with nanoseconds where they can be read), stat'ed in parallel.
+ */
+async function listObjects<P>(
+  dir: string,
+  parse: (name: string) => P | undefined,
+): Promise<{ parsed: P; size: number; createdAt: Date; createdAtNs?: bigint }[]> {
+  const named = (await readDirOrEmpty(dir)).flatMap((e) => {
+    const parsed = e.isFile ? parse(e.name) : undefined;
+    return parsed === undefined ? [] : [{ parsed, path: join(dir, e.name) }];
+  });
+  const stats = await Promise.all(named.map((n) => statOrUndefined(n.path)));
+  return named.flatMap(({ parsed, path }, i) => {
+    const st = stats[i];
+    return st
+      ? [{ parsed, size: st.size, createdAt: st.mtime ?? new Date(0), createdAtNs: mtimeNs(path) }]
+      : [];
+  });
 }
 
 async function statOrUndefined(path: string): Promise<Deno.FileInfo | undefined> {
