@@ -165,7 +165,8 @@ export class DB {
       });
       try {
         if (!pos) throw new LitestreamError(`${this.path}: no generation available`);
-        return await fn(pos, syncReadStream(this.#file!));
+        // Blocks of the frame size (4 MiB), which the LZ4 encoder takes without copying them.
+        return await fn(pos, syncReadStream(this.#file!, 4 * 1024 * 1024));
       } finally {
         this.#snapshots--;
       }

@@ -15,13 +15,16 @@ export async function writeAll(
   for (let off = 0; off < data.length;) off += await file.write(data.subarray(off));
 }
 
-/** Copies a stream into an open file at its current position; returns the bytes written. */
+/**
+ * Copies a stream into an open file at its current position; returns the bytes written. A
+ * {@linkcode lendingStream} lends its chunks (no copies).
+ */
 export async function writeStream(
   file: Deno.FsFile,
   stream: ReadableStream<Uint8Array>,
 ): Promise<number> {
   let n = 0;
-  for await (const chunk of stream) {
+  for await (const chunk of chunksOf(stream)) {
     await writeAll(file, chunk);
     n += chunk.length;
   }
@@ -89,19 +92,87 @@ export function readAtSync(file: Deno.FsFile, offset: number, buf: Uint8Array): 
   return n;
 }
 
-/** Streams a whole file from offset 0 with sync reads only (see `readAtSync`); never closes the file. */
+/**
+ * Streams a whole file from offset 0 with sync reads only (see `readAtSync`); never closes the
+ * file. Read through {@linkcode chunksOf}, it lends views of one reused buffer.
+ */
 export function syncReadStream(
   file: Deno.FsFile,
   chunkSize = 1024 * 1024,
 ): ReadableStream<Uint8Array> {
-  let offset = 0;
-  return new ReadableStream<Uint8Array>({
-    pull(controller) {
-      const buf = new Uint8Array(chunkSize);
+  return lendingStream(function* (lend) {
+    let buf: Uint8Array | undefined;
+    for (let offset = 0;;) {
+      if (!lend || !buf) buf = new Uint8Array(chunkSize);
       const n = readAtSync(file, offset, buf);
       offset += n;
-      if (n > 0) controller.enqueue(n === buf.length ? buf : buf.slice(0, n));
-      if (n < buf.length) controller.close();
-    },
+      if (n > 0) yield n === buf.length || lend ? buf.subarray(0, n) : buf.slice(0, n);
+      if (n < buf.length) return;
+    }
   });
+}
+
+/** Chunks in order, as a sync or async iterable. */
+export type Chunks = AsyncIterable<Uint8Array> | Iterable<Uint8Array>;
+
+/** What {@linkcode chunksOf} takes from a lending stream instead of reading it. */
+const lenders = new WeakMap<ReadableStream<Uint8Array>, () => Chunks>();
+
+/**
+ * A byte stream whose producer can lend its chunks: `source(true)` may yield views of reused
+ * buffers, each valid only until the next chunk is asked for; `source(false)` must yield
+ * chunks the consumer may keep. Read as an ordinary stream, it uses `source(false)` and pulls
+ * only on demand (no read-ahead). {@linkcode chunksOf} uses `source(true)`: large objects then
+ * move through a few reused buffers instead of a fresh buffer per chunk.
+ */
+export function lendingStream(source: (lend: boolean) => Chunks): ReadableStream<Uint8Array> {
+  let it: AsyncIterator<Uint8Array> | Iterator<Uint8Array> | undefined;
+  let used = false;
+  const stream = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (!it) {
+        if (used) throw new TypeError("stream already lent");
+        used = true;
+        it = iteratorOf(source(false));
+      }
+      const r = await it.next();
+      if (r.done) controller.close();
+      else controller.enqueue(r.value);
+    },
+    async cancel() {
+      await it?.return?.();
+    },
+  }, { highWaterMark: 0 });
+  lenders.set(stream, () => {
+    if (used) throw new TypeError("stream already read");
+    used = true;
+    return source(true);
+  });
+  return stream;
+}
+
+/**
+ * The chunks of `stream`: lent by a {@linkcode lendingStream} (each valid only until the next
+ * is asked for), else read from the stream as they come. Either way the consumer must be done
+ * with a chunk before asking for the next.
+ */
+export async function* chunksOf(stream: ReadableStream<Uint8Array>): AsyncGenerator<Uint8Array> {
+  const lend = lenders.get(stream);
+  if (lend && !stream.locked) {
+    lenders.delete(stream);
+    yield* lend();
+    return;
+  }
+  yield* stream;
+}
+
+/** Copies of lent chunks, for consumers that keep them. */
+export async function* copied(chunks: Chunks): AsyncGenerator<Uint8Array> {
+  for await (const c of chunks) yield c.slice();
+}
+
+function iteratorOf(chunks: Chunks): AsyncIterator<Uint8Array> | Iterator<Uint8Array> {
+  return Symbol.asyncIterator in chunks
+    ? chunks[Symbol.asyncIterator]()
+    : (chunks as Iterable<Uint8Array>)[Symbol.iterator]();
 }

@@ -11,7 +11,8 @@ import { backoff, Mutex, sleep } from "./async.ts";
 import type { DB, PositionHolder } from "./db.ts";
 import { LitestreamError } from "./errors.ts";
 import type { Logger } from "./log.ts";
-import { lz4FrameDecoder, lz4FrameEncoder } from "./lz4/frame.ts";
+import { chunksOf, copied, lendingStream } from "./fs.ts";
+import { encodeFrameViews, lz4FrameDecoder } from "./lz4/frame.ts";
 import { comparePos, formatPos, type Pos } from "./names.ts";
 import type { ReplicaClient, SnapshotInfo } from "./replica_client.ts";
 import { readWalRange } from "./shadow_wal.ts";
@@ -171,8 +172,10 @@ export class Replica implements PositionHolder {
   /** Uploads shadow bytes [pos.offset, end) as one segment. */
   async #uploadSegment(pos: Pos, end: number): Promise<void> {
     const path = this.db.shadowPath(pos.generation, pos.index);
-    const data = readWalRange(path, pos.offset, end).pipeThrough(lz4FrameEncoder());
-    const info = await this.client.writeWalSegment(pos, data);
+    const info = await this.client.writeWalSegment(
+      pos,
+      compressedStream(readWalRange(path, pos.offset, end)),
+    );
     this.stats.segments++;
     this.stats.walBytes += end - pos.offset;
     this.log.debug("wal segment written", {
@@ -206,7 +209,7 @@ export class Replica implements PositionHolder {
       const info = await this.client.writeSnapshot(
         pos.generation,
         pos.index,
-        data.pipeThrough(lz4FrameEncoder()),
+        compressedStream(data),
       );
       this.stats.snapshots++;
       this.log.info("snapshot written", { position: formatPos(pos), size: info.size });
@@ -361,4 +364,16 @@ export class Replica implements PositionHolder {
     }
     return this.db.generation;
   }
+}
+
+/**
+ * `data` as one LZ4 frame in v0.3.13's format. The chunks of `data` and of the frame are lent
+ * through reused buffers when the client reads it with `chunksOf` (see `lendingStream`), so
+ * shipping an object allocates nothing per block; any other reader gets copies.
+ */
+function compressedStream(data: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> {
+  return lendingStream((lend) => {
+    const frame = encodeFrameViews(chunksOf(data));
+    return lend ? frame : copied(frame);
+  });
 }

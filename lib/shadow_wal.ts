@@ -7,7 +7,7 @@
  * @module
  */
 
-import { readAt, writeAll } from "./fs.ts";
+import { lendingStream, readAt, writeAll } from "./fs.ts";
 import { LitestreamError } from "./errors.ts";
 import {
   type Checksum,
@@ -21,6 +21,19 @@ import {
 
 /** Frames read per chunk while scanning a WAL. */
 const FRAMES_PER_CHUNK = 256;
+
+/** Read buffers of finished scans and reads, reused by the next ones (they may overlap). */
+const spare: Uint8Array[] = [];
+
+/** A buffer of at least `size` bytes from {@linkcode spare}, or a new one. */
+function borrow(size: number): Uint8Array {
+  const i = spare.findIndex((b) => b.length >= size);
+  return i >= 0 ? spare.splice(i, 1)[0] : new Uint8Array(size);
+}
+
+function giveBack(buf: Uint8Array): void {
+  if (spare.length < 4) spare.push(buf);
+}
 
 /** What is known about one shadow WAL file. */
 export interface ShadowState {
@@ -201,28 +214,33 @@ async function walkFrames(
   visit?: (verified: Uint8Array) => Promise<void>,
 ): Promise<Walk> {
   const size = frameSize(header.pageSize);
-  const buf = new Uint8Array(size * FRAMES_PER_CHUNK);
+  const chunk = size * FRAMES_PER_CHUNK;
+  const buf = borrow(chunk);
   const walk: Walk = { committedEnd: start, checksumAtCommit: seed };
   let checksum = seed;
   let offset = start;
-  while (offset < limit) {
-    const want = Math.min(buf.length, Math.floor((limit - offset) / size) * size);
-    if (want <= 0) break;
-    const n = await readAt(file, offset, buf.subarray(0, want));
-    let valid = 0;
-    for (; valid + size <= n; valid += size) {
-      const frame = buf.subarray(valid, valid + size);
-      const r = verifyFrame(frame, header, checksum);
-      if (typeof r === "string") break;
-      checksum = r.checksum;
-      if (r.header.commitSize !== 0) {
-        walk.committedEnd = offset + valid + size;
-        walk.checksumAtCommit = checksum;
+  try {
+    while (offset < limit) {
+      const want = Math.min(chunk, Math.floor((limit - offset) / size) * size);
+      if (want <= 0) break;
+      const n = await readAt(file, offset, buf.subarray(0, want));
+      let valid = 0;
+      for (; valid + size <= n; valid += size) {
+        const frame = buf.subarray(valid, valid + size);
+        const r = verifyFrame(frame, header, checksum);
+        if (typeof r === "string") break;
+        checksum = r.checksum;
+        if (r.header.commitSize !== 0) {
+          walk.committedEnd = offset + valid + size;
+          walk.checksumAtCommit = checksum;
+        }
       }
+      if (visit && valid > 0) await visit(buf.subarray(0, valid));
+      offset += valid;
+      if (valid < want) break;
     }
-    if (visit && valid > 0) await visit(buf.subarray(0, valid));
-    offset += valid;
-    if (valid < want) break;
+  } finally {
+    giveBack(buf);
   }
   return walk;
 }
@@ -230,59 +248,54 @@ async function walkFrames(
 /**
  * Streams WAL bytes [start, end) of a shadow or real WAL file in whole frames,
  * checking that every frame carries the header's salts, so nothing foreign is
- * ever shipped or checksummed.
+ * ever shipped or checksummed. Read through `chunksOf`, it lends views of one
+ * reused buffer (see `lendingStream`).
  */
 export function readWalRange(
   path: string,
   start: number,
   end: number,
 ): ReadableStream<Uint8Array> {
-  let file: Deno.FsFile | undefined;
-  let offset = start;
-  let salts: [number, number] | undefined;
-  let frame = 0;
-  return new ReadableStream<Uint8Array>({
-    async start() {
-      file = await Deno.open(path, { read: true });
-      const head = new Uint8Array(WAL_HEADER_SIZE);
-      const header = decodeWalHeader(head.subarray(0, await readAt(file, 0, head)));
-      if (typeof header === "string") throw new LitestreamError(`${path}: ${header}`);
-      salts = [header.salt1, header.salt2];
-      frame = frameSize(header.pageSize);
-    },
-    async pull(controller) {
-      try {
-        await pullFrames(controller);
-      } catch (err) {
-        file?.close();
-        throw err;
-      }
-    },
-    cancel() {
-      file?.close();
-    },
-  });
+  return lendingStream((lend) => walRangeChunks(path, start, end, lend));
+}
 
-  async function pullFrames(controller: ReadableStreamDefaultController<Uint8Array>) {
-    if (offset >= end) {
-      file!.close();
-      controller.close();
-      return;
-    }
-    const first = offset === 0 ? WAL_HEADER_SIZE : 0;
-    const frames = Math.max(1, Math.min(256, Math.floor((end - offset - first) / frame)));
-    const buf = new Uint8Array(Math.min(end - offset, first + frames * frame));
-    if (await readAt(file!, offset, buf) !== buf.length) {
-      throw new LitestreamError(`${path}: shadow wal shorter than expected`);
-    }
-    for (let at = first; at < buf.length; at += frame) {
-      const fh = decodeFrameHeader(buf.subarray(at, at + 24));
-      if (fh.salt1 !== salts![0] || fh.salt2 !== salts![1]) {
-        throw new LitestreamError(`${path}: replica salt mismatch at offset ${offset + at}`);
+async function* walRangeChunks(
+  path: string,
+  start: number,
+  end: number,
+  lend: boolean,
+): AsyncGenerator<Uint8Array> {
+  const file = await Deno.open(path, { read: true });
+  let buf: Uint8Array | undefined;
+  try {
+    const head = new Uint8Array(WAL_HEADER_SIZE);
+    const header = decodeWalHeader(head.subarray(0, await readAt(file, 0, head)));
+    if (typeof header === "string") throw new LitestreamError(`${path}: ${header}`);
+    const frame = frameSize(header.pageSize);
+    if (lend) buf = borrow(WAL_HEADER_SIZE + FRAMES_PER_CHUNK * frame);
+    for (let offset = start; offset < end;) {
+      const first = offset === 0 ? WAL_HEADER_SIZE : 0;
+      const frames = Math.max(
+        1,
+        Math.min(FRAMES_PER_CHUNK, Math.floor((end - offset - first) / frame)),
+      );
+      const len = Math.min(end - offset, first + frames * frame);
+      const chunk = buf && buf.length >= len ? buf.subarray(0, len) : new Uint8Array(len);
+      if (await readAt(file, offset, chunk) !== len) {
+        throw new LitestreamError(`${path}: shadow wal shorter than expected`);
       }
+      for (let at = first; at < len; at += frame) {
+        const fh = decodeFrameHeader(chunk.subarray(at, at + 24));
+        if (fh.salt1 !== header.salt1 || fh.salt2 !== header.salt2) {
+          throw new LitestreamError(`${path}: replica salt mismatch at offset ${offset + at}`);
+        }
+      }
+      offset += len;
+      yield chunk;
     }
-    offset += buf.length;
-    controller.enqueue(buf);
+  } finally {
+    file.close();
+    if (buf) giveBack(buf);
   }
 }
 

@@ -7,19 +7,25 @@
  */
 
 import {
+  AbortMultipartUploadCommand,
+  type CompletedPart,
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
   DeleteObjectsCommand,
   GetBucketLocationCommand,
   GetObjectCommand,
   type GetObjectCommandOutput,
   ListObjectsCommand,
   type ListObjectsCommandOutput,
+  PutObjectCommand,
   S3Client,
   type S3ClientConfig,
+  UploadPartCommand,
 } from "@aws-sdk/client-s3";
-import { Upload } from "@aws-sdk/lib-storage";
 import { createHash } from "node:crypto";
 import { Agent as HttpsAgent } from "node:https";
 import { LitestreamError, NotFoundError } from "../lib/errors.ts";
+import { chunksOf } from "../lib/fs.ts";
 import { VERSION } from "../lib/version.ts";
 import {
   comparePos,
@@ -370,10 +376,11 @@ export class S3ReplicaClient implements ReplicaClient {
   }
 
   /**
-   * Uploads `data` with lib-storage's `Upload`: one PutObject when it fits in a
-   * part, else multipart with at most `queueSize` parts in flight (aborted on
-   * failure). `createdAt` is the start time, as in v0.3.13; LastModified from
-   * a later listing is what restore uses.
+   * Uploads `data`: one PutObject when it fits in a part, else a multipart
+   * upload with at most `queueSize` parts in flight, each sent from a reused
+   * part buffer (about (queueSize + 1) × partSize in all), and aborted on
+   * failure. The SDK retries each request. `createdAt` is the start time, as
+   * in v0.3.13; LastModified from a later listing is what restore uses.
    */
   async #write(
     key: string,
@@ -381,36 +388,89 @@ export class S3ReplicaClient implements ReplicaClient {
   ): Promise<{ size: number; createdAt: Date }> {
     const client = await this.#sdk();
     const createdAt = new Date();
-    let size = 0;
-    let sourceError: unknown;
-    const reader = data.getReader();
-    const body = new ReadableStream<Uint8Array>({
-      async pull(ctrl) {
-        try {
-          const { done, value } = await reader.read();
-          if (done) return ctrl.close();
-          size += value.byteLength;
-          ctrl.enqueue(value);
-        } catch (err) {
-          sourceError = err; // Not an S3 failure: re-thrown as is below.
-          throw err;
-        }
-      },
-      cancel: (reason) => reader.cancel(reason),
-    });
-    const upload = new Upload({
-      client,
-      params: { Bucket: this.#bucket, Key: key, Body: body },
-      partSize: this.#tuning.partSize,
-      queueSize: this.#tuning.queueSize,
-    });
+    const { partSize, queueSize } = this.#tuning;
+    const source = new PartSource(data);
+    const Bucket = this.#bucket;
     try {
-      await this.#call("PUT", key, () => upload.done());
+      const first = await source.fill(partSize);
+      if (await source.atEnd()) {
+        await this.#call(
+          "PUT",
+          key,
+          () => client.send(new PutObjectCommand({ Bucket, Key: key, Body: first })),
+        );
+      } else {
+        await this.#multipart(client, key, first, source, partSize, queueSize);
+      }
     } catch (err) {
-      throw sourceError ?? err;
+      // A failure to produce the data is not an S3 failure: re-thrown as is.
+      throw err instanceof SourceError ? err.cause : err;
     }
-    this.counters.bytes.PUT += size;
-    return { size, createdAt };
+    this.counters.bytes.PUT += source.size;
+    return { size: source.size, createdAt };
+  }
+
+  /** Uploads `first` (a full part) and the rest of `source` as a multipart upload. */
+  async #multipart(
+    client: S3Client,
+    key: string,
+    first: Uint8Array,
+    source: PartSource,
+    partSize: number,
+    queueSize: number,
+  ): Promise<void> {
+    const Bucket = this.#bucket;
+    const { UploadId } = await this.#call(
+      "PUT",
+      key,
+      () => client.send(new CreateMultipartUploadCommand({ Bucket, Key: key })),
+    );
+    const completed: CompletedPart[] = [];
+    const inFlight = new Set<Promise<void>>();
+    const free: Uint8Array[] = [];
+    try {
+      let body = first;
+      for (let PartNumber = 1;; PartNumber++) {
+        const part = body;
+        const sent: Promise<void> = this.#call(
+          "PUT",
+          key,
+          () =>
+            client.send(
+              new UploadPartCommand({ Bucket, Key: key, UploadId, PartNumber, Body: part }),
+            ),
+        )
+          .then((out) => {
+            completed.push({ PartNumber, ETag: out.ETag });
+            free.push(new Uint8Array(part.buffer));
+          }).finally(() => inFlight.delete(sent));
+        sent.catch(() => {}); // observed through Promise.race/all below
+        inFlight.add(sent);
+        if (await source.atEnd()) break;
+        while (inFlight.size >= queueSize) await Promise.race(inFlight);
+        body = await source.fill(partSize, free.pop() ?? new Uint8Array(partSize));
+      }
+      await Promise.all(inFlight);
+      completed.sort((a, b) => a.PartNumber! - b.PartNumber!);
+      await this.#call("PUT", key, () =>
+        client.send(
+          new CompleteMultipartUploadCommand({
+            Bucket,
+            Key: key,
+            UploadId,
+            MultipartUpload: { Parts: completed },
+          }),
+        ));
+    } catch (err) {
+      await Promise.allSettled(inFlight);
+      await this.#call(
+        "DELETE",
+        key,
+        () => client.send(new AbortMultipartUploadCommand({ Bucket, Key: key, UploadId })),
+      )
+        .catch(() => {}); // the original failure matters more
+      throw err;
+    }
   }
 
   /**
@@ -620,6 +680,62 @@ export class S3ReplicaClient implements ReplicaClient {
       );
     }
     return client;
+  }
+}
+
+/** A failure of the data being uploaded, not of S3: `#write` re-throws its cause. */
+class SourceError extends Error {}
+
+/**
+ * Cuts a byte stream into parts, copying its chunks (lent ones too, see `chunksOf`) into part
+ * buffers: a chunk is held only until it is copied.
+ */
+class PartSource {
+  readonly #chunks: AsyncIterator<Uint8Array>;
+  #rest: Uint8Array = new Uint8Array(0);
+  #done = false;
+  /** Bytes handed out in parts so far. */
+  size = 0;
+
+  constructor(data: ReadableStream<Uint8Array>) {
+    this.#chunks = chunksOf(data)[Symbol.asyncIterator]();
+  }
+
+  /**
+   * The next up to `max` bytes, fewer only at the end, in `buf` (which must hold `max`
+   * bytes) or, without one, in a new array that grows with the data.
+   */
+  async fill(max: number, buf?: Uint8Array): Promise<Uint8Array> {
+    let out = buf ?? new Uint8Array(0);
+    let n = 0;
+    while (n < max && !await this.atEnd()) {
+      const k = Math.min(this.#rest.length, max - n);
+      if (out.length < n + k) {
+        const grown = new Uint8Array(Math.min(max, Math.max(n + k, 2 * out.length)));
+        grown.set(out.subarray(0, n));
+        out = grown;
+      }
+      out.set(this.#rest.subarray(0, k), n);
+      this.#rest = this.#rest.subarray(k);
+      n += k;
+    }
+    this.size += n;
+    return out.subarray(0, n);
+  }
+
+  /** True when no byte is left (reads the next chunk when needed). */
+  async atEnd(): Promise<boolean> {
+    while (this.#rest.length === 0 && !this.#done) {
+      let r: IteratorResult<Uint8Array>;
+      try {
+        r = await this.#chunks.next();
+      } catch (err) {
+        throw new SourceError("reading the upload's data failed", { cause: err });
+      }
+      if (r.done) this.#done = true;
+      else this.#rest = r.value;
+    }
+    return this.#rest.length === 0;
   }
 }
 

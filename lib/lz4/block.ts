@@ -12,7 +12,7 @@
  * @module
  */
 
-import { encodeBlock, MIN_MATCH } from "./block_encode.ts";
+import { encodeBlock, encodeBlockInto, MIN_MATCH } from "./block_encode.ts";
 
 /** A block that does not follow the LZ4 block format, or decodes to more than allowed. */
 export class BlockFormatError extends Error {}
@@ -67,6 +67,51 @@ export function compressBlock(src: Uint8Array): Uint8Array {
   if (wasm === undefined) loadWasmSync();
   // The WASM API prefixes the block with its decoded size (4 bytes, little-endian).
   return wasm ? wasm.compress(src).subarray(4) : encodeBlock(src);
+}
+
+/** The raw exports of lz4-wasm-nodejs's module (wasm-bindgen ABI). */
+interface WasmExports {
+  memory: WebAssembly.Memory;
+  compress(retptr: number, ptr: number, len: number): void;
+  __wbindgen_add_to_stack_pointer(delta: number): number;
+  __wbindgen_malloc(size: number): number;
+  __wbindgen_free(ptr: number, size: number): void;
+}
+
+/**
+ * {@linkcode compressBlock} into `dst` from index `at`, without allocating: returns the
+ * block's length, or -1 when it would be longer than `max` bytes (the caller then stores the
+ * block uncompressed; `dst` from `at` on may hold garbage). With the WASM encoder this calls
+ * its raw export and copies the result straight out of WASM memory, where `compressBlock`
+ * makes a copy of it first.
+ */
+export function compressBlockInto(
+  src: Uint8Array,
+  dst: Uint8Array,
+  at: number,
+  max: number,
+): number {
+  if (wasm === undefined) loadWasmSync();
+  if (!wasm) return encodeBlockInto(src, dst, at, max);
+  const w = (wasm as unknown as { __wasm: WasmExports }).__wasm;
+  // The same calls as the package's own `compress`, minus its `.slice()` of the result.
+  const retptr = w.__wbindgen_add_to_stack_pointer(-16);
+  try {
+    const ptr = w.__wbindgen_malloc(src.length);
+    new Uint8Array(w.memory.buffer).set(src, ptr); // the callee frees the input
+    w.compress(retptr, ptr, src.length);
+    const ret = new Int32Array(w.memory.buffer, retptr, 2);
+    const out = ret[0];
+    const len = ret[1];
+    // The result starts with the decoded size (4 bytes), which a frame block does not carry.
+    const n = len - 4;
+    const fits = n <= max && n <= dst.length - at;
+    if (fits) dst.set(new Uint8Array(w.memory.buffer, out + 4, n), at);
+    w.__wbindgen_free(out, len);
+    return fits ? n : -1;
+  } finally {
+    w.__wbindgen_add_to_stack_pointer(16);
+  }
 }
 
 /** Reusable output area of {@linkcode decompressBlock}: `dict` then up to `maxOut` decoded bytes. */

@@ -97,6 +97,31 @@ function encodeSequences(src: Uint8Array, dst: Uint8Array): number {
  * incompressible input.
  */
 export function encodeBlock(src: Uint8Array): Uint8Array {
-  const dst = new Uint8Array(src.length + Math.ceil(src.length / 255) + 16);
+  const dst = new Uint8Array(encodeBound(src.length));
   return dst.slice(0, encodeSequences(src, dst));
+}
+
+/** Largest block {@linkcode encodeBlock} can produce for `n` input bytes. */
+function encodeBound(n: number): number {
+  return n + Math.ceil(n / 255) + 16;
+}
+
+/** Scratch area of {@linkcode encodeBlockInto} when the caller's room is below the bound. */
+let spare = new Uint8Array(0);
+
+/**
+ * {@linkcode encodeBlock} into `dst` from index `at`: returns the block's length, or -1 (and
+ * `dst` holds garbage from `at` on) when it is longer than `max` bytes.
+ */
+export function encodeBlockInto(src: Uint8Array, dst: Uint8Array, at: number, max: number): number {
+  const bound = encodeBound(src.length);
+  if (dst.length - at >= bound) {
+    const n = encodeSequences(src, dst.subarray(at));
+    return n <= max ? n : -1;
+  }
+  if (spare.length < bound) spare = new Uint8Array(bound);
+  const n = encodeSequences(src, spare);
+  if (n > max || n > dst.length - at) return -1;
+  dst.set(spare.subarray(0, n), at);
+  return n;
 }
