@@ -10,13 +10,18 @@
  * view that is valid only until the next `next()`), copying only when a record spans chunks.
  */
 export class ByteReader {
-  readonly #reader: ReadableStreamDefaultReader<Uint8Array> | Iterator<Uint8Array>;
+  readonly #reader:
+    | ReadableStreamDefaultReader<Uint8Array>
+    | Iterator<Uint8Array>
+    | AsyncIterator<Uint8Array>;
   #chunk: Uint8Array = new Uint8Array(0);
   #pos = 0;
   #done = false;
 
   /** Wraps `source`; the reader owns it until `cancel()` or the end. */
-  constructor(source: ReadableStream<Uint8Array> | Iterator<Uint8Array>) {
+  constructor(
+    source: ReadableStream<Uint8Array> | Iterator<Uint8Array> | AsyncIterator<Uint8Array>,
+  ) {
     this.#reader = source instanceof ReadableStream ? source.getReader() : source;
   }
 
@@ -38,7 +43,7 @@ export class ByteReader {
         if (this.#done) break;
         const { value, done } = this.#reader instanceof ReadableStreamDefaultReader
           ? await this.#reader.read()
-          : this.#reader.next();
+          : await this.#reader.next();
         if (done) {
           this.#done = true;
           break;
@@ -62,7 +67,7 @@ export class ByteReader {
       await this.#reader.cancel().catch(() => {});
     } else if (!this.#done) {
       try {
-        this.#reader.return?.();
+        await this.#reader.return?.();
       } catch {
         // Cancelling only releases the source.
       }

@@ -23,7 +23,7 @@ import {
   type RestoreTarget,
 } from "./restore_plan.ts";
 import { DB_HEADER_SIZE, decodeDbHeader } from "./sqlite_header.ts";
-import { writeAll } from "./fs.ts";
+import { chunksOf, writeAll } from "./fs.ts";
 import { WalReplayer } from "./wal_replay.ts";
 
 /** A generation listing tied to the replica it came from. */
@@ -317,23 +317,6 @@ class HeaderCheck {
   }
 }
 
-/** Passes a database image through, checking its header first and reporting the page size. */
-function checkDbHeader(
-  name: string,
-  onPageSize: (pageSize: number) => void,
-): TransformStream<Uint8Array, Uint8Array> {
-  const header = new HeaderCheck(name, onPageSize);
-  return new TransformStream({
-    transform(chunk, controller) {
-      const out = header.pass(chunk);
-      if (out) controller.enqueue(out);
-    },
-    flush() {
-      header.end();
-    },
-  });
-}
-
 /** Writes pages into an open database file; pages arrive sorted by number, so seeks are short. */
 function fileSink(file: Deno.FsFile, pageSize: number): PageSink {
   return {
@@ -363,24 +346,32 @@ export async function streamMerged(
   write: (b: Uint8Array) => Promise<void>,
 ): Promise<number> {
   const pages = replayer.pages;
-  const checked = snapshot.pipeThrough(checkDbHeader(name, (ps) => {
+  const header = new HeaderCheck(name, (ps) => {
     if (pages && ps !== pages.pageSize) {
       throw new CorruptionError(
         name,
         `database page size ${ps} differs from wal page size ${pages.pageSize}`,
       );
     }
-  }));
+  });
+  // Lent chunks (see chunksOf): each one is written out before the next is asked for.
+  async function* checked(): AsyncGenerator<Uint8Array> {
+    for await (const chunk of chunksOf(snapshot)) {
+      const out = header.pass(chunk);
+      if (out) yield out;
+    }
+    header.end();
+  }
   let written = 0;
   if (!pages || pages.size === undefined) {
     // No WAL applied: the snapshot is the database, byte for byte.
-    for await (const chunk of checked) {
+    for await (const chunk of checked()) {
       await write(chunk);
       written += chunk.length;
     }
     return written;
   }
-  const reader = new ByteReader(checked);
+  const reader = new ByteReader(checked());
   try {
     const zero = new Uint8Array(pages.pageSize);
     let snapshotEnded = false;
