@@ -235,6 +235,8 @@ export class DB {
     // Replicas wait for a change; on first open there may be shadow WAL they have not shipped.
     const opened = !this.#conn;
     if (opened && !await this.#init()) return;
+    // A replaced database matters only once something is written to it, which changes the WAL.
+    if (await this.#unchanged()) return await this.#cleanShadows();
     if (await this.#replaced()) {
       this.log.warn("database file replaced or removed; reopening");
       await this.#closeHandles();
@@ -244,7 +246,6 @@ export class DB {
       return;
     }
     const conn = this.#conn!;
-    if (await this.#unchanged()) return await this.#cleanShadows();
     // Taken before anything is read: a commit after this point changes what the next tick sees.
     const before = await Deno.stat(this.walPath).catch(() => undefined);
     this.#quiet = undefined;
@@ -275,14 +276,17 @@ export class DB {
   /**
    * True when nothing can have happened since the last full sync: the WAL
    * has the same size and mtime (frames only append, and a restart rewrites
-   * the header, which changes the mtime), and no time-based checkpoint can be
-   * due. Saves the opens, reads and checksums of a full pass on idle ticks.
+   * the header, which changes the mtime), and no time-based checkpoint is due. Saves the opens, reads and checksums of a full pass on idle ticks.
    */
   async #unchanged(): Promise<boolean> {
     const quiet = this.#quiet;
     if (!quiet || !this.#rtxHeld) return false;
     const oneFrame = WAL_HEADER_SIZE + frameSize(this.pageSize);
-    if (this.settings.checkpointInterval > 0 && this.#shadow!.size > oneFrame) return false;
+    if (this.settings.checkpointInterval > 0 && this.#shadow!.size > oneFrame) {
+      // The time-based checkpoint may be due: the full pass decides it.
+      const mtime = (await Deno.stat(this.path).catch(() => undefined))?.mtime?.getTime() ?? 0;
+      if (Date.now() - mtime > this.settings.checkpointInterval) return false;
+    }
     const st = await Deno.stat(this.walPath).catch(() => undefined);
     return !!st && st.size === quiet.size && st.mtime?.getTime() === quiet.mtime;
   }
