@@ -287,8 +287,14 @@ export class DB {
       const mtime = (await Deno.stat(this.path).catch(() => undefined))?.mtime?.getTime() ?? 0;
       if (Date.now() - mtime > this.settings.checkpointInterval) return false;
     }
-    const st = await Deno.stat(this.walPath).catch(() => undefined);
-    return !!st && st.size === quiet.size && st.mtime?.getTime() === quiet.mtime;
+    // Sync: a single stat costs microseconds, less than an async one's trip through the thread pool.
+    let st: Deno.FileInfo;
+    try {
+      st = Deno.statSync(this.walPath);
+    } catch {
+      return false;
+    }
+    return st.size === quiet.size && st.mtime?.getTime() === quiet.mtime;
   }
 
   /** Opens the database for replication; returns false while it does not exist. */
