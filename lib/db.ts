@@ -94,6 +94,8 @@ export class DB {
   #cleanedBelow = 0;
   #snapshots = 0;
   #rtxHeld = false;
+  /** Why start-up dropped the recorded generation, for the new generation's log line. */
+  #clearedBecause: string | undefined;
   /** The WAL's size and mtime after the last full sync, for skipping idle ticks. */
   #quiet: { size: number; mtime: number | undefined } | undefined;
   readonly #mutex = new Mutex();
@@ -299,15 +301,8 @@ export class DB {
 
   /** Opens the database for replication; returns false while it does not exist. */
   async #init(): Promise<boolean> {
-    let st: Deno.FileInfo;
-    try {
-      st = await Deno.stat(this.path);
-    } catch (err) {
-      if (err instanceof Deno.errors.NotFound) return false;
-      throw err;
-    }
-    if (st.isDirectory) throw new LitestreamError(`${this.path}: is a directory, not a database`);
-    if (st.size > 0) await this.#checkHeader();
+    const st = await checkDatabaseFile(this.path);
+    if (!st) return false;
     this.#fileMode = (st.mode ?? 0o600) & 0o777;
     this.#dirMode = ((await Deno.stat(dirname(this.path))).mode ?? 0o700) & 0o777;
 
@@ -376,19 +371,6 @@ export class DB {
     return true;
   }
 
-  /** Refuses a file that is not an SQLite database, before SQLite touches it. */
-  async #checkHeader(): Promise<void> {
-    // Safe to open and close here: no SQLite connection of this process holds locks on the file yet.
-    const file = await Deno.open(this.path, { read: true });
-    try {
-      const head = new Uint8Array(100);
-      const header = decodeDbHeader(head.subarray(0, await readAt(file, 0, head)));
-      if (typeof header === "string") throw new LitestreamError(`${this.path}: ${header}`);
-    } finally {
-      file.close();
-    }
-  }
-
   /** Resumes the generation recorded in the meta directory when its shadow WAL still matches the real WAL. */
   async #loadGeneration(): Promise<void> {
     const file = join(this.metaPath, "generation");
@@ -416,6 +398,7 @@ export class DB {
         reason: problem,
       });
       await removeIfExists(file);
+      this.#clearedBecause = problem;
       return;
     }
     this.#generation = name;
@@ -425,7 +408,13 @@ export class DB {
   /** Continuity checks of spec §4.5; a reason means a new generation is needed. */
   async #verify(): Promise<{ reason?: string }> {
     const shadow = this.#shadow;
-    if (!this.#generation || !shadow) return { reason: "no generation exists" };
+    if (!this.#generation || !shadow) {
+      const reason = this.#clearedBecause
+        ? `previous generation cleared: ${this.#clearedBecause}`
+        : "no generation exists";
+      this.#clearedBecause = undefined;
+      return { reason };
+    }
     if (shadow.index >= MAX_INDEX) return { reason: "max index exceeded" };
     const st = await Deno.stat(shadow.path).catch(() => undefined);
     if (!st) return { reason: "no shadow wal" };
@@ -636,6 +625,33 @@ export class DB {
     }
     this.#cleanedBelow = min - 1;
   }
+}
+
+/**
+ * Checks a database path before SQLite opens it: undefined when it does not
+ * exist yet, an error naming it when it is a directory or not an SQLite
+ * database. Opening and closing the file here is safe only because no SQLite
+ * connection of this process has it open yet (see `readAtSync`).
+ */
+export async function checkDatabaseFile(path: string): Promise<Deno.FileInfo | undefined> {
+  let st: Deno.FileInfo;
+  try {
+    st = await Deno.stat(path);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return undefined;
+    throw err;
+  }
+  if (st.isDirectory) throw new LitestreamError(`${path}: is a directory, not a database`);
+  if (st.size === 0) return st; // SQLite writes the header on first use
+  const file = await Deno.open(path, { read: true });
+  try {
+    const head = new Uint8Array(100);
+    const header = decodeDbHeader(head.subarray(0, await readAt(file, 0, head)));
+    if (typeof header === "string") throw new LitestreamError(`${path}: ${header}`);
+  } finally {
+    file.close();
+  }
+  return st;
 }
 
 /** Takes the meta directory's lock without waiting; undefined when another process holds it. */

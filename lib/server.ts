@@ -9,12 +9,11 @@
 import { dirname, join } from "node:path";
 import { sleep } from "./async.ts";
 import type { DbConfig } from "./config.ts";
-import { DB } from "./db.ts";
+import { checkDatabaseFile, DB } from "./db.ts";
 import { LitestreamError } from "./errors.ts";
-import { readAt, removeIfExists } from "./fs.ts";
+import { removeIfExists } from "./fs.ts";
 import type { Logger } from "./log.ts";
 import { Replica } from "./replica.ts";
-import { decodeDbHeader } from "./sqlite_header.ts";
 import { createReplicaClient } from "../replicas/mod.ts";
 import { formatDuration } from "./duration.ts";
 import { validateInProcess } from "./replica_validation.ts";
@@ -30,7 +29,7 @@ export interface Managed {
 export async function buildManaged(dbs: DbConfig[], log: Logger): Promise<Managed[]> {
   const out: Managed[] = [];
   for (const cfg of dbs) {
-    await preflight(cfg);
+    await checkDatabaseFile(cfg.path); // bad paths fail at start-up, naming the file
     const dbLog = log.with({ db: cfg.path });
     const db = new DB(cfg, dbLog);
     const modes = await modesFor(cfg.path);
@@ -132,28 +131,6 @@ async function validationLoop(db: DB, replica: Replica, signal: AbortSignal): Pr
       replica.stats.validations.error++;
       replica.log.error("validator: failed", { error: err });
     }
-  }
-}
-
-/** Refuses a database path that is a directory or a file that is not SQLite. */
-async function preflight(cfg: DbConfig): Promise<void> {
-  let st: Deno.FileInfo;
-  try {
-    st = await Deno.stat(cfg.path);
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound) return; // waited for until it appears
-    throw err;
-  }
-  if (st.isDirectory) throw new LitestreamError(`${cfg.path}: is a directory, not a database`);
-  if (st.size === 0) return;
-  // Safe: no SQLite connection in this process holds locks on the file yet.
-  const file = await Deno.open(cfg.path, { read: true });
-  try {
-    const head = new Uint8Array(100);
-    const header = decodeDbHeader(head.subarray(0, await readAt(file, 0, head)));
-    if (typeof header === "string") throw new LitestreamError(`${cfg.path}: ${header}`);
-  } finally {
-    file.close();
   }
 }
 
