@@ -12,7 +12,7 @@
 import { basename, dirname, join } from "node:path";
 import { ChangeSignal, Mutex } from "./async.ts";
 import { LitestreamError } from "./errors.ts";
-import { readAt, readDirOrEmpty, removeIfExists, syncReadStream } from "./fs.ts";
+import { readAt, readAtSync, readDirOrEmpty, removeIfExists, syncReadStream } from "./fs.ts";
 import type { Logger } from "./log.ts";
 import { hex8, isGeneration, MAX_INDEX, newGeneration, type Pos } from "./names.ts";
 import {
@@ -25,7 +25,13 @@ import {
 import { type Database as Sqlite, openDatabase, SqliteCode, SqliteError } from "./sqlite/mod.ts";
 import { decodeDbHeader } from "./sqlite_header.ts";
 import { primaryChecksum } from "./validate.ts";
-import { frameAlign, frameSize, WAL_HEADER_SIZE } from "./wal.ts";
+import {
+  decodeFrameHeader,
+  FRAME_HEADER_SIZE,
+  frameAlign,
+  frameSize,
+  WAL_HEADER_SIZE,
+} from "./wal.ts";
 
 /** SQLite checkpoint modes Litestream uses. */
 export type CheckpointMode = "PASSIVE" | "RESTART" | "TRUNCATE";
@@ -96,8 +102,6 @@ export class DB {
   #rtxHeld = false;
   /** Why start-up dropped the recorded generation, for the new generation's log line. */
   #clearedBecause: string | undefined;
-  /** The WAL's size and mtime after the last full sync, for skipping idle ticks. */
-  #quiet: { size: number; mtime: number | undefined } | undefined;
   readonly #mutex = new Mutex();
   readonly #snapshotLock = new Mutex();
 
@@ -242,15 +246,12 @@ export class DB {
     if (await this.#replaced()) {
       this.log.warn("database file replaced or removed; reopening");
       await this.#closeHandles();
-      this.#generation = this.#shadow = this.#quiet = undefined;
+      this.#generation = this.#shadow = undefined;
       if (await this.#init()) await this.#newGeneration("database file replaced");
       this.changed.notify();
       return;
     }
     const conn = this.#conn!;
-    // Taken before anything is read: a commit after this point changes what the next tick sees.
-    const before = await Deno.stat(this.walPath).catch(() => undefined);
-    this.#quiet = undefined;
     // Re-taken if a previous sync failed between releasing and re-acquiring it.
     await this.#acquireReadTx();
     const walHeader = await readWalHeaderBytes(this.walPath);
@@ -272,31 +273,44 @@ export class DB {
     }
     await this.#cleanShadows();
     if (changed || opened) this.changed.notify();
-    if (before) this.#quiet = { size: before.size, mtime: before.mtime?.getTime() };
   }
 
   /**
    * True when nothing can have happened since the last full sync: the WAL
-   * has the same size and mtime (frames only append, and a restart rewrites
-   * the header, which changes the mtime), and no time-based checkpoint is due. Saves the opens, reads and checksums of a full pass on idle ticks.
+   * still has our shadow's header (a restart writes new salts) and no frame of
+   * this incarnation starts where our shadow ends (new frames carry the
+   * header's salts; after a restart they overwrite old frames in place, so
+   * neither the file size nor its coarse mtime is a reliable sign). Also no
+   * time-based checkpoint may be due. Saves the full pass on idle ticks.
    */
   async #unchanged(): Promise<boolean> {
-    const quiet = this.#quiet;
-    if (!quiet || !this.#rtxHeld) return false;
+    const shadow = this.#shadow;
+    if (!shadow || !this.#rtxHeld) return false;
     const oneFrame = WAL_HEADER_SIZE + frameSize(this.pageSize);
-    if (this.settings.checkpointInterval > 0 && this.#shadow!.size > oneFrame) {
+    if (this.settings.checkpointInterval > 0 && shadow.size > oneFrame) {
       // The time-based checkpoint may be due: the full pass decides it.
       const mtime = (await Deno.stat(this.path).catch(() => undefined))?.mtime?.getTime() ?? 0;
       if (Date.now() - mtime > this.settings.checkpointInterval) return false;
     }
-    // Sync: a single stat costs microseconds, less than an async one's trip through the thread pool.
-    let st: Deno.FileInfo;
+    // Sync reads of the WAL (never the database file): microseconds, no thread-pool round trip.
+    let wal: Deno.FsFile;
     try {
-      st = Deno.statSync(this.walPath);
+      wal = Deno.openSync(this.walPath, { read: true });
     } catch {
       return false;
     }
-    return st.size === quiet.size && st.mtime?.getTime() === quiet.mtime;
+    try {
+      const header = new Uint8Array(WAL_HEADER_SIZE);
+      if (
+        readAtSync(wal, 0, header) !== WAL_HEADER_SIZE || !equalBytes(header, shadow.headerBytes)
+      ) return false;
+      const next = new Uint8Array(FRAME_HEADER_SIZE);
+      if (readAtSync(wal, shadow.size, next) < FRAME_HEADER_SIZE) return true;
+      const frame = decodeFrameHeader(next);
+      return frame.salt1 !== shadow.header.salt1 || frame.salt2 !== shadow.header.salt2;
+    } finally {
+      wal.close();
+    }
   }
 
   /** Opens the database for replication; returns false while it does not exist. */

@@ -15,8 +15,10 @@ Deno.test("-exec: the child's writes are replicated and its exit status becomes 
   const db = join(dir.path, "app.db");
   const replica = `file://${join(dir.path, "replica")}`;
   await sqlite(db, "PRAGMA journal_mode=wal; CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);");
-  // The "application" writes, waits until the write reached the replica directory, then exits 3.
-  const app = `sh -c 'for i in 1 2 3; do sqlite3 ${db} "INSERT INTO t(v) VALUES (1)"; done; ` +
+  // The "application" writes (with a busy timeout, as any application beside litestream needs: it
+  // briefly holds the write lock), waits until the replica directory exists, then exits 3.
+  const app =
+    `sh -c 'for i in 1 2 3; do sqlite3 -cmd ".timeout 5000" ${db} "INSERT INTO t(v) VALUES (1)"; done; ` +
     `while [ ! -d ${join(dir.path, "replica", "generations")} ]; do sleep 0.05; done; exit 3'`;
   const r = await runLitestream(["replicate", "-exec", app, db, replica], { timeoutMs: 30_000 });
   assert.equal(r.code, 3, describeResult(r));
@@ -24,6 +26,7 @@ Deno.test("-exec: the child's writes are replicated and its exit status becomes 
   const out = join(dir.path, "restored.db");
   const restore = await runLitestream(["restore", "-o", out, replica]);
   assert.equal(restore.code, 0, describeResult(restore));
+  assert.equal(await rowCount(db), 3, "the child committed its three rows");
   assert.equal(
     await rowCount(out),
     3,
