@@ -242,7 +242,7 @@ export class DB {
     const opened = !this.#conn;
     if (opened && !await this.#init()) return;
     // A replaced database matters only once something is written to it, which changes the WAL.
-    if (await this.#unchanged()) return await this.#cleanShadows();
+    if (!opened && await this.#unchanged()) return await this.#cleanShadows();
     if (await this.#replaced()) {
       this.log.warn("database file replaced or removed; reopening");
       await this.#closeHandles();
