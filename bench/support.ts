@@ -402,7 +402,7 @@ async function buildReplica(
   } catch (err) {
     failure = err;
   }
-  const status = await litestream.stop(60_000);
+  const { status } = await litestream.stop(60_000);
   const text = await litestream.log();
   if (failure) throw failure;
   // v0.3.13 exits 1 when its shutdown sync wants a checkpoint; the replica is complete anyway.

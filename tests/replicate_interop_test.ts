@@ -361,7 +361,7 @@ async function runPhase(
 
 /** SIGTERM for v0.3.13: exit 0, or 1 with its known shutdown-checkpoint message. */
 async function stopV0313(p: Awaited<ReturnType<typeof startV0313Replicate>>): Promise<void> {
-  const status = await p.stop();
+  const { status } = await p.stop();
   const log = await p.log();
   assert.ok(
     status.success || (status.code === 1 && log.includes(V0313_SHUTDOWN_ERROR)),

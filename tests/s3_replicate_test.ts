@@ -330,7 +330,7 @@ Deno.test({
         await waitForIndexes(c, 3);
         await waitFor("200 rows written", () => writer.lastId >= 200);
         const lastId = await writer.stop();
-        const status = await rep.stop();
+        const { status } = await rep.stop();
         // v0.3.13 may exit 1 from its shutdown checkpoint after the final sync (see helper).
         assert.ok(status.code === 0 || status.code === 1, `v0.3.13 exit ${status.code}`);
 

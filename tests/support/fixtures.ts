@@ -219,7 +219,7 @@ export async function buildV0313FileReplica(
       await writer.stop().catch(() => {});
       throw err;
     }
-    const status = await litestream.stop();
+    const { status } = await litestream.stop();
     const log = await litestream.log();
     // v0.3.13 exits 1 when its shutdown sync wants a checkpoint (its read transaction was
     // bound to the already-cancelled context); the WAL was copied and uploaded regardless.

@@ -9,6 +9,7 @@
  * @module
  */
 
+import { type LoggedProcess, startLogged } from "./logged_process.ts";
 import { fileURLToPath } from "node:url";
 
 /** Absolute path of the repository root (derived from this file, not from the cwd). */
@@ -124,28 +125,13 @@ export async function v0313Restore(
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
 }
 
-/** A running `litestream replicate` (v0.3.13) whose stdout and stderr go to a log file. */
-export interface V0313Replicate extends AsyncDisposable {
-  /** Process id of the litestream process itself. */
-  readonly pid: number;
-  /** File receiving the process's combined stdout and stderr. */
-  readonly logPath: string;
-  /** Resolves with the exit status whenever the process ends. */
-  readonly status: Promise<Deno.CommandStatus>;
-  /** Whether the process has exited (for whatever reason). */
-  readonly exited: boolean;
-  /** Current contents of the log. */
-  log(): Promise<string>;
-  /**
-   * Sends SIGTERM (v0.3.13 then runs a final sync) and resolves with the exit status. Throws,
-   * quoting the log, if it does not exit within `timeoutMs` (it is then SIGKILLed).
-   *
-   * A non-zero exit is returned, not thrown: v0.3.13 exits 1 when its shutdown sync decides to
-   * checkpoint (`checkpoint: mode=PASSIVE err=release read lock: context canceled`), after the
-   * replica is already up to date, so callers decide what is acceptable.
-   */
-  stop(timeoutMs?: number): Promise<Deno.CommandStatus>;
-}
+/**
+ * A running `litestream replicate` (v0.3.13). Its `stop()` resolves with a non-zero status rather
+ * than throwing: v0.3.13 exits 1 when its shutdown sync decides to checkpoint (`checkpoint:
+ * mode=PASSIVE err=release read lock: context canceled`), after the replica is already up to
+ * date, so callers decide what is acceptable.
+ */
+export type V0313Replicate = LoggedProcess;
 
 /**
  * Starts `litestream replicate -config CONFIG` (v0.3.13). Output goes to `logPath`
@@ -155,67 +141,9 @@ export async function startV0313Replicate(
   configPath: string,
   options: { logPath?: string; cwd?: string } = {},
 ): Promise<V0313Replicate> {
-  const bin = await litestreamV0313();
-  const logPath = options.logPath ?? `${configPath}.log`;
-  // `exec` makes the shell become litestream, so SIGTERM reaches litestream itself, and the child
-  // writes its log file directly (nothing in this process has to pump pipes).
-  const child = new Deno.Command("/bin/sh", {
-    args: [
-      "-c",
-      'exec "$0" replicate -config "$1" >>"$2" 2>&1',
-      bin,
-      configPath,
-      logPath,
-    ],
+  return startLogged(await litestreamV0313(), ["replicate", "-config", configPath], {
+    logPath: options.logPath ?? `${configPath}.log`,
     cwd: options.cwd,
-    stdin: "null",
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
-
-  let exited = false;
-  const status = child.status.then((s) => {
-    exited = true;
-    return s;
+    name: "litestream v0.3.13",
   });
-  const log = () => Deno.readTextFile(logPath).catch(() => "");
-
-  async function stop(timeoutMs = 15_000): Promise<Deno.CommandStatus> {
-    if (!exited) {
-      try {
-        child.kill("SIGTERM");
-      } catch {
-        // Exited between the check and the kill; `status` reports how.
-      }
-    }
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timedOut = new Promise<"timeout">((resolve) => {
-      timer = setTimeout(() => resolve("timeout"), timeoutMs);
-    });
-    const result = await Promise.race([status, timedOut]);
-    clearTimeout(timer);
-    if (result === "timeout") {
-      child.kill("SIGKILL");
-      await status;
-      throw new Error(
-        `litestream v0.3.13 did not exit within ${timeoutMs} ms of SIGTERM; log:\n${await log()}`,
-      );
-    }
-    return result;
-  }
-
-  return {
-    pid: child.pid,
-    logPath,
-    status,
-    get exited() {
-      return exited;
-    },
-    log,
-    stop,
-    async [Symbol.asyncDispose]() {
-      if (!exited) await stop().catch(() => {});
-      await status;
-    },
-  };
 }

@@ -12,6 +12,7 @@ import { integrityCheck, readLines, sqlite, SQLITE3 } from "./sqlite_cli.ts";
 
 /** The repository's `main.ts`. */
 import { type CliResult, describeResult, MAIN_TS, runLitestream } from "./cli.ts";
+import { type LoggedProcess, startLogged } from "./logged_process.ts";
 export { type CliResult, describeResult, MAIN_TS, runLitestream } from "./cli.ts";
 
 /** Environment for every child: no colours, no config from the caller's environment. */
@@ -32,136 +33,19 @@ export function newGenerations(log: string): NewGeneration[] {
   }));
 }
 
-/** A running `litestream replicate` (ours) whose stdout and stderr go to a log file. */
-export interface ReplicateProcess extends AsyncDisposable {
-  /** Process id of the deno process running main.ts. */
-  readonly pid: number;
-  /** File receiving the process's combined stdout and stderr (appended across restarts). */
-  readonly logPath: string;
-  /** Resolves with the exit status whenever the process ends. */
-  readonly status: Promise<Deno.CommandStatus>;
-  /** Whether the process has exited (for whatever reason). */
-  readonly exited: boolean;
-  /** Current contents of the log. */
-  log(): Promise<string>;
-  /** Current length of the log in characters: pass it as `after` to wait only for newer lines. */
-  mark(): Promise<number>;
-  /**
-   * Waits until the log (from character `after` on) matches `pattern`; returns the match.
-   * Throws, quoting the log, on timeout or when the process exits first.
-   */
-  waitForLog(
-    pattern: RegExp,
-    options?: { after?: number; timeoutMs?: number },
-  ): Promise<RegExpExecArray>;
-  /**
-   * Sends SIGTERM (final sync, then exit) and resolves with the exit status and how long the
-   * shutdown took. If it does not exit within `timeoutMs` it is SIGKILLed and this throws.
-   */
-  stop(timeoutMs?: number): Promise<{ status: Deno.CommandStatus; ms: number }>;
-  /** SIGKILLs the process (a crash) and waits for it to end. */
-  kill(): Promise<Deno.CommandStatus>;
-}
+/** A running `litestream replicate` (ours). */
+export type ReplicateProcess = LoggedProcess;
 
-/**
- * Starts `deno run -A main.ts replicate ...args`. Output is appended to `logPath`. The shell
- * `exec`s deno, so signals reach it directly and the child writes its log file itself.
- */
+/** Starts `deno run -A main.ts replicate ...args`, its output appended to `options.logPath`. */
 export function startReplicate(
   args: string[],
   options: { logPath: string; cwd?: string },
 ): ReplicateProcess {
-  const { logPath } = options;
-  const child = new Deno.Command("/bin/sh", {
-    args: [
-      "-c",
-      'log="$1"; shift; exec "$0" run -A "$@" >>"$log" 2>&1',
-      Deno.execPath(),
-      logPath,
-      MAIN_TS,
-      "replicate",
-      ...args,
-    ],
-    cwd: options.cwd,
+  return startLogged(Deno.execPath(), ["run", "-A", MAIN_TS, "replicate", ...args], {
+    ...options,
+    name: "replicate",
     env: CHILD_ENV,
-    stdin: "null",
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
-
-  let exited = false;
-  const status = child.status.then((s) => {
-    exited = true;
-    return s;
   });
-  const log = () => Deno.readTextFile(logPath).catch(() => "");
-
-  async function waitForLog(
-    pattern: RegExp,
-    { after = 0, timeoutMs = 15_000 }: { after?: number; timeoutMs?: number } = {},
-  ): Promise<RegExpExecArray> {
-    const re = new RegExp(pattern.source, pattern.flags.replace("g", ""));
-    try {
-      return await waitFor(`log line /${pattern.source}/ in ${logPath}`, async () => {
-        const m = re.exec((await log()).slice(after));
-        if (m) return m;
-        if (exited) throw new Error(`replicate exited (${JSON.stringify(await status)})`);
-        return undefined;
-      }, timeoutMs);
-    } catch (err) {
-      throw new Error(`${(err as Error).message}\n--- log ---\n${await log()}`, { cause: err });
-    }
-  }
-
-  async function stop(timeoutMs = 15_000) {
-    const started = performance.now();
-    if (!exited) {
-      try {
-        child.kill("SIGTERM");
-      } catch { /* exited between the check and the kill */ }
-    }
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timedOut = new Promise<"timeout">((resolve) => {
-      timer = setTimeout(() => resolve("timeout"), timeoutMs);
-    });
-    const result = await Promise.race([status, timedOut]);
-    clearTimeout(timer);
-    if (result === "timeout") {
-      child.kill("SIGKILL");
-      await status;
-      throw new Error(
-        `replicate did not exit within ${timeoutMs} ms of SIGTERM; log:\n${await log()}`,
-      );
-    }
-    return { status: result, ms: performance.now() - started };
-  }
-
-  async function kill() {
-    if (!exited) {
-      try {
-        child.kill("SIGKILL");
-      } catch { /* already gone */ }
-    }
-    return await status;
-  }
-
-  return {
-    pid: child.pid,
-    logPath,
-    status,
-    get exited() {
-      return exited;
-    },
-    log,
-    mark: async () => (await log()).length,
-    waitForLog,
-    stop,
-    kill,
-    async [Symbol.asyncDispose]() {
-      if (!exited) await stop().catch(() => kill());
-      await status;
-    },
-  };
 }
 
 /** A restore's outcome: the output path when it succeeded, and the command's result. */
