@@ -254,10 +254,13 @@ export class DB {
     const conn = this.#conn!;
     // Re-taken if a previous sync failed between releasing and re-acquiring it.
     await this.#acquireReadTx();
-    const walHeader = await readWalHeaderBytes(this.walPath);
-    if (!walHeader) await conn.exec(SEQ_UPSERT); // makes SQLite create a WAL with a header and a frame
+    let walHeader = await readWalHeaderBytes(this.walPath);
+    if (!walHeader) {
+      await conn.exec(SEQ_UPSERT); // makes SQLite create a WAL with a header and a frame
+      walHeader = await readWalHeaderBytes(this.walPath);
+    }
     let changed = false;
-    const check = await this.#verify();
+    const check = await this.#verify(walHeader);
     if (check.reason) {
       await this.#newGeneration(check.reason);
       changed = true;
@@ -419,8 +422,8 @@ export class DB {
     this.#shadow = shadow as ShadowState;
   }
 
-  /** Continuity checks of spec §4.5; a reason means a new generation is needed. */
-  async #verify(): Promise<{ reason?: string }> {
+  /** Continuity checks of spec §4.5 against the WAL's current header; a reason means a new generation. */
+  async #verify(walHeader: Uint8Array | undefined): Promise<{ reason?: string }> {
     const shadow = this.#shadow;
     if (!this.#generation || !shadow) {
       const reason = this.#clearedBecause
@@ -434,7 +437,6 @@ export class DB {
     if (!st) return { reason: "no shadow wal" };
     if (st.size !== shadow.size) return { reason: "shadow wal changed by another process" };
     const walSt = await Deno.stat(this.walPath).catch(() => undefined);
-    const walHeader = await readWalHeaderBytes(this.walPath);
     if (!walSt || !walHeader) return { reason: "primary wal header missing" };
     if (shadow.size > frameAlign(walSt.size, this.pageSize)) {
       return { reason: "wal truncated by another process" };
