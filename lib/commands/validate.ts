@@ -149,23 +149,37 @@ async function validateAgainstRunning(
   const conn = await openDatabase(dbPath, { busyTimeoutMs: 1000 });
   // Sync reads only, closed after SQLite: see readAtSync.
   const file = Deno.openSync(dbPath, { read: true });
-  let pos: Pos;
-  let primary: string;
+  let pos: Pos | undefined;
+  let primary = "";
   try {
     if (conn.canPersistWal) await conn.setPersistWal(true);
-    await conn.exec("BEGIN");
-    await conn.queryRow("SELECT COUNT(1) FROM sqlite_master");
     const walPath = `${dbPath}-wal`;
-    const wal = await scanWal(walPath);
-    if (!wal) throw new LitestreamError(`${dbPath}: no WAL to validate against`);
-    const index = await shadowIndexFor(metaPath, generation, wal.headerBytes, timeout);
-    pos = { generation, index, offset: wal.committedEnd };
-    primary = await primaryChecksum(() => syncReadStream(file), walPath, pos.offset, dbPath);
-    const after = await readWalHeaderBytes(walPath);
-    if (!after || !after.every((b, i) => b === wal.headerBytes[i])) {
-      throw new LitestreamError(`${dbPath}: the WAL restarted during validation; run it again`);
+    // A read transaction begun while the WAL is fully checkpointed reads the database file
+    // alone and does not stop the replicator restarting the WAL: then read it again.
+    for (let attempt = 1; !pos; attempt++) {
+      await conn.exec("BEGIN");
+      try {
+        await conn.queryRow("SELECT COUNT(1) FROM sqlite_master");
+        const wal = await scanWal(walPath);
+        if (!wal) throw new LitestreamError(`${dbPath}: no WAL to validate against`);
+        const index = await shadowIndexFor(metaPath, generation, wal.headerBytes, timeout);
+        const at = { generation, index, offset: wal.committedEnd };
+        let failure: unknown;
+        primary = await primaryChecksum(() => syncReadStream(file), walPath, at.offset, dbPath)
+          .catch((err) => (failure = err, ""));
+        const after = await readWalHeaderBytes(walPath);
+        if (after && after.every((b, i) => b === wal.headerBytes[i])) {
+          if (failure) throw failure;
+          pos = at;
+        } else if (attempt === WAL_RESTART_ATTEMPTS) {
+          throw new LitestreamError(
+            `${dbPath}: the WAL restarted during validation ${attempt} times; run it again`,
+          );
+        }
+      } finally {
+        await conn.exec("ROLLBACK");
+      }
     }
-    await conn.exec("ROLLBACK");
   } finally {
     await conn.close();
     file.close();
@@ -188,6 +202,9 @@ async function validateAgainstRunning(
   }
   return reports;
 }
+
+/** Reads of the primary before `validate` gives up on a WAL that keeps restarting under it. */
+const WAL_RESTART_ATTEMPTS = 5;
 
 /** The index of the running replicator's shadow WAL whose header equals the real WAL's. */
 async function shadowIndexFor(
