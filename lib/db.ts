@@ -11,6 +11,7 @@
 
 import { basename, dirname, join } from "node:path";
 import { ChangeSignal, Mutex } from "./async.ts";
+import { type DirWaitOptions, type DirWake, waitForDirChange } from "./dir_watch.ts";
 import { LitestreamError } from "./errors.ts";
 import { readAt, readAtSync, readDirOrEmpty, removeIfExists, syncReadStream } from "./fs.ts";
 import type { Logger } from "./log.ts";
@@ -100,6 +101,7 @@ export class DB {
   #cleanedBelow = 0;
   #snapshots = 0;
   #rtxHeld = false;
+  #quietSyncs = 0;
   /** Why start-up dropped the recorded generation, for the new generation's log line. */
   #clearedBecause: string | undefined;
   readonly #mutex = new Mutex();
@@ -136,6 +138,24 @@ export class DB {
   pos(): Pos | undefined {
     if (!this.#generation || !this.#shadow) return undefined;
     return { generation: this.#generation, index: this.#shadow.index, offset: this.#shadow.size };
+  }
+
+  /** How many syncs in a row found the WAL as the shadow left it (and no checkpoint due). */
+  get quietSyncs(): number {
+    return this.#quietSyncs;
+  }
+
+  /**
+   * Waits, without polling, until the WAL may have changed or the
+   * time-based checkpoint falls due: file-system events on the database's
+   * directory, proven by the WAL check (see `waitForDirChange`). Throws when
+   * events are unavailable here.
+   */
+  waitForWalChange(opts: Omit<DirWaitOptions, "maxWaitMs">): Promise<DirWake> {
+    const unchanged = () => this.#mutex.run(() => Promise.resolve(this.#walUnchanged()));
+    // Returns when the time-based checkpoint falls due, as a tick would have found it.
+    const maxWaitMs = this.#checkpointDueIn();
+    return waitForDirChange(dirname(this.walPath), unchanged, { ...opts, maxWaitMs });
   }
 
   /** Path of the shadow WAL file for `index` in `generation`. */
@@ -242,7 +262,11 @@ export class DB {
     const opened = !this.#conn;
     if (opened && !await this.#init()) return;
     // A replaced database matters only once something is written to it, which changes the WAL.
-    if (!opened && await this.#unchanged()) return await this.#cleanShadows();
+    if (!opened && this.#unchanged()) {
+      this.#quietSyncs++;
+      return await this.#cleanShadows();
+    }
+    this.#quietSyncs = 0;
     if (await this.#replaced()) {
       this.log.warn("database file replaced or removed; reopening");
       await this.#closeHandles();
@@ -279,23 +303,45 @@ export class DB {
   }
 
   /**
-   * True when nothing can have happened since the last full sync: the WAL
-   * still has our shadow's header (a restart writes new salts) and no frame of
-   * this incarnation starts where our shadow ends (new frames carry the
-   * header's salts; after a restart they overwrite old frames in place, so
-   * neither the file size nor its coarse mtime is a reliable sign). Also no
-   * time-based checkpoint may be due. Saves the full pass on idle ticks.
+   * True when nothing can have happened since the last full sync: the WAL is
+   * as the shadow left it (see `#walUnchanged`) and no time-based checkpoint
+   * is due. Saves the full pass on idle ticks.
    */
-  async #unchanged(): Promise<boolean> {
+  #unchanged(): boolean {
+    return this.#checkpointDueIn() !== 0 && this.#walUnchanged();
+  }
+
+  /**
+   * Milliseconds until the time-based checkpoint is due (0: due now), or
+   * undefined while none can be: rule 4 of spec §4.9, the last checkpoint
+   * (the database file's mtime) older than the interval and the WAL longer
+   * than one frame. Sync stat of the path: safe for SQLite's locks, and cheap
+   * on idle ticks.
+   */
+  #checkpointDueIn(): number | undefined {
+    const shadow = this.#shadow;
+    const interval = this.settings.checkpointInterval;
+    if (!shadow || interval <= 0 || shadow.size <= WAL_HEADER_SIZE + frameSize(this.pageSize)) {
+      return undefined;
+    }
+    let mtime = 0;
+    try {
+      mtime = Deno.statSync(this.path).mtime?.getTime() ?? 0;
+    } catch { /* gone: due at once, and the full pass finds out */ }
+    return Math.max(0, mtime + interval + 1 - Date.now());
+  }
+
+  /**
+   * True when the WAL still has our shadow's header (a restart writes new
+   * salts) and no frame of this incarnation starts where our shadow ends (new
+   * frames carry the header's salts; after a restart they overwrite old
+   * frames in place, so neither the file size nor its coarse mtime is a
+   * reliable sign). Sync reads of the WAL, never of the database file: no
+   * thread-pool round trip, and no risk to SQLite's locks.
+   */
+  #walUnchanged(): boolean {
     const shadow = this.#shadow;
     if (!shadow || !this.#rtxHeld) return false;
-    const oneFrame = WAL_HEADER_SIZE + frameSize(this.pageSize);
-    if (this.settings.checkpointInterval > 0 && shadow.size > oneFrame) {
-      // The time-based checkpoint may be due: the full pass decides it.
-      const mtime = (await Deno.stat(this.path).catch(() => undefined))?.mtime?.getTime() ?? 0;
-      if (Date.now() - mtime > this.settings.checkpointInterval) return false;
-    }
-    // Sync reads of the WAL (never the database file): microseconds, no thread-pool round trip.
     let wal: Deno.FsFile;
     try {
       wal = Deno.openSync(this.walPath, { read: true });
@@ -566,11 +612,7 @@ export class DB {
       return "RESTART";
     }
     if (shadowSize >= walSize(s.minCheckpointPageCount)) return "PASSIVE";
-    if (s.checkpointInterval > 0 && shadowSize > walSize(1)) {
-      const mtime = (await Deno.stat(this.path)).mtime?.getTime() ?? 0;
-      if (Date.now() - mtime > s.checkpointInterval) return "PASSIVE";
-    }
-    return undefined;
+    return this.#checkpointDueIn() === 0 ? "PASSIVE" : undefined;
   }
 
   /**

@@ -9,35 +9,16 @@
  * @module
  */
 
-type Libc = Deno.DynamicLibrary<{ stat: { parameters: ["buffer", "buffer"]; result: "i32" } }>;
+import { cString, libc } from "./libc.ts";
 
-let libc: Libc | null | undefined;
-
-function load(): Libc | null {
-  if (libc !== undefined) return libc;
-  libc = null;
-  const supported = Deno.build.os === "linux" &&
-    (Deno.build.arch === "x86_64" || Deno.build.arch === "aarch64");
-  if (supported && Deno.permissions.querySync({ name: "ffi" }).state === "granted") {
-    try {
-      libc = Deno.dlopen("libc.so.6", {
-        stat: { parameters: ["buffer", "buffer"], result: "i32" },
-      });
-    } catch {
-      libc = null;
-    }
-  }
-  return libc;
-}
-
-const encoder = new TextEncoder();
+const STAT_LAYOUT_KNOWN = Deno.build.arch === "x86_64" || Deno.build.arch === "aarch64";
 
 /** The file's mtime in nanoseconds since the epoch, or undefined when it cannot be had here. */
 export function mtimeNs(path: string): bigint | undefined {
-  const lib = load();
-  if (!lib) return undefined;
+  const lib = libc();
+  if (typeof lib === "string" || !lib.stat || !STAT_LAYOUT_KNOWN) return undefined;
   const st = new Uint8Array(256);
-  if (lib.symbols.stat(encoder.encode(path + "\0"), st) !== 0) return undefined;
+  if (lib.stat(cString(path), st) !== 0) return undefined;
   const dv = new DataView(st.buffer);
   return dv.getBigInt64(88, true) * 1_000_000_000n + dv.getBigInt64(96, true);
 }

@@ -90,10 +90,19 @@ export class Server {
     }));
   }
 
+  /**
+   * Syncs the database at most once per monitor interval. Once it has been
+   * quiet for a few ticks, the loop waits on file-system events instead of
+   * ticking, re-checking the WAL every {@link IDLE_RECHECK_TICKS} intervals; the first
+   * change events miss, or events being unavailable, sends it back to polling.
+   */
   async #monitor({ db, monitorInterval }: Managed, signal: AbortSignal): Promise<void> {
     if (monitorInterval <= 0) return; // v0.3.13: 0 disables monitoring
     let lastError = "";
+    let watch = WATCH_SUPPORTED;
+    let watching = false;
     while (!signal.aborted) {
+      const started = performance.now();
       try {
         await db.sync();
         lastError = "";
@@ -103,10 +112,47 @@ export class Server {
         if (msg !== lastError) db.log.error("sync error", { error: msg });
         lastError = msg;
       }
-      await sleep(monitorInterval, signal);
+      const idle = watch && db.quietSyncs >= QUIET_TICKS_BEFORE_WATCH;
+      if (idle && !watching) db.log.debug("idle: waiting for file-system events on the WAL");
+      watching = idle;
+      if (watching) {
+        try {
+          const woke = await db.waitForWalChange({
+            recheckMs: IDLE_RECHECK_TICKS * monitorInterval,
+            graceMs: EVENT_GRACE_MS,
+            signal,
+          });
+          if (woke === "missed") {
+            watch = false;
+            db.log.warn(
+              "file-system events missed a change to the WAL; polling every monitor-interval",
+            );
+          }
+        } catch (err) {
+          watch = false;
+          db.log.info("polling every monitor-interval while idle", { reason: err });
+        }
+      }
+      // An event right after a sync waits out the interval: never more than one sync per tick.
+      await sleep(Math.max(0, monitorInterval - (performance.now() - started)), signal);
     }
   }
 }
+
+/** Watching uses inotify: Linux only (elsewhere `waitForDirChange` would only throw). */
+const WATCH_SUPPORTED = Deno.build.os === "linux";
+
+/** Quiet ticks in a row before the monitor stops polling and waits on file-system events. */
+const QUIET_TICKS_BEFORE_WATCH = 3;
+
+/** While waiting on events, the WAL is still checked every this many monitor intervals. */
+const IDLE_RECHECK_TICKS = 10;
+
+/**
+ * How long an event may trail a change before it counts as missed. The kernel queues it within
+ * the writer's system call; generous all the same, as a false "missed" ends watching for good.
+ */
+const EVENT_GRACE_MS = 1000;
 
 /** Validates a replica every `validation-interval`, logging the outcome (never a false mismatch: see validate.ts). */
 async function validationLoop(db: DB, replica: Replica, signal: AbortSignal): Promise<void> {

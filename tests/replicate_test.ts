@@ -728,3 +728,33 @@ Deno.test("replicate: bad input fails fast with a clear error and leaves the dat
   assert.ok(!await exists(`${dir.path}/r`), "no replica directory was created");
   assert.deepEqual([...Deno.readDirSync(dirDb)], [], "the directory is untouched");
 });
+
+// ---------------------------------------------------------------------------------------------
+// 11. An idle monitor waits on file-system events instead of ticking; commits still ship.
+
+Deno.test("replicate: once idle the monitor waits on file-system events; every later commit ships", async () => {
+  await using dir = await tempDir("replicate-11-");
+  const db = `${dir.path}/app.db`;
+  const replica = `${dir.path}/replica`;
+  await createWriterTable(db);
+  await using rep = await startWithConfig(dir.path, [{ path: db, replicas: [{ path: replica }] }]);
+  const idle = /idle: waiting for file-system events/;
+  await rep.waitForLog(idle);
+  // Each commit lands while the monitor waits on events: from a separate process, one row at a
+  // time, then an application checkpoint that restarts the WAL (frames over old ones in place).
+  const commits = [
+    "INSERT INTO t VALUES (1, randomblob(100));",
+    "INSERT INTO t VALUES (2, randomblob(5000));",
+    "PRAGMA wal_checkpoint(PASSIVE); INSERT INTO t VALUES (3, randomblob(100));",
+  ];
+  for (const [i, sql] of commits.entries()) {
+    const mark = await rep.mark();
+    await sqlite(db, sql);
+    await waitForRestore(dir.path, [url(replica)], [{ table: "t", lastId: i + 1 }]);
+    await rep.waitForLog(idle, { after: mark });
+  }
+  await stopOk(rep);
+  const log = await rep.log();
+  assert.equal(problems(log), "", "no warnings (no missed change) and no errors");
+  assert.deepEqual(newGenerations(log).map((g) => g.reason), ["no generation exists"], log);
+});

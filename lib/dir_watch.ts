@@ -1,0 +1,72 @@
+/**
+ * Waiting for a directory's contents to change without polling them, so an
+ * idle monitor costs nothing between changes. File-system events (inotify,
+ * see `inotify.ts`) are trusted only where a check proves them: the caller's
+ * `unchanged()` runs once the watch is in place, which closes the race with a
+ * change made just before, and again at every re-check; a change found then
+ * with no event to announce it means events cannot be relied on here.
+ *
+ * @module
+ */
+
+import { DirWatcher } from "./inotify.ts";
+
+/** Why {@link waitForDirChange} returned. */
+export type DirWake =
+  /** `unchanged()` was false as soon as the watch was in place. */
+  | "changed"
+  /** Something in the directory changed (or the event queue overflowed). */
+  | "event"
+  /** `maxWaitMs` passed with nothing changed. */
+  | "timeout"
+  /** A re-check found a change that no event announced. */
+  | "missed"
+  | "aborted";
+
+/** Options of {@link waitForDirChange}. */
+export interface DirWaitOptions {
+  /** How often `unchanged()` is asked again while no event arrives. */
+  recheckMs: number;
+  /** Longest wait in all (default: no limit). */
+  maxWaitMs?: number;
+  /**
+   * How long an event may trail a change a re-check found: a writer's data is
+   * readable a moment before the kernel queues its event.
+   */
+  graceMs: number;
+  signal: AbortSignal;
+}
+
+/**
+ * Waits until something in `dir` (not in its subdirectories) may have
+ * changed, as described in the module doc. Throws a LitestreamError when
+ * events cannot be had here (not Linux, no `--allow-ffi`, inotify limits):
+ * the caller then polls.
+ */
+export async function waitForDirChange(
+  dir: string,
+  unchanged: () => Promise<boolean>,
+  opts: DirWaitOptions,
+): Promise<DirWake> {
+  if (opts.signal.aborted) return "aborted";
+  const deadline = performance.now() + (opts.maxWaitMs ?? Infinity);
+  const watcher = new DirWatcher(dir);
+  const onAbort = () => watcher.wake();
+  opts.signal.addEventListener("abort", onAbort, { once: true });
+  try {
+    if (!await unchanged()) return "changed";
+    for (;;) {
+      const left = deadline - performance.now();
+      const woke = await watcher.wait(Math.max(0, Math.min(opts.recheckMs, left)));
+      if (woke !== "timeout") return opts.signal.aborted ? "aborted" : "event";
+      if (!await unchanged()) {
+        const late = await watcher.wait(opts.graceMs);
+        return opts.signal.aborted ? "aborted" : late === "timeout" ? "missed" : "event";
+      }
+      if (performance.now() >= deadline) return "timeout";
+    }
+  } finally {
+    opts.signal.removeEventListener("abort", onAbort);
+    await watcher.close();
+  }
+}

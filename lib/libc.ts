@@ -1,0 +1,49 @@
+/**
+ * The few libc functions called through FFI on Linux: `stat` for
+ * nanosecond mtimes, and inotify with `eventfd` and `poll` for waiting on
+ * file changes (see `inotify.ts`). Loaded once, on first use, only on Linux
+ * and only when `--allow-ffi` is granted; callers fall back otherwise.
+ *
+ * @module
+ */
+
+const SYMBOLS = {
+  // glibc before 2.33 exports only __xstat: without it, nanosecond mtimes are not available.
+  stat: { parameters: ["buffer", "buffer"], result: "i32", optional: true },
+  inotify_init1: { parameters: ["i32"], result: "i32" },
+  inotify_add_watch: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  eventfd: { parameters: ["u32", "i32"], result: "i32" },
+  // On a thread of its own: it blocks until a descriptor is ready or the timeout passes.
+  poll: { parameters: ["buffer", "u64", "i32"], result: "i32", nonblocking: true },
+  write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  close: { parameters: ["i32"], result: "i32" },
+} as const;
+
+/** The loaded library. */
+export type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
+
+let loaded: Libc | string | undefined;
+
+/** libc's functions, or why they cannot be had here (not Linux, no `--allow-ffi`, no glibc). */
+export function libc(): Libc | string {
+  if (loaded !== undefined) return loaded;
+  if (Deno.build.os !== "linux") {
+    loaded = `not available on ${Deno.build.os}`;
+  } else if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") {
+    loaded = "needs --allow-ffi";
+  } else {
+    try {
+      loaded = Deno.dlopen("libc.so.6", SYMBOLS).symbols;
+    } catch (err) {
+      loaded = `cannot load libc.so.6: ${(err as Error).message}`;
+    }
+  }
+  return loaded;
+}
+
+const encoder = new TextEncoder();
+
+/** `path` as the NUL-terminated bytes C functions take. */
+export function cString(path: string): Uint8Array {
+  return encoder.encode(path + "\0");
+}
