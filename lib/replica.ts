@@ -310,6 +310,7 @@ export class Replica implements PositionHolder {
       if (failures === 0) await this.db.changed.wait(seen, signal);
       if (signal.aborted) return;
       seen = this.db.changed.version;
+      const started = performance.now();
       try {
         await this.sync();
         failures = 0;
@@ -323,7 +324,9 @@ export class Replica implements PositionHolder {
         await sleep(wait, signal);
         continue;
       }
-      await sleep(this.settings.syncInterval, signal);
+      // At a fixed rate, as v0.3.13's ticker: a sleep after each upload would drift against the
+      // monitor's ticks and leave a fresh commit waiting up to a further interval.
+      await sleep(Math.max(0, this.settings.syncInterval - (performance.now() - started)), signal);
     }
   }
 
