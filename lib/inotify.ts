@@ -33,6 +33,12 @@ const IN_CHANGES = 0x2 | // IN_MODIFY
   0x01000000; // IN_ONLYDIR
 const POLLIN = 0x1;
 
+/** Why inotify cannot be used in this process, or undefined when it can. */
+export function inotifyUnavailable(): string | undefined {
+  const lib = libc();
+  return typeof lib === "string" ? `file-system events: ${lib}` : undefined;
+}
+
 /** What ended a {@link DirWatcher.wait}. */
 export type WatchWake = "event" | "timeout" | "woken";
 
@@ -56,7 +62,7 @@ export class DirWatcher {
    */
   constructor(readonly dir: string) {
     const lib = libc();
-    if (typeof lib === "string") throw new LitestreamError(`file-system events ${lib}`);
+    if (typeof lib === "string") throw new LitestreamError(inotifyUnavailable()!);
     this.#lib = lib;
     this.#inotify = lib.inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
     if (this.#inotify < 0) throw new LitestreamError("inotify_init1 failed (inotify limit?)");

@@ -8,6 +8,7 @@
 
 import { dirname, join } from "node:path";
 import { sleep } from "./async.ts";
+import { inotifyUnavailable } from "./inotify.ts";
 import type { DbConfig } from "./config.ts";
 import { checkDatabaseFile, DB } from "./db.ts";
 import { LitestreamError } from "./errors.ts";
@@ -99,7 +100,11 @@ export class Server {
   async #monitor({ db, monitorInterval }: Managed, signal: AbortSignal): Promise<void> {
     if (monitorInterval <= 0) return; // v0.3.13: 0 disables monitoring
     let lastError = "";
-    let watch = WATCH_SUPPORTED;
+    const unavailable = inotifyUnavailable();
+    if (unavailable) {
+      db.log.info("polling every monitor-interval while idle", { reason: unavailable });
+    }
+    let watch = !unavailable;
     let watching = false;
     while (!signal.aborted) {
       const started = performance.now();
@@ -138,9 +143,6 @@ export class Server {
     }
   }
 }
-
-/** Watching uses inotify: Linux only (elsewhere `waitForDirChange` would only throw). */
-const WATCH_SUPPORTED = Deno.build.os === "linux";
 
 /** Quiet ticks in a row before the monitor stops polling and waits on file-system events. */
 const QUIET_TICKS_BEFORE_WATCH = 3;
