@@ -22,6 +22,7 @@ import {
 } from "../tests/support/litestream_v0313.ts";
 import { integrityCheck, sqlite, Writer, type WriterOptions } from "../tests/support/sqlite_cli.ts";
 import { listReplicaObjects, type ReplicaObject } from "../tests/support/fixtures.ts";
+import { startLogged } from "../tests/support/logged_process.ts";
 import { waitFor } from "../tests/support/poll.ts";
 
 export { REPO_ROOT };
@@ -573,45 +574,19 @@ export async function startMeasured(
 ): Promise<MeasuredProcess> {
   const timeFile = await Deno.makeTempFile({ prefix: "bench-time-" });
   const startedAt = performance.now();
-  // `exec` makes the shell become GNU time, whose only child is the program.
-  const child = new Deno.Command("/bin/sh", {
-    args: [
-      "-c",
-      'log="$1"; tf="$2"; shift 2; exec "$0" -f "%e %U %S %M" -o "$tf" -- "$@" >>"$log" 2>&1',
-      GNU_TIME,
-      options.logPath,
-      timeFile,
-      cmd,
-      ...args,
-    ],
+  const proc = startLogged(cmd, args, {
+    logPath: options.logPath,
+    name: cmd,
     cwd: options.cwd,
     env: { ...TOOL_ENV, ...options.env },
-    stdin: "null",
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
-  let exited = false;
-  const status = child.status.then((s) => {
-    exited = true;
-    return s;
+    wrapper: [GNU_TIME, "-f", "%e %U %S %M", "-o", timeFile, "--"],
   });
-  const log = () => Deno.readTextFile(options.logPath).catch(() => "");
-  let pid = 0;
+  let pid: number;
   try {
-    pid = await waitFor(
-      "the measured program to start",
-      async () => {
-        if (exited) throw new Error(`${cmd} exited at once; log:\n${await log()}`);
-        const text = await Deno.readTextFile(`/proc/${child.pid}/task/${child.pid}/children`)
-          .catch(() => "");
-        return Number(text.trim().split(/\s+/)[0]) || undefined;
-      },
-      10_000,
-      5,
-    );
+    pid = await proc.programPid();
   } catch (err) {
-    child.kill("SIGKILL");
-    await status;
+    await proc.kill();
+    await Deno.remove(timeFile).catch(() => {});
     throw err;
   }
 
@@ -628,55 +603,34 @@ export async function startMeasured(
     return Number(m[1]);
   };
 
-  const stop = async (timeoutMs = 60_000) => {
-    if (!exited) {
-      try {
-        Deno.kill(pid, "SIGTERM");
-      } catch { /* already gone */ }
-    }
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timedOut = new Promise<"timeout">((r) =>
-      timer = setTimeout(() => r("timeout"), timeoutMs)
-    );
-    const result = await Promise.race([status, timedOut]);
-    clearTimeout(timer);
-    if (result === "timeout") {
-      await kill();
-      throw new Error(
-        `${cmd} did not exit within ${timeoutMs} ms of SIGTERM; log:\n${await log()}`,
-      );
-    }
-    const wallS = (performance.now() - startedAt) / 1000;
-    const text = await Deno.readTextFile(timeFile);
-    await Deno.remove(timeFile).catch(() => {});
-    const [, user, sys, rssKiB] = text.trim().split("\n").pop()!.split(" ").map(Number);
-    return {
-      stats: { wallS, userS: user, sysS: sys, maxRssMB: (rssKiB * 1024) / 1e6 },
-      code: result.code,
-    };
-  };
-  const kill = async () => {
-    if (!exited) {
-      try {
-        Deno.kill(pid, "SIGKILL");
-      } catch { /* already gone */ }
-    }
-    await status;
-    await Deno.remove(timeFile).catch(() => {});
-  };
-
   return {
     pid,
     logPath: options.logPath,
     get exited() {
-      return exited;
+      return proc.exited;
     },
     startedAt,
     cpuS: procStat,
     rssMB: async () => (await statusKiB("VmRSS")) * 1024 / 1e6,
-    log,
-    stop,
-    kill,
+    log: proc.log,
+    async stop(timeoutMs = 60_000) {
+      try {
+        const { status } = await proc.stop(timeoutMs);
+        const wallS = (performance.now() - startedAt) / 1000;
+        const text = await Deno.readTextFile(timeFile);
+        const [, user, sys, rssKiB] = text.trim().split("\n").pop()!.split(" ").map(Number);
+        return {
+          stats: { wallS, userS: user, sysS: sys, maxRssMB: (rssKiB * 1024) / 1e6 },
+          code: status.code,
+        };
+      } finally {
+        await Deno.remove(timeFile).catch(() => {});
+      }
+    },
+    async kill() {
+      await proc.kill();
+      await Deno.remove(timeFile).catch(() => {});
+    },
   };
 }
 

@@ -10,8 +10,10 @@ import { waitFor } from "./poll.ts";
 
 /** A running program whose stdout and stderr go to a log file. */
 export interface LoggedProcess extends AsyncDisposable {
-  /** Process id of the program (the shell `exec`s it). */
+  /** Process id of the program (the shell `exec`s it), or of its wrapper when one was given. */
   readonly pid: number;
+  /** Process id of the program itself: the wrapper's child when there is a wrapper. */
+  programPid(): Promise<number>;
   /** File receiving the process's combined stdout and stderr (appended across restarts). */
   readonly logPath: string;
   /** Resolves with the exit status whenever the process ends. */
@@ -39,18 +41,36 @@ export interface LoggedProcess extends AsyncDisposable {
   kill(): Promise<Deno.CommandStatus>;
 }
 
+/** Options of {@link startLogged}. */
+export interface LoggedOptions {
+  logPath: string;
+  /** Name for messages. */
+  name: string;
+  cwd?: string;
+  env?: Record<string, string>;
+  /**
+   * A command that runs the program as its only child (GNU time, say): `[...wrapper, cmd,
+   * ...args]`. Signals then go to the program, not the wrapper.
+   */
+  wrapper?: string[];
+}
+
 /**
- * Starts `cmd ...args` with its output appended to `logPath`. The shell `exec`s the program, so
- * signals reach it directly and the program writes its log file itself (nothing here pumps pipes).
+ * Starts `cmd ...args` with its output appended to `logPath`. The shell `exec`s the program (or
+ * its wrapper), so signals reach it directly and the program writes its log file itself (nothing
+ * here pumps pipes).
  */
-export function startLogged(
-  cmd: string,
-  args: string[],
-  options: { logPath: string; name: string; cwd?: string; env?: Record<string, string> },
-): LoggedProcess {
+export function startLogged(cmd: string, args: string[], options: LoggedOptions): LoggedProcess {
   const { logPath, name } = options;
+  const argv = [...options.wrapper ?? [], cmd, ...args];
   const child = new Deno.Command("/bin/sh", {
-    args: ["-c", 'log="$1"; shift; exec "$0" "$@" >>"$log" 2>&1', cmd, logPath, ...args],
+    args: [
+      "-c",
+      'log="$1"; shift; exec "$0" "$@" >>"$log" 2>&1',
+      argv[0],
+      logPath,
+      ...argv.slice(1),
+    ],
     cwd: options.cwd,
     env: options.env,
     stdin: "null",
@@ -64,6 +84,30 @@ export function startLogged(
     return s;
   });
   const log = () => Deno.readTextFile(logPath).catch(() => "");
+  const programPid = options.wrapper
+    ? waitFor(
+      `${name} to start under ${options.wrapper[0]}`,
+      async () => {
+        if (exited) throw new Error(`${name} exited at once; log:\n${await log()}`);
+        const children = await Deno.readTextFile(`/proc/${child.pid}/task/${child.pid}/children`)
+          .catch(() => "");
+        return Number(children.trim().split(/\s+/)[0]) || undefined;
+      },
+      10_000,
+      5,
+    )
+    : Promise.resolve(child.pid);
+  programPid.catch(() => {}); // awaited by whoever needs it; no unhandled rejection meanwhile
+  /** Sends `signal` to the program itself (to the wrapper if the program never started). */
+  async function signalProgram(signal: Deno.Signal): Promise<void> {
+    if (exited) return;
+    try {
+      Deno.kill(await programPid, signal);
+    } catch {
+      // Never started under its wrapper, or already gone: the wrapper is what is left.
+      if (!exited) child.kill(signal);
+    }
+  }
 
   async function waitForLog(
     pattern: RegExp,
@@ -84,11 +128,7 @@ export function startLogged(
 
   async function stop(timeoutMs = 15_000) {
     const started = performance.now();
-    if (!exited) {
-      try {
-        child.kill("SIGTERM");
-      } catch { /* exited between the check and the kill */ }
-    }
+    await signalProgram("SIGTERM").catch(() => {});
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timedOut = new Promise<"timeout">((resolve) => {
       timer = setTimeout(() => resolve("timeout"), timeoutMs);
@@ -96,8 +136,7 @@ export function startLogged(
     const result = await Promise.race([status, timedOut]);
     clearTimeout(timer);
     if (result === "timeout") {
-      child.kill("SIGKILL");
-      await status;
+      await kill();
       throw new Error(
         `${name} did not exit within ${timeoutMs} ms of SIGTERM; log:\n${await log()}`,
       );
@@ -106,16 +145,13 @@ export function startLogged(
   }
 
   async function kill() {
-    if (!exited) {
-      try {
-        child.kill("SIGKILL");
-      } catch { /* already gone */ }
-    }
+    await signalProgram("SIGKILL").catch(() => {});
     return await status;
   }
 
   return {
     pid: child.pid,
+    programPid: () => programPid,
     logPath,
     status,
     get exited() {
