@@ -537,7 +537,7 @@ export async function toolCommand(tool: Tool, args: string[]): Promise<[string, 
 }
 
 /** Clock ticks per second of `/proc/<pid>/stat` (`getconf CLK_TCK`; 100 on Linux). */
-const CLK_TCK = 100;
+export const CLK_TCK = 100;
 
 /** A process started under GNU time by {@link startMeasured}. */
 export interface MeasuredProcess {
