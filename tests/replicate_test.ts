@@ -545,10 +545,19 @@ Deno.test("replicate: a broken replica logs errors, the others go on, and it rec
   const w2 = await Writer.start(db2);
   await using _w2 = stopping(w2);
   await waitFor("rows", () => w1.lastId >= 40 && w2.lastId >= 40);
-  // The broken replica's directory is replaced by a file (root ignores chmod).
+  // The broken replica's directory is replaced by a file (root ignores chmod). By renames: the
+  // replicator writes into the directory all the while (a recursive remove can then fail with
+  // "Directory not empty") and may create it again before the file is in place.
   const mark = await rep.mark();
-  await Deno.remove(r2, { recursive: true });
-  await Deno.writeTextFile(r2, "not a directory\n");
+  const obstacle = `${dir.path}/obstacle`;
+  await Deno.writeTextFile(obstacle, "not a directory\n");
+  let moved = 0;
+  await waitFor("the broken replica's directory replaced by a file", async () => {
+    if ((await Deno.stat(r2).catch(() => undefined))?.isDirectory) {
+      await Deno.rename(r2, `${r2}.old-${moved++}`);
+    }
+    return await Deno.rename(obstacle, r2).then(() => true, () => false);
+  });
   await rep.waitForLog(/replica sync failed.*replica=broken/, { after: mark });
   await waitFor("more rows", () => w1.lastId >= 200 && w2.lastId >= 200);
   const [last1, last2] = [await w1.stop(), await w2.stop()];
