@@ -12,6 +12,7 @@ import { cleanS3Path, parseS3Url, s3OptionsFromConfig } from "../replicas/s3_url
 import { startFaultProxy } from "./support/fault_proxy.ts";
 import { tempDir, waitFor } from "./support/poll.ts";
 import { startMoto, startS3rver, type TestS3Server } from "./support/s3_server.ts";
+import { payload } from "./support/wal_source.ts";
 
 // ---- helpers ----
 
@@ -46,19 +47,6 @@ async function bytesOf(stream: ReadableStream<Uint8Array>): Promise<Uint8Array> 
 
 async function textOf(stream: ReadableStream<Uint8Array>): Promise<string> {
   return await new Response(stream).text();
-}
-
-/** Deterministic pseudo-random bytes (xorshift), so large bodies need no storage. */
-function pseudoRandom(length: number, seed = 1): Uint8Array {
-  const out = new Uint8Array(length);
-  let x = seed;
-  for (let i = 0; i < length; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x & 0xff;
-  }
-  return out;
 }
 
 /** A stream of `data` in 64 KiB chunks, produced on demand. */
@@ -293,7 +281,7 @@ async function contract(t: Deno.TestContext, srv: TestS3Server) {
     await t.step("a stream larger than a part is uploaded in parts", async () => {
       const c = ctx.client("multipart", {}, { partSize: 5 * 1024 * 1024, queueSize: 2 });
       const gen = newGeneration();
-      const data = pseudoRandom(11 * 1024 * 1024 + 12345);
+      const data = payload(1, 11 * 1024 * 1024 + 12345);
       const info = await c.writeSnapshot(gen, 0, chunked(data));
       assert.deepEqual(info.size, data.length);
       // CreateMultipartUpload + 3 parts + CompleteMultipartUpload.
@@ -324,7 +312,7 @@ async function contract(t: Deno.TestContext, srv: TestS3Server) {
       await using proxy = startFaultProxy(srv.endpoint);
       const c = ctx.client("resume", { endpoint: proxy.endpoint });
       const gen = newGeneration();
-      const data = pseudoRandom(300_000, 7);
+      const data = payload(7, 300_000);
       await c.writeSnapshot(gen, 0, streamOf(data));
       proxy.setRules({ fault: { kind: "cut", afterBodyBytes: 100_000 }, method: "GET", times: 2 });
       assert.deepEqual(await bytesOf(await c.readSnapshot(gen, 0)), data);

@@ -13,7 +13,7 @@
 import { DatabaseSync } from "node:sqlite";
 import { dirname, join } from "node:path";
 import { compressFrame } from "../../lib/lz4/frame.ts";
-import { splitAtCommits, WalSource } from "./wal_source.ts";
+import { payload, splitAtCommits, WalSource } from "./wal_source.ts";
 
 /** The repository's `main.ts`. */
 /** One generation to build. */
@@ -136,19 +136,6 @@ export async function checkpointed(
   return bytes;
 }
 
-/** Deterministic row payload. */
-function rowPayload(id: number, length: number): Uint8Array {
-  const out = new Uint8Array(length);
-  let x = (id * 2654435761) >>> 0 || 1;
-  for (let i = 0; i < length; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x & 0xff;
-  }
-  return out;
-}
-
 /**
  * Builds a file replica at `<dir>/replica`. Generations share one source database, so each
  * new generation starts from where the previous one ended (as a real new generation does).
@@ -199,7 +186,7 @@ export async function buildReplica(options: BuildOptions): Promise<BuiltReplica>
       const firstId = lastId + 1;
       for (let k = 0; k < txs; k++) {
         src.db.exec("BEGIN");
-        insert.run(++lastId, rowPayload(lastId, rowBytes));
+        insert.run(++lastId, payload(lastId, rowBytes));
         src.db.exec("COMMIT");
       }
       const wal = src.wal();
