@@ -15,13 +15,13 @@ interface CommandModule {
 }
 
 const COMMANDS: Record<string, () => Promise<CommandModule>> = {
-  databases: () => import("./lib/commands/databases.ts"),
-  generations: () => import("./lib/commands/generations.ts"),
-  replicate: () => import("./lib/commands/replicate.ts"),
-  restore: () => import("./lib/commands/restore.ts"),
-  snapshots: () => import("./lib/commands/snapshots.ts"),
-  validate: () => import("./lib/commands/validate.ts"),
-  wal: () => import("./lib/commands/wal.ts"),
+  databases: () => import("./lib/cli/commands/databases.ts"),
+  generations: () => import("./lib/cli/commands/generations.ts"),
+  replicate: () => import("./lib/cli/commands/replicate.ts"),
+  restore: () => import("./lib/cli/commands/restore.ts"),
+  snapshots: () => import("./lib/cli/commands/snapshots.ts"),
+  validate: () => import("./lib/cli/commands/validate.ts"),
+  wal: () => import("./lib/cli/commands/wal.ts"),
 };
 
 const USAGE = `litestream is a tool for replicating SQLite databases.

@@ -16,9 +16,9 @@
  */
 
 import { LitestreamError } from "../lib/errors.ts";
-import { type GenerationReport, validateReplicaObjects } from "../lib/validate.ts";
-import { replicaConfigFromUrl } from "../lib/config.ts";
-import { s3ClientFromConfig } from "../replicas/s3.ts";
+import { type GenerationReport, validateReplicaObjects } from "../lib/validate/position.ts";
+import { replicaConfigFromUrl } from "../lib/cli/config.ts";
+import { s3ClientFromConfig } from "../replicas/s3/client.ts";
 
 /** The outcome of one run, as logged and posted. */
 export interface ValidationSummary {

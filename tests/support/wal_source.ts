@@ -8,7 +8,7 @@
 
 import { DatabaseSync } from "node:sqlite";
 import { join } from "node:path";
-import { decodeFrameHeader, FRAME_HEADER_SIZE, WAL_HEADER_SIZE } from "../../lib/wal.ts";
+import { decodeFrameHeader, FRAME_HEADER_SIZE, WAL_HEADER_SIZE } from "../../lib/sqlite/wal.ts";
 
 /** A database with auto-checkpoint off whose WAL incarnations can be captured. */
 export class WalSource implements Disposable {

@@ -1,0 +1,29 @@
+/**
+ * Builds `ReplicaClient`s from config entries or replica URLs. Backends that
+ * pull in heavy dependencies (the AWS SDK) are imported only when used.
+ *
+ * @module
+ */
+
+import { posix } from "node:path";
+import { expandPath, type ReplicaConfig } from "./config.ts";
+import type { ReplicaClient } from "../replica_client.ts";
+import { FileReplicaClient, type FileReplicaOptions } from "../../replicas/file/client.ts";
+
+/** The directory of a `file://` URL, cleaned and made absolute. */
+export function fileUrlPath(url: string): string {
+  const rest = url.replace(/^file:\/\//i, "");
+  return expandPath(posix.normalize("/" + decodeURIComponent(rest)).replace(/\/$/, "") || "/");
+}
+
+/** Creates the client for a replica config. `file` options set modes of written objects. */
+export async function createReplicaClient(
+  cfg: ReplicaConfig,
+  file: FileReplicaOptions = {},
+): Promise<ReplicaClient> {
+  if (cfg.type === "file") {
+    return new FileReplicaClient(cfg.url ? fileUrlPath(cfg.url) : expandPath(cfg.path!), file);
+  }
+  const { s3ClientFromConfig } = await import("../../replicas/s3/client.ts");
+  return s3ClientFromConfig(cfg);
+}

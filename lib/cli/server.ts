@@ -1,0 +1,202 @@
+/**
+ * Runs replication for every configured database: a monitor loop per
+ * database and the loops of each replica, each independent of the others,
+ * and an orderly shutdown that ships everything before closing.
+ *
+ * @module
+ */
+
+import { dirname, join } from "node:path";
+import { sleep } from "../os/async.ts";
+import { inotifyUnavailable } from "../os/inotify.ts";
+import type { DbConfig } from "./config.ts";
+import { checkDatabaseFile, DB } from "../core/db.ts";
+import { LitestreamError } from "../errors.ts";
+import { removeIfExists } from "../os/fs.ts";
+import type { Logger } from "../log.ts";
+import { Replica } from "../core/replica.ts";
+import { createReplicaClient } from "./replica_client_from_config.ts";
+import { formatDuration } from "./duration.ts";
+import { validateInProcess } from "../core/validation.ts";
+
+/** A database with its replicas and monitor interval. */
+export interface Managed {
+  db: DB;
+  replicas: Replica[];
+  monitorInterval: number;
+}
+
+/** Builds the monitors and replicas for `dbs`, checking what can be checked before starting. */
+export async function buildManaged(dbs: DbConfig[], log: Logger): Promise<Managed[]> {
+  const out: Managed[] = [];
+  for (const cfg of dbs) {
+    await checkDatabaseFile(cfg.path); // bad paths fail at start-up, naming the file
+    const dbLog = log.with({ db: cfg.path });
+    const db = new DB(cfg, dbLog);
+    const modes = await modesFor(cfg.path);
+    const replicas: Replica[] = [];
+    for (const r of cfg.replicas) {
+      const client = await createReplicaClient(r, modes);
+      if (client.type === "file") await checkWritable(client.location, r.name);
+      const replica = new Replica(db, client, r, dbLog.with({ replica: r.name }));
+      db.replicas.push(replica);
+      replicas.push(replica);
+      dbLog.info("replicating to", {
+        name: r.name,
+        type: r.type,
+        "sync-interval": formatDuration(r.syncInterval),
+        location: client.location,
+      });
+    }
+    out.push({ db, replicas, monitorInterval: cfg.monitorInterval });
+  }
+  return out;
+}
+
+/** Runs the loops of every managed database until `stop()`. */
+export class Server {
+  readonly #abort = new AbortController();
+  #running: Promise<unknown> = Promise.resolve();
+
+  /** Creates a server for the managed databases; call `start()`. */
+  constructor(readonly managed: Managed[], readonly log: Logger) {}
+
+  /** Starts every loop. */
+  start(): void {
+    const signal = this.#abort.signal;
+    this.#running = Promise.all(this.managed.flatMap((m) => [
+      this.#monitor(m, signal),
+      ...m.replicas.map((r) => r.run(signal)),
+      ...m.replicas.map((r) => validationLoop(m.db, r, signal)),
+    ]));
+  }
+
+  /** Stops the loops, runs a final sync of each database and replica, and closes the databases. */
+  async stop(): Promise<void> {
+    this.#abort.abort();
+    await this.#running;
+    await Promise.all(this.managed.map(async ({ db, replicas }) => {
+      try {
+        await db.sync();
+        await Promise.all(
+          replicas.map((r) =>
+            r.sync().catch((err) => r.log.error("final replica sync failed", { error: err }))
+          ),
+        );
+      } catch (err) {
+        db.log.error("final sync failed", { error: err });
+      } finally {
+        await db.close().catch((err) => db.log.error("close failed", { error: err }));
+      }
+    }));
+  }
+
+  /**
+   * Syncs the database at most once per monitor interval. Once it has been
+   * quiet for a few ticks, the loop waits on file-system events instead of
+   * ticking, re-checking the WAL every {@link IDLE_RECHECK_TICKS} intervals; the first
+   * change events miss, or events being unavailable, sends it back to polling.
+   */
+  async #monitor({ db, monitorInterval }: Managed, signal: AbortSignal): Promise<void> {
+    if (monitorInterval <= 0) return; // v0.3.13: 0 disables monitoring
+    let lastError = "";
+    const unavailable = inotifyUnavailable();
+    if (unavailable) {
+      db.log.info("polling every monitor-interval while idle", { reason: unavailable });
+    }
+    let watch = !unavailable;
+    let watching = false;
+    while (!signal.aborted) {
+      const started = performance.now();
+      try {
+        await db.sync();
+        lastError = "";
+      } catch (err) {
+        const msg = err instanceof Error ? err.message : String(err);
+        // Log a repeating failure once, not every second.
+        if (msg !== lastError) db.log.error("sync error", { error: msg });
+        lastError = msg;
+      }
+      const idle = watch && db.quietSyncs >= QUIET_TICKS_BEFORE_WATCH;
+      if (idle && !watching) db.log.debug("idle: waiting for file-system events on the WAL");
+      watching = idle;
+      if (watching) {
+        try {
+          const woke = await db.waitForWalChange({
+            recheckMs: IDLE_RECHECK_TICKS * monitorInterval,
+            graceMs: EVENT_GRACE_MS,
+            signal,
+          });
+          if (woke === "missed") {
+            watch = false;
+            db.log.warn(
+              "file-system events missed a change to the WAL; polling every monitor-interval",
+            );
+          }
+        } catch (err) {
+          watch = false;
+          db.log.info("polling every monitor-interval while idle", { reason: err });
+        }
+      }
+      // An event right after a sync waits out the interval: never more than one sync per tick.
+      await sleep(Math.max(0, monitorInterval - (performance.now() - started)), signal);
+    }
+  }
+}
+
+/** Quiet ticks in a row before the monitor stops polling and waits on file-system events. */
+const QUIET_TICKS_BEFORE_WATCH = 3;
+
+/** While waiting on events, the WAL is still checked every this many monitor intervals. */
+const IDLE_RECHECK_TICKS = 10;
+
+/**
+ * How long an event may trail a change before it counts as missed. The kernel queues it within
+ * the writer's system call; generous all the same, as a false "missed" ends watching for good.
+ */
+const EVENT_GRACE_MS = 1000;
+
+/** Validates a replica every `validation-interval`, logging the outcome (never a false mismatch: see validate.ts). */
+async function validationLoop(db: DB, replica: Replica, signal: AbortSignal): Promise<void> {
+  const interval = replica.settings.validationInterval ?? 0;
+  if (interval <= 0) return;
+  while (!signal.aborted) {
+    await sleep(interval, signal);
+    if (signal.aborted || !db.pos()) continue;
+    try {
+      const r = await validateInProcess(db, replica, Math.max(30_000, interval));
+      replica.stats.validations[r.ok ? "ok" : "error"]++;
+      const attrs = {
+        position: r.position,
+        primary: r.primary,
+        replica: r.restored,
+        ms: r.ms,
+        error: r.error,
+      };
+      if (r.ok) replica.log.info("validator: status=ok", attrs);
+      else replica.log.error("validator: status=mismatch", attrs);
+    } catch (err) {
+      replica.stats.validations.error++;
+      replica.log.error("validator: failed", { error: err });
+    }
+  }
+}
+
+/** File and directory modes for replica objects: the database's, as v0.3.13 does. */
+async function modesFor(dbPath: string): Promise<{ fileMode: number; dirMode: number }> {
+  const mode = async (p: string, fallback: number) =>
+    await Deno.stat(p).then((s) => (s.mode ?? fallback) & 0o777, () => fallback);
+  return { fileMode: await mode(dbPath, 0o600), dirMode: await mode(dirname(dbPath), 0o700) };
+}
+
+/** Fails early, naming the replica, when its directory cannot be created or written. */
+async function checkWritable(dir: string, name: string): Promise<void> {
+  const probe = join(dir, `.litestream-write-check-${crypto.randomUUID().slice(0, 8)}`);
+  try {
+    await Deno.mkdir(dir, { recursive: true });
+    await Deno.writeFile(probe, new Uint8Array(0));
+    await removeIfExists(probe);
+  } catch (err) {
+    throw new LitestreamError(`replica ${name}: cannot write to ${dir}: ${(err as Error).message}`);
+  }
+}

@@ -1,0 +1,732 @@
+/**
+ * The database monitor: owns one SQLite database's replication state. It
+ * holds a long read transaction so only it can checkpoint, copies committed
+ * WAL frames into shadow WAL files (one per WAL incarnation, or "index"),
+ * decides checkpoints, and starts a new generation whenever continuity with
+ * the previous frames cannot be proven. Layout and rules follow Litestream
+ * v0.3.13 (spec §3, §4, §10).
+ *
+ * @module
+ */
+
+import { basename, dirname, join } from "node:path";
+import { ChangeSignal, Mutex } from "../os/async.ts";
+import { type DirWaitOptions, type DirWake, waitForDirChange } from "../os/dir_watch.ts";
+import { LitestreamError } from "../errors.ts";
+import { readAt, readAtSync, readDirOrEmpty, removeIfExists, syncReadStream } from "../os/fs.ts";
+import type { Logger } from "../log.ts";
+import { hex8, isGeneration, MAX_INDEX, newGeneration, type Pos } from "../names.ts";
+import {
+  copyCommittedFrames,
+  createShadow,
+  openShadow,
+  readWalHeaderBytes,
+  type ShadowState,
+} from "./shadow_wal.ts";
+import {
+  type Database as Sqlite,
+  openDatabase,
+  SqliteCode,
+  SqliteError,
+} from "../sqlite/driver.ts";
+import { decodeDbHeader } from "../sqlite/header.ts";
+import { primaryChecksum } from "../validate/position.ts";
+import {
+  decodeFrameHeader,
+  FRAME_HEADER_SIZE,
+  frameAlign,
+  frameSize,
+  WAL_HEADER_SIZE,
+} from "../sqlite/wal.ts";
+
+/** SQLite checkpoint modes Litestream uses. */
+export type CheckpointMode = "PASSIVE" | "RESTART" | "TRUNCATE";
+
+/** Settings of a monitored database (intervals in milliseconds). */
+export interface DbSettings {
+  path: string;
+  metaPath?: string;
+  checkpointInterval: number;
+  minCheckpointPageCount: number;
+  maxCheckpointPageCount: number;
+  truncatePageCount: number;
+}
+
+/** Something that has a replication position (a replica), for shadow clean-up. */
+export interface PositionHolder {
+  pos(): Pos | undefined;
+}
+
+/** Counters for metrics and tests. */
+export interface DbStats {
+  syncs: number;
+  syncErrors: number;
+  walBytes: number;
+  checkpoints: Record<CheckpointMode, number>;
+  generations: number;
+}
+
+const SEQ_UPSERT =
+  "INSERT INTO _litestream_seq (id, seq) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET seq = seq + 1";
+
+/** The default meta directory of a database: `.<name>-litestream` beside it. */
+export function defaultMetaPath(dbPath: string): string {
+  return join(dirname(dbPath), `.${basename(dbPath)}-litestream`);
+}
+
+/** One monitored database. */
+export class DB {
+  readonly path: string;
+  readonly walPath: string;
+  readonly metaPath: string;
+  /** Notified whenever the shadow WAL grows or moves (new index or generation). */
+  readonly changed = new ChangeSignal();
+  /** Replicas whose positions bound shadow clean-up. */
+  readonly replicas: PositionHolder[] = [];
+  readonly stats: DbStats = {
+    syncs: 0,
+    syncErrors: 0,
+    walBytes: 0,
+    checkpoints: { PASSIVE: 0, RESTART: 0, TRUNCATE: 0 },
+    generations: 0,
+  };
+  /** Page size, known once initialised. */
+  pageSize = 0;
+
+  #conn: Sqlite | undefined;
+  #rtx: Sqlite | undefined;
+  /** Long-lived descriptor on the database file: closing any descriptor would drop SQLite's POSIX locks (§10.1). */
+  #file: Deno.FsFile | undefined;
+  /** Exclusive lock on `<meta>/lock`: one replicating process per database. */
+  #lock: Deno.FsFile | undefined;
+  #generation: string | undefined;
+  #shadow: ShadowState | undefined;
+  #fileMode = 0o600;
+  #dirMode = 0o700;
+  #cleanedBelow = 0;
+  #snapshots = 0;
+  #rtxHeld = false;
+  #quietSyncs = 0;
+  /** Why start-up dropped the recorded generation, for the new generation's log line. */
+  #clearedBecause: string | undefined;
+  readonly #mutex = new Mutex();
+  readonly #snapshotLock = new Mutex();
+
+  /** Creates a monitor; nothing is opened until the first `sync()` finds the database. */
+  constructor(readonly settings: DbSettings, readonly log: Logger) {
+    this.path = settings.path;
+    this.walPath = `${settings.path}-wal`;
+    this.metaPath = settings.metaPath ?? defaultMetaPath(settings.path);
+  }
+
+  /** The current generation, once one exists. */
+  get generation(): string | undefined {
+    return this.#generation;
+  }
+
+  /** The SQLite driver in use, once initialised. */
+  get driver(): string | undefined {
+    return this.#conn?.driver;
+  }
+
+  /** Mode for files Litestream writes for this database (the database file's mode). */
+  get fileMode(): number {
+    return this.#fileMode;
+  }
+
+  /** Mode for directories Litestream creates (the database directory's mode). */
+  get dirMode(): number {
+    return this.#dirMode;
+  }
+
+  /** The position up to which the shadow WAL holds committed frames. */
+  pos(): Pos | undefined {
+    if (!this.#generation || !this.#shadow) return undefined;
+    return { generation: this.#generation, index: this.#shadow.index, offset: this.#shadow.size };
+  }
+
+  /** How many syncs in a row found the WAL as the shadow left it (and no checkpoint due). */
+  get quietSyncs(): number {
+    return this.#quietSyncs;
+  }
+
+  /**
+   * Waits, without polling, until the WAL may have changed or the
+   * time-based checkpoint falls due: file-system events on the database's
+   * directory, proven by the WAL check (see `waitForDirChange`). Throws when
+   * events are unavailable here.
+   */
+  waitForWalChange(opts: Omit<DirWaitOptions, "maxWaitMs">): Promise<DirWake> {
+    const unchanged = () => this.#mutex.run(() => Promise.resolve(this.#walUnchanged()));
+    // Returns when the time-based checkpoint falls due, as a tick would have found it.
+    const maxWaitMs = this.#checkpointDueIn();
+    return waitForDirChange(dirname(this.walPath), unchanged, { ...opts, maxWaitMs });
+  }
+
+  /** Path of the shadow WAL file for `index` in `generation`. */
+  shadowPath(generation: string, index: number): string {
+    return join(this.metaPath, "generations", generation, "wal", `${hex8(index)}.wal`);
+  }
+
+  /** One monitor tick: initialise if needed, copy new frames, checkpoint when due, clean up. */
+  async sync(): Promise<void> {
+    try {
+      await this.#mutex.run(() => this.#sync());
+      this.stats.syncs++;
+    } catch (err) {
+      this.stats.syncErrors++;
+      throw err;
+    }
+  }
+
+  /**
+   * Runs `fn` with a consistent snapshot of the database file: everything
+   * committed is in the shadow WAL first (so a restore of this snapshot plus
+   * its index's WAL is never torn), and checkpoints wait until `fn` is done.
+   */
+  snapshot<T>(fn: (pos: Pos, data: ReadableStream<Uint8Array>) => Promise<T>): Promise<T> {
+    return this.#snapshotLock.run(async () => {
+      const pos = await this.#mutex.run(async () => {
+        await this.#sync();
+        if (!this.#conn) throw new LitestreamError(`${this.path}: database does not exist yet`);
+        // Bounded by our read transaction, so the file holds nothing beyond the shadow WAL.
+        await this.#conn.queryRow("PRAGMA wal_checkpoint(PASSIVE)");
+        this.#snapshots++;
+        return this.pos();
+      });
+      try {
+        if (!pos) throw new LitestreamError(`${this.path}: no generation available`);
+        // Blocks of the frame size (4 MiB), which the LZ4 encoder takes without copying them.
+        return await fn(pos, syncReadStream(this.#file!, 4 * 1024 * 1024));
+      } finally {
+        this.#snapshots--;
+      }
+    });
+  }
+
+  /**
+   * The current position and a checksum of the database there (file plus
+   * WAL up to the position), taken while no checkpoint can run.
+   */
+  checksum(): Promise<{ pos: Pos; checksum: string }> {
+    return this.#mutex.run(async () => {
+      await this.#sync();
+      const pos = this.pos();
+      if (!pos) throw new LitestreamError(`${this.path}: no generation available`);
+      const wal = this.shadowPath(pos.generation, pos.index);
+      return {
+        pos,
+        checksum: await primaryChecksum(
+          () => syncReadStream(this.#file!),
+          wal,
+          pos.offset,
+          this.path,
+        ),
+      };
+    });
+  }
+
+  /** Starts a new generation now, e.g. when a replica cannot continue the current one. */
+  async restartGeneration(reason: string): Promise<void> {
+    await this.#mutex.run(async () => {
+      if (this.#conn) await this.#newGeneration(reason);
+    });
+    this.changed.notify();
+  }
+
+  /** Releases the read transaction and closes connections and the database descriptor. */
+  async close(): Promise<void> {
+    await this.#mutex.run(() => this.#closeHandles());
+  }
+
+  async #closeHandles(): Promise<void> {
+    if (!this.#conn) return;
+    await this.#releaseReadTx().catch(() => {});
+    await this.#rtx?.close();
+    await this.#conn.close();
+    // Only after SQLite has closed: closing this descriptor releases the process's locks on the file.
+    this.#file?.close();
+    this.#lock?.close();
+    this.#conn =
+      this.#rtx =
+      this.#file =
+      this.#lock =
+        undefined;
+  }
+
+  /** True when the path no longer names the file we have open (replaced by a rename, or removed). */
+  async #replaced(): Promise<boolean> {
+    const st = await Deno.stat(this.path).catch(() => undefined);
+    // Sync fstat: an async one would drop SQLite's locks (see readAtSync).
+    const ino = this.#file!.statSync().ino;
+    return !st || (st.ino !== null && ino !== null && st.ino !== ino);
+  }
+
+  async #sync(): Promise<void> {
+    // Replicas wait for a change; on first open there may be shadow WAL they have not shipped.
+    const opened = !this.#conn;
+    if (opened && !await this.#init()) return;
+    // A replaced database matters only once something is written to it, which changes the WAL.
+    if (!opened && this.#unchanged()) {
+      this.#quietSyncs++;
+      return await this.#cleanShadows();
+    }
+    this.#quietSyncs = 0;
+    if (await this.#replaced()) {
+      this.log.warn("database file replaced or removed; reopening");
+      await this.#closeHandles();
+      this.#generation = this.#shadow = undefined;
+      if (await this.#init()) await this.#newGeneration("database file replaced");
+      this.changed.notify();
+      return;
+    }
+    const conn = this.#conn!;
+    // Re-taken if a previous sync failed between releasing and re-acquiring it.
+    await this.#acquireReadTx();
+    let walHeader = await readWalHeaderBytes(this.walPath);
+    if (!walHeader) {
+      await conn.exec(SEQ_UPSERT); // makes SQLite create a WAL with a header and a frame
+      walHeader = await readWalHeaderBytes(this.walPath);
+    }
+    let changed = false;
+    const check = await this.#verify(walHeader);
+    if (check.reason) {
+      await this.#newGeneration(check.reason);
+      changed = true;
+    } else {
+      const copy = await copyCommittedFrames(this.walPath, this.#shadow!);
+      this.stats.walBytes += copy.copied;
+      changed = copy.copied > 0;
+    }
+    const mode = this.#snapshots === 0 ? await this.#checkpointMode() : undefined;
+    if (mode) {
+      await this.#checkpoint(mode);
+      changed = true;
+    }
+    await this.#cleanShadows();
+    if (changed || opened) this.changed.notify();
+  }
+
+  /**
+   * True when nothing can have happened since the last full sync: the WAL is
+   * as the shadow left it (see `#walUnchanged`) and no time-based checkpoint
+   * is due. Saves the full pass on idle ticks.
+   */
+  #unchanged(): boolean {
+    return this.#checkpointDueIn() !== 0 && this.#walUnchanged();
+  }
+
+  /**
+   * Milliseconds until the time-based checkpoint is due (0: due now), or
+   * undefined while none can be: rule 4 of spec §4.9, the last checkpoint
+   * (the database file's mtime) older than the interval and the WAL longer
+   * than one frame. Sync stat of the path: safe for SQLite's locks, and cheap
+   * on idle ticks.
+   */
+  #checkpointDueIn(): number | undefined {
+    const shadow = this.#shadow;
+    const interval = this.settings.checkpointInterval;
+    if (!shadow || interval <= 0 || shadow.size <= WAL_HEADER_SIZE + frameSize(this.pageSize)) {
+      return undefined;
+    }
+    let mtime = 0;
+    try {
+      mtime = Deno.statSync(this.path).mtime?.getTime() ?? 0;
+    } catch { /* gone: due at once, and the full pass finds out */ }
+    return Math.max(0, mtime + interval + 1 - Date.now());
+  }
+
+  /**
+   * True when the WAL still has our shadow's header (a restart writes new
+   * salts) and no frame of this incarnation starts where our shadow ends (new
+   * frames carry the header's salts; after a restart they overwrite old
+   * frames in place, so neither the file size nor its coarse mtime is a
+   * reliable sign). Sync reads of the WAL, never of the database file: no
+   * thread-pool round trip, and no risk to SQLite's locks.
+   */
+  #walUnchanged(): boolean {
+    const shadow = this.#shadow;
+    if (!shadow || !this.#rtxHeld) return false;
+    let wal: Deno.FsFile;
+    try {
+      wal = Deno.openSync(this.walPath, { read: true });
+    } catch {
+      return false;
+    }
+    try {
+      const header = new Uint8Array(WAL_HEADER_SIZE);
+      if (
+        readAtSync(wal, 0, header) !== WAL_HEADER_SIZE || !equalBytes(header, shadow.headerBytes)
+      ) return false;
+      const next = new Uint8Array(FRAME_HEADER_SIZE);
+      if (readAtSync(wal, shadow.size, next) < FRAME_HEADER_SIZE) return true;
+      const frame = decodeFrameHeader(next);
+      return frame.salt1 !== shadow.header.salt1 || frame.salt2 !== shadow.header.salt2;
+    } finally {
+      wal.close();
+    }
+  }
+
+  /** Opens the database for replication; returns false while it does not exist. */
+  async #init(): Promise<boolean> {
+    const st = await checkDatabaseFile(this.path);
+    if (!st) return false;
+    this.#fileMode = (st.mode ?? 0o600) & 0o777;
+    this.#dirMode = ((await Deno.stat(dirname(this.path))).mode ?? 0o700) & 0o777;
+
+    await Deno.mkdir(this.metaPath, { recursive: true, mode: this.#dirMode });
+    const lock = lockMeta(this.metaPath);
+    if (!lock) {
+      throw new LitestreamError(
+        `${this.path}: another litestream process is replicating this database (${this.metaPath}/lock)`,
+      );
+    }
+    this.#lock = lock;
+    const conn = await openDatabase(this.path, { busyTimeoutMs: 1000 }).catch((err) => {
+      this.#lock = void lock.close();
+      throw err;
+    });
+    const rtx = await openDatabase(this.path, { busyTimeoutMs: 1000 }).catch(async (err) => {
+      await conn.close();
+      this.#lock = void lock.close();
+      throw err;
+    });
+    try {
+      for (const c of [conn, rtx]) {
+        if (c.canPersistWal) await c.setPersistWal(true);
+        await c.exec("PRAGMA wal_autocheckpoint = 0");
+      }
+      if (!conn.canPersistWal) {
+        this.log.warn(
+          "sqlite driver cannot keep the WAL on close; a restart may begin a new generation",
+          {
+            driver: conn.driver,
+          },
+        );
+      }
+      const [mode] = await conn.queryRow("PRAGMA journal_mode") ?? [];
+      if (mode !== "wal") {
+        const [now] = await conn.queryRow("PRAGMA journal_mode = wal") ?? [];
+        if (now !== "wal") {
+          throw new LitestreamError(`${this.path}: enable wal failed (journal mode is ${now})`);
+        }
+        this.log.info("switched database to WAL journal mode", { from: mode });
+      }
+      await conn.exec(
+        "CREATE TABLE IF NOT EXISTS _litestream_seq (id INTEGER PRIMARY KEY, seq INTEGER)",
+      );
+      await conn.exec("CREATE TABLE IF NOT EXISTS _litestream_lock (id INTEGER)");
+      this.#file = await Deno.open(this.path, { read: true });
+      this.#conn = conn;
+      this.#rtx = rtx;
+      await this.#acquireReadTx();
+      this.pageSize = Number((await conn.queryRow("PRAGMA page_size"))![0]);
+    } catch (err) {
+      await rtx.close().catch(() => {});
+      await conn.close().catch(() => {});
+      this.#file?.close();
+      lock.close();
+      this.#conn =
+        this.#rtx =
+        this.#file =
+        this.#lock =
+          undefined;
+      throw err;
+    }
+    await this.#loadGeneration();
+    await this.#cleanGenerations();
+    this.log.info("initialized db", { path: this.path, driver: conn.driver });
+    return true;
+  }
+
+  /** Resumes the generation recorded in the meta directory when its shadow WAL still matches the real WAL. */
+  async #loadGeneration(): Promise<void> {
+    const file = join(this.metaPath, "generation");
+    const name = (await Deno.readTextFile(file).catch(() => "")).trim();
+    if (!isGeneration(name)) return;
+    const walDir = join(this.metaPath, "generations", name, "wal");
+    let index = -1;
+    for (const e of await readDirOrEmpty(walDir)) {
+      const m = /^([0-9a-f]{8})\.wal$/.exec(e.name);
+      if (m) index = Math.max(index, parseInt(m[1], 16));
+    }
+    const shadow = index < 0
+      ? "no shadow wal"
+      : await openShadow(this.shadowPath(name, index), index);
+    const walHeader = await readWalHeaderBytes(this.walPath);
+    const problem = typeof shadow === "string"
+      ? shadow
+      : !walHeader
+      ? "primary wal header missing"
+      : !equalBytes(walHeader, shadow.headerBytes)
+      ? "wal header mismatch"
+      : undefined;
+    if (problem) {
+      this.log.warn("init: cannot determine last wal position, clearing generation", {
+        reason: problem,
+      });
+      await removeIfExists(file);
+      this.#clearedBecause = problem;
+      return;
+    }
+    this.#generation = name;
+    this.#shadow = shadow as ShadowState;
+  }
+
+  /** Continuity checks of spec §4.5 against the WAL's current header; a reason means a new generation. */
+  async #verify(walHeader: Uint8Array | undefined): Promise<{ reason?: string }> {
+    const shadow = this.#shadow;
+    if (!this.#generation || !shadow) {
+      const reason = this.#clearedBecause
+        ? `previous generation cleared: ${this.#clearedBecause}`
+        : "no generation exists";
+      this.#clearedBecause = undefined;
+      return { reason };
+    }
+    if (shadow.index >= MAX_INDEX) return { reason: "max index exceeded" };
+    const st = await Deno.stat(shadow.path).catch(() => undefined);
+    if (!st) return { reason: "no shadow wal" };
+    if (st.size !== shadow.size) return { reason: "shadow wal changed by another process" };
+    const walSt = await Deno.stat(this.walPath).catch(() => undefined);
+    if (!walSt || !walHeader) return { reason: "primary wal header missing" };
+    if (shadow.size > frameAlign(walSt.size, this.pageSize)) {
+      return { reason: "wal truncated by another process" };
+    }
+    // Only our own checkpoint restarts the WAL while we hold the read transaction. A restart we
+    // did not make may have truncated frames we never copied, so continuity cannot be proven.
+    if (!equalBytes(walHeader, shadow.headerBytes)) {
+      return { reason: "wal restarted by another process" };
+    }
+    if (shadow.size > WAL_HEADER_SIZE && !await this.#lastFrameMatches(shadow)) {
+      return { reason: "wal overwritten by another process" };
+    }
+    return {};
+  }
+
+  /** True when the shadow's last frame is still, byte for byte, in the real WAL. */
+  async #lastFrameMatches(shadow: ShadowState): Promise<boolean> {
+    const size = frameSize(this.pageSize);
+    const at = shadow.size - size;
+    const [a, b] = [new Uint8Array(size), new Uint8Array(size)];
+    const read = async (path: string, buf: Uint8Array) => {
+      const f = await Deno.open(path, { read: true }).catch(() => undefined);
+      if (!f) return 0; // gone meanwhile: it does not match
+      try {
+        return await readAt(f, at, buf);
+      } finally {
+        f.close();
+      }
+    };
+    return await read(shadow.path, a) === size && await read(this.walPath, b) === size &&
+      equalBytes(a, b);
+  }
+
+  /** Starts a new generation from the current real WAL (header and committed frames). */
+  async #newGeneration(reason: string): Promise<void> {
+    const generation = newGeneration();
+    await Deno.mkdir(join(this.metaPath, "generations", generation, "wal"), {
+      recursive: true,
+      mode: this.#dirMode,
+    });
+    const { shadow, copy } = await createShadow(
+      this.walPath,
+      this.shadowPath(generation, 0),
+      0,
+      this.#fileMode,
+    );
+    this.stats.walBytes += copy.copied;
+    const file = join(this.metaPath, "generation");
+    const tmp = `${file}.tmp`;
+    await Deno.writeTextFile(tmp, `${generation}\n`, { mode: this.#fileMode });
+    await Deno.rename(tmp, file);
+    this.#generation = generation;
+    this.#shadow = shadow;
+    this.#cleanedBelow = 0;
+    this.stats.generations++;
+    this.log.info("sync: new generation", { generation, reason });
+    await this.#cleanGenerations();
+  }
+
+  /**
+   * Moves to the next index after our checkpoint restarted the WAL, holding
+   * SQLite's write lock so the WAL cannot move meanwhile. Every frame of the
+   * old WAL is already in the shadow: our checkpoint copied them under the
+   * write lock, and nobody can backfill (so restart) past our read
+   * transaction afterwards.
+   */
+  async #nextIndex(): Promise<void> {
+    await this.#withWriteLock(async () => {
+      const old = this.#shadow!;
+      this.stats.walBytes += (await copyCommittedFrames(this.walPath, old)).copied;
+      const header = await readWalHeaderBytes(this.walPath);
+      if (header && equalBytes(header, old.headerBytes)) return;
+      if (old.index + 1 >= MAX_INDEX) return await this.#newGeneration("max index exceeded");
+      const path = this.shadowPath(this.#generation!, old.index + 1);
+      const { shadow, copy } = await createShadow(
+        this.walPath,
+        path,
+        old.index + 1,
+        this.#fileMode,
+      );
+      this.stats.walBytes += copy.copied;
+      this.#shadow = shadow;
+    });
+  }
+
+  /** Runs `fn` while holding SQLite's write lock (an uncommitted insert into `_litestream_lock`). */
+  async #withWriteLock<T>(fn: () => Promise<T>): Promise<T> {
+    const conn = this.#conn!;
+    await conn.exec("BEGIN");
+    try {
+      await conn.exec("INSERT INTO _litestream_lock (id) VALUES (1)");
+      return await fn();
+    } finally {
+      await conn.exec("ROLLBACK");
+    }
+  }
+
+  /** Begins the long read transaction that keeps other connections from checkpointing past us. */
+  async #acquireReadTx(): Promise<void> {
+    if (this.#rtxHeld) return;
+    await this.#rtx!.exec("BEGIN");
+    try {
+      await this.#rtx!.queryRow("SELECT COUNT(1) FROM _litestream_seq");
+    } catch (err) {
+      await this.#rtx!.exec("ROLLBACK").catch(() => {});
+      throw err;
+    }
+    this.#rtxHeld = true;
+  }
+
+  async #releaseReadTx(): Promise<void> {
+    this.#rtxHeld = false;
+    await this.#rtx!.exec("ROLLBACK");
+  }
+
+  /** Which checkpoint is due, by v0.3.13's policy (spec §4.9). */
+  async #checkpointMode(): Promise<CheckpointMode | undefined> {
+    const s = this.settings;
+    const shadowSize = this.#shadow!.size;
+    const walSize = (n: number) => WAL_HEADER_SIZE + n * frameSize(this.pageSize);
+    const realSize = frameAlign(
+      (await Deno.stat(this.walPath).catch(() => ({ size: 0 }))).size,
+      this.pageSize,
+    );
+    if (s.truncatePageCount > 0 && realSize >= walSize(s.truncatePageCount)) return "TRUNCATE";
+    if (s.maxCheckpointPageCount > 0 && shadowSize >= walSize(s.maxCheckpointPageCount)) {
+      return "RESTART";
+    }
+    if (shadowSize >= walSize(s.minCheckpointPageCount)) return "PASSIVE";
+    return this.#checkpointDueIn() === 0 ? "PASSIVE" : undefined;
+  }
+
+  /**
+   * Checkpoints with no gap through which a commit could escape the shadow
+   * WAL. Holding SQLite's write lock, every committed frame is copied, then
+   * our read transaction is released for a PASSIVE checkpoint (the only mode
+   * that runs while we hold the write lock; it backfills all that no reader
+   * pins) and taken back. v0.3.13 copies first and checkpoints later without
+   * the lock, so a commit in between could be backfilled and truncated away
+   * by the application's own TRUNCATE checkpoint. After the lock is released,
+   * our `_litestream_seq` write restarts the WAL if it was fully backfilled
+   * (shrinking the file for TRUNCATE) and the shadow moves to the next index.
+   */
+  async #checkpoint(mode: CheckpointMode): Promise<void> {
+    const conn = this.#conn!;
+    let result;
+    try {
+      result = await this.#withWriteLock(async () => {
+        this.stats.walBytes += (await copyCommittedFrames(this.walPath, this.#shadow!)).copied;
+        await this.#releaseReadTx();
+        try {
+          return await this.#rtx!.queryRow("PRAGMA wal_checkpoint(PASSIVE)");
+        } finally {
+          await this.#acquireReadTx();
+        }
+      });
+    } catch (err) {
+      // The application holds the write lock longer than our busy timeout: try at the next sync.
+      if (err instanceof SqliteError && err.code === SqliteCode.SQLITE_BUSY) {
+        this.log.debug("checkpoint skipped: database busy", { mode });
+        return;
+      }
+      throw err;
+    }
+    this.stats.checkpoints[mode]++;
+    this.log.debug("checkpoint", { mode, result: result?.join(",") });
+    if (mode === "TRUNCATE") await conn.exec("PRAGMA journal_size_limit = 0");
+    try {
+      await conn.exec(SEQ_UPSERT);
+    } finally {
+      if (mode === "TRUNCATE") await conn.exec("PRAGMA journal_size_limit = -1");
+    }
+    const header = await readWalHeaderBytes(this.walPath);
+    if (!header || !equalBytes(header, this.#shadow!.headerBytes)) await this.#nextIndex();
+  }
+
+  /** Removes other generations' shadow directories. */
+  async #cleanGenerations(): Promise<void> {
+    const dir = join(this.metaPath, "generations");
+    for (const e of await readDirOrEmpty(dir)) {
+      if (e.name !== this.#generation) {
+        await Deno.remove(join(dir, e.name), { recursive: true }).catch(() => {});
+      }
+    }
+  }
+
+  /** Removes shadow WAL files every replica has passed (keeping one older, as v0.3.13 does). */
+  async #cleanShadows(): Promise<void> {
+    if (this.replicas.length === 0 || !this.#generation) return;
+    const gen = this.#generation;
+    const min = Math.min(...this.replicas.map((r) => {
+      const p = r.pos();
+      return p && p.generation === gen ? p.index : 0;
+    }));
+    if (min - 1 <= this.#cleanedBelow) return;
+    for (let i = this.#cleanedBelow; i < min - 1; i++) {
+      await removeIfExists(this.shadowPath(gen, i));
+    }
+    this.#cleanedBelow = min - 1;
+  }
+}
+
+/**
+ * Checks a database path before SQLite opens it: undefined when it does not
+ * exist yet, an error naming it when it is a directory or not an SQLite
+ * database. Opening and closing the file here is safe only because no SQLite
+ * connection of this process has it open yet (see `readAtSync`).
+ */
+export async function checkDatabaseFile(path: string): Promise<Deno.FileInfo | undefined> {
+  let st: Deno.FileInfo;
+  try {
+    st = await Deno.stat(path);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return undefined;
+    throw err;
+  }
+  if (st.isDirectory) throw new LitestreamError(`${path}: is a directory, not a database`);
+  if (st.size === 0) return st; // SQLite writes the header on first use
+  const file = await Deno.open(path, { read: true });
+  try {
+    const head = new Uint8Array(100);
+    const header = decodeDbHeader(head.subarray(0, await readAt(file, 0, head)));
+    if (typeof header === "string") throw new LitestreamError(`${path}: ${header}`);
+  } finally {
+    file.close();
+  }
+  return st;
+}
+
+/** Takes the meta directory's lock without waiting; undefined when another process holds it. */
+export function lockMeta(metaPath: string): Deno.FsFile | undefined {
+  const file = Deno.openSync(join(metaPath, "lock"), { read: true, write: true, create: true });
+  if (file.tryLockSync(true)) return file;
+  file.close();
+  return undefined;
+}
+
+function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}

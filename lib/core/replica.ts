@@ -1,0 +1,382 @@
+/**
+ * A replica of one database: ships the shadow WAL to a `ReplicaClient` as
+ * LZ4-compressed segments (one per index per sync, each ending on a commit),
+ * takes snapshots, and enforces retention. Its position says what the
+ * replica already holds.
+ *
+ * @module
+ */
+
+import { backoff, Mutex, sleep } from "../os/async.ts";
+import type { DB, PositionHolder } from "./db.ts";
+import { LitestreamError } from "../errors.ts";
+import type { Logger } from "../log.ts";
+import { chunksOf, copied, lendingStream } from "../os/fs.ts";
+import { encodeFrameViews, lz4FrameDecoder } from "../lz4/frame.ts";
+import { comparePos, formatPos, type Pos } from "../names.ts";
+import type { ReplicaClient, SnapshotInfo } from "../replica_client.ts";
+import { readWalRange } from "./shadow_wal.ts";
+import { encodeRecord, recordName } from "./checksum_record.ts";
+
+/** Replica timing settings (milliseconds). */
+export interface ReplicaSettings {
+  name: string;
+  syncInterval: number;
+  snapshotInterval: number;
+  retention: number;
+  retentionCheckInterval: number;
+  /** Background validation period; 0 = off. */
+  validationInterval?: number;
+}
+
+/** Counters for metrics and tests. */
+export interface ReplicaStats {
+  validations: { ok: number; error: number };
+  segments: number;
+  walBytes: number;
+  snapshots: number;
+  syncErrors: number;
+}
+
+/** A local shadow file a replica needs is gone; the replica recovers with a snapshot. */
+class ShadowMissing extends LitestreamError {}
+
+/** One replica of one database. */
+export class Replica implements PositionHolder {
+  readonly stats: ReplicaStats = {
+    validations: { ok: 0, error: 0 },
+    segments: 0,
+    walBytes: 0,
+    snapshots: 0,
+    syncErrors: 0,
+  };
+  #pos: Pos | undefined;
+  readonly #mutex = new Mutex();
+
+  /** Creates a replica of `db` stored through `client`. */
+  constructor(
+    readonly db: DB,
+    readonly client: ReplicaClient,
+    readonly settings: ReplicaSettings,
+    readonly log: Logger,
+  ) {}
+
+  /** The name from the config (`file`, `s3`, …). */
+  get name(): string {
+    return this.settings.name;
+  }
+
+  /** What the replica holds: the end of the last uploaded segment. */
+  pos(): Pos | undefined {
+    return this.#pos;
+  }
+
+  /** Uploads everything the shadow WAL holds beyond the replica's position. */
+  sync(): Promise<void> {
+    return this.#mutex.run(async () => {
+      try {
+        await this.#sync();
+      } catch (err) {
+        // Forget what the replica holds: the next sync re-reads it (and snapshots if it is gone).
+        this.#pos = undefined;
+        throw err;
+      }
+    });
+  }
+
+  /** Takes a snapshot now (after shipping the WAL it depends on). */
+  snapshot(): Promise<SnapshotInfo> {
+    return this.#mutex.run(() => this.#snapshot());
+  }
+
+  async #sync(): Promise<void> {
+    const dpos = this.db.pos();
+    if (!dpos) return;
+    if (this.#pos?.generation !== dpos.generation && !await this.#resume(dpos)) return;
+    try {
+      await this.#uploadWal();
+    } catch (err) {
+      if (!(err instanceof ShadowMissing)) throw err;
+      this.log.warn("shadow wal needed by replica is gone, taking a snapshot", {
+        reason: err.message,
+      });
+      await this.#snapshot();
+    }
+  }
+
+  /**
+   * Finds the replica's position in the database's generation from its
+   * objects. Returns false when a snapshot was taken instead (it sets the position).
+   */
+  async #resume(dpos: Pos): Promise<boolean> {
+    const { generation } = dpos;
+    const snapshots = await this.client.snapshots(generation);
+    if (snapshots.length === 0) {
+      await this.#snapshot();
+      return false;
+    }
+    const pos = await this.#remotePos(generation) ??
+      { generation, index: snapshots.at(-1)!.index, offset: 0 };
+    if (comparePos(pos, dpos) > 0) {
+      // The replica holds frames the local shadow does not: continuing would leave a gap or overlap.
+      await this.db.restartGeneration(
+        `replica ${this.name} is ahead of the local shadow wal (${formatPos(pos)})`,
+      );
+      return false;
+    }
+    this.#pos = pos;
+    return true;
+  }
+
+  /** Where the replica's WAL ends in `generation` (the end of its last segment); undefined when it has none. */
+  async #remotePos(generation: string): Promise<Pos | undefined> {
+    const last = (await this.client.walSegments(generation)).at(-1);
+    if (!last) return undefined;
+    const data = (await this.client.readWalSegment(last)).pipeThrough(
+      lz4FrameDecoder(this.client.describe("wal", last)),
+    );
+    let n = 0;
+    for await (const chunk of data) n += chunk.length;
+    return { generation, index: last.index, offset: last.offset + n };
+  }
+
+  /** Uploads shadow WAL bytes from the position to the database's current position. */
+  async #uploadWal(): Promise<void> {
+    while (this.#pos) {
+      const pos = this.#pos;
+      const dpos = this.db.pos();
+      if (!dpos || dpos.generation !== pos.generation) return;
+      const end = pos.index === dpos.index ? dpos.offset : await this.#shadowSize(pos);
+      if (end > pos.offset) {
+        await this.#uploadSegment(pos, end);
+        this.#pos = { ...pos, offset: end };
+      } else if (pos.index < dpos.index) {
+        this.#pos = { generation: pos.generation, index: pos.index + 1, offset: 0 };
+      } else {
+        return;
+      }
+    }
+  }
+
+  async #shadowSize(pos: Pos): Promise<number> {
+    try {
+      return (await Deno.stat(this.db.shadowPath(pos.generation, pos.index))).size;
+    } catch (err) {
+      if (err instanceof Deno.errors.NotFound) {
+        throw new ShadowMissing(`no shadow wal for ${formatPos(pos)}`);
+      }
+      throw err;
+    }
+  }
+
+  /** Uploads shadow bytes [pos.offset, end) as one segment. */
+  async #uploadSegment(pos: Pos, end: number): Promise<void> {
+    const path = this.db.shadowPath(pos.generation, pos.index);
+    const info = await this.client.writeWalSegment(
+      pos,
+      compressedStream(readWalRange(path, pos.offset, end)),
+    );
+    this.stats.segments++;
+    this.stats.walBytes += end - pos.offset;
+    this.log.debug("wal segment written", {
+      position: formatPos(pos),
+      size: end - pos.offset,
+      stored: info.size,
+    });
+  }
+
+  async #snapshot(): Promise<SnapshotInfo> {
+    return await this.db.snapshot(async (pos, data) => {
+      if (this.#pos?.generation !== pos.generation) {
+        // Continue from what the replica holds: restarting an index at offset 0 would overlap its segments.
+        const remote = await this.#remotePos(pos.generation);
+        if (remote && comparePos(remote, pos) > 0) {
+          throw new LitestreamError(
+            `replica ${this.name} is ahead of the local shadow wal (${formatPos(remote)})`,
+          );
+        }
+        this.#pos = remote ?? { generation: pos.generation, index: pos.index, offset: 0 };
+      }
+      // WAL up to the snapshot's position goes first: any restore that picks this snapshot by time also gets it.
+      try {
+        await this.#uploadWal();
+      } catch (err) {
+        if (!(err instanceof ShadowMissing) || this.#pos!.index >= pos.index) throw err;
+        // The local WAL between the replica's end and this snapshot is gone: the snapshot starts afresh at its index.
+        this.#pos = { generation: pos.generation, index: pos.index, offset: 0 };
+        await this.#uploadWal();
+      }
+      const info = await this.client.writeSnapshot(
+        pos.generation,
+        pos.index,
+        compressedStream(data),
+      );
+      this.stats.snapshots++;
+      this.log.info("snapshot written", { position: formatPos(pos), size: info.size });
+      return info;
+    }).then(async (info) => {
+      await this.#writeRecord().catch((err) =>
+        this.log.warn("checksum record not written", { error: err })
+      );
+      return info;
+    });
+  }
+
+  /**
+   * Records the database's checksum at its current position in the replica,
+   * once the replica holds that position, so the replica can later be
+   * validated without its primary.
+   */
+  async #writeRecord(): Promise<void> {
+    const { pos, checksum } = await this.db.checksum();
+    await this.#uploadWal();
+    const at = this.#pos;
+    if (!at || at.generation !== pos.generation || comparePos(at, pos) < 0) return;
+    await this.record(pos, checksum);
+  }
+
+  /** Stores a checksum record: the database's SHA-256 at `pos`, which the replica holds. */
+  async record(pos: Pos, sha256: string): Promise<void> {
+    await this.client.writeRecord(
+      pos.generation,
+      recordName(pos),
+      encodeRecord({ ...pos, sha256 }),
+    );
+    this.log.debug("checksum record written", { position: formatPos(pos) });
+  }
+
+  /**
+   * Deletes what no restore inside the retention window needs (spec §5.5),
+   * never the current generation and never the last restorable snapshot.
+   */
+  enforceRetention(now = Date.now()): Promise<void> {
+    return this.#mutex.run(async () => {
+      const cutoff = now - this.settings.retention;
+      const generations = await this.client.generations();
+      const snapshots = (await Promise.all(generations.map((g) => this.client.snapshots(g))))
+        .flat();
+      const retained = snapshots.filter((s) => s.createdAt.getTime() >= cutoff);
+      if (retained.length === 0) retained.push(await this.#snapshot());
+      const current = this.db.generation;
+      for (const generation of generations) {
+        const keep = retained.filter((s) =>
+          s.generation === generation
+        ).sort((a, b) => a.index - b.index)[0];
+        if (!keep) {
+          if (generation === current) continue;
+          await this.client.deleteGeneration(generation);
+          this.log.info("generation deleted", { generation });
+          continue;
+        }
+        for (const s of snapshots) {
+          if (s.generation === generation && s.index < keep.index) {
+            await this.client.deleteSnapshot(generation, s.index);
+          }
+        }
+        const records = (await this.client.records(generation)).filter((r) =>
+          parseInt(r.name, 16) < keep.index
+        );
+        if (records.length > 0) {
+          await this.client.deleteRecords(
+            generation,
+            records.map((r) => r.name),
+          );
+        }
+        const old = (await this.client.walSegments(generation)).filter((s) => s.index < keep.index);
+        if (old.length > 0) {
+          await this.client.deleteWalSegments(old);
+          this.log.info("wal segments deleted", {
+            generation,
+            before: keep.index,
+            count: old.length,
+          });
+        }
+      }
+    });
+  }
+
+  /** Runs the replica's loops (upload, snapshots, retention) until `signal` aborts. */
+  run(signal: AbortSignal): Promise<void> {
+    const loops = [this.#uploadLoop(signal)];
+    if (this.settings.snapshotInterval > 0) loops.push(this.#snapshotLoop(signal));
+    if (this.settings.retention > 0) loops.push(this.#retentionLoop(signal));
+    return Promise.all(loops).then(() => {});
+  }
+
+  async #uploadLoop(signal: AbortSignal): Promise<void> {
+    let seen = -1;
+    let failures = 0;
+    while (!signal.aborted) {
+      if (failures === 0) await this.db.changed.wait(seen, signal);
+      if (signal.aborted) return;
+      seen = this.db.changed.version;
+      const started = performance.now();
+      try {
+        await this.sync();
+        failures = 0;
+      } catch (err) {
+        this.stats.syncErrors++;
+        const wait = backoff(failures++, Math.min(this.settings.syncInterval, 1000), 30_000);
+        this.log.error("replica sync failed", {
+          error: err,
+          retry: `${(wait / 1000).toFixed(1)}s`,
+        });
+        await sleep(wait, signal);
+        continue;
+      }
+      // At a fixed rate, as v0.3.13's ticker: a sleep after each upload would drift against the
+      // monitor's ticks and leave a fresh commit waiting up to a further interval.
+      await sleep(Math.max(0, this.settings.syncInterval - (performance.now() - started)), signal);
+    }
+  }
+
+  async #snapshotLoop(signal: AbortSignal): Promise<void> {
+    const interval = this.settings.snapshotInterval;
+    let wait = interval;
+    try {
+      // Aligned to the newest snapshot, so a restart does not postpone the next one.
+      const gen = this.db.generation ?? await this.#waitForGeneration(signal);
+      const newest = gen ? (await this.client.snapshots(gen)).at(-1) : undefined;
+      if (newest) wait = Math.max(0, interval - (Date.now() - newest.createdAt.getTime()));
+    } catch (err) {
+      this.log.warn("cannot list snapshots to align the snapshot interval", { error: err });
+    }
+    while (!signal.aborted) {
+      await sleep(wait, signal);
+      if (signal.aborted) return;
+      wait = interval;
+      if (!this.db.pos()) continue;
+      await this.snapshot().catch((err) => this.log.error("snapshot failed", { error: err }));
+    }
+  }
+
+  async #retentionLoop(signal: AbortSignal): Promise<void> {
+    const period = Math.min(this.settings.retentionCheckInterval, this.settings.retention);
+    while (!signal.aborted) {
+      await sleep(period, signal);
+      if (signal.aborted || !this.db.pos()) continue;
+      await this.enforceRetention().catch((err) =>
+        this.log.error("retention enforcement failed", { error: err })
+      );
+    }
+  }
+
+  async #waitForGeneration(signal: AbortSignal): Promise<string | undefined> {
+    while (!signal.aborted && !this.db.generation) {
+      await this.db.changed.wait(this.db.changed.version, signal);
+    }
+    return this.db.generation;
+  }
+}
+
+/**
+ * `data` as one LZ4 frame in v0.3.13's format. The chunks of `data` and of the frame are lent
+ * through reused buffers when the client reads it with `chunksOf` (see `lendingStream`), so
+ * shipping an object allocates nothing per block; any other reader gets copies.
+ */
+function compressedStream(data: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> {
+  return lendingStream((lend) => {
+    const frame = encodeFrameViews(chunksOf(data));
+    return lend ? frame : copied(frame);
+  });
+}

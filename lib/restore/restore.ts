@@ -1,0 +1,394 @@
+/**
+ * Restore: find the generation and objects to use across replicas, then
+ * rebuild the database from a snapshot and WAL segments in pure TypeScript.
+ * Output goes to a temporary file beside the target (fsynced, then renamed)
+ * or to standard output; nothing is left behind on failure.
+ *
+ * @module
+ */
+
+import { dirname, join } from "node:path";
+import { ByteReader } from "../os/byte_reader.ts";
+import { CorruptionError, LitestreamError, NotFoundError } from "../errors.ts";
+import { decodeFrameBlocks, decodeFrameStream, lz4FrameDecoder } from "../lz4/frame.ts";
+import type { PageSink } from "./page_map.ts";
+import { formatPos } from "../names.ts";
+import { prefetch } from "./prefetch.ts";
+import type { ReplicaClient, WalSegmentInfo } from "../replica_client.ts";
+import {
+  chooseGeneration,
+  type GenerationListing,
+  planRestore,
+  type RestorePlan,
+  type RestoreTarget,
+} from "./plan.ts";
+import { DB_HEADER_SIZE, decodeDbHeader } from "../sqlite/header.ts";
+import { chunksOf, writeAll } from "../os/fs.ts";
+import { WalReplayer } from "./replay.ts";
+
+/** A generation listing tied to the replica it came from. */
+export interface ReplicaGeneration extends GenerationListing {
+  client: ReplicaClient;
+}
+
+/** Lists every generation (or only `target.generation`) of every replica with its objects. */
+export async function listGenerations(
+  clients: ReplicaClient[],
+  generation?: string,
+): Promise<ReplicaGeneration[]> {
+  const perClient = await Promise.all(clients.map(async (client) => {
+    const names = (await client.generations()).filter((g) => !generation || g === generation);
+    return await Promise.all(names.map(async (g) => ({
+      client,
+      generation: g,
+      snapshots: await client.snapshots(g),
+      segments: await client.walSegments(g),
+    })));
+  }));
+  return perClient.flat();
+}
+
+/** Chooses the replica, generation and objects for a restore; throws `NotFoundError` when none fits. */
+export async function findRestorePlan(
+  clients: ReplicaClient[],
+  target: RestoreTarget,
+): Promise<{ client: ReplicaClient; plan: RestorePlan }> {
+  if (target.index !== undefined && target.timestamp) {
+    throw new LitestreamError("cannot specify index & timestamp to restore");
+  }
+  const listings = await listGenerations(clients, target.generation);
+  if (target.generation && listings.length === 0) {
+    throw new NotFoundError(
+      `generation ${target.generation} not found in ${clients.map((c) => c.location).join(", ")}`,
+    );
+  }
+  const chosen = chooseGeneration(listings, target);
+  if (!chosen) throw new NotFoundError("no matching backups found");
+  return { client: chosen.client, plan: planRestore(chosen, target) };
+}
+
+/** Progress of a running restore. */
+export interface RestoreProgress {
+  objects: number;
+  totalObjects: number;
+  bytes: number;
+}
+
+/** Options of `restoreDatabase`. */
+export interface RestoreOptions {
+  /** Output path, "-" for standard output, or a function that receives the database bytes in order. */
+  output: string | ((chunk: Uint8Array) => Promise<void>);
+  /** Objects fetched in parallel (default 8). */
+  parallelism?: number;
+  /** Mode of the output file (default 0o600). */
+  mode?: number;
+  /** Called as objects are applied. */
+  onProgress?: (p: RestoreProgress) => void;
+  /** Checks the complete temporary file before it is renamed to the output; a throw discards it. */
+  verify?: (path: string) => Promise<void>;
+}
+
+/** What a restore produced. */
+export interface RestoreResult {
+  generation: string;
+  snapshotIndex: number;
+  segments: number;
+  frames: number;
+  /** Size of the restored database in bytes. */
+  size: number;
+}
+
+/** Segments up to this compressed size are prefetched into memory; larger ones stream when reached. */
+const PREFETCH_MAX_BYTES = 8 * 1024 * 1024;
+/** The most prefetched segments may hold in memory together (one may always be fetched). */
+const PREFETCH_BUDGET_BYTES = 16 * 1024 * 1024;
+
+/** Restores the database described by `plan` from `client` to `options.output`. */
+export async function restoreDatabase(
+  client: ReplicaClient,
+  plan: RestorePlan,
+  options: RestoreOptions,
+): Promise<RestoreResult> {
+  const progress = { objects: 0, totalObjects: plan.segments.length + 1, bytes: 0 };
+  const tick = (bytes: number) => {
+    progress.objects++;
+    progress.bytes += bytes;
+    options.onProgress?.({ ...progress });
+  };
+  const snapshotName = client.describe("snapshot", {
+    generation: plan.generation,
+    index: plan.snapshot.index,
+    offset: 0,
+  });
+  const openSnapshot = async () =>
+    (await client.readSnapshot(plan.generation, plan.snapshot.index)).pipeThrough(
+      lz4FrameDecoder(snapshotName),
+    );
+
+  const replay = async (replayer: WalReplayer) => {
+    const fetches = prefetch(
+      plan.segments,
+      options.parallelism ?? 8,
+      (seg) => fetchSegment(client, seg),
+      { weigh: (seg) => seg.size > PREFETCH_MAX_BYTES ? 0 : seg.size, max: PREFETCH_BUDGET_BYTES },
+    );
+    let i = 0;
+    for await (const fetched of fetches) {
+      const seg = plan.segments[i++];
+      const name = client.describe("wal", seg);
+      const end = plan.stopAt?.index === seg.index ? plan.stopAt.offset : Infinity;
+      const data = fetched instanceof Uint8Array
+        ? decodeFrameBlocks(fetched, name)
+        : (await fetched()).pipeThrough(lz4FrameDecoder(name));
+      await replayer.apply(seg, name, data, end);
+      tick(seg.size);
+    }
+    const at = replayer.position;
+    if (
+      plan.stopAt && plan.segments.length > 0 &&
+      (at.index !== plan.stopAt.index || at.offset !== plan.stopAt.offset)
+    ) {
+      throw new NotFoundError(
+        `replica ends at index ${at.index} offset ${at.offset}, before the requested ${
+          formatPos(plan.stopAt)
+        }`,
+      );
+    }
+  };
+
+  const result = (size: number, replayer: WalReplayer): RestoreResult => ({
+    generation: plan.generation,
+    snapshotIndex: plan.snapshot.index,
+    segments: plan.segments.length,
+    frames: replayer.frames,
+    size,
+  });
+
+  if (typeof options.output !== "string" || options.output === "-") {
+    const replayer = new WalReplayer(undefined);
+    await replay(replayer);
+    const sink = typeof options.output === "string" ? writeStdout : options.output;
+    const size = await streamMerged(await openSnapshot(), snapshotName, replayer, sink);
+    tick(plan.snapshot.size);
+    return result(size, replayer);
+  }
+
+  const output = options.output;
+  const tmp = join(
+    dirname(output),
+    `.${output.split(/[\\/]/).pop()}.${crypto.randomUUID().slice(0, 8)}.tmp`,
+  );
+  await Deno.mkdir(dirname(output), { recursive: true, mode: 0o700 });
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(tmp, {
+      read: true,
+      write: true,
+      createNew: true,
+      mode: options.mode ?? 0o600,
+    });
+  } catch (err) {
+    // Name the output the user asked for, not our temporary file beside it.
+    if (err instanceof Deno.errors.PermissionDenied || err instanceof Deno.errors.NotFound) {
+      throw new LitestreamError(`cannot write ${output}: ${(err as Error).message.split(":")[0]}`, {
+        cause: err,
+      });
+    }
+    throw err;
+  }
+  let closed = false;
+  try {
+    let pageSize = 0;
+    const header = new HeaderCheck(snapshotName, (ps) => pageSize = ps);
+    // Block by block through reusable buffers, each block written while the next one decodes.
+    await decodeFrameStream(
+      await client.readSnapshot(plan.generation, plan.snapshot.index),
+      snapshotName,
+      async (block) => {
+        const out = header.pass(block);
+        if (out) await writeAll(file, out);
+      },
+    );
+    header.end();
+    tick(plan.snapshot.size);
+    const replayer = new WalReplayer(pageSize, fileSink(file, pageSize));
+    await replay(replayer);
+    if (replayer.pages) await replayer.pages.flush(replayer.sink!);
+    await file.sync();
+    const size = (await file.stat()).size;
+    file.close();
+    closed = true;
+    await options.verify?.(tmp);
+    await Deno.rename(tmp, output);
+    return result(size, replayer);
+  } catch (err) {
+    if (!closed) file.close();
+    await Deno.remove(tmp).catch(() => {});
+    throw err;
+  }
+}
+
+/**
+ * Fetches a segment's stored bytes ahead of time, or for a large one a function that opens
+ * it as a stream when its turn comes.
+ */
+async function fetchSegment(
+  client: ReplicaClient,
+  seg: WalSegmentInfo,
+): Promise<Uint8Array | (() => Promise<ReadableStream<Uint8Array>>)> {
+  if (seg.size > PREFETCH_MAX_BYTES) return () => client.readWalSegment(seg);
+  return await readObject(await client.readWalSegment(seg), seg.size);
+}
+
+/**
+ * Reads a whole object, expected to be `size` bytes: straight into one array of that size when
+ * the stream allows (a file's stream), instead of collecting 64 KiB chunks.
+ */
+async function readObject(stream: ReadableStream<Uint8Array>, size: number): Promise<Uint8Array> {
+  let reader: ReadableStreamBYOBReader;
+  try {
+    reader = stream.getReader({ mode: "byob" });
+  } catch {
+    return await new Response(stream).bytes();
+  }
+  try {
+    // One spare byte, so a read that fills the array is not mistaken for the end.
+    let buf = new Uint8Array(size + 1);
+    let n = 0;
+    for (;;) {
+      if (n === buf.length) {
+        const grown = new Uint8Array(2 * buf.length);
+        grown.set(buf);
+        buf = grown;
+      }
+      const { value, done } = await reader.read(buf.subarray(n));
+      if (value) {
+        buf = new Uint8Array(value.buffer); // the read transferred it
+        n += value.length;
+      }
+      if (done) return buf.subarray(0, n);
+    }
+  } catch (err) {
+    await reader.cancel().catch(() => {});
+    throw err;
+  }
+}
+
+/** Checks a database image's header once its first bytes have passed and reports the page size. */
+class HeaderCheck {
+  #head: Uint8Array | undefined = new Uint8Array(0);
+
+  constructor(readonly name: string, readonly onPageSize: (pageSize: number) => void) {}
+
+  /**
+   * Takes the next bytes of the image and returns what to pass on: `chunk` itself once the
+   * header was checked, the bytes held so far with it when this completes the header, or
+   * undefined while the header is incomplete.
+   */
+  pass(chunk: Uint8Array): Uint8Array | undefined {
+    const head = this.#head;
+    if (!head) return chunk;
+    if (head.length === 0 && chunk.length >= DB_HEADER_SIZE) {
+      this.#check(chunk);
+      this.#head = undefined;
+      return chunk;
+    }
+    const joined = new Uint8Array(head.length + chunk.length);
+    joined.set(head);
+    joined.set(chunk, head.length);
+    if (joined.length < DB_HEADER_SIZE) {
+      this.#head = joined;
+      return undefined;
+    }
+    this.#check(joined);
+    this.#head = undefined;
+    return joined;
+  }
+
+  /** At the end of the image: checks a header that never completed (and so throws). */
+  end(): void {
+    if (this.#head) this.#check(this.#head);
+  }
+
+  #check(bytes: Uint8Array): void {
+    const header = decodeDbHeader(bytes);
+    if (typeof header === "string") throw new CorruptionError(this.name, header);
+    this.onPageSize(header.pageSize);
+  }
+}
+
+/** Writes pages into an open database file; pages arrive sorted by number, so seeks are short. */
+function fileSink(file: Deno.FsFile, pageSize: number): PageSink {
+  return {
+    async write(pgno, page) {
+      await file.seek((pgno - 1) * pageSize, Deno.SeekMode.Start);
+      await writeAll(file, page);
+    },
+    async truncate(pages) {
+      await file.truncate(pages * pageSize);
+    },
+  };
+}
+
+function writeStdout(data: Uint8Array): Promise<void> {
+  return writeAll(Deno.stdout, data);
+}
+
+/**
+ * Streams a database image with the replayed pages substituted, in page
+ * order, for outputs that cannot seek (standard output, a checksum).
+ * Returns the bytes written.
+ */
+export async function streamMerged(
+  snapshot: ReadableStream<Uint8Array>,
+  name: string,
+  replayer: WalReplayer,
+  write: (b: Uint8Array) => Promise<void>,
+): Promise<number> {
+  const pages = replayer.pages;
+  const header = new HeaderCheck(name, (ps) => {
+    if (pages && ps !== pages.pageSize) {
+      throw new CorruptionError(
+        name,
+        `database page size ${ps} differs from wal page size ${pages.pageSize}`,
+      );
+    }
+  });
+  // Lent chunks (see chunksOf): each one is written out before the next is asked for.
+  async function* checked(): AsyncGenerator<Uint8Array> {
+    for await (const chunk of chunksOf(snapshot)) {
+      const out = header.pass(chunk);
+      if (out) yield out;
+    }
+    header.end();
+  }
+  let written = 0;
+  if (!pages || pages.size === undefined) {
+    // No WAL applied: the snapshot is the database, byte for byte.
+    for await (const chunk of checked()) {
+      await write(chunk);
+      written += chunk.length;
+    }
+    return written;
+  }
+  const reader = new ByteReader(checked());
+  try {
+    const zero = new Uint8Array(pages.pageSize);
+    let snapshotEnded = false;
+    for (let pgno = 1; pgno <= pages.size; pgno++) {
+      let base: Uint8Array | undefined;
+      if (!snapshotEnded) {
+        const r = await reader.read(pages.pageSize);
+        if (r instanceof Uint8Array) base = r;
+        else snapshotEnded = true;
+      }
+      const page = pages.resolve(pgno);
+      const out = page === "base" ? base ?? zero : page === "zero" ? zero : page;
+      await write(out);
+      written += out.length;
+    }
+    return written;
+  } finally {
+    await reader.cancel();
+  }
+}
