@@ -20,7 +20,7 @@
  */
 
 import { createWriterTable, integrityCheck, sqlite } from "../tests/support/sqlite_cli.ts";
-import { decompressFrame } from "../lib/lz4/frame.ts";
+import { decompressFrame } from "../lib/lz4/mod.ts";
 import {
   BENCH_CACHE,
   type BenchContext,

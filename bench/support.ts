@@ -13,7 +13,7 @@ import {
   ListObjectsV2Command,
   S3Client,
 } from "@aws-sdk/client-s3";
-import { decompressFrame } from "../lib/lz4/frame.ts";
+import { decompressFrame } from "../lib/lz4/mod.ts";
 import {
   litestreamV0313,
   REPO_ROOT,

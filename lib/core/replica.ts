@@ -12,7 +12,7 @@ import type { DB, PositionHolder } from "./db.ts";
 import { LitestreamError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { chunksOf, copied, lendingStream } from "../os/fs.ts";
-import { encodeFrameViews, lz4FrameDecoder } from "../lz4/frame.ts";
+import { encodeFrameViews, lz4FrameDecoder } from "../lz4/mod.ts";
 import { comparePos, formatPos, type Pos } from "../names.ts";
 import type { ReplicaClient, SnapshotInfo } from "../replica_client.ts";
 import { readWalRange } from "./shadow_wal.ts";

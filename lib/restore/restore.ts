@@ -10,7 +10,7 @@
 import { dirname, join } from "node:path";
 import { ByteReader } from "../os/byte_reader.ts";
 import { CorruptionError, LitestreamError, NotFoundError } from "../errors.ts";
-import { decodeFrameBlocks, decodeFrameStream, lz4FrameDecoder } from "../lz4/frame.ts";
+import { decodeFrameBlocks, decodeFrameStream, lz4FrameDecoder } from "../lz4/mod.ts";
 import type { PageSink } from "./page_map.ts";
 import { formatPos } from "../names.ts";
 import { prefetch } from "./prefetch.ts";

@@ -12,7 +12,7 @@ import { createHash } from "node:crypto";
 import { sleep } from "../os/async.ts";
 import { CorruptionError, NotFoundError } from "../errors.ts";
 import { decodeRecord } from "../core/checksum_record.ts";
-import { lz4FrameDecoder } from "../lz4/frame.ts";
+import { lz4FrameDecoder } from "../lz4/mod.ts";
 import { comparePos, formatPos, type Pos } from "../names.ts";
 import type { ReplicaClient, SnapshotInfo } from "../replica_client.ts";
 import { listGenerations, restoreDatabase, streamMerged } from "../restore/restore.ts";

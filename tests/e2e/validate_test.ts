@@ -42,7 +42,7 @@ import {
   SqliteShell,
   startReplicate,
 } from "../support/replicate_process.ts";
-import { compressFrame, decompressFrame } from "../../lib/lz4/frame.ts";
+import { compressFrame, decompressFrame } from "../../lib/lz4/mod.ts";
 import { validateReplicas } from "../../deploy/validate.ts";
 
 // ---------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@
 
 import { DatabaseSync } from "node:sqlite";
 import { dirname, join } from "node:path";
-import { compressFrame } from "../../lib/lz4/frame.ts";
+import { compressFrame } from "../../lib/lz4/mod.ts";
 import { payload, splitAtCommits, WalSource } from "./wal_source.ts";
 
 /** The repository's `main.ts`. */

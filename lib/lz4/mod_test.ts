@@ -15,7 +15,7 @@ import {
   initCompressor,
 } from "./block.ts";
 import { encodeBlock } from "./block_encode.ts";
-import { compressFrame, decompressFrame, lz4FrameDecoder, lz4FrameEncoder } from "./frame.ts";
+import { compressFrame, decompressFrame, lz4FrameDecoder, lz4FrameEncoder } from "./mod.ts";
 import { Xxh32, xxh32 } from "./xxh32.ts";
 
 const MiB = 1 << 20;
