@@ -7,8 +7,16 @@
 
 import { isAbsolute, join, resolve } from "node:path";
 import { ConfigError, LitestreamError } from "../errors.ts";
-import { parseDuration } from "./duration.ts";
 import { expandEnv } from "./expand_env.ts";
+import { parseReplica, type ReplicaConfig } from "./config_replica.ts";
+import { Validator } from "./config_validator.ts";
+
+export {
+  isUrl,
+  REPLICA_DEFAULTS,
+  type ReplicaConfig,
+  replicaConfigFromUrl,
+} from "./config_replica.ts";
 
 /**
  * The YAML parser, loaded when a config is first read rather than when this module is
@@ -27,27 +35,6 @@ function parseYaml(text: string): unknown {
 export const DEFAULT_CONFIG_PATH = Deno.build.os === "windows"
   ? "C:\\Litestream\\litestream.yml"
   : "/etc/litestream.yml";
-
-/** Settings of one replica (`dbs[].replicas[]`). Intervals are in milliseconds. */
-export interface ReplicaConfig {
-  name: string;
-  type: string;
-  /** Directory (file) or key prefix (s3). */
-  path?: string;
-  url?: string;
-  bucket?: string;
-  region?: string;
-  endpoint?: string;
-  forcePathStyle?: boolean;
-  skipVerify: boolean;
-  accessKeyId?: string;
-  secretAccessKey?: string;
-  syncInterval: number;
-  snapshotInterval: number;
-  retention: number;
-  retentionCheckInterval: number;
-  validationInterval: number;
-}
 
 /** Settings of one database (`dbs[]`). Intervals are in milliseconds. */
 export interface DbConfig {
@@ -71,15 +58,6 @@ export interface Config {
   exec: string;
   logging: { level: string; type: "text" | "json"; stderr: boolean };
 }
-
-/** Replica defaults (v0.3.13). */
-export const REPLICA_DEFAULTS = {
-  syncInterval: 1000,
-  snapshotInterval: 0,
-  retention: 24 * 3_600_000,
-  retentionCheckInterval: 3_600_000,
-  validationInterval: 0,
-} as const;
 
 /** Database defaults (v0.3.13, plus the truncate threshold it hard-codes). */
 export const DB_DEFAULTS = {
@@ -110,26 +88,6 @@ const DB_KEYS = [
   "truncate-page-count",
   "replicas",
 ];
-const REPLICA_KEYS = [
-  "type",
-  "name",
-  "path",
-  "url",
-  "bucket",
-  "region",
-  "endpoint",
-  "force-path-style",
-  "skip-verify",
-  "access-key-id",
-  "secret-access-key",
-  "sync-interval",
-  "snapshot-interval",
-  "retention",
-  "retention-check-interval",
-  "validation-interval",
-  "age",
-];
-
 /** Where the config is read from: `-config`, else `LITESTREAM_CONFIG`, else the default path. */
 export function configPath(flag: string | undefined): string {
   return expandPath(flag || Deno.env.get("LITESTREAM_CONFIG") || DEFAULT_CONFIG_PATH);
@@ -143,11 +101,6 @@ export function expandPath(p: string): string {
     p = join(home, p.slice(1));
   }
   return isAbsolute(p) ? resolve(p) : resolve(Deno.cwd(), p);
-}
-
-/** True when a string looks like a URL (`scheme://`), as v0.3.13 decides. */
-export function isUrl(s: string): boolean {
-  return /^\w+:\/\//.test(s);
 }
 
 /** Reads and validates a config file; `warn` receives one line per unknown key. */
@@ -285,137 +238,6 @@ function parseDb(
     names.add(r.name);
   });
   return db;
-}
-
-function parseReplica(
-  v: Validator,
-  raw: unknown,
-  key: string,
-  globalKeys: { accessKeyId?: string; secretAccessKey?: string },
-): ReplicaConfig {
-  const o = v.object(raw, key);
-  v.unknownKeys(o, REPLICA_KEYS, `${key}.`);
-  const url = v.string(o.url, `${key}.url`);
-  const path = v.string(o.path, `${key}.path`);
-  let type = v.string(o.type, `${key}.type`);
-  if (url) {
-    if (!isUrl(url)) {
-      throw new ConfigError(v.file, `${key}.url`, `not a URL: ${JSON.stringify(url)}`);
-    }
-    type = url.slice(0, url.indexOf(":")).toLowerCase();
-  }
-  type ||= "file";
-  if (!["file", "s3"].includes(type)) {
-    const known = ["gcs", "abs", "sftp"].includes(type)
-      ? " (not supported by this implementation yet)"
-      : "";
-    throw new ConfigError(
-      v.file,
-      url ? `${key}.url` : `${key}.type`,
-      `unknown replica type in config: ${JSON.stringify(type)}${known}`,
-    );
-  }
-  if (path && isUrl(path)) {
-    throw new ConfigError(v.file, `${key}.path`, "replica path cannot be a URL; use url:");
-  }
-  if (type === "file") {
-    if (url && path) {
-      throw new ConfigError(v.file, `${key}.path`, "cannot specify url & path for file replica");
-    }
-    if (!url && !path) throw new ConfigError(v.file, `${key}.path`, "file replica path required");
-  }
-  const d = (k: string, def: number) => v.duration(o[k], `${key}.${k}`) ?? def;
-  const r: ReplicaConfig = {
-    name: v.string(o.name, `${key}.name`) || type,
-    type,
-    path,
-    url,
-    bucket: v.string(o.bucket, `${key}.bucket`),
-    region: v.string(o.region, `${key}.region`),
-    endpoint: v.string(o.endpoint, `${key}.endpoint`),
-    forcePathStyle: v.bool(o["force-path-style"], `${key}.force-path-style`),
-    skipVerify: v.bool(o["skip-verify"], `${key}.skip-verify`) ?? false,
-    accessKeyId: v.string(o["access-key-id"], `${key}.access-key-id`) || globalKeys.accessKeyId,
-    secretAccessKey: v.string(o["secret-access-key"], `${key}.secret-access-key`) ||
-      globalKeys.secretAccessKey,
-    syncInterval: d("sync-interval", REPLICA_DEFAULTS.syncInterval),
-    snapshotInterval: d("snapshot-interval", REPLICA_DEFAULTS.snapshotInterval),
-    retention: d("retention", REPLICA_DEFAULTS.retention),
-    retentionCheckInterval: d("retention-check-interval", REPLICA_DEFAULTS.retentionCheckInterval),
-    validationInterval: d("validation-interval", REPLICA_DEFAULTS.validationInterval),
-  };
-  if (r.syncInterval <= 0) {
-    throw new ConfigError(v.file, `${key}.sync-interval`, "must be greater than zero");
-  }
-  if (o.age !== undefined) {
-    throw new ConfigError(
-      v.file,
-      `${key}.age`,
-      "age encryption is not supported by this implementation yet",
-    );
-  }
-  return r;
-}
-
-/** Type checks that name the file and key in their errors. */
-class Validator {
-  constructor(readonly file: string, readonly warn: (msg: string) => void) {}
-
-  fail(key: string, want: string, got: unknown): never {
-    throw new ConfigError(this.file, key, `expected ${want}, got ${JSON.stringify(got)}`);
-  }
-  object(x: unknown, key: string): Record<string, unknown> {
-    if (x === null || typeof x !== "object" || Array.isArray(x)) this.fail(key, "a mapping", x);
-    return x as Record<string, unknown>;
-  }
-  list(x: unknown, key: string): unknown[] {
-    if (x === undefined || x === null) return [];
-    if (!Array.isArray(x)) this.fail(key, "a list", x);
-    return x;
-  }
-  string(x: unknown, key: string): string | undefined {
-    if (x === undefined || x === null) return undefined;
-    if (typeof x === "number" || typeof x === "boolean") return String(x);
-    if (typeof x !== "string") this.fail(key, "a string", x);
-    return x;
-  }
-  bool(x: unknown, key: string): boolean | undefined {
-    if (x === undefined || x === null) return undefined;
-    if (typeof x === "boolean") return x;
-    // YAML 1.1 (v0.3.13's parser) also reads these words as booleans; YAML 1.2 keeps them as strings.
-    if (typeof x === "string" && /^(y|yes|on)$/i.test(x)) return true;
-    if (typeof x === "string" && /^(n|no|off)$/i.test(x)) return false;
-    this.fail(key, "true or false", x);
-  }
-  int(x: unknown, key: string): number | undefined {
-    if (x === undefined || x === null) return undefined;
-    if (typeof x !== "number" || !Number.isInteger(x) || x < 0) {
-      this.fail(key, "a non-negative integer", x);
-    }
-    return x;
-  }
-  duration(x: unknown, key: string): number | undefined {
-    if (x === undefined || x === null) return undefined;
-    const ms = parseDuration(x);
-    if (ms === undefined) this.fail(key, "a duration such as 1s, 10m, 24h or 7d", x);
-    return ms;
-  }
-  unknownKeys(o: Record<string, unknown>, known: string[], prefix: string): void {
-    for (const k of Object.keys(o)) {
-      if (!known.includes(k)) this.warn(`${this.file}: unknown key ${prefix}${k} (ignored)`);
-    }
-  }
-}
-
-/** A replica config for a bare URL, with v0.3.13's defaults; the name is the type. */
-export function replicaConfigFromUrl(url: string): ReplicaConfig {
-  const type = url.slice(0, url.indexOf(":")).toLowerCase();
-  if (type !== "file" && type !== "s3") {
-    throw new LitestreamError(
-      `unsupported replica URL scheme ${JSON.stringify(type)}: ${url} (use file:// or s3://)`,
-    );
-  }
-  return { name: type, type, url, skipVerify: false, ...REPLICA_DEFAULTS };
 }
 
 /**

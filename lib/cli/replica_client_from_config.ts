@@ -17,7 +17,7 @@ export function fileUrlPath(url: string): string {
 }
 
 /** Creates the client for a replica config. `file` options set modes of written objects. */
-export async function createReplicaClient(
+export async function replicaClientFromConfig(
   cfg: ReplicaConfig,
   file: FileReplicaOptions = {},
 ): Promise<ReplicaClient> {

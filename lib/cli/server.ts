@@ -15,7 +15,7 @@ import { LitestreamError } from "../errors.ts";
 import { removeIfExists } from "../os/fs.ts";
 import type { Logger } from "../log.ts";
 import { Replica } from "../core/replica.ts";
-import { createReplicaClient } from "./replica_client_from_config.ts";
+import { replicaClientFromConfig } from "./replica_client_from_config.ts";
 import { formatDuration } from "./duration.ts";
 import { validateInProcess } from "../core/validation.ts";
 
@@ -36,7 +36,7 @@ export async function buildManaged(dbs: DbConfig[], log: Logger): Promise<Manage
     const modes = await modesFor(cfg.path);
     const replicas: Replica[] = [];
     for (const r of cfg.replicas) {
-      const client = await createReplicaClient(r, modes);
+      const client = await replicaClientFromConfig(r, modes);
       if (client.type === "file") await checkWritable(client.location, r.name);
       const replica = new Replica(db, client, r, dbLog.with({ replica: r.name }));
       db.replicas.push(replica);

@@ -18,7 +18,7 @@ import { LitestreamError, UsageError } from "../../errors.ts";
 import type { FlagSpec } from "../flags.ts";
 import { Logger } from "../../log.ts";
 import type { ReplicaClient } from "../../replica_client.ts";
-import { createReplicaClient } from "../replica_client_from_config.ts";
+import { replicaClientFromConfig } from "../replica_client_from_config.ts";
 
 /** Flags every config-reading command accepts. */
 export const CONFIG_FLAGS: FlagSpec = { config: "string", "no-expand-env": "boolean" };
@@ -67,7 +67,7 @@ export async function resolveReplicas(
   if (isUrl(arg)) {
     if (values.config) throw new UsageError("cannot specify a replica URL and the -config flag");
     const cfg = replicaConfigFromUrl(arg);
-    return { clients: [{ name: cfg.name, client: await createReplicaClient(cfg) }] };
+    return { clients: [{ name: cfg.name, client: await replicaClientFromConfig(cfg) }] };
   }
   const config = await loadConfigFromFlags(values, log);
   const db = findDb(config, arg);
@@ -79,7 +79,7 @@ export async function resolveReplicas(
     );
   }
   const clients = await Promise.all(
-    replicas.map(async (r) => ({ name: r.name, client: await createReplicaClient(r) })),
+    replicas.map(async (r) => ({ name: r.name, client: await replicaClientFromConfig(r) })),
   );
   return { clients, db, config };
 }

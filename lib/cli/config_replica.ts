@@ -1,0 +1,147 @@
+/**
+ * One replica's configuration (`dbs[].replicas[]`, spec §7.4) and bare replica URLs (spec
+ * §7.5): v0.3.13's keys and defaults, with errors naming the file and the key. A new backend
+ * adds its type and keys here and one branch in `replica_client_from_config.ts`.
+ *
+ * @module
+ */
+
+import { ConfigError, LitestreamError } from "../errors.ts";
+import type { Validator } from "./config_validator.ts";
+
+/** Settings of one replica (`dbs[].replicas[]`). Intervals are in milliseconds. */
+export interface ReplicaConfig {
+  name: string;
+  type: string;
+  /** Directory (file) or key prefix (s3). */
+  path?: string;
+  url?: string;
+  bucket?: string;
+  region?: string;
+  endpoint?: string;
+  forcePathStyle?: boolean;
+  skipVerify: boolean;
+  accessKeyId?: string;
+  secretAccessKey?: string;
+  syncInterval: number;
+  snapshotInterval: number;
+  retention: number;
+  retentionCheckInterval: number;
+  validationInterval: number;
+}
+
+/** Replica defaults (v0.3.13). */
+export const REPLICA_DEFAULTS = {
+  syncInterval: 1000,
+  snapshotInterval: 0,
+  retention: 24 * 3_600_000,
+  retentionCheckInterval: 3_600_000,
+  validationInterval: 0,
+} as const;
+
+const REPLICA_KEYS = [
+  "type",
+  "name",
+  "path",
+  "url",
+  "bucket",
+  "region",
+  "endpoint",
+  "force-path-style",
+  "skip-verify",
+  "access-key-id",
+  "secret-access-key",
+  "sync-interval",
+  "snapshot-interval",
+  "retention",
+  "retention-check-interval",
+  "validation-interval",
+  "age",
+];
+
+/** True when a string looks like a URL (`scheme://`), as v0.3.13 decides. */
+export function isUrl(s: string): boolean {
+  return /^\w+:\/\//.test(s);
+}
+
+/** Parses one `dbs[].replicas[]` entry; `key` names it in errors (e.g. `dbs[0].replicas[1]`). */
+export function parseReplica(
+  v: Validator,
+  raw: unknown,
+  key: string,
+  globalKeys: { accessKeyId?: string; secretAccessKey?: string },
+): ReplicaConfig {
+  const o = v.object(raw, key);
+  v.unknownKeys(o, REPLICA_KEYS, `${key}.`);
+  const url = v.string(o.url, `${key}.url`);
+  const path = v.string(o.path, `${key}.path`);
+  let type = v.string(o.type, `${key}.type`);
+  if (url) {
+    if (!isUrl(url)) {
+      throw new ConfigError(v.file, `${key}.url`, `not a URL: ${JSON.stringify(url)}`);
+    }
+    type = url.slice(0, url.indexOf(":")).toLowerCase();
+  }
+  type ||= "file";
+  if (!["file", "s3"].includes(type)) {
+    const known = ["gcs", "abs", "sftp"].includes(type)
+      ? " (not supported by this implementation yet)"
+      : "";
+    throw new ConfigError(
+      v.file,
+      url ? `${key}.url` : `${key}.type`,
+      `unknown replica type in config: ${JSON.stringify(type)}${known}`,
+    );
+  }
+  if (path && isUrl(path)) {
+    throw new ConfigError(v.file, `${key}.path`, "replica path cannot be a URL; use url:");
+  }
+  if (type === "file") {
+    if (url && path) {
+      throw new ConfigError(v.file, `${key}.path`, "cannot specify url & path for file replica");
+    }
+    if (!url && !path) throw new ConfigError(v.file, `${key}.path`, "file replica path required");
+  }
+  const d = (k: string, def: number) => v.duration(o[k], `${key}.${k}`) ?? def;
+  const r: ReplicaConfig = {
+    name: v.string(o.name, `${key}.name`) || type,
+    type,
+    path,
+    url,
+    bucket: v.string(o.bucket, `${key}.bucket`),
+    region: v.string(o.region, `${key}.region`),
+    endpoint: v.string(o.endpoint, `${key}.endpoint`),
+    forcePathStyle: v.bool(o["force-path-style"], `${key}.force-path-style`),
+    skipVerify: v.bool(o["skip-verify"], `${key}.skip-verify`) ?? false,
+    accessKeyId: v.string(o["access-key-id"], `${key}.access-key-id`) || globalKeys.accessKeyId,
+    secretAccessKey: v.string(o["secret-access-key"], `${key}.secret-access-key`) ||
+      globalKeys.secretAccessKey,
+    syncInterval: d("sync-interval", REPLICA_DEFAULTS.syncInterval),
+    snapshotInterval: d("snapshot-interval", REPLICA_DEFAULTS.snapshotInterval),
+    retention: d("retention", REPLICA_DEFAULTS.retention),
+    retentionCheckInterval: d("retention-check-interval", REPLICA_DEFAULTS.retentionCheckInterval),
+    validationInterval: d("validation-interval", REPLICA_DEFAULTS.validationInterval),
+  };
+  if (r.syncInterval <= 0) {
+    throw new ConfigError(v.file, `${key}.sync-interval`, "must be greater than zero");
+  }
+  if (o.age !== undefined) {
+    throw new ConfigError(
+      v.file,
+      `${key}.age`,
+      "age encryption is not supported by this implementation yet",
+    );
+  }
+  return r;
+}
+
+/** A replica config for a bare URL, with v0.3.13's defaults; the name is the type. */
+export function replicaConfigFromUrl(url: string): ReplicaConfig {
+  const type = url.slice(0, url.indexOf(":")).toLowerCase();
+  if (type !== "file" && type !== "s3") {
+    throw new LitestreamError(
+      `unsupported replica URL scheme ${JSON.stringify(type)}: ${url} (use file:// or s3://)`,
+    );
+  }
+  return { name: type, type, url, skipVerify: false, ...REPLICA_DEFAULTS };
+}
