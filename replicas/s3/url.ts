@@ -1,8 +1,8 @@
 /**
  * S3 replica options, `s3://` URL parsing with v0.3.13's host presets (plus
  * a few newer providers), and config-entry validation. Deliberately free of
- * the AWS SDK, which costs ~30 MB: replicas/s3.ts, which loads it, is
- * imported only when an S3 replica is actually configured.
+ * the AWS SDK, which costs ~30 MB: the rest of replicas/s3/ (see mod.ts),
+ * which loads it, is imported only when an S3 replica is actually configured.
  *
  * @module
  */

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { ListObjectsCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { LitestreamError, NotFoundError } from "../../lib/errors.ts";
 import { newGeneration, type Pos } from "../../lib/names.ts";
-import { S3Error, S3ReplicaClient, type S3Tuning } from "../../replicas/s3/client.ts";
+import { S3Error, S3ReplicaClient, type S3Tuning } from "../../replicas/s3/mod.ts";
 import { cleanS3Path, parseS3Url, s3OptionsFromConfig } from "../../replicas/s3/url.ts";
 import { startFaultProxy } from "../support/fault_proxy.ts";
 import { tempDir, waitFor } from "../support/poll.ts";

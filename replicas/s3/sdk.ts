@@ -1,0 +1,192 @@
+/**
+ * Set-up of the AWS SDK client for one S3 replica: region look-up,
+ * credentials, timeouts and retries, request counting, and the settings that
+ * S3-compatible servers need. Loads the SDK: import only when an S3 replica
+ * is used.
+ *
+ * @module
+ */
+
+import { GetBucketLocationCommand, S3Client, type S3ClientConfig } from "@aws-sdk/client-s3";
+import { createHash } from "node:crypto";
+import { Agent as HttpsAgent } from "node:https";
+import { LitestreamError } from "../../lib/errors.ts";
+import { VERSION } from "../../lib/version.ts";
+import { callS3, type S3Operation } from "./errors.ts";
+import type { S3Options } from "./url.ts";
+
+/** Request and byte counters of one client; read by metrics and tests. */
+export interface S3Counters {
+  /** HTTP requests sent (each retry counts), by operation. */
+  readonly requests: Record<S3Operation, number>;
+  /** Object bytes uploaded (`PUT`) and downloaded (`GET`). */
+  readonly bytes: Record<"GET" | "PUT", number>;
+}
+
+/** Transfer and resilience knobs; the defaults suit production, tests shrink them. */
+export interface S3Tuning {
+  /** Multipart part size in bytes (≥ 5 MiB); bodies up to this size go as one PutObject. Default 8 MiB. */
+  partSize?: number;
+  /** Parts uploaded concurrently; memory use is about (queueSize + 1) × partSize. Default 2. */
+  queueSize?: number;
+  /** Attempts per request (SDK standard retry: exponential backoff with jitter). Default 5. */
+  maxAttempts?: number;
+  /** TCP/TLS connect timeout. Default 10 s. */
+  connectTimeoutMs?: number;
+  /** Inactivity timeout of a request's socket, also while streaming a body. Default 30 s. */
+  idleTimeoutMs?: number;
+  /** Time limit from sending a request to its response headers (uploads included). Default 5 min. */
+  requestTimeoutMs?: number;
+  /** Range-GET resumptions of a download without progress in between. Default 5. */
+  maxResumes?: number;
+}
+
+/** The production values of every `S3Tuning` knob. */
+export const TUNING_DEFAULTS: Required<S3Tuning> = {
+  partSize: 8 * 1024 * 1024,
+  queueSize: 2,
+  maxAttempts: 5,
+  connectTimeoutMs: 10_000,
+  idleTimeoutMs: 30_000,
+  requestTimeoutMs: 300_000,
+  maxResumes: 5,
+};
+
+/** SDK command → counted operation. */
+const COMMAND_OPERATIONS: Record<string, S3Operation> = {
+  GetObjectCommand: "GET",
+  GetBucketLocationCommand: "GET",
+  PutObjectCommand: "PUT",
+  CreateMultipartUploadCommand: "PUT",
+  UploadPartCommand: "PUT",
+  CompleteMultipartUploadCommand: "PUT",
+  ListObjectsCommand: "LIST",
+  DeleteObjectsCommand: "DELETE",
+  AbortMultipartUploadCommand: "DELETE",
+};
+
+/**
+ * The SDK client for the replica at `location` (looking up the bucket's
+ * region when neither a region nor an endpoint is set); every request it
+ * sends is counted in `counters`.
+ */
+export async function createSdkClient(
+  options: S3Options,
+  tuning: Required<S3Tuning>,
+  counters: S3Counters,
+  location: string,
+): Promise<S3Client> {
+  const { region, endpoint, bucket } = options;
+  const create = (region: string) => newClient(options, tuning, counters, region);
+  if (region) return create(region);
+  if (endpoint) return create("us-east-1");
+  const probe = create("us-east-1");
+  try {
+    const out = await callS3(
+      "GET",
+      `s3://${bucket}`,
+      location,
+      () => probe.send(new GetBucketLocationCommand({ Bucket: bucket })),
+    ).catch((err) => {
+      throw new LitestreamError(`${err.message}; set "region" in the replica config`, {
+        cause: err,
+      });
+    });
+    // An empty constraint means us-east-1; "EU" is the legacy name of eu-west-1.
+    const c = out.LocationConstraint ?? "";
+    return create(c === "" ? "us-east-1" : c === "EU" ? "eu-west-1" : c);
+  } finally {
+    probe.destroy();
+  }
+}
+
+function newClient(
+  options: S3Options,
+  t: Required<S3Tuning>,
+  counters: S3Counters,
+  region: string,
+): S3Client {
+  const { endpoint, skipVerify } = options;
+  const config: S3ClientConfig = {
+    region,
+    endpoint: endpoint || undefined,
+    forcePathStyle: options.forcePathStyle ?? !!endpoint,
+    credentials: staticCredentials(options),
+    maxAttempts: t.maxAttempts,
+    retryMode: "standard",
+    // The default user agent reads os.release(), which needs --allow-sys (not granted on Deno Deploy).
+    defaultUserAgentProvider: () => Promise.resolve([["litestream-deno", VERSION]]),
+    requestHandler: {
+      connectionTimeout: t.connectTimeoutMs,
+      socketTimeout: t.idleTimeoutMs,
+      requestTimeout: t.requestTimeoutMs,
+      throwOnRequestTimeout: true,
+      // Deno's fetch cannot skip certificate checks; its node:https can.
+      ...(skipVerify
+        ? { httpsAgent: new HttpsAgent({ keepAlive: true, rejectUnauthorized: false }) }
+        : {}),
+    },
+  };
+  const custom = !!endpoint && !isAwsEndpoint(endpoint);
+  if (custom) {
+    // Most S3-compatible servers reject or mangle the SDK's default CRC
+    // checksums and aws-chunked bodies; send checksums only where the API demands one.
+    config.requestChecksumCalculation = "WHEN_REQUIRED";
+    config.responseChecksumValidation = "WHEN_REQUIRED";
+  }
+  const client = new S3Client(config);
+  client.middlewareStack.add(
+    (next, context) => (args) => {
+      const op = COMMAND_OPERATIONS[context.commandName ?? ""];
+      if (op) counters.requests[op]++;
+      return next(args);
+    },
+    // Below the retry middleware, so every attempt counts.
+    { step: "finalizeRequest", priority: "low", name: "litestreamRequestCounter" },
+  );
+  if (custom) {
+    client.middlewareStack.add(
+      (next, context) => (args) => {
+        if (context.commandName === "DeleteObjectsCommand") useContentMd5(args.request);
+        return next(args);
+      },
+      // "low" runs after the SDK's flexibleChecksumsMiddleware (build step, normal priority).
+      { step: "build", priority: "low", name: "litestreamContentMd5" },
+    );
+  }
+  return client;
+}
+
+/**
+ * Replaces the SDK's CRC32 checksum headers on DeleteObjects with the classic
+ * `Content-MD5` that v0.3.13 (SDK v1) sent: servers that predate flexible
+ * checksums require it, and some reject the `x-amz-checksum-*` headers.
+ */
+function useContentMd5(request: unknown): void {
+  const req = request as { headers?: Record<string, string>; body?: unknown };
+  if (!req.headers || (typeof req.body !== "string" && !(req.body instanceof Uint8Array))) return;
+  for (const name of Object.keys(req.headers)) {
+    if (/^x-amz-(checksum-|sdk-checksum-algorithm$)/i.test(name)) delete req.headers[name];
+  }
+  req.headers["content-md5"] = createHash("md5").update(req.body).digest("base64");
+}
+
+/**
+ * Explicit keys; else `LITESTREAM_*` keys when the `AWS_*` ones are unset (as
+ * v0.3.13's CLI maps them); else `undefined`: the SDK's default chain (env,
+ * profile, container, instance metadata with a 1 s timeout and no retries).
+ */
+function staticCredentials(o: S3Options): S3ClientConfig["credentials"] {
+  if (o.accessKeyId && o.secretAccessKey) {
+    return { accessKeyId: o.accessKeyId, secretAccessKey: o.secretAccessKey };
+  }
+  const env = (name: string) => Deno.env.get(name) || undefined;
+  const id = env("AWS_ACCESS_KEY_ID") ?? env("LITESTREAM_ACCESS_KEY_ID");
+  const secret = env("AWS_SECRET_ACCESS_KEY") ?? env("LITESTREAM_SECRET_ACCESS_KEY");
+  if (!id || !secret) return undefined;
+  return { accessKeyId: id, secretAccessKey: secret, sessionToken: env("AWS_SESSION_TOKEN") };
+}
+
+function isAwsEndpoint(endpoint: string): boolean {
+  return /(^|\.)amazonaws\.com(\.cn)?$/.test(new URL(endpoint).hostname);
+}
