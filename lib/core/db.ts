@@ -153,14 +153,16 @@ export class DB {
   /**
    * Waits, without polling, until the WAL may have changed or the
    * time-based checkpoint falls due: file-system events on the database's
-   * directory, proven by the WAL check (see `waitForDirChange`). Throws when
-   * events are unavailable here.
+   * directory (events naming its files), proven by the WAL check (see
+   * `waitForDirChange`). Throws when events are unavailable here.
    */
-  waitForWalChange(opts: Omit<DirWaitOptions, "maxWaitMs">): Promise<DirWake> {
+  waitForWalChange(opts: Omit<DirWaitOptions, "maxWaitMs" | "file">): Promise<DirWake> {
     const unchanged = () => this.#mutex.run(() => Promise.resolve(this.#walUnchanged()));
     // Returns when the time-based checkpoint falls due, as a tick would have found it.
     const maxWaitMs = this.#checkpointDueIn();
-    return waitForDirChange(dirname(this.walPath), unchanged, { ...opts, maxWaitMs });
+    // Woken by events naming this database's files only: the directory's watch is shared.
+    const file = basename(this.path);
+    return waitForDirChange(dirname(this.walPath), unchanged, { ...opts, maxWaitMs, file });
   }
 
   /** Path of the shadow WAL file for `index` in `generation`. */

@@ -9,7 +9,7 @@
  * @module
  */
 
-import { DirWatcher } from "./inotify.ts";
+import { sharedInotify } from "./inotify.ts";
 
 /** Why {@link waitForDirChange} returned. */
 export type DirWake =
@@ -34,13 +34,20 @@ export interface DirWaitOptions {
    * readable a moment before the kernel queues its event.
    */
   graceMs: number;
+  /**
+   * Only events naming this file or its `-` companions (`-wal`, `-shm`)
+   * wake the wait; without it, any change in the directory does.
+   */
+  file?: string;
   signal: AbortSignal;
 }
 
 /**
  * Waits until something in `dir` (not in its subdirectories) may have
- * changed, as described in the module doc. Throws a LitestreamError when
- * events cannot be had here (not Linux, no `--allow-ffi`, inotify limits):
+ * changed, as described in the module doc. The process's one inotify
+ * instance watches `dir` (shared with every other wait on it). Throws a
+ * LitestreamError when events cannot be had here (not Linux, no
+ * `--allow-ffi`, inotify limits: a `WatchLimitError` when watches ran out):
  * the caller then polls.
  */
 export async function waitForDirChange(
@@ -50,7 +57,7 @@ export async function waitForDirChange(
 ): Promise<DirWake> {
   if (opts.signal.aborted) return "aborted";
   const deadline = performance.now() + (opts.maxWaitMs ?? Infinity);
-  const watcher = new DirWatcher(dir);
+  const watcher = sharedInotify.watch(dir, opts.file);
   const onAbort = () => watcher.wake();
   opts.signal.addEventListener("abort", onAbort, { once: true });
   try {

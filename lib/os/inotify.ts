@@ -1,16 +1,23 @@
 /**
- * Waiting for changes in one directory with Linux inotify, called through
+ * Waiting for changes in directories with Linux inotify, called through
  * libc. Not `Deno.watchFs`: its watcher thread opens and closes every file
  * an event names, and closing any descriptor of a file drops every POSIX
  * lock the process holds on it, SQLite's included (measured with Deno 2.9.6:
  * an application then restarted the WAL under our read transaction).
  * inotify itself opens nothing.
  *
+ * The whole process shares one inotify instance and one reader of it
+ * ({@link sharedInotify}), with one watch per directory however many
+ * waiters it has: a user may hold only 128 instances
+ * (`/proc/sys/fs/inotify/max_user_instances`), and one per database took
+ * them all from the application beside us. The instance opens on the first
+ * watch and closes when the last waiter leaves.
+ *
  * @module
  */
 
 import { LitestreamError } from "../errors.ts";
-import { cString, libc } from "./libc.ts";
+import { cString, errno, type Libc, libc } from "./libc.ts";
 
 const IN_NONBLOCK = 0o4000;
 const IN_CLOEXEC = 0o2000000;
@@ -31,7 +38,20 @@ const IN_CHANGES = 0x2 | // IN_MODIFY
   0x400 | // IN_DELETE_SELF
   0x800 | // IN_MOVE_SELF
   0x01000000; // IN_ONLYDIR
+const IN_Q_OVERFLOW = 0x4000;
+/** The watch is gone: its directory was removed or unmounted (or we removed the watch). */
+const IN_IGNORED = 0x8000;
 const POLLIN = 0x1;
+/** `struct inotify_event` without its name: wd, mask, cookie, len. */
+const EVENT_HEADER = 16;
+const ENOENT = 2;
+const EACCES = 13;
+const ENOTDIR = 20;
+const EMFILE = 24;
+const ENOSPC = 28;
+
+const WATCH_LIMIT = "/proc/sys/fs/inotify/max_user_watches";
+const INSTANCE_LIMIT = "/proc/sys/fs/inotify/max_user_instances";
 
 /** Why inotify cannot be used in this process, or undefined when it can. */
 export function inotifyUnavailable(): string | undefined {
@@ -39,78 +59,276 @@ export function inotifyUnavailable(): string | undefined {
   return typeof lib === "string" ? `file-system events: ${lib}` : undefined;
 }
 
-/** What ended a {@link DirWatcher.wait}. */
+/** What ended a {@link DirWatch.wait}. */
 export type WatchWake = "event" | "timeout" | "woken";
 
 /**
- * An inotify watch on one directory (not its subdirectories). Events are
- * never read: once one has arrived, every later `wait` returns "event" at
- * once, which is all a caller that re-checks on every wake needs.
+ * Thrown by {@link Inotify.watch} when the user's inotify watches have run
+ * out. `first` is true for the first such error in the process, so that the
+ * limit to raise is reported once, not once per database.
  */
-export class DirWatcher {
-  readonly #lib;
-  readonly #inotify: number;
-  readonly #wakeFd: number;
-  /** `struct pollfd[2]`: the inotify descriptor, then the eventfd `wake()` writes to. */
+export class WatchLimitError extends LitestreamError {
+  /** Wraps `message`; `first` as described on the class. */
+  constructor(message: string, readonly first: boolean) {
+    super(message);
+  }
+}
+
+/**
+ * One waiter's view of a watched directory. Events are kept as a flag: once
+ * one concerning this waiter has arrived, every later `wait` returns "event"
+ * at once, which is all a caller that re-checks on every wake needs.
+ */
+export interface DirWatch {
+  /** Waits up to `ms` for a change (at once if one already arrived) or a `wake()`. */
+  wait(ms: number): Promise<WatchWake>;
+  /** Ends the current `wait` (and every later one) with "woken". */
+  wake(): void;
+  /**
+   * Leaves the directory's watch (removed with its last waiter; the instance
+   * is closed with the last watch). Resolves once the reader has seen it.
+   */
+  close(): Promise<void>;
+}
+
+/** Options of {@link Inotify}. */
+export interface InotifyOptions {
+  /** For tests: a lower cap on watched directories than the kernel's; reaching it acts as ENOSPC. */
+  maxWatches?: number;
+}
+
+/** One inotify instance and its reader, shared by every waiter (see the module doc). */
+export class Inotify {
+  #fd = -1;
+  /** An eventfd that ends the reader's `poll`, to let it close the instance. */
+  #wakeFd = -1;
+  /** Waiters by watch descriptor: one watch per directory. */
+  readonly #watches = new Map<number, Set<Waiter>>();
+  #reading = false;
+  /** Resolved after the reader's next turn (see `DirWatch.close`). */
+  #turn: PromiseWithResolvers<void> | undefined;
+  #limitReported = false;
+  /** `struct pollfd[2]`: the inotify descriptor, then the eventfd. */
   readonly #pollFds = new Uint8Array(16);
-  #pending: Promise<number> | undefined;
-  #closed = false;
+  #events: Uint8Array | undefined;
+
+  /** Opens nothing yet: the instance is created by the first `watch`. */
+  constructor(readonly options: InotifyOptions = {}) {}
+
+  /** Whether the inotify instance is open. */
+  get isOpen(): boolean {
+    return this.#fd >= 0;
+  }
+
+  /** How many directories are watched. */
+  get watchedDirs(): number {
+    return this.#watches.size;
+  }
 
   /**
-   * Starts watching `dir`: every change after this returns is seen. Throws a
-   * LitestreamError saying why when inotify cannot be had here.
+   * Starts watching `dir` (not its subdirectories): every change after this
+   * returns is seen. With `file`, only events naming it or its `-wal`, `-shm`
+   * and other `-` companions wake this waiter (events about the directory
+   * itself and queue overflows wake every one). Throws a LitestreamError
+   * saying why when inotify cannot be had here, a {@link WatchLimitError}
+   * when the watches have run out.
    */
-  constructor(readonly dir: string) {
+  watch(dir: string, file?: string): DirWatch {
     const lib = libc();
     if (typeof lib === "string") throw new LitestreamError(inotifyUnavailable()!);
-    this.#lib = lib;
-    this.#inotify = lib.inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-    if (this.#inotify < 0) throw new LitestreamError("inotify_init1 failed (inotify limit?)");
+    if (this.#fd < 0) this.#open(lib);
+    let wd = lib.inotify_add_watch(this.#fd, cString(dir), IN_CHANGES);
+    const failure = wd < 0 ? errno(lib) : 0;
+    if (
+      wd >= 0 && !this.#watches.has(wd) &&
+      this.#watches.size >= (this.options.maxWatches ?? Infinity)
+    ) {
+      lib.inotify_rm_watch(this.#fd, wd);
+      wd = -1;
+    }
+    if (wd < 0) {
+      if (!this.#reading) this.#close(lib);
+      throw this.#watchError(dir, failure || ENOSPC);
+    }
+    let waiters = this.#watches.get(wd);
+    if (!waiters) this.#watches.set(wd, waiters = new Set());
+    const waiter = new Waiter(file, (w) => this.#leave(lib, wd, w));
+    waiters.add(waiter);
+    if (!this.#reading) this.#read(lib);
+    return waiter;
+  }
+
+  #open(lib: Libc): void {
+    this.#fd = lib.inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (this.#fd < 0) {
+      const failure = errno(lib);
+      throw new LitestreamError(
+        failure === EMFILE
+          ? `inotify instances ran out; raise ${INSTANCE_LIMIT}`
+          : `inotify_init1 failed (errno ${failure})`,
+      );
+    }
     this.#wakeFd = lib.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (this.#wakeFd < 0 || lib.inotify_add_watch(this.#inotify, cString(dir), IN_CHANGES) < 0) {
-      this.#closeFds();
-      throw new LitestreamError(`${dir}: cannot watch with inotify (missing, or watch limit)`);
+    if (this.#wakeFd < 0) {
+      this.#close(lib);
+      throw new LitestreamError("eventfd failed");
     }
     const dv = new DataView(this.#pollFds.buffer);
-    dv.setInt32(0, this.#inotify, true);
+    dv.setInt32(0, this.#fd, true);
     dv.setInt16(4, POLLIN, true);
     dv.setInt32(8, this.#wakeFd, true);
     dv.setInt16(12, POLLIN, true);
   }
 
-  /** Waits up to `ms` for a change (at once if one already arrived) or a `wake()`. */
-  async wait(ms: number): Promise<WatchWake> {
-    if (this.#closed) return "woken";
-    const dv = new DataView(this.#pollFds.buffer);
-    dv.setInt16(6, 0, true);
-    dv.setInt16(14, 0, true);
-    this.#pending = this.#lib.poll(this.#pollFds, 2n, Math.min(Math.ceil(ms), 2 ** 31 - 1));
-    const ready = await this.#pending;
-    this.#pending = undefined;
-    if (dv.getInt16(14, true) !== 0) return "woken";
-    // -1 is an interrupted call (EINTR): a wake the caller's re-check makes harmless.
-    return ready === 0 ? "timeout" : "event";
+  #close(lib: Libc): void {
+    if (this.#wakeFd >= 0) lib.close(this.#wakeFd);
+    if (this.#fd >= 0) lib.close(this.#fd);
+    this.#fd = this.#wakeFd = -1;
+    this.#events = undefined;
   }
 
-  /** Ends the current `wait` (and every later one) with "woken". */
-  wake(): void {
-    if (this.#closed) return;
+  #watchError(dir: string, failure: number): LitestreamError {
+    if (failure === ENOSPC) {
+      const first = !this.#limitReported;
+      this.#limitReported = true;
+      return new WatchLimitError(
+        `${dir}: inotify watches ran out; raise ${WATCH_LIMIT} (databases without a watch poll)`,
+        first,
+      );
+    }
+    const why = failure === ENOENT || failure === ENOTDIR
+      ? "missing"
+      : failure === EACCES
+      ? "permission denied"
+      : `errno ${failure}`;
+    return new LitestreamError(`${dir}: cannot watch with inotify (${why})`);
+  }
+
+  /** Removes `waiter`; its directory's watch goes with its last waiter. */
+  #leave(lib: Libc, wd: number, waiter: Waiter): Promise<void> {
+    const waiters = this.#watches.get(wd);
+    if (!waiters?.delete(waiter) || waiters.size > 0) return Promise.resolve();
+    this.#watches.delete(wd);
+    lib.inotify_rm_watch(this.#fd, wd);
+    if (this.#watches.size > 0) return Promise.resolve();
+    this.#turn ??= Promise.withResolvers();
     const one = new Uint8Array(8);
     one[0] = 1;
-    this.#lib.write(this.#wakeFd, one, 8n);
+    lib.write(this.#wakeFd, one, 8n);
+    return this.#turn.promise;
   }
 
-  /** Ends any wait and releases the descriptors (only after the wait's `poll` has returned). */
-  async close(): Promise<void> {
-    if (this.#closed) return;
-    this.wake();
-    await this.#pending;
-    this.#closed = true;
-    this.#closeFds();
+  /** The one reader: waits for events (on a thread of its own) and hands them out, until no watch is left. */
+  async #read(lib: Libc): Promise<void> {
+    this.#reading = true;
+    const dv = new DataView(this.#pollFds.buffer);
+    const counter = new Uint8Array(8);
+    this.#events ??= new Uint8Array(16 * 1024);
+    while (this.#watches.size > 0) {
+      dv.setInt16(6, 0, true);
+      dv.setInt16(14, 0, true);
+      // -1 is an interrupted call (EINTR): the loop simply polls again.
+      await lib.poll(this.#pollFds, 2n, -1);
+      if (dv.getInt16(14, true) !== 0) lib.read(this.#wakeFd, counter, 8n);
+      if (dv.getInt16(6, true) !== 0) {
+        const n = Number(lib.read(this.#fd, this.#events, BigInt(this.#events.length)));
+        if (n > 0) this.#dispatch(this.#events, n);
+      }
+      if (this.#watches.size > 0) this.#endTurn();
+    }
+    this.#close(lib);
+    this.#reading = false;
+    this.#endTurn();
   }
 
-  #closeFds(): void {
-    if (this.#wakeFd >= 0) this.#lib.close(this.#wakeFd);
-    if (this.#inotify >= 0) this.#lib.close(this.#inotify);
+  #endTurn(): void {
+    const turn = this.#turn;
+    this.#turn = undefined;
+    turn?.resolve();
+  }
+
+  /** Wakes the waiters each event in `buf[0, n)` concerns. */
+  #dispatch(buf: Uint8Array, n: number): void {
+    const dv = new DataView(buf.buffer, buf.byteOffset, n);
+    for (let at = 0; at + EVENT_HEADER <= n;) {
+      const wd = dv.getInt32(at, true);
+      const mask = dv.getUint32(at + 4, true);
+      const len = dv.getUint32(at + 12, true);
+      const name = len > 0 ? cName(buf.subarray(at + EVENT_HEADER, at + EVENT_HEADER + len)) : "";
+      at += EVENT_HEADER + len;
+      if (mask & IN_Q_OVERFLOW) {
+        for (const waiters of this.#watches.values()) for (const w of waiters) w.notify();
+        continue;
+      }
+      const waiters = this.#watches.get(wd);
+      if (!waiters) continue; // a watch removed since
+      for (const w of waiters) if (name === "" || w.concerns(name)) w.notify();
+      // The directory is gone: its waiters were told; a later `watch` adds it afresh.
+      if (mask & IN_IGNORED) this.#watches.delete(wd);
+    }
   }
 }
+
+const decoder = new TextDecoder();
+
+/** A NUL-padded C string. */
+function cName(bytes: Uint8Array): string {
+  const end = bytes.indexOf(0);
+  return decoder.decode(end < 0 ? bytes : bytes.subarray(0, end));
+}
+
+/** A {@link DirWatch}: a flag, at most one timer while waiting, and how to leave. */
+class Waiter implements DirWatch {
+  #fired = false;
+  #woken = false;
+  #closed: Promise<void> | undefined;
+  #settle: ((wake: WatchWake) => void) | undefined;
+  readonly #companions: string | undefined;
+
+  constructor(
+    readonly file: string | undefined,
+    readonly leave: (waiter: Waiter) => Promise<void>,
+  ) {
+    this.#companions = file === undefined ? undefined : `${file}-`;
+  }
+
+  /** Whether an event naming `name` concerns this waiter. */
+  concerns(name: string): boolean {
+    return this.file === undefined || name === this.file || name.startsWith(this.#companions!);
+  }
+
+  /** Records an event and ends the current wait with it. */
+  notify(): void {
+    this.#fired = true;
+    this.#settle?.("event");
+  }
+
+  wait(ms: number): Promise<WatchWake> {
+    if (this.#woken || this.#closed) return Promise.resolve("woken");
+    if (this.#fired) return Promise.resolve("event");
+    return new Promise((resolve) => {
+      const timer = setTimeout(
+        () => this.#settle?.("timeout"),
+        Math.min(Math.ceil(ms), 2 ** 31 - 1),
+      );
+      this.#settle = (wake) => {
+        clearTimeout(timer);
+        this.#settle = undefined;
+        resolve(wake);
+      };
+    });
+  }
+
+  wake(): void {
+    this.#woken = true;
+    this.#settle?.("woken");
+  }
+
+  close(): Promise<void> {
+    this.wake();
+    return this.#closed ??= this.leave(this);
+  }
+}
+
+/** The process's inotify instance (see the module doc). */
+export const sharedInotify: Inotify = new Inotify();

@@ -1,7 +1,7 @@
 /**
  * The few libc functions called through FFI on Linux: `stat` for
- * nanosecond mtimes, and inotify with `eventfd` and `poll` for waiting on
- * file changes (see `inotify.ts`). Loaded once, on first use, only on Linux
+ * nanosecond mtimes, and inotify with `eventfd`, `poll` and `read` for
+ * waiting on file changes (see `inotify.ts`). Loaded once, on first use, only on Linux
  * and only when `--allow-ffi` is granted; callers fall back otherwise.
  *
  * @module
@@ -12,11 +12,15 @@ const SYMBOLS = {
   stat: { parameters: ["buffer", "buffer"], result: "i32", optional: true },
   inotify_init1: { parameters: ["i32"], result: "i32" },
   inotify_add_watch: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  inotify_rm_watch: { parameters: ["i32", "i32"], result: "i32" },
   eventfd: { parameters: ["u32", "i32"], result: "i32" },
   // On a thread of its own: it blocks until a descriptor is ready or the timeout passes.
   poll: { parameters: ["buffer", "u64", "i32"], result: "i32", nonblocking: true },
+  read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   close: { parameters: ["i32"], result: "i32" },
+  // The calling thread's errno: read right after a failed call on the same (JS) thread.
+  __errno_location: { parameters: [], result: "pointer" },
 } as const;
 
 /** The loaded library. */
@@ -39,6 +43,12 @@ export function libc(): Libc | string {
     }
   }
   return loaded;
+}
+
+/** errno of the last failed call made on this thread (not valid after a `nonblocking` call). */
+export function errno(lib: Libc): number {
+  const where = lib.__errno_location();
+  return where ? new Deno.UnsafePointerView(where).getInt32() : 0;
 }
 
 const encoder = new TextEncoder();
