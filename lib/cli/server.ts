@@ -8,7 +8,7 @@
 
 import { dirname, join } from "node:path";
 import { sleep } from "../os/async.ts";
-import { inotifyUnavailable } from "../os/inotify.ts";
+import { inotifyUnavailable, WatchLimitError } from "../os/inotify.ts";
 import type { DbConfig } from "./config.ts";
 import { checkDatabaseFile, DB } from "../core/db.ts";
 import { LitestreamError } from "../errors.ts";
@@ -135,6 +135,8 @@ export class Server {
           }
         } catch (err) {
           watch = false;
+          // Out of watches: the limit to raise is named once for the whole process.
+          if (err instanceof WatchLimitError && err.first) db.log.warn(err.message);
           db.log.info("polling every monitor-interval while idle", { reason: err });
         }
       }
