@@ -17,11 +17,7 @@
  */
 
 import { DatabaseSync } from "node:sqlite";
-
-/** Milliseconds since the epoch, sub-millisecond precision, comparable across processes. */
-export function epochMs(): number {
-  return performance.timeOrigin + performance.now();
-}
+import { epochMs, type LoadResult } from "./support/load.ts";
 
 async function main([path, rateArg, secondsArg, rowArg, token]: string[]): Promise<void> {
   const rate = Number(rateArg);
@@ -58,9 +54,14 @@ async function main([path, rateArg, secondsArg, rowArg, token]: string[]): Promi
   }
   const elapsedS = (performance.now() - started) / 1000;
   db.close();
-  console.log(
-    JSON.stringify({ lastId: id, transactions: total, lastCommitEpochMs, elapsedS, maxLagMs }),
-  );
+  const result: LoadResult = {
+    lastId: id,
+    transactions: total,
+    lastCommitEpochMs,
+    elapsedS,
+    maxLagMs,
+  };
+  console.log(JSON.stringify(result));
 }
 
 if (import.meta.main) await main(Deno.args);

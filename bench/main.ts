@@ -3,14 +3,14 @@
  * prints a Markdown report (progress goes to stderr). Without names, every scenario runs; without
  * `--runs`, each scenario runs its own default number of times (`Scenario.defaultRuns`, else 5).
  *
- * Scenarios live in modules that export `scenarios: Scenario[]` (see `support.ts`); add a new
- * module to {@link MODULES} to include it.
+ * Scenarios live in modules that export `scenarios: Scenario[]` (see `support/report.ts`); add
+ * a new module to {@link MODULES} to include it. The machinery they share is in `support/`.
  *
  * @module
  */
 
 import { parseArgs } from "node:util";
-import { formatReport, type Scenario, type ScenarioReport } from "./support.ts";
+import { formatReport, type Scenario, type ScenarioReport } from "./support/report.ts";
 import * as restore from "./restore.ts";
 import * as replicate from "./replicate.ts";
 import * as s3 from "./s3.ts";

@@ -16,27 +16,24 @@
  * @module
  */
 
-import { litestreamV0313 } from "../tests/support/litestream_v0313.ts";
 import { integrityCheck } from "../tests/support/sqlite_cli.ts";
 import { listReplicaObjects, rfc3339Nano } from "../tests/support/fixtures.ts";
+import { removeTree, REPO_ROOT, scratchDir } from "./support/cache.ts";
+import { cpuS, requireGnuTime, type RunStats, sameBytes, timeCommand } from "./support/measure.ts";
 import {
-  BENCH_CACHE,
   type BenchContext,
-  type CachedReplica,
-  cachedV0313Replica,
-  cpuS,
   medianStats,
-  removeTree,
-  type ReplicaRecipe,
-  REPO_ROOT,
-  requireGnuTime,
-  type RunStats,
-  sameBytes,
+  rssTarget,
   type Scenario,
   type ScenarioReport,
   type TargetResult,
-  timeCommand,
-} from "./support.ts";
+} from "./support/report.ts";
+import { type Tool, toolCommand, toolLabel, toolOrder, toolSlug } from "./support/tools.ts";
+import {
+  type CachedReplica,
+  cachedV0313Replica,
+  type ReplicaRecipe,
+} from "./support/v0313_replica.ts";
 
 /** Peak memory allowed for our restore, in MB (10^6 bytes). */
 const MAX_RSS_MB = 150;
@@ -84,7 +81,7 @@ export const scenarios: Scenario[] = [
       restoreScenario(ctx, {
         name: "restore-large",
         recipe: LARGE,
-        targets: (ours, v0313) => [noSlower(ours, v0313), rssTarget(ours)],
+        targets: (ours, v0313) => [noSlower(ours, v0313), oursRss(ours)],
       }),
   },
   {
@@ -96,7 +93,7 @@ export const scenarios: Scenario[] = [
         name: "restore-large-snapshot-only",
         recipe: LARGE,
         snapshotOnly: true,
-        targets: (ours, v0313) => [noSlower(ours, v0313), rssTarget(ours)],
+        targets: (ours, v0313) => [noSlower(ours, v0313), oursRss(ours)],
       }),
   },
   {
@@ -114,16 +111,16 @@ export const scenarios: Scenario[] = [
               v0313.median.wallS.toFixed(3)
             } s, speed-up ${(v0313.median.wallS / ours.median.wallS).toFixed(2)}×`,
           },
-          rssTarget(ours),
+          oursRss(ours),
         ],
       }),
   },
 ];
 
-/** Median and worst run of one tool. */
+/** Medians and every run's peak RSS of one tool. */
 interface ToolSummary {
   median: RunStats;
-  maxRssMB: number;
+  rssMB: number[];
 }
 
 function noSlower(ours: ToolSummary, v0313: ToolSummary): TargetResult {
@@ -136,18 +133,9 @@ function noSlower(ours: ToolSummary, v0313: ToolSummary): TargetResult {
   };
 }
 
-/** Judged on the worst run: the limit is on peak memory, so every run must stay under it. */
-function rssTarget(ours: ToolSummary): TargetResult {
-  return {
-    description: `ours peaks under ${MAX_RSS_MB} MB of memory in every run (peak RSS)`,
-    met: ours.maxRssMB < MAX_RSS_MB,
-    detail: `median ${ours.median.maxRssMB.toFixed(1)} MB, worst run ${
-      ours.maxRssMB.toFixed(1)
-    } MB`,
-  };
+function oursRss(ours: ToolSummary): TargetResult {
+  return rssTarget(ours.rssMB, MAX_RSS_MB);
 }
-
-type Tool = "ours" | "v0.3.13";
 
 interface RestoreScenarioOptions {
   name: string;
@@ -165,34 +153,23 @@ async function restoreScenario(
   const replica = await cachedV0313Replica(recipe, ctx.log);
   const extra = snapshotOnly ? ["-timestamp", await beforeFirstSegment(replica)] : [];
   const expectedBytes = snapshotOnly ? replica.snapshotDbBytes : replica.restoredBytes;
-  const v0313Bin = await litestreamV0313();
-  const scratch = `${BENCH_CACHE}/runs/${name}`;
-  await removeTree(scratch);
-  await Deno.mkdir(scratch, { recursive: true });
-
-  const command = (tool: Tool, out: string): [string, string[]] =>
-    tool === "ours"
-      ? [Deno.execPath(), [
-        "run",
-        "-A",
-        `${REPO_ROOT}/main.ts`,
-        "restore",
-        ...extra,
-        "-o",
-        out,
-        replica.replicaUrl,
-      ]]
-      : [v0313Bin, ["restore", ...extra, "-o", out, replica.replicaUrl]];
+  const scratch = await scratchDir(name);
 
   let serial = 0;
   /** Restores with `tool` into a fresh directory; returns the stats and the output path. */
   const restoreOnce = async (tool: Tool): Promise<{ stats: RunStats; out: string }> => {
-    const dir = `${scratch}/${tool === "ours" ? "ours" : "v0313"}-${serial++}`;
+    const dir = `${scratch}/${toolSlug(tool)}-${serial++}`;
     await Deno.mkdir(dir);
     const out = `${dir}/restored.db`;
     // Flush dirty pages of earlier runs so no run pays for another's writeback.
     await new Deno.Command("sync").output();
-    const [cmd, args] = command(tool, out);
+    const [cmd, args] = await toolCommand(tool, [
+      "restore",
+      ...extra,
+      "-o",
+      out,
+      replica.replicaUrl,
+    ]);
     const stats = await timeCommand(cmd, args, { cwd: REPO_ROOT });
     return { stats, out };
   };
@@ -219,8 +196,7 @@ async function restoreScenario(
 
     const measured: Record<Tool, RunStats[]> = { ours: [], "v0.3.13": [] };
     for (let i = 0; i < ctx.runs; i++) {
-      const order: Tool[] = i % 2 === 0 ? ["ours", "v0.3.13"] : ["v0.3.13", "ours"];
-      for (const tool of order) {
+      for (const tool of toolOrder(i)) {
         const { stats, out } = await restoreOnce(tool);
         if (!(await sameBytes(out, reference.out))) {
           throw new Error(`${tool}'s run ${i + 1} of ${name} differs from v0.3.13's output`);
@@ -241,7 +217,7 @@ async function restoreScenario(
     );
     const summary = (runs: RunStats[]): ToolSummary => ({
       median: medianStats(runs),
-      maxRssMB: Math.max(...runs.map((r) => r.maxRssMB)),
+      rssMB: runs.map((r) => r.maxRssMB),
     });
     const ours = summary(measured.ours);
     const v0313 = summary(measured["v0.3.13"]);
@@ -255,10 +231,11 @@ async function restoreScenario(
       name,
       description: scenarios.find((s) => s.name === name)!.summary,
       facts,
-      rows: [
-        { label: "ours (Deno)", stats: ours.median, maxRssMB: ours.maxRssMB },
-        { label: "v0.3.13", stats: v0313.median, maxRssMB: v0313.maxRssMB },
-      ],
+      rows: ([["ours", ours], ["v0.3.13", v0313]] as const).map(([tool, t]) => ({
+        label: toolLabel(tool),
+        stats: t.median,
+        maxRssMB: Math.max(...t.rssMB),
+      })),
       checks,
       targets: targets(ours, v0313),
     };

@@ -15,22 +15,14 @@
  * @module
  */
 
-import {
-  DEFAULT_RUNS,
-  IDLE_SECONDS,
-  idleScenario,
-  LOAD,
-  snapshotScenario,
-  type TargetFactory,
-  writeLoadScenario,
-} from "./replicate.ts";
-import {
-  s3ReplicaLister,
-  type Scenario,
-  snapshotUploadedAt,
-  startS3rverProcess,
-} from "./support.ts";
-import { waitFor } from "../tests/support/poll.ts";
+import { IDLE_SECONDS, idleScenario } from "./replicate_idle.ts";
+import { snapshotScenario } from "./replicate_snapshot.ts";
+import { LOAD, writeLoadScenario } from "./replicate_write_load.ts";
+import { s3ReplicaLister, waitWhileReplicating } from "./support/replica_watch.ts";
+import type { Scenario } from "./support/report.ts";
+import { snapshotUploadedAt, startS3rverProcess } from "./support/s3rver.ts";
+import { DEFAULT_RUNS, type TargetFactory } from "./support/targets.ts";
+import { toolSlug } from "./support/tools.ts";
 
 /** Peak memory allowed for our replicator while it uploads the 1 GB snapshot, in MB. */
 const SNAPSHOT_RSS_MB = 150;
@@ -42,7 +34,7 @@ function s3Targets(pollMs: number): TargetFactory {
     pollMs,
     async setup(tool) {
       const srv = await startS3rverProcess();
-      const path = `bench-${tool === "ours" ? "ours" : "v0313"}`;
+      const path = `bench-${toolSlug(tool)}`;
       const target = srv.target(path);
       return {
         target,
@@ -51,19 +43,13 @@ function s3Targets(pollMs: number): TargetFactory {
         // s3rver lists an object while its data still streams in; the server's answer to the
         // request completing the upload (single PUT or CompleteMultipartUpload) marks the end.
         waitForSnapshot: (proc, timeoutMs) =>
-          waitFor(
+          waitWhileReplicating(
             "the first snapshot upload to complete",
-            async () => {
-              if (proc.exited) throw new Error(`replicator exited; log:\n${await proc.log()}`);
-              return snapshotUploadedAt(srv.requests(), path);
-            },
+            proc,
+            () => Promise.resolve(snapshotUploadedAt(srv.requests(), path)),
             timeoutMs,
             pollMs,
-          ).catch(async (err) => {
-            throw new Error(`${(err as Error).message}; log:\n${(await proc.log()).slice(-3000)}`, {
-              cause: err,
-            });
-          }),
+          ),
         cleanup: () => srv.stop(),
       };
     },

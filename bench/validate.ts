@@ -14,28 +14,23 @@
  * @module
  */
 
+import { BENCH_CACHE, createDatabase, removeTree, REPO_ROOT } from "./support/cache.ts";
+import { CatchUpWatcher } from "./support/catch_up.ts";
+import { runLoadWriter } from "./support/load.ts";
+import { requireGnuTime, type RunStats, timeCommand } from "./support/measure.ts";
 import {
-  BENCH_CACHE,
-  type BenchContext,
-  CatchUpWatcher,
-  createDatabase,
   fileReplicaLister,
   isSegmentName,
   isSnapshotName,
+  waitForSnapshot,
+} from "./support/replica_watch.ts";
+import {
+  type BenchContext,
   medianRange,
-  removeTree,
-  replicateConfig,
-  REPO_ROOT,
-  requireGnuTime,
-  runLoadWriter,
-  type RunStats,
   type Scenario,
   type ScenarioReport,
-  startReplicator,
-  stopReplicator,
-  timeCommand,
-  waitForSnapshot,
-} from "./support.ts";
+} from "./support/report.ts";
+import { replicateConfig, startReplicator, stopReplicator } from "./support/tools.ts";
 
 const KEY = "validate-200mb-v1";
 const DB_BYTES = 200e6;

@@ -1,0 +1,130 @@
+/**
+ * The two implementations compared (ours and the real Litestream v0.3.13): how to run a
+ * `litestream` subcommand with either, the order runs alternate in, and the replicator both
+ * tools run from the same YAML config under GNU time.
+ *
+ * @module
+ */
+
+import { litestreamV0313, REPO_ROOT } from "../../tests/support/litestream_v0313.ts";
+import { type MeasuredProcess, type RunStats, startMeasured } from "./measure.ts";
+
+/** The two implementations compared. */
+export type Tool = "ours" | "v0.3.13";
+
+/** Ours first; scenarios alternate the order from run to run. */
+export const TOOLS: readonly Tool[] = ["ours", "v0.3.13"];
+
+/** Run `i` (0-based) goes ours → v0.3.13 when `i` is even, the other way round when odd. */
+export function toolOrder(i: number): Tool[] {
+  return i % 2 === 0 ? ["ours", "v0.3.13"] : ["v0.3.13", "ours"];
+}
+
+/** The label of a tool in tables. */
+export function toolLabel(tool: Tool): string {
+  return tool === "ours" ? "ours (Deno)" : "v0.3.13";
+}
+
+/** The tool's name in file and directory names (`ours`, `v0313`). */
+export function toolSlug(tool: Tool): string {
+  return tool === "ours" ? "ours" : "v0313";
+}
+
+/** `[command, args]` running `litestream SUBCOMMAND ARGS...` with `tool`. */
+export async function toolCommand(tool: Tool, args: string[]): Promise<[string, string[]]> {
+  return tool === "ours"
+    ? [Deno.execPath(), ["run", "-A", `${REPO_ROOT}/main.ts`, ...args]]
+    : [await litestreamV0313(), args];
+}
+
+/** Environment of every replicator: no colours, no config or AWS settings from the caller. */
+const TOOL_ENV = {
+  NO_COLOR: "1",
+  LITESTREAM_CONFIG: "",
+  AWS_ACCESS_KEY_ID: "",
+  AWS_SECRET_ACCESS_KEY: "",
+  LITESTREAM_ACCESS_KEY_ID: "",
+  LITESTREAM_SECRET_ACCESS_KEY: "",
+};
+
+/** Logged by v0.3.13 when SIGTERM catches its shutdown sync about to checkpoint (harmless). */
+const KNOWN_SHUTDOWN_ERROR = "release read lock: context canceled";
+
+/**
+ * True when a replicator's exit is a success: code 0, or v0.3.13's exit 1 when SIGTERM caught
+ * its shutdown sync about to checkpoint (after the replica was up to date).
+ */
+export function cleanReplicatorExit(code: number, log: string): boolean {
+  return code === 0 || (code === 1 && log.includes(KNOWN_SHUTDOWN_ERROR));
+}
+
+/**
+ * Starts `litestream replicate -config CONFIG` with `tool` under GNU time, logging to
+ * `CONFIG.log`.
+ */
+export async function startReplicator(tool: Tool, configPath: string): Promise<MeasuredProcess> {
+  const [cmd, args] = await toolCommand(tool, ["replicate", "-config", configPath]);
+  return startMeasured(cmd, args, { logPath: `${configPath}.log`, cwd: REPO_ROOT, env: TOOL_ENV });
+}
+
+/**
+ * Stops a replicator and returns its statistics. A failure other than the accepted one of
+ * {@link cleanReplicatorExit} throws with the log.
+ */
+export async function stopReplicator(p: MeasuredProcess): Promise<RunStats> {
+  const { stats, code } = await p.stop();
+  if (!cleanReplicatorExit(code, await p.log())) {
+    throw new Error(`replicator exited with code ${code}; log:\n${(await p.log()).slice(-4000)}`);
+  }
+  return stats;
+}
+
+/** Stops a process if a run failed half-way, keeping the original error. */
+export async function killQuietly(p: MeasuredProcess | undefined): Promise<void> {
+  if (p && !p.exited) await p.kill().catch(() => {});
+}
+
+/** Where a replicator writes: a directory, or a prefix in an S3 bucket. */
+export type ReplicaTarget =
+  | { type: "file"; path: string }
+  | {
+    type: "s3";
+    endpoint: string;
+    bucket: string;
+    path: string;
+    accessKeyId: string;
+    secretAccessKey: string;
+  };
+
+/**
+ * The YAML config both tools read: one database, one replica. Settings not given keep their
+ * defaults (v0.3.13's: monitor and sync every 1 s, checkpoints at 1,000 pages / every 1 min).
+ */
+export function replicateConfig(
+  dbPath: string,
+  replica: ReplicaTarget,
+  settings: { db?: Record<string, string | number>; replica?: Record<string, string | number> } =
+    {},
+): string {
+  const lines = ["dbs:", `  - path: ${dbPath}`];
+  for (const [k, v] of Object.entries(settings.db ?? {})) lines.push(`    ${k}: ${v}`);
+  lines.push("    replicas:");
+  const keys: Record<string, string | number> = replica.type === "file"
+    ? { type: "file", path: replica.path }
+    : {
+      type: "s3",
+      bucket: replica.bucket,
+      path: replica.path,
+      endpoint: replica.endpoint,
+      region: "us-east-1",
+      "force-path-style": "true",
+      "access-key-id": replica.accessKeyId,
+      "secret-access-key": replica.secretAccessKey,
+    };
+  let first = true;
+  for (const [k, v] of Object.entries({ ...keys, ...settings.replica })) {
+    lines.push(`${first ? "      - " : "        "}${k}: ${v}`);
+    first = false;
+  }
+  return lines.join("\n") + "\n";
+}
