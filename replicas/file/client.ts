@@ -7,7 +7,7 @@
  */
 
 import { join } from "node:path";
-import { NotFoundError } from "../../lib/errors.ts";
+import { LitestreamError, NotFoundError } from "../../lib/errors.ts";
 import { readDirOrEmpty, removeIfExists, writeStream } from "../../lib/os/fs.ts";
 import {
   isGeneration,
@@ -54,7 +54,7 @@ export class FileReplicaClient implements ReplicaClient {
 
   #generationDir(generation: string): string {
     if (!isGeneration(generation)) {
-      throw new RangeError(`invalid generation name ${JSON.stringify(generation)}`);
+      throw new LitestreamError(`invalid generation name: ${generation}`);
     }
     return join(this.root, "generations", generation);
   }
