@@ -1,64 +1,31 @@
 /**
  * The S3 replica client against real S3 emulators (s3rver always, moto when
- * installed), with faults injected by a loopback proxy; plus URL parsing.
+ * installed): the `ReplicaClient` contract shared with every backend, then
+ * what is S3's own (key prefixes, paging, multipart, request counts, faults
+ * injected by a loopback proxy, errors); plus URL parsing.
  */
 
 import assert from "node:assert/strict";
 import { ListObjectsCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
-import { LitestreamError, NotFoundError } from "../../lib/errors.ts";
-import { newGeneration, type Pos } from "../../lib/names.ts";
+import { LitestreamError } from "../../lib/errors.ts";
+import { newGeneration } from "../../lib/names.ts";
 import { S3Error, S3ReplicaClient, type S3Tuning } from "../../replicas/s3/mod.ts";
 import { cleanS3Path, parseS3Url, s3OptionsFromConfig } from "../../replicas/s3/url.ts";
-import { startFaultProxy } from "../support/fault_proxy.ts";
+import { type ContractBackend, replicaClientContract } from "../../replicas/contract.ts";
+import {
+  bytesOf,
+  chunked,
+  rejectsWith,
+  streamOf,
+  textOf,
+  throwsWith,
+} from "../../replicas/test_streams.ts";
+import { type FaultProxy, startFaultProxy } from "../support/fault_proxy.ts";
 import { tempDir, waitFor } from "../support/poll.ts";
 import { startMoto, startS3rver, type TestS3Server } from "../support/s3_server.ts";
 import { payload } from "../support/wal_source.ts";
 
 // ---- helpers ----
-
-type ErrorClass<E extends Error> = new (...args: never[]) => E;
-
-/** Awaits `fn`'s rejection, checks class and message fragment, and returns the error. */
-async function rejectsWith<E extends Error>(
-  fn: () => Promise<unknown>,
-  cls: ErrorClass<E>,
-  includes = "",
-): Promise<E> {
-  const err = await fn().then(() => undefined, (e) => e);
-  assert.ok(err instanceof cls, `expected ${cls.name}, got ${err}`);
-  assert.ok(err.message.includes(includes), `"${err.message}" lacks "${includes}"`);
-  return err;
-}
-
-/** Like `rejectsWith` for a synchronous throw. */
-function throwsWith(fn: () => unknown, cls: ErrorClass<Error>, includes = ""): void {
-  assert.throws(fn, (e) => e instanceof cls && e.message.includes(includes));
-}
-
-const encoder = new TextEncoder();
-
-function streamOf(...chunks: (string | Uint8Array)[]): ReadableStream<Uint8Array> {
-  return ReadableStream.from(chunks.map((c) => typeof c === "string" ? encoder.encode(c) : c));
-}
-
-async function bytesOf(stream: ReadableStream<Uint8Array>): Promise<Uint8Array> {
-  return new Uint8Array(await new Response(stream).arrayBuffer());
-}
-
-async function textOf(stream: ReadableStream<Uint8Array>): Promise<string> {
-  return await new Response(stream).text();
-}
-
-/** A stream of `data` in 64 KiB chunks, produced on demand. */
-function chunked(data: Uint8Array): ReadableStream<Uint8Array> {
-  let off = 0;
-  return new ReadableStream({
-    pull(ctrl) {
-      if (off >= data.length) return ctrl.close();
-      ctrl.enqueue(data.slice(off, off += 64 * 1024));
-    },
-  });
-}
 
 /** Runs `fn` over `items` with at most `limit` in flight. */
 async function pool<T>(items: T[], limit: number, fn: (item: T) => Promise<unknown>) {
@@ -138,11 +105,40 @@ class Ctx {
   }
 }
 
-// ---- the contract, per server ----
+// ---- the contract and S3's own steps, per server ----
 
-async function contract(t: Deno.TestContext, srv: TestS3Server) {
+/** The contract's backend: clients under `contract/` on `srv`, through `proxy` (to break reads). */
+function s3Backend(ctx: Ctx, proxy: FaultProxy): ContractBackend<S3ReplicaClient> {
+  const { bucket } = ctx.srv;
+  const prefix = (c: S3ReplicaClient) => c.location.slice(`s3://${bucket}/`.length) + "/";
+  const broken = { before: 0, times: 0 };
+  return {
+    client: (name) => ctx.client(`contract/${name}`, { endpoint: proxy.endpoint }),
+    keys: async (c) =>
+      (await rawKeys(ctx.raw, bucket, prefix(c))).map((k) => k.slice(prefix(c).length)),
+    putRaw: async (c, key, Body) => {
+      await ctx.raw.send(new PutObjectCommand({ Bucket: bucket, Key: prefix(c) + key, Body }));
+    },
+    ranges: {
+      breakReads: (times, afterBodyBytes) => {
+        Object.assign(broken, { before: proxy.stats.faults, times });
+        proxy.setRules({ fault: { kind: "cut", afterBodyBytes }, method: "GET", times });
+      },
+      check: (c, size) => {
+        assert.deepEqual(proxy.stats.faults - broken.before, broken.times);
+        assert.deepEqual(c.counters.requests.GET, 1 + broken.times, "a GET, then range GETs");
+        assert.deepEqual(c.counters.bytes.GET, size);
+      },
+    },
+  };
+}
+
+async function onServer(t: Deno.TestContext, srv: TestS3Server) {
   const ctx = new Ctx(srv);
+  await using proxy = startFaultProxy(srv.endpoint);
   try {
+    await replicaClientContract(t, s3Backend(ctx, proxy));
+
     await t.step(
       "keys follow the v0.3.13 layout (leading slash stripped, empty path)",
       async () => {
@@ -169,90 +165,6 @@ async function contract(t: Deno.TestContext, srv: TestS3Server) {
         }
       },
     );
-
-    await t.step("write, list, read and delete snapshots and segments", async () => {
-      const c = ctx.client("crud/db");
-      const gen = newGeneration();
-      const before = Date.now() - 5_000; // S3 timestamps have second precision.
-      for (const index of [2, 0, 10]) {
-        const info = await c.writeSnapshot(gen, index, streamOf(`snapshot ${index}`, "!"));
-        assert.deepEqual([info.generation, info.index, info.size], [
-          gen,
-          index,
-          `snapshot ${index}!`.length,
-        ]);
-      }
-      const positions: Pos[] = [[1, 0], [0, 4152], [0, 0], [1, 32]].map(([index, offset]) => ({
-        generation: gen,
-        index,
-        offset,
-      }));
-      for (const pos of positions) {
-        const info = await c.writeWalSegment(pos, streamOf(`wal ${pos.index}/${pos.offset}`));
-        assert.deepEqual(info.size, `wal ${pos.index}/${pos.offset}`.length);
-      }
-      const snaps = await c.snapshots(gen);
-      assert.deepEqual(snaps.map((s) => [s.index, s.size]), [[0, 11], [2, 11], [10, 12]]);
-      assert.ok(
-        snaps.every((s) =>
-          s.createdAt.getTime() > before && s.createdAt.getTime() < Date.now() + 5_000
-        ),
-      );
-      const segs = await c.walSegments(gen);
-      assert.deepEqual(segs.map((s) => [s.index, s.offset]), [[0, 0], [0, 4152], [1, 0], [1, 32]]);
-      assert.deepEqual(await textOf(await c.readSnapshot(gen, 2)), "snapshot 2!");
-      assert.deepEqual(await textOf(await c.readWalSegment(positions[1])), "wal 0/4152");
-
-      await c.deleteSnapshot(gen, 2);
-      await c.deleteSnapshot(gen, 2); // Missing: not an error.
-      assert.deepEqual((await c.snapshots(gen)).map((s) => s.index), [0, 10]);
-      await c.deleteWalSegments(positions.slice(0, 2));
-      assert.deepEqual((await c.walSegments(gen)).map((s) => [s.index, s.offset]), [[0, 0], [
-        1,
-        32,
-      ]]);
-      await c.deleteGeneration(gen);
-      assert.deepEqual(await rawKeys(ctx.raw, srv.bucket, "crud/"), []);
-    });
-
-    await t.step("foreign names are ignored, missing generations list as empty", async () => {
-      const c = ctx.client("foreign");
-      const gen = newGeneration();
-      await c.writeSnapshot(gen, 1, streamOf("s"));
-      await c.writeWalSegment({ generation: gen, index: 1, offset: 0 }, streamOf("w"));
-      const foreign = [
-        "foreign/generations/0123456789ABCDEF/snapshots/00000001.snapshot.lz4",
-        "foreign/generations/0123456789abcde/snapshots/00000001.snapshot.lz4",
-        "foreign/generations/notes.txt",
-        `foreign/generations/${gen}/snapshots/0000000A.snapshot.lz4`,
-        `foreign/generations/${gen}/snapshots/000000001.snapshot.lz4`,
-        `foreign/generations/${gen}/snapshots/00000001.snapshot.lz4.tmp`,
-        `foreign/generations/${gen}/wal/00000001_00000000.wal`,
-        `foreign/generations/${gen}/wal/nested/00000002_00000000.wal.lz4`,
-        `foreign/generations/${gen}x/wal/00000002_00000000.wal.lz4`,
-      ];
-      for (const Key of foreign) {
-        await ctx.raw.send(new PutObjectCommand({ Bucket: srv.bucket, Key, Body: "x" }));
-      }
-      assert.deepEqual(await c.generations(), [gen]);
-      assert.deepEqual((await c.snapshots(gen)).map((s) => s.index), [1]);
-      assert.deepEqual((await c.walSegments(gen)).map((s) => [s.index, s.offset]), [[1, 0]]);
-
-      const missing = newGeneration();
-      assert.deepEqual(await c.snapshots(missing), []);
-      assert.deepEqual(await c.walSegments(missing), []);
-      await rejectsWith(() => c.readSnapshot(missing, 0), NotFoundError, "object not found");
-      await rejectsWith(
-        () => c.readWalSegment({ generation: gen, index: 9, offset: 0 }),
-        NotFoundError,
-        `s3://${srv.bucket}/foreign/generations/${gen}/wal/00000009_00000000.wal.lz4`,
-      );
-      await c.deleteGeneration(missing);
-      throwsWith(
-        () => c.describe("snapshot", { generation: "../x", index: 0, offset: 0 }),
-        LitestreamError,
-      );
-    });
 
     await t.step("listing and deleting more than 1000 objects pages through", async () => {
       const c = ctx.client("many");
@@ -308,19 +220,6 @@ async function contract(t: Deno.TestContext, srv: TestS3Server) {
       }
     });
 
-    await t.step("a download that breaks mid-body resumes with a range GET", async () => {
-      await using proxy = startFaultProxy(srv.endpoint);
-      const c = ctx.client("resume", { endpoint: proxy.endpoint });
-      const gen = newGeneration();
-      const data = payload(7, 300_000);
-      await c.writeSnapshot(gen, 0, streamOf(data));
-      proxy.setRules({ fault: { kind: "cut", afterBodyBytes: 100_000 }, method: "GET", times: 2 });
-      assert.deepEqual(await bytesOf(await c.readSnapshot(gen, 0)), data);
-      assert.deepEqual(proxy.stats.faults, 2);
-      assert.deepEqual(c.counters.requests.GET, 3, "one GET and two range GETs");
-      assert.deepEqual(c.counters.bytes.GET, data.length);
-    });
-
     await t.step(
       "operations succeed through 5xx answers, dropped and stalled connections",
       async () => {
@@ -374,7 +273,7 @@ async function contract(t: Deno.TestContext, srv: TestS3Server) {
 
 Deno.test("S3 client contract on s3rver", async (t) => {
   await using srv = await startS3rver();
-  await contract(t, srv);
+  await onServer(t, srv);
 
   await t.step("wrong credentials fail quickly with a clear error", async () => {
     const ctx = new Ctx(srv);
@@ -429,7 +328,7 @@ Deno.test("S3 client contract on moto", async (t) => {
     return;
   }
   await using _ = srv;
-  await contract(t, srv);
+  await onServer(t, srv);
 });
 
 Deno.test("no credentials at all: a fast error saying what to set", async () => {
