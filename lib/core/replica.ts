@@ -7,7 +7,7 @@
  * @module
  */
 
-import { backoff, Mutex, sleep } from "../os/async.ts";
+import { Mutex, sleep } from "../os/async.ts";
 import type { DB, PositionHolder } from "./db.ts";
 import { LitestreamError } from "../errors.ts";
 import type { Logger } from "../log.ts";
@@ -17,6 +17,7 @@ import { comparePos, formatPos, type Pos } from "../names.ts";
 import type { ReplicaClient, SnapshotInfo } from "../replica_client.ts";
 import { readWalRange } from "./shadow_wal.ts";
 import { encodeRecord, recordName } from "./checksum_record.ts";
+import { StoreHealth } from "./store_health.ts";
 
 /** Replica timing settings (milliseconds). */
 export interface ReplicaSettings {
@@ -53,12 +54,16 @@ export class Replica implements PositionHolder {
   #pos: Pos | undefined;
   readonly #mutex = new Mutex();
 
-  /** Creates a replica of `db` stored through `client`. */
+  /**
+   * Creates a replica of `db` stored through `client`. `health` paces retries
+   * while the store fails; replicas of one store share it (see `StoreHealth`).
+   */
   constructor(
     readonly db: DB,
     readonly client: ReplicaClient,
     readonly settings: ReplicaSettings,
     readonly log: Logger,
+    readonly health: StoreHealth = new StoreHealth(),
   ) {}
 
   /** The name from the config (`file`, `s3`, …). */
@@ -311,17 +316,24 @@ export class Replica implements PositionHolder {
       if (signal.aborted) return;
       seen = this.db.changed.version;
       const started = performance.now();
+      const uploads = this.stats.segments + this.stats.snapshots;
       try {
         await this.sync();
+        // Only a sync that reached the store says it works (one with nothing to upload did not).
+        if (failures > 0 || this.stats.segments + this.stats.snapshots > uploads) {
+          this.health.succeeded();
+        }
         failures = 0;
       } catch (err) {
         this.stats.syncErrors++;
-        const wait = backoff(failures++, Math.min(this.settings.syncInterval, 1000), 30_000);
+        this.health.failed();
         this.log.error("replica sync failed", {
           error: err,
-          retry: `${(wait / 1000).toFixed(1)}s`,
+          failures: ++failures,
+          retry: "at the next probe of the store (every 4.5–5 s)",
         });
-        await sleep(wait, signal);
+        // Not sooner on new commits, nor on a timer of this replica's own: see StoreHealth.
+        await this.health.wait(this.settings.syncInterval, signal);
         continue;
       }
       // At a fixed rate, as v0.3.13's ticker: a sleep after each upload would drift against the

@@ -61,9 +61,3 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
     signal?.addEventListener("abort", done, { once: true });
   });
 }
-
-/** Exponential backoff with full jitter: a random wait in [base, min(max, base·2^attempt)]. */
-export function backoff(attempt: number, baseMs = 1000, maxMs = 60_000): number {
-  const ceiling = Math.min(maxMs, baseMs * 2 ** Math.min(attempt, 30));
-  return baseMs + Math.random() * Math.max(0, ceiling - baseMs);
-}
