@@ -15,6 +15,7 @@ import { LitestreamError } from "../errors.ts";
 import { removeIfExists } from "../os/fs.ts";
 import type { Logger } from "../log.ts";
 import { Replica } from "../core/replica.ts";
+import { StoreHealthRegistry } from "../core/store_health.ts";
 import { replicaClientFromConfig } from "./replica_client_from_config.ts";
 import { formatDuration } from "./duration.ts";
 import { validateInProcess } from "../core/validation.ts";
@@ -29,6 +30,7 @@ export interface Managed {
 /** Builds the monitors and replicas for `dbs`, checking what can be checked before starting. */
 export async function buildManaged(dbs: DbConfig[], log: Logger): Promise<Managed[]> {
   const out: Managed[] = [];
+  const stores = new StoreHealthRegistry(); // replicas of one store share its retry pacing
   for (const cfg of dbs) {
     await checkDatabaseFile(cfg.path); // bad paths fail at start-up, naming the file
     const dbLog = log.with({ db: cfg.path });
@@ -38,7 +40,8 @@ export async function buildManaged(dbs: DbConfig[], log: Logger): Promise<Manage
     for (const r of cfg.replicas) {
       const client = await replicaClientFromConfig(r, modes);
       if (client.type === "file") await checkWritable(client.location, r.name);
-      const replica = new Replica(db, client, r, dbLog.with({ replica: r.name }));
+      const replicaLog = dbLog.with({ replica: r.name });
+      const replica = new Replica(db, client, r, replicaLog, stores.for(client.location));
       db.replicas.push(replica);
       replicas.push(replica);
       dbLog.info("replicating to", {
@@ -124,6 +127,7 @@ export class Server {
         try {
           const woke = await db.waitForWalChange({
             recheckMs: IDLE_RECHECK_TICKS * monitorInterval,
+            probeMs: monitorInterval,
             graceMs: EVENT_GRACE_MS,
             signal,
           });
