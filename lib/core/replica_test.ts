@@ -1,0 +1,144 @@
+/**
+ * The replica loop against the in-memory client with injected faults: a
+ * real SQLite database (written by the sqlite3 CLI) monitored by `DB`, and
+ * a `Replica` running its loops. Each test asserts the eventual outcome (the
+ * replica reaches the database's position and restores to the same bytes),
+ * never how long the retries took. Each injects one failure: a failed sync
+ * waits for the store's next probe (`StoreHealth`, about 5 s), which is most
+ * of each test's time.
+ */
+
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { DB } from "./db.ts";
+import { Replica } from "./replica.ts";
+import { Logger } from "../log.ts";
+import { formatPos } from "../names.ts";
+import { findRestorePlan, restoreDatabase } from "../restore/restore.ts";
+import { sha256Of } from "../validate/position.ts";
+import { MemoryReplicaClient } from "../../replicas/memory/mod.ts";
+import { tempDir, waitFor } from "../../tests/support/poll.ts";
+import { sqlite } from "../../tests/support/sqlite_cli.ts";
+
+/** A database in a scratch directory, its monitor, and replica loops on one memory client. */
+async function start() {
+  const dir = await tempDir();
+  const path = join(dir.path, "db.sqlite");
+  await sqlite(path, "PRAGMA journal_mode=WAL; CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB);");
+  const lines: string[] = [];
+  const log = new Logger({ level: "error", write: (line) => lines.push(line) });
+  const db = new DB({
+    path,
+    checkpointInterval: 60_000,
+    minCheckpointPageCount: 1000,
+    maxCheckpointPageCount: 10_000,
+    truncatePageCount: 500_000,
+  }, log);
+  const client = new MemoryReplicaClient("replica-test");
+  let abort = new AbortController();
+  let running: Promise<void> = Promise.resolve();
+  const h = {
+    db,
+    client,
+    replica: undefined as unknown as Replica,
+    /** Error lines logged so far. */
+    lines,
+    /** Stops the running replica, if any, and starts a new one on the same client (a restart). */
+    async replicate() {
+      abort.abort();
+      await running;
+      abort = new AbortController();
+      db.replicas.splice(0);
+      h.replica = new Replica(db, client, {
+        name: "memory",
+        syncInterval: 10,
+        snapshotInterval: 0,
+        retention: 0,
+        retentionCheckInterval: 0,
+      }, log);
+      db.replicas.push(h.replica);
+      running = h.replica.run(abort.signal);
+    },
+    /** Commits `rows` rows of 2 KB in one transaction and lets the monitor copy them. */
+    async write(rows: number) {
+      const values = `SELECT randomblob(2000) FROM generate_series(1, ${rows})`;
+      await sqlite(path, `INSERT INTO t (v) ${values};`);
+      await db.sync();
+    },
+    /** Waits until the replica holds everything the shadow WAL holds. */
+    async caughtUp() {
+      await waitFor("the replica to reach the database's position", () => {
+        const pos = db.pos();
+        return pos !== undefined && formatPos(h.replica.pos()) === formatPos(pos);
+      });
+    },
+    /** Checks that a restore of the latest state has the database's bytes at its position. */
+    async restoresExactly() {
+      const { checksum, pos } = await db.checksum();
+      assert.equal(formatPos(h.replica.pos()), formatPos(pos));
+      const { plan } = await findRestorePlan([client], {});
+      const restored = await sha256Of((write) => restoreDatabase(client, plan, { output: write }));
+      assert.equal(restored, checksum);
+    },
+    async [Symbol.asyncDispose]() {
+      abort.abort();
+      await running;
+      await db.close();
+      await dir[Symbol.asyncDispose]();
+    },
+  };
+  return h;
+}
+
+Deno.test("replica loop: a failed WAL segment upload is retried and every frame arrives", async () => {
+  await using h = await start();
+  await h.write(10);
+  await h.replicate();
+  await h.caughtUp();
+  const uploads = h.client.faults.calls.writeWalSegment;
+  h.client.faults.fail("writeWalSegment");
+  await h.write(20);
+  await h.write(5);
+  await h.caughtUp();
+  assert.equal(h.replica.stats.syncErrors, 1);
+  assert.ok(h.client.faults.calls.writeWalSegment >= uploads + 2);
+  assert.ok(
+    h.lines.some((l) => l.includes("injected writeWalSegment failure")),
+    h.lines.join("\n"),
+  );
+  await h.restoresExactly();
+});
+
+Deno.test("replica loop: a failed snapshot upload is retried", async () => {
+  await using h = await start();
+  await h.write(10);
+  h.client.faults.fail("writeSnapshot");
+  await h.replicate();
+  await h.caughtUp();
+  const gen = h.db.generation!;
+  await waitFor("a snapshot", async () => (await h.client.snapshots(gen)).length === 1);
+  assert.deepEqual(h.client.faults.calls.writeSnapshot, 2);
+  assert.ok(h.lines.some((l) => l.includes("injected writeSnapshot failure")), h.lines.join("\n"));
+  await h.write(3);
+  await h.caughtUp();
+  await h.restoresExactly();
+});
+
+Deno.test("replica loop: a truncated read of the replica's end on restart is retried", async () => {
+  await using h = await start();
+  await h.write(10);
+  await h.replicate();
+  await h.write(10);
+  await h.caughtUp();
+  // A restarted replica reads its last segment to learn where it ends: cut that read short.
+  const reads = h.client.faults.calls.readWalSegment;
+  h.client.faults.truncate("readWalSegment", 10);
+  await h.write(20);
+  await h.replicate();
+  await h.caughtUp();
+  assert.ok(h.client.faults.calls.readWalSegment >= reads + 2, "the cut read was read again");
+  assert.equal(h.replica.stats.syncErrors, 1);
+  await h.write(5);
+  await h.caughtUp();
+  await h.restoresExactly();
+});
