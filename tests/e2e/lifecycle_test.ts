@@ -1,4 +1,3 @@
-import { runLitestream } from "../support/cli.ts";
 /**
  * A replica's life over time, on a file replica and an S3 replica (s3rver), concurrently:
  * periodic snapshots (`snapshot-interval`), the snapshot schedule across a restart (aligned to
@@ -13,10 +12,24 @@ import { runLitestream } from "../support/cli.ts";
  * tolerances (never the speed of anything).
  */
 
+import { runLitestream } from "../support/cli.ts";
 import assert from "node:assert/strict";
 import { tempDir, waitFor } from "../support/poll.ts";
-import { createWriterTable, integrityCheck, sqlite, Writer } from "../support/sqlite_cli.ts";
-import { startS3rver, type TestS3Server } from "../support/s3_server.ts";
+import {
+  createWriterTable,
+  integrityCheck,
+  sqlite,
+  stopping,
+  Writer,
+} from "../support/sqlite_cli.ts";
+import {
+  credentialsEnv,
+  replicaClient,
+  replicaUrl,
+  startS3rver,
+  type TestS3Server,
+} from "../support/s3_server.ts";
+import { configYaml, s3ReplicaKeys, type YamlKeys } from "../support/config_yaml.ts";
 import { startFaultProxy } from "../support/fault_proxy.ts";
 import {
   type CliResult,
@@ -24,8 +37,8 @@ import {
   newGenerations,
   type ReplicateProcess,
   startReplicate,
+  stopOk,
 } from "../support/replicate_process.ts";
-import { S3ReplicaClient } from "../../replicas/s3/client.ts";
 import { FileReplicaClient } from "../../replicas/file/client.ts";
 import type { SnapshotInfo } from "../../lib/replica_client.ts";
 
@@ -35,8 +48,8 @@ import type { SnapshotInfo } from "../../lib/replica_client.ts";
 /** Where a case's replica lives, and how to reach it from the test and from the CLI. */
 interface Backend {
   name: "file" | "s3";
-  /** YAML lines (indented as a `replicas:` list item) for this replica. */
-  replicaYaml(extra: Record<string, string | number>): string;
+  /** Keys of this replica's config entry, with `extra` added. */
+  replicaKeys(extra: YamlKeys): YamlKeys;
   /** Replica URL for `restore`. */
   url: string;
   /** Environment for URL-form commands (S3 credentials). */
@@ -64,7 +77,7 @@ function fileBackend(dir: string): Backend {
   const client = new FileReplicaClient(root);
   return {
     name: "file",
-    replicaYaml: (extra) => yamlItem({ type: "file", path: root, ...extra }),
+    replicaKeys: (extra) => ({ type: "file", path: root, ...extra }),
     url: `file://${root}`,
     env: {},
     client,
@@ -98,34 +111,12 @@ function fileBackend(dir: string): Backend {
 let seq = 0;
 function s3Backend(srv: TestS3Server): Backend {
   const path = `lifecycle-${++seq}-${crypto.randomUUID().slice(0, 8)}/db`;
-  const client = new S3ReplicaClient({
-    bucket: srv.bucket,
-    path,
-    endpoint: srv.endpoint,
-    region: "us-east-1",
-    forcePathStyle: true,
-    accessKeyId: srv.accessKeyId,
-    secretAccessKey: srv.secretAccessKey,
-  });
+  const client = replicaClient(srv, path);
   return {
     name: "s3",
-    replicaYaml: (extra) =>
-      yamlItem({
-        type: "s3",
-        bucket: srv.bucket,
-        path,
-        endpoint: srv.endpoint,
-        region: "us-east-1",
-        "force-path-style": "true",
-        "access-key-id": srv.accessKeyId,
-        "secret-access-key": srv.secretAccessKey,
-        ...extra,
-      }),
-    url: `s3://${srv.bucket}.localhost:${new URL(srv.endpoint).port}/${path}`,
-    env: {
-      LITESTREAM_ACCESS_KEY_ID: srv.accessKeyId,
-      LITESTREAM_SECRET_ACCESS_KEY: srv.secretAccessKey,
-    },
+    replicaKeys: (extra) => s3ReplicaKeys({ srv, path, extra }),
+    url: replicaUrl(srv, path),
+    env: credentialsEnv(srv),
     client,
     blocker() {
       // Uploads through a proxy that answers every PUT with 500.
@@ -142,11 +133,6 @@ function s3Backend(srv: TestS3Server): Backend {
     },
     close: () => client.close(),
   };
-}
-
-function yamlItem(keys: Record<string, string | number>): string {
-  return Object.entries(keys).map(([k, v], i) => `${i === 0 ? "      - " : "        "}${k}: ${v}\n`)
-    .join("");
 }
 
 const NO_SANITIZERS = { sanitizeOps: false, sanitizeResources: false, sanitizeExit: false };
@@ -180,14 +166,6 @@ async function onEachBackend(
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-/** Fast database settings: 100 ms monitor, checkpoints every ~20 pages so WAL indexes advance. */
-const FAST_DB = {
-  "monitor-interval": "100ms",
-  "checkpoint-interval": "1s",
-  "min-checkpoint-page-count": 20,
-  "max-checkpoint-page-count": 200,
-};
-
 /** Writes a config for `db` with the backend's replica and starts our replicate. */
 async function start(
   dir: string,
@@ -196,23 +174,12 @@ async function start(
   replica: Record<string, string | number>,
   dbExtra: Record<string, string | number> = {},
 ): Promise<ReplicateProcess> {
-  let y = `logging:\n  level: debug\ndbs:\n  - path: ${db}\n`;
-  for (const [k, v] of Object.entries({ ...FAST_DB, ...dbExtra })) y += `    ${k}: ${v}\n`;
-  y += `    replicas:\n${b.replicaYaml({ "sync-interval": "100ms", ...replica })}`;
   const cfg = `${dir}/litestream.yml`;
-  await Deno.writeTextFile(cfg, y);
+  await Deno.writeTextFile(
+    cfg,
+    configYaml([{ path: db, replicas: [b.replicaKeys(replica)], extra: dbExtra }]),
+  );
   return startReplicate(["-config", cfg], { logPath: `${dir}/replicate.log` });
-}
-
-/** Stops replicate with SIGTERM and asserts it exited 0. */
-async function stopOk(rep: ReplicateProcess): Promise<void> {
-  const { status } = await rep.stop();
-  assert.equal(status.code, 0, `replicate exit code ${status.code}; log:\n${await rep.log()}`);
-}
-
-/** Stops a writer at scope end (also on failure), ignoring a second stop's error. */
-function stopping(w: Writer): AsyncDisposable {
-  return { [Symbol.asyncDispose]: () => w.stop().then(() => {}, () => {}) };
 }
 
 /** Every snapshot of every generation. */
@@ -221,8 +188,10 @@ async function allSnapshots(b: Backend): Promise<SnapshotInfo[]> {
   return (await Promise.all(gens.map((g) => b.client.snapshots(g)))).flat();
 }
 
-/** Our CLI with the backend's environment; SIGKILLed after `timeoutMs` (code 137). */
-/** Runs our CLI with `env` (URL-form commands take S3 credentials from the environment). */
+/**
+ * Runs our CLI with `env` (URL-form commands take S3 credentials from the environment);
+ * SIGKILLed after `timeoutMs` (code 137).
+ */
 function ours(args: string[], env: Record<string, string>, timeoutMs = 20_000): Promise<CliResult> {
   return runLitestream(args, { env, timeoutMs });
 }

@@ -1,4 +1,3 @@
-import { type CliResult, describeResult, runLitestream } from "../support/cli.ts";
 /**
  * The listing commands (`generations`, `snapshots`, `wal`, `databases`) and the top level
  * (`version`, unknown command, usage) as a user runs them: `deno run main.ts ...` in a
@@ -6,28 +5,11 @@ import { type CliResult, describeResult, runLitestream } from "../support/cli.ts
  * Tables are compared whole against v0.3.13's layout (Go tabwriter, padding 2).
  */
 
+import { type CliResult, describeResult, runLitestream } from "../support/cli.ts";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { tempDir } from "../support/poll.ts";
-import { buildReplica, type BuiltReplica, copyReplica } from "../support/replica_builder.ts";
-
-const G1 = "0101010101010101";
-const G2 = "0202020202020202";
-
-/**
- * G1: snapshot 0 at 00:00:10, wal 0/0 and 0/4152 at 00:00:20 and 00:00:30.
- * G2: snapshot 0 at 00:00:40, wal 0/{0,4152,8272} at 00:00:50..00:01:10, snapshot 1 at 00:01:20,
- *     wal 1/{0,4152,8272} at 00:01:30..00:01:50 (all on 2024-01-01, UTC).
- */
-function build(dir: string): Promise<BuiltReplica> {
-  return buildReplica({
-    dir,
-    generations: [
-      { name: G1, indexes: [2] },
-      { name: G2, indexes: [3, 3], snapshotsAt: [0, 1] },
-    ],
-  });
-}
+import { buildTwoGenerations, copyReplica, G1, G2 } from "../support/replica_builder.ts";
 
 /** Go's text/tabwriter with minwidth 0, tabwidth 8, padding 2, padchar ' ', flags 0. */
 function tabwriter(rows: string[][]): string {
@@ -50,7 +32,7 @@ const at = (hms: string) => `2024-01-01T${hms}Z`;
 
 Deno.test("listing CLI against a URL replica", async (t) => {
   await using dir = await tempDir("listing-cli-");
-  const r = await build(join(dir.path, "build"));
+  const r = await buildTwoGenerations(join(dir.path, "build"));
   const size = (gen: string, kind: "snapshot" | "wal", index: number, offset = 0) =>
     String(
       r.objects.find((o) =>
@@ -199,7 +181,7 @@ Deno.test("listing CLI against a URL replica", async (t) => {
 
 Deno.test("listing CLI in config mode and databases", async (t) => {
   await using dir = await tempDir("listing-cli-config-");
-  const r = await build(join(dir.path, "build"));
+  const r = await buildTwoGenerations(join(dir.path, "build"));
   const old = join(dir.path, "replica-old");
   await copyReplica(r.root, old);
   await Deno.remove(join(old, "generations", G2), { recursive: true });

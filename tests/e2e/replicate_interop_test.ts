@@ -15,7 +15,12 @@
 import assert from "node:assert/strict";
 import { tempDir, waitFor } from "../support/poll.ts";
 import { listReplicaObjects, type ReplicaObject, rfc3339Nano } from "../support/fixtures.ts";
-import { startV0313Replicate, v0313Restore } from "../support/litestream_v0313.ts";
+import {
+  restoreWithV0313,
+  startV0313Replicate,
+  v0313Restore,
+} from "../support/litestream_v0313.ts";
+import { hex8 } from "../../lib/names.ts";
 import { createWriterTable, integrityCheck, sqlite, Writer } from "../support/sqlite_cli.ts";
 import {
   describeResult,
@@ -492,16 +497,6 @@ function restoreCases(objects: ReplicaObject[]): Case[] {
   return cases.filter((c) => !seen.has(c.flags.join(" ")) && seen.add(c.flags.join(" ")));
 }
 
-/** v0.3.13's restore into `<dir>/out.db`; asserts success and integrity; returns the path. */
-async function restoreWithV0313(dir: string, flags: string[], url: string): Promise<string> {
-  await Deno.mkdir(dir, { recursive: true });
-  const out = `${dir}/out.db`;
-  const res = await v0313Restore(["-o", out, ...flags, url]);
-  assert.equal(res.code, 0, `v0.3.13 restore ${flags.join(" ")} failed: ${res.stderr}`);
-  assert.equal(await integrityCheck(out), "ok", `v0.3.13's restore ${flags.join(" ")} is corrupt`);
-  return out;
-}
-
 /** Our restore into `<dir>/out.db`; asserts success and that only `out.db` is left. */
 async function restoreWithOurs(dir: string, flags: string[], url: string): Promise<string> {
   await Deno.mkdir(dir, { recursive: true });
@@ -532,8 +527,4 @@ function describeMismatch(ours: Uint8Array, theirs: Uint8Array): string | undefi
     (i < n
       ? `first difference at byte ${i} (page ${Math.floor(i / 4096) + 1})`
       : "common prefix equal");
-}
-
-function hex8(n: number): string {
-  return n.toString(16).padStart(8, "0");
 }

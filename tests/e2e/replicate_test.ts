@@ -11,8 +11,16 @@
 
 import assert from "node:assert/strict";
 import { tempDir, waitFor } from "../support/poll.ts";
-import { createWriterTable, integrityCheck, sqlite, Writer } from "../support/sqlite_cli.ts";
+import {
+  createWriterTable,
+  integrityCheck,
+  sqlite,
+  stopping,
+  Writer,
+} from "../support/sqlite_cli.ts";
 import { listReplicaObjects } from "../support/fixtures.ts";
+import { configYaml, type DbYaml } from "../support/config_yaml.ts";
+import { fileHash } from "../support/hash.ts";
 import {
   describeResult,
   newGenerations,
@@ -21,62 +29,18 @@ import {
   runLitestream,
   SqliteShell,
   startReplicate,
+  stopOk,
   waitForRestore,
 } from "../support/replicate_process.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-/** Fast settings for a database entry (monitor 100 ms, checkpoints every ~20 pages). */
-const FAST_DB: Record<string, string | number> = {
-  "monitor-interval": "100ms",
-  "checkpoint-interval": "1s",
-  "min-checkpoint-page-count": 20,
-  "max-checkpoint-page-count": 200,
-};
-
-interface ReplicaSpec {
-  path: string;
-  name?: string;
-  extra?: Record<string, string | number>;
-}
-
-interface DbSpec {
-  path: string;
-  replicas: ReplicaSpec[];
-  extra?: Record<string, string | number>;
-}
-
-/** A config file's YAML: debug logging (checkpoint lines), fast intervals unless overridden. */
-function configYaml(dbs: DbSpec[]): string {
-  let y = "logging:\n  level: debug\ndbs:\n";
-  for (const db of dbs) {
-    y += `  - path: ${db.path}\n`;
-    for (const [k, v] of Object.entries({ ...FAST_DB, ...db.extra })) y += `    ${k}: ${v}\n`;
-    y += `    replicas:\n`;
-    for (const r of db.replicas) {
-      y += `      - path: ${r.path}\n`;
-      if (r.name) y += `        name: ${r.name}\n`;
-      for (const [k, v] of Object.entries({ "sync-interval": "100ms", ...r.extra })) {
-        y += `        ${k}: ${v}\n`;
-      }
-    }
-  }
-  return y;
-}
-
 /** Writes `dbs` as `<dir>/litestream.yml` and starts replicate with it; log in `<dir>/replicate.log`. */
-async function startWithConfig(dir: string, dbs: DbSpec[]): Promise<ReplicateProcess> {
+async function startWithConfig(dir: string, dbs: DbYaml[]): Promise<ReplicateProcess> {
   const cfg = `${dir}/litestream.yml`;
   await Deno.writeTextFile(cfg, configYaml(dbs));
   return startReplicate(["-config", cfg], { logPath: `${dir}/replicate.log` });
-}
-
-/** Stops replicate with SIGTERM and asserts it exited 0. */
-async function stopOk(rep: ReplicateProcess): Promise<number> {
-  const { status, ms } = await rep.stop();
-  assert.equal(status.code, 0, `replicate exit code ${status.code}; log:\n${await rep.log()}`);
-  return ms;
 }
 
 /** `file://` URL of an absolute directory. */
@@ -100,18 +64,7 @@ function contentHash(db: string, query: string): Promise<string> {
   return sqlite(db, `SELECT hex(sha3_query('${query.replaceAll("'", "''")}'));`);
 }
 
-/** SHA-256 of a file's bytes, hex. */
-async function fileHash(path: string): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", await Deno.readFile(path));
-  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
 const exists = (p: string) => Deno.stat(p).then(() => true, () => false);
-
-/** Stops a writer when the scope ends (also on failure), ignoring errors of a second stop. */
-function stopping(writer: Writer): AsyncDisposable {
-  return { [Symbol.asyncDispose]: () => writer.stop().then(() => {}, () => {}) };
-}
 
 /** Pages (1-based) that differ between two database files of equal page size. */
 function differingPages(a: Uint8Array, b: Uint8Array, pageSize: number): number[] {

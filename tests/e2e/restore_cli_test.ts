@@ -1,10 +1,3 @@
-import {
-  type CliOptions,
-  type CliResult,
-  describeResult,
-  MAIN_TS,
-  runLitestream,
-} from "../support/cli.ts";
 /**
  * `litestream restore` as a user runs it: `deno run main.ts restore ...` in a subprocess,
  * against file replicas built from a real database (tests/support/replica_builder.ts). Checks
@@ -12,42 +5,30 @@ import {
  * oracle) and that a failed restore leaves nothing in the output directory.
  */
 
+import {
+  type CliOptions,
+  type CliResult,
+  describeResult,
+  MAIN_TS,
+  runLitestream,
+} from "../support/cli.ts";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { tempDir } from "../support/poll.ts";
 import {
-  buildReplica,
+  buildTwoGenerations,
   type BuiltObject,
   type BuiltReplica,
   copyReplica,
   equalBytes,
+  G1,
+  G2,
   listDir,
   segmentPath,
   snapshotPath,
   writeObject,
 } from "../support/replica_builder.ts";
 import { integrityCheck, maxId } from "../support/sqlite_cli.ts";
-
-const G1 = "0101010101010101";
-const G2 = "0202020202020202";
-
-/**
- * The replica every case reads (mtimes at 10 s steps from 2024-01-01T00:00:00Z):
- *
- *   00:00:10 G1 snapshot 0        00:00:20 G1 wal 0/0 (id 1)     00:00:30 G1 wal 0/4152 (id 2)
- *   00:00:40 G2 snapshot 0        00:00:50 G2 wal 0/0 (id 3)     00:01:00 G2 wal 0/4152 (id 4)
- *   00:01:10 G2 wal 0/8272 (id 5) 00:01:20 G2 snapshot 1 (id 5)  00:01:30 G2 wal 1/0 (id 6)
- *   00:01:40 G2 wal 1/4152 (id 7) 00:01:50 G2 wal 1/8272 (id 8)
- */
-function build(dir: string): Promise<BuiltReplica> {
-  return buildReplica({
-    dir,
-    generations: [
-      { name: G1, indexes: [2] },
-      { name: G2, indexes: [3, 3], snapshotsAt: [0, 1] },
-    ],
-  });
-}
 
 /** The object of `gen` at (kind, index, offset). */
 function obj(
@@ -104,7 +85,7 @@ async function assertDb(file: string, want: BuiltObject | Uint8Array, lastId?: n
 
 Deno.test("restore CLI: targets, outputs, options and config mode", async (t) => {
   await using dir = await tempDir("restore-cli-");
-  const r = await build(join(dir.path, "build"));
+  const r = await buildTwoGenerations(join(dir.path, "build"));
   let n = 0;
   /** A fresh, empty output directory per case. */
   const outDir = async () => {
@@ -373,7 +354,7 @@ Deno.test("restore CLI: targets, outputs, options and config mode", async (t) =>
 
 Deno.test("restore CLI: bad inputs fail with one line and leave nothing behind", async (t) => {
   await using dir = await tempDir("restore-cli-bad-");
-  const r = await build(join(dir.path, "build"));
+  const r = await buildTwoGenerations(join(dir.path, "build"));
   let n = 0;
 
   /** A damaged copy of the replica. */
@@ -556,7 +537,7 @@ Deno.test("restore CLI: bad inputs fail with one line and leave nothing behind",
 
 Deno.test("restore CLI: Deno permissions", async (t) => {
   await using dir = await tempDir("restore-cli-perm-");
-  const r = await build(join(dir.path, "build"));
+  const r = await buildTwoGenerations(join(dir.path, "build"));
 
   await t.step("writing a file without --allow-write names the missing flag", async () => {
     const d = join(dir.path, "out");

@@ -13,7 +13,8 @@ import {
   rfc3339Nano,
   type V0313FileReplica,
 } from "../support/fixtures.ts";
-import { REPO_ROOT, v0313Restore } from "../support/litestream_v0313.ts";
+import { REPO_ROOT, restoreWithV0313, v0313Restore } from "../support/litestream_v0313.ts";
+import { hex8 } from "../../lib/names.ts";
 import { integrityCheck } from "../support/sqlite_cli.ts";
 
 /** One restore to run with both tools. */
@@ -144,25 +145,6 @@ function distinctNeighbours(
     if (objs[j + 1].mtimeNs > objs[j].mtimeNs + 1n) return [objs[j], objs[j + 1]];
   }
   return undefined;
-}
-
-function hex8(n: number): string {
-  return n.toString(16).padStart(8, "0");
-}
-
-/** Runs v0.3.13's restore into `<dir>/out.db`, asserts success, returns the output path. */
-async function restoreWithV0313(dir: string, flags: string[], url: string): Promise<string> {
-  await Deno.mkdir(dir, { recursive: true });
-  const out = `${dir}/out.db`;
-  const res = await v0313Restore(["-o", out, ...flags, url]);
-  assert.equal(
-    res.code,
-    0,
-    `v0.3.13 restore ${flags.join(" ")} failed (the case itself is wrong): ${res.stderr}`,
-  );
-  // Sanity of the reference, so a mismatch below is about our output.
-  assert.equal(await integrityCheck(out), "ok", `v0.3.13's own restore is corrupt`);
-  return out;
 }
 
 /**

@@ -1,4 +1,3 @@
-import { runCommand, runLitestream } from "../support/cli.ts";
 /**
  * `litestream replicate` to S3, end to end: our replicate runs as a subprocess against local
  * S3 servers (s3rver in-process, always; moto when `moto_server` is installed — every case
@@ -14,78 +13,50 @@ import { runCommand, runLitestream } from "../support/cli.ts";
  * Waiting is always polling with a deadline (never a bare sleep).
  */
 
+import { runCommand, runLitestream } from "../support/cli.ts";
 import assert from "node:assert/strict";
 import { PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { tempDir, waitFor } from "../support/poll.ts";
-import { createWriterTable, integrityCheck, sqlite, Writer } from "../support/sqlite_cli.ts";
-import { startMoto, startS3rver, type TestS3Server } from "../support/s3_server.ts";
+import {
+  createWriterTable,
+  integrityCheck,
+  sqlite,
+  stopping,
+  Writer,
+} from "../support/sqlite_cli.ts";
+import {
+  credentialsEnv,
+  replicaClient,
+  replicaUrl,
+  startMoto,
+  startS3rver,
+  type TestS3Server,
+} from "../support/s3_server.ts";
 import { startFaultProxy } from "../support/fault_proxy.ts";
+import {
+  configYaml,
+  s3ReplicaKeys,
+  type S3ReplicaSpec,
+  type YamlKeys,
+} from "../support/config_yaml.ts";
+import { fileHash } from "../support/hash.ts";
+import { freePort } from "../support/net.ts";
 import { litestreamV0313, startV0313Replicate } from "../support/litestream_v0313.ts";
 import {
   type CliResult,
   describeResult,
   type ReplicateProcess,
   startReplicate,
+  stopOk,
 } from "../support/replicate_process.ts";
-import { S3ReplicaClient } from "../../replicas/s3/client.ts";
+import type { S3ReplicaClient } from "../../replicas/s3/client.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-/** Fast database settings: 100 ms monitor, checkpoints every ~20 pages so WAL indexes advance. */
-const FAST_DB: Record<string, string | number> = {
-  "monitor-interval": "100ms",
-  "checkpoint-interval": "1s",
-  "min-checkpoint-page-count": 20,
-  "max-checkpoint-page-count": 200,
-};
-
-/** One S3 replica of a config file: where, and extra keys. */
-interface S3ReplicaSpec {
-  srv: TestS3Server;
-  /** Key prefix inside the bucket. */
-  path: string;
-  /** Endpoint to use instead of the server's (a fault proxy). */
-  endpoint?: string;
-  bucket?: string;
-  accessKeyId?: string;
-  secretAccessKey?: string;
-  extra?: Record<string, string | number>;
-}
-
-/** YAML of a config with one database and one S3 replica (explicit endpoint and keys). */
-function configYaml(
-  db: string,
-  r: S3ReplicaSpec,
-  dbExtra: Record<string, string | number> = {},
-  global = "",
-): string {
-  let y = `${global}logging:\n  level: debug\ndbs:\n  - path: ${db}\n`;
-  for (const [k, v] of Object.entries({ ...FAST_DB, ...dbExtra })) y += `    ${k}: ${v}\n`;
-  y += `    replicas:\n      - type: s3\n`;
-  const keys = {
-    bucket: r.bucket ?? r.srv.bucket,
-    path: r.path,
-    endpoint: r.endpoint ?? r.srv.endpoint,
-    region: "us-east-1",
-    "force-path-style": "true",
-    "access-key-id": r.accessKeyId ?? r.srv.accessKeyId,
-    "secret-access-key": r.secretAccessKey ?? r.srv.secretAccessKey,
-    "sync-interval": "100ms",
-    ...r.extra,
-  };
-  for (const [k, v] of Object.entries(keys)) y += `        ${k}: ${v}\n`;
-  return y;
-}
-
-/** The v0.3.13 URL form of a replica on a local server: `s3://<bucket>.localhost:<port>/<path>`. */
-function s3Url(srv: TestS3Server, path: string, bucket = srv.bucket): string {
-  return `s3://${bucket}.localhost:${new URL(srv.endpoint).port}/${path}`;
-}
-
-/** Environment giving URL-form commands the server's credentials. */
-function credEnv(srv: TestS3Server, id = srv.accessKeyId, secret = srv.secretAccessKey) {
-  return { LITESTREAM_ACCESS_KEY_ID: id, LITESTREAM_SECRET_ACCESS_KEY: secret };
+/** YAML of a config with one database (`extra` over the fast settings) and one S3 replica. */
+function s3Config(db: string, r: S3ReplicaSpec, extra: YamlKeys = {}, head = ""): string {
+  return configYaml([{ path: db, replicas: [s3ReplicaKeys(r)], extra }], head);
 }
 
 /** Our CLI (`deno run -A main.ts ...`) with extra environment. */
@@ -131,25 +102,6 @@ function tableHash(db: string): Promise<string> {
   return sqlite(db, `SELECT hex(sha3_query('SELECT id, v FROM t ORDER BY id'));`);
 }
 
-/** SHA-256 of a file's bytes, hex. */
-async function fileHash(path: string): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", await Deno.readFile(path));
-  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-/** A client on a replica prefix, for polling listings from the test. */
-function clientFor(srv: TestS3Server, path: string): S3ReplicaClient {
-  return new S3ReplicaClient({
-    bucket: srv.bucket,
-    path,
-    endpoint: srv.endpoint,
-    region: "us-east-1",
-    forcePathStyle: true,
-    accessKeyId: srv.accessKeyId,
-    secretAccessKey: srv.secretAccessKey,
-  });
-}
-
 /** Everything a replica prefix holds: generations, snapshots, segments. */
 async function listing(c: S3ReplicaClient) {
   const generations = await c.generations();
@@ -172,17 +124,6 @@ async function waitForIndexes(c: S3ReplicaClient, indexes: number, timeoutMs = 2
   );
 }
 
-/** Stops replicate with SIGTERM and asserts it exited 0. */
-async function stopOk(rep: ReplicateProcess): Promise<void> {
-  const { status } = await rep.stop();
-  assert.equal(status.code, 0, `replicate exit code ${status.code}; log:\n${await rep.log()}`);
-}
-
-/** Stops a writer at scope end (also on failure), ignoring a second stop's error. */
-function stopping(w: Writer): AsyncDisposable {
-  return { [Symbol.asyncDispose]: () => w.stop().then(() => {}, () => {}) };
-}
-
 /** Writes the config and starts our replicate; log beside it. */
 async function startOurs(
   dir: string,
@@ -192,14 +133,6 @@ async function startOurs(
   const cfg = `${dir}/${name}.yml`;
   await Deno.writeTextFile(cfg, yaml);
   return startReplicate(["-config", cfg], { logPath: `${dir}/${name}.log` });
-}
-
-/** A loopback port that was free a moment ago (for the metrics server). */
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = l.addr as Deno.NetAddr;
-  l.close();
-  return port;
 }
 
 /** `litestream_replica_operation_total` by operation, from our replicate's metrics endpoint. */
@@ -260,11 +193,11 @@ Deno.test({
       const db = `${dir.path}/db.sqlite`;
       const path = prefix("roundtrip", srv);
       await createWriterTable(db);
-      const yaml = configYaml(db, { srv, path });
+      const yaml = s3Config(db, { srv, path });
       await using rep = await startOurs(dir.path, yaml);
       const writer = await Writer.start(db, { pauseMs: 10 });
       await using _w = stopping(writer);
-      const c = clientFor(srv, path);
+      const c = replicaClient(srv, path);
       try {
         await waitForIndexes(c, 3);
         await waitFor("200 rows written", () => writer.lastId >= 200);
@@ -272,9 +205,9 @@ Deno.test({
         await stopOk(rep);
 
         // Our restore, from the URL (localhost preset + env credentials) and from the config.
-        const env = credEnv(srv);
+        const env = credentialsEnv(srv);
         const fromUrl = `${dir.path}/from-url.db`;
-        assertOk(await ours(["restore", "-o", fromUrl, s3Url(srv, path)], env), "restore URL");
+        assertOk(await ours(["restore", "-o", fromUrl, replicaUrl(srv, path)], env), "restore URL");
         await assertHoldsRows(fromUrl, lastId, "our restore from the URL");
         assert.equal(await tableHash(fromUrl), await tableHash(db), "restored rows = source rows");
         const fromCfg = `${dir.path}/from-config.db`;
@@ -286,14 +219,14 @@ Deno.test({
 
         // The real v0.3.13 restores our replica to the same bytes.
         const theirs = `${dir.path}/v0313.db`;
-        assertOk(await v0313Restore(theirs, s3Url(srv, path), env), "v0.3.13 restore");
+        assertOk(await v0313Restore(theirs, replicaUrl(srv, path), env), "v0.3.13 restore");
         assert.equal(await fileHash(theirs), await fileHash(fromUrl), "v0.3.13 restore = ours");
 
         // Listing commands, URL and config forms, agree with the bucket's contents.
         const l = await listing(c);
         assert.equal(l.generations.length, 1, `one generation: ${l.generations}`);
         const [gen] = l.generations;
-        const gens = await ours(["generations", s3Url(srv, path)], env);
+        const gens = await ours(["generations", replicaUrl(srv, path)], env);
         assertOk(gens, "generations URL");
         assert.match(gens.out, new RegExp(`^s3\\s+${gen}\\s`, "m"), gens.out);
         const snaps = await ours(["snapshots", "-config", `${dir.path}/litestream.yml`, db]);
@@ -306,7 +239,7 @@ Deno.test({
             `snapshot ${s.index} (${s.size} bytes) listed:\n${snaps.out}`,
           );
         }
-        const wal = await ours(["wal", s3Url(srv, path)], env);
+        const wal = await ours(["wal", replicaUrl(srv, path)], env);
         assertOk(wal, "wal URL");
         const walRows = lines(wal.out).slice(1);
         assert.equal(walRows.length, l.segments.length, wal.out);
@@ -334,11 +267,11 @@ Deno.test({
       const path = prefix("v0313", srv);
       await createWriterTable(db);
       const cfg = `${dir.path}/v0313.yml`;
-      await Deno.writeTextFile(cfg, configYaml(db, { srv, path }));
+      await Deno.writeTextFile(cfg, s3Config(db, { srv, path }));
       await using rep = await startV0313Replicate(cfg);
       const writer = await Writer.start(db, { pauseMs: 10 });
       await using _w = stopping(writer);
-      const c = clientFor(srv, path);
+      const c = replicaClient(srv, path);
       try {
         await waitForIndexes(c, 3);
         await waitFor("200 rows written", () => writer.lastId >= 200);
@@ -347,12 +280,12 @@ Deno.test({
         // v0.3.13 may exit 1 from its shutdown checkpoint after the final sync (see helper).
         assert.ok(status.code === 0 || status.code === 1, `v0.3.13 exit ${status.code}`);
 
-        const env = credEnv(srv);
+        const env = credentialsEnv(srv);
         const theirs = `${dir.path}/v0313.db`;
-        assertOk(await v0313Restore(theirs, s3Url(srv, path), env), "v0.3.13 restore");
+        assertOk(await v0313Restore(theirs, replicaUrl(srv, path), env), "v0.3.13 restore");
         await assertHoldsRows(theirs, lastId, "v0.3.13's restore");
         const mine = `${dir.path}/ours.db`;
-        assertOk(await ours(["restore", "-o", mine, s3Url(srv, path)], env), "our restore");
+        assertOk(await ours(["restore", "-o", mine, replicaUrl(srv, path)], env), "our restore");
         assert.equal(await fileHash(mine), await fileHash(theirs), "our restore = v0.3.13's");
         const mineCfg = `${dir.path}/ours-config.db`;
         assertOk(await ours(["restore", "-config", cfg, "-o", mineCfg, db]), "our config restore");
@@ -377,13 +310,13 @@ Deno.test({
       await using rep = await startOurs(
         dir.path,
         // Checkpoints every ~100 pages: a backlog of fewer WAL indexes (one upload each) to catch up.
-        configYaml(db, { srv, path, endpoint: proxy.endpoint }, {
+        s3Config(db, { srv, path, endpoint: proxy.endpoint }, {
           "min-checkpoint-page-count": 100,
         }),
       );
       const writer = await Writer.start(db, { pauseMs: 10 });
       await using _w = stopping(writer);
-      const c = clientFor(srv, path);
+      const c = replicaClient(srv, path);
       try {
         await waitForIndexes(c, 1);
 
@@ -424,14 +357,14 @@ Deno.test({
         const lastId = await writer.stop();
 
         // Catch-up: a restore (directly from the server) holds every committed row.
-        const env = credEnv(srv);
+        const env = credentialsEnv(srv);
         let attempt = 0;
         let last = "";
         const restored = await waitFor(
           `a restore holding ${lastId} rows`,
           async () => {
             const out = `${dir.path}/catchup-${++attempt}.db`;
-            const r = await ours(["restore", "-o", out, s3Url(srv, path)], env);
+            const r = await ours(["restore", "-o", out, replicaUrl(srv, path)], env);
             if (r.code !== 0) {
               last = describeResult(r);
               return undefined;
@@ -458,7 +391,7 @@ Deno.test({
         await stopOk(rep);
         // After a clean shutdown the replica is complete as well.
         const final = `${dir.path}/final.db`;
-        assertOk(await ours(["restore", "-o", final, s3Url(srv, path)], env), "final restore");
+        assertOk(await ours(["restore", "-o", final, replicaUrl(srv, path)], env), "final restore");
         await assertHoldsRows(final, lastId, "restore after shutdown");
       } finally {
         await c.close();
@@ -481,7 +414,7 @@ Deno.test({
       const metricsPort = freePort();
       await using _rep = await startOurs(
         dir.path,
-        configYaml(
+        s3Config(
           db,
           { srv, path, endpoint: srv.requestLog ? undefined : proxy.endpoint },
           { "checkpoint-interval": "1h" },
@@ -490,17 +423,17 @@ Deno.test({
       );
       const writer = await Writer.start(db, { pauseMs: 10 });
       await using _w = stopping(writer);
-      const c = clientFor(srv, path);
+      const c = replicaClient(srv, path);
       try {
         await waitForIndexes(c, 2);
         const lastId = await writer.stop();
         // Caught up: the replica restores to every row.
-        const env = credEnv(srv);
+        const env = credentialsEnv(srv);
         await waitFor(
           "the replica to hold every row",
           async () => {
             const out = `${dir.path}/caught-up-${crypto.randomUUID()}.db`;
-            const r = await ours(["restore", "-o", out, s3Url(srv, path)], env);
+            const r = await ours(["restore", "-o", out, replicaUrl(srv, path)], env);
             return r.code === 0 &&
               await sqlite(out, "SELECT count(*) FROM t;") === String(lastId);
           },
@@ -575,7 +508,7 @@ Deno.test({
         const sub = `${dir.path}/${name}`;
         await Deno.mkdir(sub);
         const started = Date.now();
-        await using rep = await startOurs(sub, configYaml(db, { srv, ...spec }));
+        await using rep = await startOurs(sub, s3Config(db, { srv, ...spec }));
         const m = await rep.waitForLog(re, { timeoutMs: 15_000 });
         const ms = Date.now() - started;
         const line = (await rep.log()).split("\n").find((l) => l.includes(m[0]))!;
@@ -609,8 +542,8 @@ Deno.test({
         );
         await restoreFails(
           "missing-bucket",
-          s3Url(srv, "x/db", missing),
-          credEnv(srv),
+          replicaUrl(srv, "x/db", missing),
+          credentialsEnv(srv),
           new RegExp(`s3://${missing}/x/db.*NoSuchBucket`),
         );
       });
@@ -628,8 +561,8 @@ Deno.test({
         );
         await restoreFails(
           "wrong-credentials",
-          s3Url(srv, "y/db"),
-          credEnv(srv, "WRONG", "WRONGSECRET"),
+          replicaUrl(srv, "y/db"),
+          credentialsEnv(srv, "WRONG", "WRONGSECRET"),
           new RegExp(`s3://${srv.bucket}/y/db.*(InvalidAccessKeyId|SignatureDoesNotMatch)`),
         );
       });
@@ -663,9 +596,9 @@ Deno.test({
           "INSERT INTO t (id, v) VALUES (1, randomblob(100)), (2, randomblob(100));",
         );
         const path = `${blocker}/db`;
-        const c = clientFor(srv, path);
+        const c = replicaClient(srv, path);
         try {
-          await using rep = await startOurs(sub, configYaml(db2, { srv, path }));
+          await using rep = await startOurs(sub, s3Config(db2, { srv, path }));
           const outcome = await waitFor(
             "a snapshot or an error",
             async () => {
@@ -682,7 +615,10 @@ Deno.test({
           await stopOk(rep);
           assert.equal(outcome, "replicated", "objects at the prefix do not matter to S3");
           const out = `${dir.path}/blocked.db`;
-          assertOk(await ours(["restore", "-o", out, s3Url(srv, path)], credEnv(srv)), "restore");
+          assertOk(
+            await ours(["restore", "-o", out, replicaUrl(srv, path)], credentialsEnv(srv)),
+            "restore",
+          );
           await assertHoldsRows(out, 2, "restore under an object prefix");
         } finally {
           await c.close();

@@ -29,19 +29,22 @@ import {
   S3Client,
 } from "@aws-sdk/client-s3";
 import { tempDir, waitFor } from "../support/poll.ts";
-import { createWriterTable, sqlite, Writer } from "../support/sqlite_cli.ts";
+import { createWriterTable, sqlite, stopping, Writer } from "../support/sqlite_cli.ts";
 import { startS3rver, type TestS3Server } from "../support/s3_server.ts";
 import { listReplicaObjects, type ReplicaObject } from "../support/fixtures.ts";
 import { copyReplica } from "../support/replica_builder.ts";
+import { configYaml, s3ReplicaKeys, type YamlKeys } from "../support/config_yaml.ts";
+import { fileHash } from "../support/hash.ts";
 import {
   type CliResult,
   describeResult,
-  type ReplicateProcess,
   restoreOk,
   runLitestream,
   SqliteShell,
   startReplicate,
+  stopOk,
 } from "../support/replicate_process.ts";
+import { hex8, walSegmentName } from "../../lib/names.ts";
 import { compressFrame, decompressFrame } from "../../lib/lz4/mod.ts";
 import { validateReplicas } from "../../deploy/validate.ts";
 
@@ -50,47 +53,6 @@ import { validateReplicas } from "../../deploy/validate.ts";
 
 const REPO = fileURLToPath(new URL("../../", import.meta.url));
 const DEPLOY_VALIDATE = join(REPO, "deploy/validate.ts");
-
-/** Fast database settings: 100 ms monitor, checkpoints every ~20 pages so WAL indexes advance. */
-const FAST_DB: Record<string, string | number> = {
-  "monitor-interval": "100ms",
-  "checkpoint-interval": "1s",
-  "min-checkpoint-page-count": 20,
-  "max-checkpoint-page-count": 200,
-};
-
-type ReplicaSpec =
-  & { name?: string; extra?: Record<string, string | number> }
-  & ({ path: string; s3?: undefined } | { s3: TestS3Server; path: string });
-
-/** YAML of a config with one database and its replicas (file, or S3 with explicit keys). */
-function configYaml(
-  db: string,
-  replicas: ReplicaSpec[],
-  dbExtra: Record<string, string | number> = {},
-): string {
-  let y = `logging:\n  level: debug\ndbs:\n  - path: ${db}\n`;
-  for (const [k, v] of Object.entries({ ...FAST_DB, ...dbExtra })) y += `    ${k}: ${v}\n`;
-  y += `    replicas:\n`;
-  for (const r of replicas) {
-    const keys: Record<string, string | number> = r.s3
-      ? {
-        type: "s3",
-        bucket: r.s3.bucket,
-        path: r.path,
-        endpoint: r.s3.endpoint,
-        region: "us-east-1",
-        "force-path-style": "true",
-        "access-key-id": r.s3.accessKeyId,
-        "secret-access-key": r.s3.secretAccessKey,
-      }
-      : { path: r.path };
-    if (r.name) keys.name = r.name;
-    Object.assign(keys, { "sync-interval": "100ms", ...r.extra });
-    y += `      - ${Object.entries(keys).map(([k, v]) => `${k}: ${v}`).join("\n        ")}\n`;
-  }
-  return y;
-}
 
 /** One row of `validate -json DB_PATH`. */
 interface DbRow {
@@ -127,31 +89,12 @@ async function validateJson<T>(args: string[]): Promise<{ r: CliResult; rows?: T
 const POSITION_RE = /^([0-9a-f]{16})\/([0-9a-f]{8}):(\d+)$/;
 const SHA256_RE = /^[0-9a-f]{64}$/;
 
-/** SHA-256 of bytes, hex. */
-async function sha256(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", bytes);
-  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-/** Stops a writer when the scope ends (also on failure), ignoring errors of a second stop. */
-function stopping(writer: Writer): AsyncDisposable {
-  return { [Symbol.asyncDispose]: () => writer.stop().then(() => {}, () => {}) };
-}
-
 /** Closes a sqlite3 shell when the scope ends. */
 function closing(shell: SqliteShell): AsyncDisposable {
   return { [Symbol.asyncDispose]: () => shell.close().then(() => {}, () => {}) };
 }
 
-/** Stops replicate with SIGTERM and asserts it exited 0. */
-async function stopOk(rep: ReplicateProcess): Promise<void> {
-  const { status } = await rep.stop();
-  assert.equal(status.code, 0, `replicate exit code ${status.code}; log:\n${await rep.log()}`);
-}
-
-const hex8 = (n: number) => n.toString(16).padStart(8, "0");
-const segmentName = (o: { index: number; offset: number }) =>
-  `${hex8(o.index)}_${hex8(o.offset)}.wal.lz4`;
+const segmentName = (o: { index: number; offset: number }) => walSegmentName(o.index, o.offset);
 
 /** WAL segments of a file replica, in (generation, index, offset) order. */
 async function segmentsOf(replica: string): Promise<ReplicaObject[]> {
@@ -241,11 +184,11 @@ async function seedDatabase(db: string, rows: number): Promise<void> {
 async function writeConfig(
   dir: string,
   db: string,
-  replicas: ReplicaSpec[],
-  dbExtra: Record<string, string | number> = {},
+  replicas: YamlKeys[],
+  extra: YamlKeys = {},
 ): Promise<string> {
   const cfg = join(dir, "litestream.yml");
-  await Deno.writeTextFile(cfg, configYaml(db, replicas, dbExtra));
+  await Deno.writeTextFile(cfg, configYaml([{ path: db, replicas, extra }]));
   return cfg;
 }
 
@@ -278,7 +221,7 @@ Deno.test("validate DB_PATH without a replicator: file and S3 replicas are ok", 
   await seedDatabase(db, 300);
   const cfg = await writeConfig(dir.path, db, [
     { path: join(dir.path, "replica") },
-    { s3, path: "in-process/db" },
+    s3ReplicaKeys({ srv: s3, path: "in-process/db" }),
   ]);
   // An application holds the database open with committed frames in its WAL.
   const app = new SqliteShell(db);
@@ -307,7 +250,7 @@ Deno.test("validate DB_PATH without a replicator: file and S3 replicas are ok", 
 
   // The checksum is the database's content: a restore of the S3 replica has exactly those bytes.
   const restored = await restoreOk(dir.path, ["-config", cfg, "-replica", "s3", db]);
-  assert.equal(await sha256(await Deno.readFile(restored)), rows[0].primary);
+  assert.equal(await fileHash(restored), rows[0].primary);
 
   // The table form: v0.3.13-like columns, one row per replica.
   const table = await runLitestream(["validate", "-config", cfg, db]);
@@ -336,7 +279,7 @@ Deno.test("validate DB_PATH without a replicator: file and S3 replicas are ok", 
 
   // After the application checkpoints, the database file itself has the validated bytes.
   await app.run("PRAGMA wal_checkpoint(TRUNCATE);");
-  assert.equal(await sha256(await Deno.readFile(db)), rows[0].primary);
+  assert.equal(await fileHash(db), rows[0].primary);
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -413,7 +356,7 @@ Deno.test("validation-interval in replicate logs status=ok under writes, never a
   const db = join(dir.path, "db.sqlite");
   await createWriterTable(db);
   const cfg = await writeConfig(dir.path, db, [
-    { path: join(dir.path, "replica"), extra: { "validation-interval": "1s" } },
+    { path: join(dir.path, "replica"), "validation-interval": "1s" },
   ]);
   await using rep = startReplicate(["-config", cfg], { logPath: join(dir.path, "replicate.log") });
   await rep.waitForLog(/snapshot written/);
@@ -456,7 +399,7 @@ async function buildDamageFixtures(dir: string) {
   await seedDatabase(db, 200);
   // WAL indexes long enough to span several syncs, so some have a segment in their middle.
   const cfg = await writeConfig(dir, db, [
-    { path: multi, name: "multi", extra: { "snapshot-interval": "1s" } },
+    { path: multi, name: "multi", "snapshot-interval": "1s" },
     { path: single, name: "single" },
   ], { "min-checkpoint-page-count": 60 });
   await replicateWhileWriting(dir, cfg, db, async () => {
@@ -768,7 +711,7 @@ function startWebhook() {
 async function buildS3Replica(dir: string, s3: TestS3Server, prefix: string): Promise<S3Client> {
   const db = join(dir, "db.sqlite");
   await createWriterTable(db);
-  const cfg = await writeConfig(dir, db, [{ s3, path: prefix }]);
+  const cfg = await writeConfig(dir, db, [s3ReplicaKeys({ srv: s3, path: prefix })]);
   const client = new S3Client({
     endpoint: s3.endpoint,
     region: "us-east-1",

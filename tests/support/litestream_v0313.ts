@@ -9,7 +9,9 @@
  * @module
  */
 
+import assert from "node:assert/strict";
 import { type LoggedProcess, startLogged } from "./logged_process.ts";
+import { integrityCheck } from "./sqlite_cli.ts";
 import { fileURLToPath } from "node:url";
 
 /** Absolute path of the repository root (derived from this file, not from the cwd). */
@@ -123,6 +125,28 @@ export async function v0313Restore(
   }).output();
   const dec = new TextDecoder();
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+/**
+ * v0.3.13's `restore -o <dir>/out.db ...flags url` as the reference for a comparison: asserts it
+ * succeeded and that its output passes the integrity check (so a later mismatch is about our
+ * output), and returns the output path.
+ */
+export async function restoreWithV0313(dir: string, flags: string[], url: string): Promise<string> {
+  await Deno.mkdir(dir, { recursive: true });
+  const out = `${dir}/out.db`;
+  const res = await v0313Restore(["-o", out, ...flags, url]);
+  assert.equal(
+    res.code,
+    0,
+    `v0.3.13 restore ${flags.join(" ")} failed (the reference itself is wrong): ${res.stderr}`,
+  );
+  assert.equal(
+    await integrityCheck(out),
+    "ok",
+    `v0.3.13's own restore ${flags.join(" ")} is corrupt`,
+  );
+  return out;
 }
 
 /**

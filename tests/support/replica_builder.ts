@@ -13,6 +13,7 @@
 import { DatabaseSync } from "node:sqlite";
 import { dirname, join } from "node:path";
 import { compressFrame } from "../../lib/lz4/mod.ts";
+import { snapshotName, walSegmentName } from "../../lib/names.ts";
 import { payload, splitAtCommits, WalSource } from "./wal_source.ts";
 
 /** The repository's `main.ts`. */
@@ -83,14 +84,33 @@ export interface BuiltReplica {
   lastId: number;
 }
 
-/** `%08x` */
-export function hex8(n: number): string {
-  return n.toString(16).padStart(8, "0");
+/** First generation of {@link buildTwoGenerations}. */
+export const G1 = "0101010101010101";
+/** Second generation of {@link buildTwoGenerations}. */
+export const G2 = "0202020202020202";
+
+/**
+ * The replica the CLI listing and restore tests read (mtimes at 10 s steps from
+ * 2024-01-01T00:00:00Z; row ids in parentheses):
+ *
+ *   00:00:10 G1 snapshot 0        00:00:20 G1 wal 0/0 (id 1)     00:00:30 G1 wal 0/4152 (id 2)
+ *   00:00:40 G2 snapshot 0        00:00:50 G2 wal 0/0 (id 3)     00:01:00 G2 wal 0/4152 (id 4)
+ *   00:01:10 G2 wal 0/8272 (id 5) 00:01:20 G2 snapshot 1 (id 5)  00:01:30 G2 wal 1/0 (id 6)
+ *   00:01:40 G2 wal 1/4152 (id 7) 00:01:50 G2 wal 1/8272 (id 8)
+ */
+export function buildTwoGenerations(dir: string): Promise<BuiltReplica> {
+  return buildReplica({
+    dir,
+    generations: [
+      { name: G1, indexes: [2] },
+      { name: G2, indexes: [3, 3], snapshotsAt: [0, 1] },
+    ],
+  });
 }
 
 /** Path of a snapshot object in a v0.3 file replica. */
 export function snapshotPath(root: string, generation: string, index: number): string {
-  return join(root, "generations", generation, "snapshots", `${hex8(index)}.snapshot.lz4`);
+  return join(root, "generations", generation, "snapshots", snapshotName(index));
 }
 
 /** Path of a WAL segment object in a v0.3 file replica. */
@@ -100,7 +120,7 @@ export function segmentPath(
   index: number,
   offset: number,
 ): string {
-  return join(root, "generations", generation, "wal", `${hex8(index)}_${hex8(offset)}.wal.lz4`);
+  return join(root, "generations", generation, "wal", walSegmentName(index, offset));
 }
 
 /** Writes `data` LZ4-framed at `path` (parents created) with the given mtime; returns the stored size. */

@@ -7,10 +7,9 @@
  * @module
  */
 
+import assert from "node:assert/strict";
 import { waitFor } from "./poll.ts";
 import { integrityCheck, readLines, sqlite, SQLITE3 } from "./sqlite_cli.ts";
-
-/** The repository's `main.ts`. */
 import { type CliResult, describeResult, MAIN_TS, runLitestream } from "./cli.ts";
 import { type LoggedProcess, startLogged } from "./logged_process.ts";
 export { type CliResult, describeResult, MAIN_TS, runLitestream } from "./cli.ts";
@@ -46,6 +45,16 @@ export function startReplicate(
     name: "replicate",
     env: CHILD_ENV,
   });
+}
+
+/**
+ * Stops replicate with SIGTERM, asserts it exited 0 (quoting its log otherwise) and returns how
+ * long the shutdown took.
+ */
+export async function stopOk(rep: ReplicateProcess): Promise<number> {
+  const { status, ms } = await rep.stop();
+  assert.equal(status.code, 0, `replicate exit code ${status.code}; log:\n${await rep.log()}`);
+  return ms;
 }
 
 /** A restore's outcome: the output path when it succeeded, and the command's result. */

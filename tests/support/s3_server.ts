@@ -8,6 +8,8 @@
 import { readLines } from "./sqlite_cli.ts";
 import S3rver from "s3rver";
 import { waitFor } from "./poll.ts";
+import { freePort } from "./net.ts";
+import { S3ReplicaClient } from "../../replicas/s3/client.ts";
 
 /** A running S3 server with one bucket. */
 export interface TestS3Server extends AsyncDisposable {
@@ -25,6 +27,33 @@ export interface TestS3Server extends AsyncDisposable {
 }
 
 const BUCKET = "litestream-test";
+
+/** The v0.3.13 URL form of a replica on `srv`: `s3://<bucket>.localhost:<port>/<path>`. */
+export function replicaUrl(srv: TestS3Server, path: string, bucket = srv.bucket): string {
+  return `s3://${bucket}.localhost:${new URL(srv.endpoint).port}/${path}`;
+}
+
+/** Environment giving URL-form commands credentials (by default the server's own). */
+export function credentialsEnv(
+  srv: TestS3Server,
+  id = srv.accessKeyId,
+  secret = srv.secretAccessKey,
+): Record<string, string> {
+  return { LITESTREAM_ACCESS_KEY_ID: id, LITESTREAM_SECRET_ACCESS_KEY: secret };
+}
+
+/** Our replica client on a key prefix of `srv`, for listing a replica from a test. */
+export function replicaClient(srv: TestS3Server, path: string): S3ReplicaClient {
+  return new S3ReplicaClient({
+    bucket: srv.bucket,
+    path,
+    endpoint: srv.endpoint,
+    region: "us-east-1",
+    forcePathStyle: true,
+    accessKeyId: srv.accessKeyId,
+    secretAccessKey: srv.secretAccessKey,
+  });
+}
 
 /**
  * Starts s3rver in-process on a free port with a fresh temp directory and the
@@ -154,14 +183,6 @@ export async function startMoto(): Promise<TestS3Server | undefined> {
     close,
     [Symbol.asyncDispose]: close,
   };
-}
-
-/** A port that was free a moment ago (moto needs it on its command line). */
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = l.addr as Deno.NetAddr;
-  l.close();
-  return port;
 }
 
 /** Consumes a response body so the connection is released (and Deno's leak check stays quiet). */

@@ -217,6 +217,11 @@ export class Writer {
   }
 }
 
+/** Stops a writer when the scope ends (also on failure), ignoring errors of a second stop. */
+export function stopping(writer: Writer): AsyncDisposable {
+  return { [Symbol.asyncDispose]: () => writer.stop().then(() => {}, () => {}) };
+}
+
 /** Splits a byte stream into text lines (without their newlines). */
 export async function* readLines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
   let buffered = "";
