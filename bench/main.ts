@@ -15,9 +15,10 @@ import * as restore from "./restore.ts";
 import * as replicate from "./replicate.ts";
 import * as s3 from "./s3.ts";
 import * as validate from "./validate.ts";
+import * as appCheckpoint from "./app_checkpoint.ts";
 
 /** Every scenario module, in run order. */
-const MODULES: { scenarios: Scenario[] }[] = [restore, replicate, s3, validate];
+const MODULES: { scenarios: Scenario[] }[] = [restore, replicate, s3, validate, appCheckpoint];
 
 const ALL: Scenario[] = MODULES.flatMap((m) => m.scenarios);
 
