@@ -10,7 +10,16 @@
  */
 
 import { basename, dirname, join } from "node:path";
-import { ChangeSignal, Mutex } from "../os/async.ts";
+import { ChangeSignal, Mutex, sleep } from "../os/async.ts";
+import { equalBytes } from "../os/bytes.ts";
+import { LockProbe } from "../os/lock_probe.ts";
+import {
+  decodeWalIndex,
+  SHM_CKPT_LOCK,
+  SHM_WRITE_LOCK,
+  WAL_INDEX_READ_SIZE,
+} from "../sqlite/shm.ts";
+import { type CheckpointMode, checkpointModeFor, checkpointSentinel } from "./checkpoint.ts";
 import { type DirWaitOptions, type DirWake, waitForDirChange } from "../os/dir_watch.ts";
 import { LitestreamError } from "../errors.ts";
 import { readAt, readAtSync, readDirOrEmpty, removeIfExists, syncReadStream } from "../os/fs.ts";
@@ -33,14 +42,14 @@ import { decodeDbHeader } from "../sqlite/header.ts";
 import { primaryChecksum } from "../validate/position.ts";
 import {
   decodeFrameHeader,
+  decodeWalHeader,
   FRAME_HEADER_SIZE,
   frameAlign,
   frameSize,
   WAL_HEADER_SIZE,
 } from "../sqlite/wal.ts";
 
-/** SQLite checkpoint modes Litestream uses. */
-export type CheckpointMode = "PASSIVE" | "RESTART" | "TRUNCATE";
+export type { CheckpointMode } from "./checkpoint.ts";
 
 /** Settings of a monitored database (intervals in milliseconds). */
 export interface DbSettings {
@@ -107,6 +116,17 @@ export class DB {
   #snapshots = 0;
   #rtxHeld = false;
   #quietSyncs = 0;
+  /**
+   * Other processes' locks on the `-shm`, to see an application's checkpoint waiting on our
+   * read transaction; open from start-up to close (closing it earlier would drop SQLite's
+   * locks). Undefined without FFI: such checkpoints then wait, as with v0.3.13.
+   */
+  #shm: LockProbe | undefined;
+  /**
+   * The shadow header under which we let an application's checkpoint through: one restart
+   * of that WAL is then continuity (every frame was in the shadow), not a new generation.
+   */
+  #admitted: Uint8Array | undefined;
   /** Why start-up dropped the recorded generation, for the new generation's log line. */
   #clearedBecause: string | undefined;
   readonly #mutex = new Mutex();
@@ -156,13 +176,111 @@ export class DB {
    * directory (events naming its files), proven by the WAL check (see
    * `waitForDirChange`). Throws when events are unavailable here.
    */
-  waitForWalChange(opts: Omit<DirWaitOptions, "maxWaitMs" | "file">): Promise<DirWake> {
+  async waitForWalChange(
+    opts: Omit<DirWaitOptions, "maxWaitMs" | "file" | "interrupt"> & { probeMs: number },
+  ): Promise<DirWake> {
     const unchanged = () => this.#mutex.run(() => Promise.resolve(this.#walUnchanged()));
     // Returns when the time-based checkpoint falls due, as a tick would have found it.
     const maxWaitMs = this.#checkpointDueIn();
     // Woken by events naming this database's files only: the directory's watch is shared.
     const file = basename(this.path);
-    return waitForDirChange(dirname(this.walPath), unchanged, { ...opts, maxWaitMs, file });
+    // A checkpointer waiting on our read transaction raises no file event: one process-wide
+    // timer probes for it (two fcntl calls a database), and interrupts the wait.
+    using sentinel = this.#shm
+      ? checkpointSentinel.watch(() => this.checkpointerWaiting(), opts.probeMs)
+      : undefined;
+    const interrupt = sentinel?.signal;
+    return await waitForDirChange(dirname(this.walPath), unchanged, {
+      ...opts,
+      maxWaitMs,
+      file,
+      interrupt,
+    });
+  }
+
+  /**
+   * True when another process runs a checkpoint that waits for readers (FULL, RESTART or
+   * TRUNCATE: it holds SQLite's checkpoint lock and its write lock, spec §4.2) while we hold
+   * our read transaction. Two `fcntl` calls on the `-shm`; no read of the database.
+   */
+  checkpointerWaiting(): boolean {
+    return this.#rtxHeld && this.#checkpointerHoldsLocks();
+  }
+
+  #checkpointerHoldsLocks(): boolean {
+    const ckpt = this.#shm?.holder(SHM_CKPT_LOCK);
+    if (!ckpt?.exclusive) return false;
+    const write = this.#shm!.holder(SHM_WRITE_LOCK);
+    return write?.exclusive === true && write.pid === ckpt.pid;
+  }
+
+  /**
+   * Lets another process's checkpoint through instead of making it wait its whole busy
+   * timeout with the application's writers frozen behind it (its write lock is held all the
+   * while). Never while a snapshot reads the database file. The read transaction is never
+   * given up, only begun again, twice: first at the WAL's end, which no longer limits the
+   * backfill but still blocks a WAL restart; then, once the WAL-index shows every frame
+   * backfilled and the shadow holds them all, afresh, which SQLite then serves from read
+   * mark 0: that lets the checkpointer restart the WAL but blocks the backfill of any later
+   * frame, so at most one restart can happen before our next sync, and it loses nothing.
+   * That restart is then the next index of this generation (see `#admittedRestart`).
+   */
+  async #admitCheckpoint(): Promise<void> {
+    if (this.#snapshots > 0) return;
+    const pid = this.#shm!.holder(SHM_CKPT_LOCK)?.pid;
+    const started = performance.now();
+    await this.#renewReadTx();
+    let done = false;
+    while (!done && this.#checkpointerHoldsLocks()) {
+      if (performance.now() - started > ADMIT_MAX_MS) return;
+      const index = this.#walIndex();
+      const shadow = this.#shadow!;
+      if (!index || !equalBytes(index.salt, shadow.headerBytes.subarray(16, 24))) return;
+      if (index.nBackfill < index.mxFrame) {
+        await sleep(1);
+        continue;
+      }
+      // Backfilled, and no restart can pass our read mark: take what the shadow lacks.
+      this.stats.walBytes += (await copyCommittedFrames(this.walPath, shadow)).copied;
+      const frames = (this.#shadow!.size - WAL_HEADER_SIZE) / frameSize(this.pageSize);
+      done = frames === index.mxFrame;
+    }
+    if (!done) return;
+    this.#admitted = this.#shadow!.headerBytes;
+    await this.#renewReadTx();
+    this.log.info("let another process's checkpoint through", {
+      pid,
+      ms: Math.round(performance.now() - started),
+    });
+  }
+
+  /** Ends the read transaction and begins it again, at the WAL's current end. */
+  async #renewReadTx(): Promise<void> {
+    await this.#releaseReadTx();
+    await this.#acquireReadTx();
+  }
+
+  /** The WAL-index header, read again while a writer is updating it. */
+  #walIndex(): ReturnType<typeof decodeWalIndex> {
+    const buf = new Uint8Array(WAL_INDEX_READ_SIZE);
+    for (let i = 0; i < 3; i++) {
+      const state = decodeWalIndex(buf.subarray(0, this.#shm!.read(buf, 0)));
+      if (state) return state;
+    }
+    return undefined;
+  }
+
+  /**
+   * True when the WAL has a new header after we let a checkpoint through under this shadow
+   * header: the one restart that can have happened since (see `#admitCheckpoint`). Salts
+   * cannot tell: a connection that never restarted the WAL itself writes random ones.
+   */
+  #admittedRestart(walHeader: Uint8Array): boolean {
+    const shadow = this.#shadow!;
+    if (!this.#admitted || !equalBytes(this.#admitted, shadow.headerBytes)) return false;
+    if (equalBytes(walHeader, shadow.headerBytes)) return false;
+    const next = decodeWalHeader(walHeader);
+    return typeof next !== "string" && next.pageSize === shadow.header.pageSize;
   }
 
   /** Path of the shadow WAL file for `index` in `generation`. */
@@ -246,13 +364,16 @@ export class DB {
     await this.#releaseReadTx().catch(() => {});
     await this.#rtx?.close();
     await this.#conn.close();
-    // Only after SQLite has closed: closing this descriptor releases the process's locks on the file.
+    // Only after SQLite has closed: closing these descriptors releases the process's locks on the files.
+    this.#shm?.close();
     this.#file?.close();
     this.#lock?.close();
     this.#conn =
       this.#rtx =
       this.#file =
       this.#lock =
+      this.#shm =
+      this.#admitted =
         undefined;
   }
 
@@ -269,7 +390,7 @@ export class DB {
     const opened = !this.#conn;
     if (opened && !await this.#init()) return;
     // A replaced database matters only once something is written to it, which changes the WAL.
-    if (!opened && this.#unchanged()) {
+    if (!opened && this.#unchanged() && !this.checkpointerWaiting()) {
       this.#quietSyncs++;
       return await this.#cleanShadows();
     }
@@ -295,10 +416,14 @@ export class DB {
     if (check.reason) {
       await this.#newGeneration(check.reason);
       changed = true;
+    } else if (check.restarted) {
+      await this.#nextIndex();
+      changed = true;
     } else {
       const copy = await copyCommittedFrames(this.walPath, this.#shadow!);
       this.stats.walBytes += copy.copied;
       changed = copy.copied > 0;
+      if (this.checkpointerWaiting()) await this.#admitCheckpoint();
     }
     const mode = this.#snapshots === 0 ? await this.#checkpointMode() : undefined;
     if (mode) {
@@ -423,6 +548,11 @@ export class DB {
       this.#rtx = rtx;
       await this.#acquireReadTx();
       this.pageSize = Number((await conn.queryRow("PRAGMA page_size"))![0]);
+      // After SQLite opened the -shm (our read did): see `#shm`.
+      const shm = LockProbe.open(`${this.path}-shm`);
+      if (typeof shm === "string") {
+        this.log.debug("other processes' checkpoints wait for ours", { reason: shm });
+      } else this.#shm = shm;
     } catch (err) {
       await rtx.close().catch(() => {});
       await conn.close().catch(() => {});
@@ -476,7 +606,9 @@ export class DB {
   }
 
   /** Continuity checks of spec §4.5 against the WAL's current header; a reason means a new generation. */
-  async #verify(walHeader: Uint8Array | undefined): Promise<{ reason?: string }> {
+  async #verify(
+    walHeader: Uint8Array | undefined,
+  ): Promise<{ reason?: string; restarted?: boolean }> {
     const shadow = this.#shadow;
     if (!this.#generation || !shadow) {
       const reason = this.#clearedBecause
@@ -491,6 +623,7 @@ export class DB {
     if (st.size !== shadow.size) return { reason: "shadow wal changed by another process" };
     const walSt = await Deno.stat(this.walPath).catch(() => undefined);
     if (!walSt || !walHeader) return { reason: "primary wal header missing" };
+    if (this.#admittedRestart(walHeader)) return { restarted: true };
     if (shadow.size > frameAlign(walSt.size, this.pageSize)) {
       return { reason: "wal truncated by another process" };
     }
@@ -607,19 +740,12 @@ export class DB {
 
   /** Which checkpoint is due, by v0.3.13's policy (spec §4.9). */
   async #checkpointMode(): Promise<CheckpointMode | undefined> {
-    const s = this.settings;
-    const shadowSize = this.#shadow!.size;
-    const walSize = (n: number) => WAL_HEADER_SIZE + n * frameSize(this.pageSize);
-    const realSize = frameAlign(
-      (await Deno.stat(this.walPath).catch(() => ({ size: 0 }))).size,
-      this.pageSize,
-    );
-    if (s.truncatePageCount > 0 && realSize >= walSize(s.truncatePageCount)) return "TRUNCATE";
-    if (s.maxCheckpointPageCount > 0 && shadowSize >= walSize(s.maxCheckpointPageCount)) {
-      return "RESTART";
-    }
-    if (shadowSize >= walSize(s.minCheckpointPageCount)) return "PASSIVE";
-    return this.#checkpointDueIn() === 0 ? "PASSIVE" : undefined;
+    const real = (await Deno.stat(this.walPath).catch(() => ({ size: 0 }))).size;
+    return checkpointModeFor(this.settings, {
+      shadow: this.#shadow!.size,
+      wal: frameAlign(real, this.pageSize),
+      frame: frameSize(this.pageSize),
+    }, this.#checkpointDueIn() === 0);
   }
 
   /**
@@ -727,8 +853,9 @@ export function lockMeta(metaPath: string): Deno.FsFile | undefined {
   return undefined;
 }
 
-function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
+/**
+ * Longest we stay out of the way of another process's checkpoint. It holds SQLite's write
+ * lock all the while, so nothing can be committed meanwhile; the bound only keeps us from
+ * waiting forever on a checkpointer that is stuck.
+ */
+const ADMIT_MAX_MS = 30_000;

@@ -21,6 +21,8 @@ export type DirWake =
   | "timeout"
   /** A re-check found a change that no event announced. */
   | "missed"
+  /** `interrupt` was aborted: the caller has a reason of its own to look now. */
+  | "interrupted"
   | "aborted";
 
 /** Options of {@link waitForDirChange}. */
@@ -40,6 +42,8 @@ export interface DirWaitOptions {
    */
   file?: string;
   signal: AbortSignal;
+  /** Ends the wait with "interrupted" when aborted (without ending the caller's loop). */
+  interrupt?: AbortSignal;
 }
 
 /**
@@ -60,20 +64,23 @@ export async function waitForDirChange(
   const watcher = sharedInotify.watch(dir, opts.file);
   const onAbort = () => watcher.wake();
   opts.signal.addEventListener("abort", onAbort, { once: true });
+  opts.interrupt?.addEventListener("abort", onAbort, { once: true });
+  const ended = () => opts.signal.aborted ? "aborted" : opts.interrupt?.aborted && "interrupted";
   try {
     if (!await unchanged()) return "changed";
     for (;;) {
       const left = deadline - performance.now();
       const woke = await watcher.wait(Math.max(0, Math.min(opts.recheckMs, left)));
-      if (woke !== "timeout") return opts.signal.aborted ? "aborted" : "event";
+      if (woke !== "timeout") return ended() || "event";
       if (!await unchanged()) {
         const late = await watcher.wait(opts.graceMs);
-        return opts.signal.aborted ? "aborted" : late === "timeout" ? "missed" : "event";
+        return ended() || (late === "timeout" ? "missed" : "event");
       }
       if (performance.now() >= deadline) return "timeout";
     }
   } finally {
     opts.signal.removeEventListener("abort", onAbort);
+    opts.interrupt?.removeEventListener("abort", onAbort);
     await watcher.close();
   }
 }

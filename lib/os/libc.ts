@@ -1,7 +1,8 @@
 /**
  * The few libc functions called through FFI on Linux: `stat` for
- * nanosecond mtimes, and inotify with `eventfd`, `poll` and `read` for
- * waiting on file changes (see `inotify.ts`). Loaded once, on first use, only on Linux
+ * nanosecond mtimes, inotify with `eventfd`, `poll` and `read` for
+ * waiting on file changes (see `inotify.ts`), and `open`, `fcntl(F_GETLK)` and
+ * `pread` for seeing other processes' locks on SQLite's -shm (see `lock_probe.ts`). Loaded once, on first use, only on Linux
  * and only when `--allow-ffi` is granted; callers fall back otherwise.
  *
  * @module
@@ -19,6 +20,11 @@ const SYMBOLS = {
   read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   close: { parameters: ["i32"], result: "i32" },
+  // For lock_probe.ts: a descriptor of SQLite's -shm kept open, its locks tested, its header read.
+  open: { parameters: ["buffer", "i32"], result: "i32" },
+  // Variadic in C; its third argument is a pointer here, passed as for a fixed signature.
+  fcntl: { parameters: ["i32", "i32", "buffer"], result: "i32" },
+  pread: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
   // The calling thread's errno: read right after a failed call on the same (JS) thread.
   __errno_location: { parameters: [], result: "pointer" },
 } as const;

@@ -1,0 +1,98 @@
+/**
+ * Checkpoints, ours and the application's: v0.3.13's policy for when we checkpoint (spec
+ * §4.9), and the process-wide sentinel that notices, for idle databases, another process's checkpoint
+ * waiting on our read transaction (see `DB.checkpointerWaiting`).
+ *
+ * @module
+ */
+
+import { WAL_HEADER_SIZE } from "../sqlite/wal.ts";
+
+/** SQLite checkpoint modes Litestream uses. */
+export type CheckpointMode = "PASSIVE" | "RESTART" | "TRUNCATE";
+
+/** The thresholds of the checkpoint policy (page counts; 0 disables a rule). */
+export interface CheckpointThresholds {
+  minCheckpointPageCount: number;
+  maxCheckpointPageCount: number;
+  truncatePageCount: number;
+}
+
+/**
+ * Which checkpoint is due by v0.3.13's policy (spec §4.9): TRUNCATE past the truncate
+ * threshold of the real WAL, RESTART past the max of the shadow, PASSIVE past the min or
+ * when the time-based checkpoint is due. Sizes are frame-aligned bytes.
+ */
+export function checkpointModeFor(
+  t: CheckpointThresholds,
+  sizes: { shadow: number; wal: number; frame: number },
+  timeDue: boolean,
+): CheckpointMode | undefined {
+  const walSize = (n: number) => WAL_HEADER_SIZE + n * sizes.frame;
+  if (t.truncatePageCount > 0 && sizes.wal >= walSize(t.truncatePageCount)) return "TRUNCATE";
+  if (t.maxCheckpointPageCount > 0 && sizes.shadow >= walSize(t.maxCheckpointPageCount)) {
+    return "RESTART";
+  }
+  if (sizes.shadow >= walSize(t.minCheckpointPageCount)) return "PASSIVE";
+  return timeDue ? "PASSIVE" : undefined;
+}
+
+interface Entry {
+  probe: () => boolean;
+  periodMs: number;
+  controller: AbortController;
+}
+
+/**
+ * One timer for the whole process that runs every idle database's checkpoint probe (two
+ * `fcntl` calls) each period, instead of a timer per database; it stops when no database
+ * waits. A probe that finds a waiting checkpointer aborts that database's signal.
+ */
+export class CheckpointSentinel {
+  readonly #entries = new Set<Entry>();
+  #timer: ReturnType<typeof setTimeout> | undefined;
+
+  /** Probes `probe` every `periodMs` until disposed; the signal aborts when it returns true. */
+  watch(probe: () => boolean, periodMs: number): { signal: AbortSignal } & Disposable {
+    const entry: Entry = { probe, periodMs, controller: new AbortController() };
+    this.#entries.add(entry);
+    this.#schedule();
+    return {
+      signal: entry.controller.signal,
+      [Symbol.dispose]: () => {
+        this.#entries.delete(entry);
+        if (this.#entries.size === 0) this.#stop();
+      },
+    };
+  }
+
+  /** How many databases it watches (for tests). */
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  #schedule(): void {
+    if (this.#timer !== undefined) return;
+    const period = Math.min(...[...this.#entries].map((e) => e.periodMs));
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      for (const e of this.#entries) {
+        if (e.controller.signal.aborted) continue;
+        try {
+          if (e.probe()) e.controller.abort();
+        } catch {
+          // A failing probe (file gone) only means the database's next sync finds out.
+        }
+      }
+      if (this.#entries.size > 0) this.#schedule();
+    }, period);
+  }
+
+  #stop(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+}
+
+/** The process's one sentinel. */
+export const checkpointSentinel: CheckpointSentinel = new CheckpointSentinel();
