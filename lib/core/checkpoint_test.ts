@@ -1,0 +1,51 @@
+/**
+ * The checkpoint policy (spec §4.9) as a pure function, and the process-wide sentinel that
+ * runs every idle database's probe from one timer.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { waitFor } from "../../tests/support/poll.ts";
+import { checkpointModeFor, CheckpointSentinel } from "./checkpoint.ts";
+
+const t = {
+  minCheckpointPageCount: 1000,
+  maxCheckpointPageCount: 10000,
+  truncatePageCount: 500000,
+};
+const frame = 4096 + 24;
+const pages = (n: number) => 32 + n * frame;
+
+Deno.test("checkpointModeFor follows v0.3.13's thresholds, most drastic first", () => {
+  const mode = (shadow: number, wal: number, due = false) =>
+    checkpointModeFor(t, { shadow: pages(shadow), wal: pages(wal), frame }, due);
+  assert.equal(mode(10, 10), undefined);
+  assert.equal(mode(10, 10, true), "PASSIVE", "time-based checkpoint");
+  assert.equal(mode(1000, 1000), "PASSIVE");
+  assert.equal(mode(10000, 10000), "RESTART");
+  assert.equal(mode(10, 500000), "TRUNCATE", "the real WAL's size decides TRUNCATE");
+  const noMax = { ...t, maxCheckpointPageCount: 0, truncatePageCount: 0 };
+  const sizes = { shadow: pages(600000), wal: pages(600000), frame };
+  assert.equal(checkpointModeFor(noMax, sizes, false), "PASSIVE", "0 disables a rule");
+});
+
+Deno.test("CheckpointSentinel: one timer for all, aborts only the probe that fires, stops when empty", async () => {
+  const s = new CheckpointSentinel();
+  let fire = false;
+  let calls = 0;
+  const quiet = s.watch(() => (calls++, false), 5);
+  const loud = s.watch(() => fire, 5);
+  assert.equal(s.size, 2);
+  await waitFor("the probes to run", () => calls >= 2);
+  assert.equal(loud.signal.aborted, false);
+  fire = true;
+  await waitFor("the firing probe's signal", () => loud.signal.aborted);
+  assert.equal(quiet.signal.aborted, false, "the others keep waiting");
+  loud[Symbol.dispose]();
+  quiet[Symbol.dispose]();
+  assert.equal(s.size, 0);
+  const after = calls;
+  // No timer is left behind: Deno's sanitizer fails this test if one were.
+  assert.equal(calls, after);
+});
