@@ -12,14 +12,8 @@
 import { basename, dirname, join } from "node:path";
 import { ChangeSignal, Mutex, sleep } from "../os/async.ts";
 import { equalBytes } from "../os/bytes.ts";
-import { LockProbe } from "../os/lock_probe.ts";
-import {
-  decodeWalIndex,
-  SHM_CKPT_LOCK,
-  SHM_WRITE_LOCK,
-  WAL_INDEX_READ_SIZE,
-} from "../sqlite/shm.ts";
 import { type CheckpointMode, checkpointModeFor, checkpointSentinel } from "./checkpoint.ts";
+import { DbHandles } from "./handles.ts";
 import { type DirWaitOptions, type DirWake, waitForDirChange } from "../os/dir_watch.ts";
 import { LitestreamError } from "../errors.ts";
 import { readAt, readAtSync, readDirOrEmpty, removeIfExists, syncReadStream } from "../os/fs.ts";
@@ -32,12 +26,7 @@ import {
   readWalHeaderBytes,
   type ShadowState,
 } from "./shadow_wal.ts";
-import {
-  type Database as Sqlite,
-  openDatabase,
-  SqliteCode,
-  SqliteError,
-} from "../sqlite/driver.ts";
+import { SqliteCode, SqliteError } from "../sqlite/driver.ts";
 import { decodeDbHeader } from "../sqlite/header.ts";
 import { primaryChecksum } from "../validate/position.ts";
 import {
@@ -102,26 +91,14 @@ export class DB {
   /** Page size, known once initialised. */
   pageSize = 0;
 
-  #conn: Sqlite | undefined;
-  #rtx: Sqlite | undefined;
-  /** Long-lived descriptor on the database file: closing any descriptor would drop SQLite's POSIX locks (§10.1). */
-  #file: Deno.FsFile | undefined;
-  /** Exclusive lock on `<meta>/lock`: one replicating process per database. */
-  #lock: Deno.FsFile | undefined;
+  #h: DbHandles | undefined;
   #generation: string | undefined;
   #shadow: ShadowState | undefined;
   #fileMode = 0o600;
   #dirMode = 0o700;
   #cleanedBelow = 0;
   #snapshots = 0;
-  #rtxHeld = false;
   #quietSyncs = 0;
-  /**
-   * Other processes' locks on the `-shm`, to see an application's checkpoint waiting on our
-   * read transaction; open from start-up to close (closing it earlier would drop SQLite's
-   * locks). Undefined without FFI: such checkpoints then wait, as with v0.3.13.
-   */
-  #shm: LockProbe | undefined;
   /**
    * The shadow header under which we let an application's checkpoint through: one restart
    * of that WAL is then continuity (every frame was in the shadow), not a new generation.
@@ -146,7 +123,7 @@ export class DB {
 
   /** The SQLite driver in use, once initialised. */
   get driver(): string | undefined {
-    return this.#conn?.driver;
+    return this.#h?.conn.driver;
   }
 
   /** Mode for files Litestream writes for this database (the database file's mode). */
@@ -186,7 +163,7 @@ export class DB {
     const file = basename(this.path);
     // A checkpointer waiting on our read transaction raises no file event: one process-wide
     // timer probes for it (two fcntl calls a database), and interrupts the wait.
-    using sentinel = this.#shm
+    using sentinel = this.#h?.shm
       ? checkpointSentinel.watch(() => this.checkpointerWaiting(), opts.probeMs)
       : undefined;
     const interrupt = sentinel?.signal;
@@ -204,14 +181,7 @@ export class DB {
    * our read transaction. Two `fcntl` calls on the `-shm`; no read of the database.
    */
   checkpointerWaiting(): boolean {
-    return this.#rtxHeld && this.#checkpointerHoldsLocks();
-  }
-
-  #checkpointerHoldsLocks(): boolean {
-    const ckpt = this.#shm?.holder(SHM_CKPT_LOCK);
-    if (!ckpt?.exclusive) return false;
-    const write = this.#shm!.holder(SHM_WRITE_LOCK);
-    return write?.exclusive === true && write.pid === ckpt.pid;
+    return !!this.#h?.rtxHeld && this.#h.checkpointerHoldsLocks();
   }
 
   /**
@@ -226,14 +196,15 @@ export class DB {
    * That restart is then the next index of this generation (see `#admittedRestart`).
    */
   async #admitCheckpoint(): Promise<void> {
+    const h = this.#h!;
     if (this.#snapshots > 0) return;
-    const pid = this.#shm!.holder(SHM_CKPT_LOCK)?.pid;
+    const pid = h.checkpointerPid();
     const started = performance.now();
-    await this.#renewReadTx();
+    await h.renewReadTx();
     let done = false;
-    while (!done && this.#checkpointerHoldsLocks()) {
+    while (!done && h.checkpointerHoldsLocks()) {
       if (performance.now() - started > ADMIT_MAX_MS) return;
-      const index = this.#walIndex();
+      const index = h.walIndex();
       const shadow = this.#shadow!;
       if (!index || !equalBytes(index.salt, shadow.headerBytes.subarray(16, 24))) return;
       if (index.nBackfill < index.mxFrame) {
@@ -247,27 +218,11 @@ export class DB {
     }
     if (!done) return;
     this.#admitted = this.#shadow!.headerBytes;
-    await this.#renewReadTx();
+    await h.renewReadTx();
     this.log.info("let another process's checkpoint through", {
       pid,
       ms: Math.round(performance.now() - started),
     });
-  }
-
-  /** Ends the read transaction and begins it again, at the WAL's current end. */
-  async #renewReadTx(): Promise<void> {
-    await this.#releaseReadTx();
-    await this.#acquireReadTx();
-  }
-
-  /** The WAL-index header, read again while a writer is updating it. */
-  #walIndex(): ReturnType<typeof decodeWalIndex> {
-    const buf = new Uint8Array(WAL_INDEX_READ_SIZE);
-    for (let i = 0; i < 3; i++) {
-      const state = decodeWalIndex(buf.subarray(0, this.#shm!.read(buf, 0)));
-      if (state) return state;
-    }
-    return undefined;
   }
 
   /**
@@ -308,16 +263,16 @@ export class DB {
     return this.#snapshotLock.run(async () => {
       const pos = await this.#mutex.run(async () => {
         await this.#sync();
-        if (!this.#conn) throw new LitestreamError(`${this.path}: database does not exist yet`);
+        if (!this.#h) throw new LitestreamError(`${this.path}: database does not exist yet`);
         // Bounded by our read transaction, so the file holds nothing beyond the shadow WAL.
-        await this.#conn.queryRow("PRAGMA wal_checkpoint(PASSIVE)");
+        await this.#h.conn.queryRow("PRAGMA wal_checkpoint(PASSIVE)");
         this.#snapshots++;
         return this.pos();
       });
       try {
         if (!pos) throw new LitestreamError(`${this.path}: no generation available`);
         // Blocks of the frame size (4 MiB), which the LZ4 encoder takes without copying them.
-        return await fn(pos, syncReadStream(this.#file!, 4 * 1024 * 1024));
+        return await fn(pos, syncReadStream(this.#h!.file, 4 * 1024 * 1024));
       } finally {
         this.#snapshots--;
       }
@@ -337,7 +292,7 @@ export class DB {
       return {
         pos,
         checksum: await primaryChecksum(
-          () => syncReadStream(this.#file!),
+          () => syncReadStream(this.#h!.file),
           wal,
           pos.offset,
           this.path,
@@ -349,7 +304,7 @@ export class DB {
   /** Starts a new generation now, e.g. when a replica cannot continue the current one. */
   async restartGeneration(reason: string): Promise<void> {
     await this.#mutex.run(async () => {
-      if (this.#conn) await this.#newGeneration(reason);
+      if (this.#h) await this.#newGeneration(reason);
     });
     this.changed.notify();
   }
@@ -360,34 +315,14 @@ export class DB {
   }
 
   async #closeHandles(): Promise<void> {
-    if (!this.#conn) return;
-    await this.#releaseReadTx().catch(() => {});
-    await this.#rtx?.close();
-    await this.#conn.close();
-    // Only after SQLite has closed: closing these descriptors releases the process's locks on the files.
-    this.#shm?.close();
-    this.#file?.close();
-    this.#lock?.close();
-    this.#conn =
-      this.#rtx =
-      this.#file =
-      this.#lock =
-      this.#shm =
-      this.#admitted =
-        undefined;
-  }
-
-  /** True when the path no longer names the file we have open (replaced by a rename, or removed). */
-  async #replaced(): Promise<boolean> {
-    const st = await Deno.stat(this.path).catch(() => undefined);
-    // Sync fstat: an async one would drop SQLite's locks (see readAtSync).
-    const ino = this.#file!.statSync().ino;
-    return !st || (st.ino !== null && ino !== null && st.ino !== ino);
+    const h = this.#h;
+    this.#h = this.#admitted = undefined;
+    await h?.close();
   }
 
   async #sync(): Promise<void> {
     // Replicas wait for a change; on first open there may be shadow WAL they have not shipped.
-    const opened = !this.#conn;
+    const opened = !this.#h;
     if (opened && !await this.#init()) return;
     // A replaced database matters only once something is written to it, which changes the WAL.
     if (!opened && this.#unchanged() && !this.checkpointerWaiting()) {
@@ -395,7 +330,7 @@ export class DB {
       return await this.#cleanShadows();
     }
     this.#quietSyncs = 0;
-    if (await this.#replaced()) {
+    if (await this.#h!.replaced(this.path)) {
       this.log.warn("database file replaced or removed; reopening");
       await this.#closeHandles();
       this.#generation = this.#shadow = undefined;
@@ -403,9 +338,9 @@ export class DB {
       this.changed.notify();
       return;
     }
-    const conn = this.#conn!;
+    const conn = this.#h!.conn;
     // Re-taken if a previous sync failed between releasing and re-acquiring it.
-    await this.#acquireReadTx();
+    await this.#h!.acquireReadTx();
     let walHeader = await readWalHeaderBytes(this.walPath);
     if (!walHeader) {
       await conn.exec(SEQ_UPSERT); // makes SQLite create a WAL with a header and a frame
@@ -473,7 +408,7 @@ export class DB {
    */
   #walUnchanged(): boolean {
     const shadow = this.#shadow;
-    if (!shadow || !this.#rtxHeld) return false;
+    if (!shadow || !this.#h?.rtxHeld) return false;
     let wal: Deno.FsFile;
     try {
       wal = Deno.openSync(this.walPath, { read: true });
@@ -502,72 +437,11 @@ export class DB {
     this.#dirMode = ((await Deno.stat(dirname(this.path))).mode ?? 0o700) & 0o777;
 
     await Deno.mkdir(this.metaPath, { recursive: true, mode: this.#dirMode });
-    const lock = lockMeta(this.metaPath);
-    if (!lock) {
-      throw new LitestreamError(
-        `${this.path}: another litestream process is replicating this database (${this.metaPath}/lock)`,
-      );
-    }
-    this.#lock = lock;
-    const conn = await openDatabase(this.path, { busyTimeoutMs: 1000 }).catch((err) => {
-      this.#lock = void lock.close();
-      throw err;
-    });
-    const rtx = await openDatabase(this.path, { busyTimeoutMs: 1000 }).catch(async (err) => {
-      await conn.close();
-      this.#lock = void lock.close();
-      throw err;
-    });
-    try {
-      for (const c of [conn, rtx]) {
-        if (c.canPersistWal) await c.setPersistWal(true);
-        await c.exec("PRAGMA wal_autocheckpoint = 0");
-      }
-      if (!conn.canPersistWal) {
-        this.log.warn(
-          "sqlite driver cannot keep the WAL on close; a restart may begin a new generation",
-          {
-            driver: conn.driver,
-          },
-        );
-      }
-      const [mode] = await conn.queryRow("PRAGMA journal_mode") ?? [];
-      if (mode !== "wal") {
-        const [now] = await conn.queryRow("PRAGMA journal_mode = wal") ?? [];
-        if (now !== "wal") {
-          throw new LitestreamError(`${this.path}: enable wal failed (journal mode is ${now})`);
-        }
-        this.log.info("switched database to WAL journal mode", { from: mode });
-      }
-      await conn.exec(
-        "CREATE TABLE IF NOT EXISTS _litestream_seq (id INTEGER PRIMARY KEY, seq INTEGER)",
-      );
-      await conn.exec("CREATE TABLE IF NOT EXISTS _litestream_lock (id INTEGER)");
-      this.#file = await Deno.open(this.path, { read: true });
-      this.#conn = conn;
-      this.#rtx = rtx;
-      await this.#acquireReadTx();
-      this.pageSize = Number((await conn.queryRow("PRAGMA page_size"))![0]);
-      // After SQLite opened the -shm (our read did): see `#shm`.
-      const shm = LockProbe.open(`${this.path}-shm`);
-      if (typeof shm === "string") {
-        this.log.debug("other processes' checkpoints wait for ours", { reason: shm });
-      } else this.#shm = shm;
-    } catch (err) {
-      await rtx.close().catch(() => {});
-      await conn.close().catch(() => {});
-      this.#file?.close();
-      lock.close();
-      this.#conn =
-        this.#rtx =
-        this.#file =
-        this.#lock =
-          undefined;
-      throw err;
-    }
+    this.#h = await DbHandles.open(this.path, this.metaPath, this.log);
+    this.pageSize = this.#h.pageSize;
     await this.#loadGeneration();
     await this.#cleanGenerations();
-    this.log.info("initialized db", { path: this.path, driver: conn.driver });
+    this.log.info("initialized db", { path: this.path, driver: this.#h.conn.driver });
     return true;
   }
 
@@ -690,7 +564,7 @@ export class DB {
    * transaction afterwards.
    */
   async #nextIndex(): Promise<void> {
-    await this.#withWriteLock(async () => {
+    await this.#h!.withWriteLock(async () => {
       const old = this.#shadow!;
       this.stats.walBytes += (await copyCommittedFrames(this.walPath, old)).copied;
       const header = await readWalHeaderBytes(this.walPath);
@@ -706,36 +580,6 @@ export class DB {
       this.stats.walBytes += copy.copied;
       this.#shadow = shadow;
     });
-  }
-
-  /** Runs `fn` while holding SQLite's write lock (an uncommitted insert into `_litestream_lock`). */
-  async #withWriteLock<T>(fn: () => Promise<T>): Promise<T> {
-    const conn = this.#conn!;
-    await conn.exec("BEGIN");
-    try {
-      await conn.exec("INSERT INTO _litestream_lock (id) VALUES (1)");
-      return await fn();
-    } finally {
-      await conn.exec("ROLLBACK");
-    }
-  }
-
-  /** Begins the long read transaction that keeps other connections from checkpointing past us. */
-  async #acquireReadTx(): Promise<void> {
-    if (this.#rtxHeld) return;
-    await this.#rtx!.exec("BEGIN");
-    try {
-      await this.#rtx!.queryRow("SELECT COUNT(1) FROM _litestream_seq");
-    } catch (err) {
-      await this.#rtx!.exec("ROLLBACK").catch(() => {});
-      throw err;
-    }
-    this.#rtxHeld = true;
-  }
-
-  async #releaseReadTx(): Promise<void> {
-    this.#rtxHeld = false;
-    await this.#rtx!.exec("ROLLBACK");
   }
 
   /** Which checkpoint is due, by v0.3.13's policy (spec §4.9). */
@@ -760,16 +604,17 @@ export class DB {
    * (shrinking the file for TRUNCATE) and the shadow moves to the next index.
    */
   async #checkpoint(mode: CheckpointMode): Promise<void> {
-    const conn = this.#conn!;
+    const h = this.#h!;
+    const conn = h.conn;
     let result;
     try {
-      result = await this.#withWriteLock(async () => {
+      result = await h.withWriteLock(async () => {
         this.stats.walBytes += (await copyCommittedFrames(this.walPath, this.#shadow!)).copied;
-        await this.#releaseReadTx();
+        await h.releaseReadTx();
         try {
-          return await this.#rtx!.queryRow("PRAGMA wal_checkpoint(PASSIVE)");
+          return await h.rtx.queryRow("PRAGMA wal_checkpoint(PASSIVE)");
         } finally {
-          await this.#acquireReadTx();
+          await h.acquireReadTx();
         }
       });
     } catch (err) {
@@ -843,14 +688,6 @@ export async function checkDatabaseFile(path: string): Promise<Deno.FileInfo | u
     file.close();
   }
   return st;
-}
-
-/** Takes the meta directory's lock without waiting; undefined when another process holds it. */
-export function lockMeta(metaPath: string): Deno.FsFile | undefined {
-  const file = Deno.openSync(join(metaPath, "lock"), { read: true, write: true, create: true });
-  if (file.tryLockSync(true)) return file;
-  file.close();
-  return undefined;
 }
 
 /**

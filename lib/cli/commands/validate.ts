@@ -7,7 +7,8 @@
  */
 
 import { join } from "node:path";
-import { defaultMetaPath, lockMeta } from "../../core/db.ts";
+import { defaultMetaPath } from "../../core/db.ts";
+import { lockMeta } from "../../core/handles.ts";
 import { LitestreamError } from "../../errors.ts";
 import { syncReadStream } from "../../os/fs.ts";
 import { parseFlags } from "../flags.ts";

@@ -1,0 +1,205 @@
+/**
+ * What replicating one database holds open, opened together and closed in the one safe
+ * order: the meta directory's lock, two SQLite connections (one for our writes and
+ * checkpoints, one for the long read transaction that keeps other connections from
+ * checkpointing past us, spec §4.2), a descriptor of the database file and one of its
+ * `-shm`. POSIX locks belong to the process, and closing any descriptor of a file drops all
+ * of them, SQLite's included (spec §10.1): our descriptors close only after SQLite's.
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import { LitestreamError } from "../errors.ts";
+import type { Logger } from "../log.ts";
+import { LockProbe } from "../os/lock_probe.ts";
+import {
+  decodeWalIndex,
+  SHM_CKPT_LOCK,
+  SHM_WRITE_LOCK,
+  WAL_INDEX_READ_SIZE,
+  type WalIndexState,
+} from "../sqlite/shm.ts";
+import { type Database as Sqlite, openDatabase } from "../sqlite/driver.ts";
+
+/** The open handles of one replicated database. */
+export class DbHandles {
+  #rtxHeld = false;
+
+  private constructor(
+    /** Our writes (`_litestream_seq`, the write lock) and checkpoints. */
+    readonly conn: Sqlite,
+    /** The long read transaction. */
+    readonly rtx: Sqlite,
+    /** The database file, for snapshots: read with sync calls only (see `readAtSync`). */
+    readonly file: Deno.FsFile,
+    readonly pageSize: number,
+    readonly lock: Deno.FsFile,
+    /**
+     * Other processes' locks on the `-shm`, to see an application's checkpoint waiting on
+     * our read transaction. Undefined without FFI: such checkpoints then wait, as with v0.3.13.
+     */
+    readonly shm: LockProbe | undefined,
+  ) {}
+
+  /**
+   * Takes the meta directory's lock, opens both connections (WAL mode, persist-WAL, no
+   * auto-checkpoint, the helper tables), begins the read transaction and opens the
+   * descriptors; on failure closes whatever it opened.
+   */
+  static async open(path: string, metaPath: string, log: Logger): Promise<DbHandles> {
+    const lock = lockMeta(metaPath);
+    if (!lock) {
+      throw new LitestreamError(
+        `${path}: another litestream process is replicating this database (${metaPath}/lock)`,
+      );
+    }
+    const opened: { close(): unknown }[] = [lock];
+    try {
+      const conn = await openDatabase(path, { busyTimeoutMs: 1000 });
+      opened.unshift(conn);
+      const rtx = await openDatabase(path, { busyTimeoutMs: 1000 });
+      opened.unshift(rtx);
+      for (const c of [conn, rtx]) {
+        if (c.canPersistWal) await c.setPersistWal(true);
+        await c.exec("PRAGMA wal_autocheckpoint = 0");
+      }
+      if (!conn.canPersistWal) {
+        log.warn(
+          "sqlite driver cannot keep the WAL on close; a restart may begin a new generation",
+          {
+            driver: conn.driver,
+          },
+        );
+      }
+      const [mode] = await conn.queryRow("PRAGMA journal_mode") ?? [];
+      if (mode !== "wal") {
+        const [now] = await conn.queryRow("PRAGMA journal_mode = wal") ?? [];
+        if (now !== "wal") {
+          throw new LitestreamError(`${path}: enable wal failed (journal mode is ${now})`);
+        }
+        log.info("switched database to WAL journal mode", { from: mode });
+      }
+      await conn.exec(
+        "CREATE TABLE IF NOT EXISTS _litestream_seq (id INTEGER PRIMARY KEY, seq INTEGER)",
+      );
+      await conn.exec("CREATE TABLE IF NOT EXISTS _litestream_lock (id INTEGER)");
+      const file = await Deno.open(path, { read: true });
+      opened.splice(2, 0, file); // closed after the connections
+      const pageSize = Number((await conn.queryRow("PRAGMA page_size"))![0]);
+      // After SQLite opened the -shm (our connections did).
+      const shm = LockProbe.open(`${path}-shm`);
+      if (typeof shm === "string") {
+        log.debug("other processes' checkpoints wait for ours", { reason: shm });
+      } else opened.splice(2, 0, shm);
+      const handles = new DbHandles(
+        conn,
+        rtx,
+        file,
+        pageSize,
+        lock,
+        typeof shm === "string" ? undefined : shm,
+      );
+      await handles.acquireReadTx();
+      return handles;
+    } catch (err) {
+      for (const h of opened) await Promise.resolve(h.close()).catch(() => {});
+      throw err;
+    }
+  }
+
+  /** True while the read transaction is held. */
+  get rtxHeld(): boolean {
+    return this.#rtxHeld;
+  }
+
+  /** Begins the long read transaction (a no-op while held). */
+  async acquireReadTx(): Promise<void> {
+    if (this.#rtxHeld) return;
+    await this.rtx.exec("BEGIN");
+    try {
+      await this.rtx.queryRow("SELECT COUNT(1) FROM _litestream_seq");
+    } catch (err) {
+      await this.rtx.exec("ROLLBACK").catch(() => {});
+      throw err;
+    }
+    this.#rtxHeld = true;
+  }
+
+  /** Ends the long read transaction. */
+  async releaseReadTx(): Promise<void> {
+    this.#rtxHeld = false;
+    await this.rtx.exec("ROLLBACK");
+  }
+
+  /** Ends the read transaction and begins it again, at the WAL's current end. */
+  async renewReadTx(): Promise<void> {
+    await this.releaseReadTx();
+    await this.acquireReadTx();
+  }
+
+  /** Runs `fn` while holding SQLite's write lock (an uncommitted insert into `_litestream_lock`). */
+  async withWriteLock<T>(fn: () => Promise<T>): Promise<T> {
+    await this.conn.exec("BEGIN");
+    try {
+      await this.conn.exec("INSERT INTO _litestream_lock (id) VALUES (1)");
+      return await fn();
+    } finally {
+      await this.conn.exec("ROLLBACK");
+    }
+  }
+
+  /**
+   * True when another process runs a checkpoint that waits for readers (FULL, RESTART or
+   * TRUNCATE: it holds SQLite's checkpoint lock and its write lock). Two `fcntl` calls.
+   */
+  checkpointerHoldsLocks(): boolean {
+    const ckpt = this.shm?.holder(SHM_CKPT_LOCK);
+    if (!ckpt?.exclusive) return false;
+    const write = this.shm!.holder(SHM_WRITE_LOCK);
+    return write?.exclusive === true && write.pid === ckpt.pid;
+  }
+
+  /** The pid of the process holding the checkpoint lock, if any. */
+  checkpointerPid(): number | undefined {
+    return this.shm?.holder(SHM_CKPT_LOCK)?.pid;
+  }
+
+  /** The WAL-index header, read again while a writer is updating it. */
+  walIndex(): WalIndexState | undefined {
+    if (!this.shm) return undefined;
+    const buf = new Uint8Array(WAL_INDEX_READ_SIZE);
+    for (let i = 0; i < 3; i++) {
+      const state = decodeWalIndex(buf.subarray(0, this.shm.read(buf, 0)));
+      if (state) return state;
+    }
+    return undefined;
+  }
+
+  /** True when `path` no longer names the file we have open (replaced by a rename, or removed). */
+  async replaced(path: string): Promise<boolean> {
+    const st = await Deno.stat(path).catch(() => undefined);
+    // Sync fstat: an async one would drop SQLite's locks (see readAtSync).
+    const ino = this.file.statSync().ino;
+    return !st || (st.ino !== null && ino !== null && st.ino !== ino);
+  }
+
+  /** Ends the read transaction and closes everything, SQLite's connections first. */
+  async close(): Promise<void> {
+    await this.releaseReadTx().catch(() => {});
+    await this.rtx.close();
+    await this.conn.close();
+    // Only after SQLite has closed: closing these releases the process's locks on the files.
+    this.shm?.close();
+    this.file.close();
+    this.lock.close();
+  }
+}
+
+/** Takes the meta directory's lock without waiting; undefined when another process holds it. */
+export function lockMeta(metaPath: string): Deno.FsFile | undefined {
+  const file = Deno.openSync(join(metaPath, "lock"), { read: true, write: true, create: true });
+  if (file.tryLockSync(true)) return file;
+  file.close();
+  return undefined;
+}
