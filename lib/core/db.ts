@@ -13,30 +13,28 @@ import { basename, dirname, join } from "node:path";
 import { ChangeSignal, Mutex, sleep } from "../os/async.ts";
 import { equalBytes } from "../os/bytes.ts";
 import { type CheckpointMode, checkpointModeFor, checkpointSentinel } from "./checkpoint.ts";
-import { DbHandles } from "./handles.ts";
+import { checkDatabaseFile, DbHandles } from "./handles.ts";
+import { lastFrameMatches, walUnchangedSince } from "./shadow_checks.ts";
+import {
+  removeOtherGenerations,
+  resumeGeneration,
+  shadowWalPath,
+  startGeneration,
+} from "./meta.ts";
 import { type DirWaitOptions, type DirWake, waitForDirChange } from "../os/dir_watch.ts";
 import { LitestreamError } from "../errors.ts";
-import { readAt, readAtSync, readDirOrEmpty, removeIfExists, syncReadStream } from "../os/fs.ts";
+import { removeIfExists, syncReadStream } from "../os/fs.ts";
 import type { Logger } from "../log.ts";
-import { hex8, isGeneration, MAX_INDEX, newGeneration, type Pos } from "../names.ts";
+import { MAX_INDEX, type Pos } from "../names.ts";
 import {
   copyCommittedFrames,
   createShadow,
-  openShadow,
   readWalHeaderBytes,
   type ShadowState,
 } from "./shadow_wal.ts";
 import { SqliteCode, SqliteError } from "../sqlite/driver.ts";
-import { decodeDbHeader } from "../sqlite/header.ts";
 import { primaryChecksum } from "../validate/position.ts";
-import {
-  decodeFrameHeader,
-  decodeWalHeader,
-  FRAME_HEADER_SIZE,
-  frameAlign,
-  frameSize,
-  WAL_HEADER_SIZE,
-} from "../sqlite/wal.ts";
+import { decodeWalHeader, frameAlign, frameSize, WAL_HEADER_SIZE } from "../sqlite/wal.ts";
 
 export type { CheckpointMode } from "./checkpoint.ts";
 
@@ -240,7 +238,7 @@ export class DB {
 
   /** Path of the shadow WAL file for `index` in `generation`. */
   shadowPath(generation: string, index: number): string {
-    return join(this.metaPath, "generations", generation, "wal", `${hex8(index)}.wal`);
+    return shadowWalPath(this.metaPath, generation, index);
   }
 
   /** One monitor tick: initialise if needed, copy new frames, checkpoint when due, clean up. */
@@ -378,6 +376,11 @@ export class DB {
     return this.#checkpointDueIn() !== 0 && this.#walUnchanged();
   }
 
+  /** The WAL as the shadow left it (see `walUnchangedSince`), while our read pins it. */
+  #walUnchanged(): boolean {
+    return !!this.#shadow && !!this.#h?.rtxHeld && walUnchangedSince(this.walPath, this.#shadow);
+  }
+
   /**
    * Milliseconds until the time-based checkpoint is due (0: due now), or
    * undefined while none can be: rule 4 of spec §4.9, the last checkpoint
@@ -398,37 +401,6 @@ export class DB {
     return Math.max(0, mtime + interval + 1 - Date.now());
   }
 
-  /**
-   * True when the WAL still has our shadow's header (a restart writes new
-   * salts) and no frame of this incarnation starts where our shadow ends (new
-   * frames carry the header's salts; after a restart they overwrite old
-   * frames in place, so neither the file size nor its coarse mtime is a
-   * reliable sign). Sync reads of the WAL, never of the database file: no
-   * thread-pool round trip, and no risk to SQLite's locks.
-   */
-  #walUnchanged(): boolean {
-    const shadow = this.#shadow;
-    if (!shadow || !this.#h?.rtxHeld) return false;
-    let wal: Deno.FsFile;
-    try {
-      wal = Deno.openSync(this.walPath, { read: true });
-    } catch {
-      return false;
-    }
-    try {
-      const header = new Uint8Array(WAL_HEADER_SIZE);
-      if (
-        readAtSync(wal, 0, header) !== WAL_HEADER_SIZE || !equalBytes(header, shadow.headerBytes)
-      ) return false;
-      const next = new Uint8Array(FRAME_HEADER_SIZE);
-      if (readAtSync(wal, shadow.size, next) < FRAME_HEADER_SIZE) return true;
-      const frame = decodeFrameHeader(next);
-      return frame.salt1 !== shadow.header.salt1 || frame.salt2 !== shadow.header.salt2;
-    } finally {
-      wal.close();
-    }
-  }
-
   /** Opens the database for replication; returns false while it does not exist. */
   async #init(): Promise<boolean> {
     const st = await checkDatabaseFile(this.path);
@@ -439,44 +411,19 @@ export class DB {
     await Deno.mkdir(this.metaPath, { recursive: true, mode: this.#dirMode });
     this.#h = await DbHandles.open(this.path, this.metaPath, this.log);
     this.pageSize = this.#h.pageSize;
-    await this.#loadGeneration();
-    await this.#cleanGenerations();
+    const found = await resumeGeneration(this.metaPath, this.walPath);
+    if (typeof found === "string") {
+      this.log.warn("init: cannot determine last wal position, clearing generation", {
+        reason: found,
+      });
+      this.#clearedBecause = found;
+    } else if (found) {
+      this.#generation = found.generation;
+      this.#shadow = found.shadow;
+    }
+    await removeOtherGenerations(this.metaPath, this.#generation);
     this.log.info("initialized db", { path: this.path, driver: this.#h.conn.driver });
     return true;
-  }
-
-  /** Resumes the generation recorded in the meta directory when its shadow WAL still matches the real WAL. */
-  async #loadGeneration(): Promise<void> {
-    const file = join(this.metaPath, "generation");
-    const name = (await Deno.readTextFile(file).catch(() => "")).trim();
-    if (!isGeneration(name)) return;
-    const walDir = join(this.metaPath, "generations", name, "wal");
-    let index = -1;
-    for (const e of await readDirOrEmpty(walDir)) {
-      const m = /^([0-9a-f]{8})\.wal$/.exec(e.name);
-      if (m) index = Math.max(index, parseInt(m[1], 16));
-    }
-    const shadow = index < 0
-      ? "no shadow wal"
-      : await openShadow(this.shadowPath(name, index), index);
-    const walHeader = await readWalHeaderBytes(this.walPath);
-    const problem = typeof shadow === "string"
-      ? shadow
-      : !walHeader
-      ? "primary wal header missing"
-      : !equalBytes(walHeader, shadow.headerBytes)
-      ? "wal header mismatch"
-      : undefined;
-    if (problem) {
-      this.log.warn("init: cannot determine last wal position, clearing generation", {
-        reason: problem,
-      });
-      await removeIfExists(file);
-      this.#clearedBecause = problem;
-      return;
-    }
-    this.#generation = name;
-    this.#shadow = shadow as ShadowState;
   }
 
   /** Continuity checks of spec §4.5 against the WAL's current header; a reason means a new generation. */
@@ -506,54 +453,27 @@ export class DB {
     if (!equalBytes(walHeader, shadow.headerBytes)) {
       return { reason: "wal restarted by another process" };
     }
-    if (shadow.size > WAL_HEADER_SIZE && !await this.#lastFrameMatches(shadow)) {
+    if (
+      shadow.size > WAL_HEADER_SIZE && !await lastFrameMatches(this.walPath, shadow, this.pageSize)
+    ) {
       return { reason: "wal overwritten by another process" };
     }
     return {};
   }
 
-  /** True when the shadow's last frame is still, byte for byte, in the real WAL. */
-  async #lastFrameMatches(shadow: ShadowState): Promise<boolean> {
-    const size = frameSize(this.pageSize);
-    const at = shadow.size - size;
-    const [a, b] = [new Uint8Array(size), new Uint8Array(size)];
-    const read = async (path: string, buf: Uint8Array) => {
-      const f = await Deno.open(path, { read: true }).catch(() => undefined);
-      if (!f) return 0; // gone meanwhile: it does not match
-      try {
-        return await readAt(f, at, buf);
-      } finally {
-        f.close();
-      }
-    };
-    return await read(shadow.path, a) === size && await read(this.walPath, b) === size &&
-      equalBytes(a, b);
-  }
-
   /** Starts a new generation from the current real WAL (header and committed frames). */
   async #newGeneration(reason: string): Promise<void> {
-    const generation = newGeneration();
-    await Deno.mkdir(join(this.metaPath, "generations", generation, "wal"), {
-      recursive: true,
-      mode: this.#dirMode,
+    const { generation, shadow, copied } = await startGeneration(this.metaPath, this.walPath, {
+      fileMode: this.#fileMode,
+      dirMode: this.#dirMode,
     });
-    const { shadow, copy } = await createShadow(
-      this.walPath,
-      this.shadowPath(generation, 0),
-      0,
-      this.#fileMode,
-    );
-    this.stats.walBytes += copy.copied;
-    const file = join(this.metaPath, "generation");
-    const tmp = `${file}.tmp`;
-    await Deno.writeTextFile(tmp, `${generation}\n`, { mode: this.#fileMode });
-    await Deno.rename(tmp, file);
+    this.stats.walBytes += copied;
     this.#generation = generation;
     this.#shadow = shadow;
     this.#cleanedBelow = 0;
     this.stats.generations++;
     this.log.info("sync: new generation", { generation, reason });
-    await this.#cleanGenerations();
+    await removeOtherGenerations(this.metaPath, this.#generation);
   }
 
   /**
@@ -637,16 +557,6 @@ export class DB {
     if (!header || !equalBytes(header, this.#shadow!.headerBytes)) await this.#nextIndex();
   }
 
-  /** Removes other generations' shadow directories. */
-  async #cleanGenerations(): Promise<void> {
-    const dir = join(this.metaPath, "generations");
-    for (const e of await readDirOrEmpty(dir)) {
-      if (e.name !== this.#generation) {
-        await Deno.remove(join(dir, e.name), { recursive: true }).catch(() => {});
-      }
-    }
-  }
-
   /** Removes shadow WAL files every replica has passed (keeping one older, as v0.3.13 does). */
   async #cleanShadows(): Promise<void> {
     if (this.replicas.length === 0 || !this.#generation) return;
@@ -661,33 +571,6 @@ export class DB {
     }
     this.#cleanedBelow = min - 1;
   }
-}
-
-/**
- * Checks a database path before SQLite opens it: undefined when it does not
- * exist yet, an error naming it when it is a directory or not an SQLite
- * database. Opening and closing the file here is safe only because no SQLite
- * connection of this process has it open yet (see `readAtSync`).
- */
-export async function checkDatabaseFile(path: string): Promise<Deno.FileInfo | undefined> {
-  let st: Deno.FileInfo;
-  try {
-    st = await Deno.stat(path);
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound) return undefined;
-    throw err;
-  }
-  if (st.isDirectory) throw new LitestreamError(`${path}: is a directory, not a database`);
-  if (st.size === 0) return st; // SQLite writes the header on first use
-  const file = await Deno.open(path, { read: true });
-  try {
-    const head = new Uint8Array(100);
-    const header = decodeDbHeader(head.subarray(0, await readAt(file, 0, head)));
-    if (typeof header === "string") throw new LitestreamError(`${path}: ${header}`);
-  } finally {
-    file.close();
-  }
-  return st;
 }
 
 /**

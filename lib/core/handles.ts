@@ -11,6 +11,8 @@
 
 import { join } from "node:path";
 import { LitestreamError } from "../errors.ts";
+import { readAt } from "../os/fs.ts";
+import { decodeDbHeader } from "../sqlite/header.ts";
 import type { Logger } from "../log.ts";
 import { LockProbe } from "../os/lock_probe.ts";
 import {
@@ -202,4 +204,31 @@ export function lockMeta(metaPath: string): Deno.FsFile | undefined {
   if (file.tryLockSync(true)) return file;
   file.close();
   return undefined;
+}
+
+/**
+ * Checks a database path before SQLite opens it: undefined when it does not
+ * exist yet, an error naming it when it is a directory or not an SQLite
+ * database. Opening and closing the file here is safe only because no SQLite
+ * connection of this process has it open yet (see `readAtSync`).
+ */
+export async function checkDatabaseFile(path: string): Promise<Deno.FileInfo | undefined> {
+  let st: Deno.FileInfo;
+  try {
+    st = await Deno.stat(path);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return undefined;
+    throw err;
+  }
+  if (st.isDirectory) throw new LitestreamError(`${path}: is a directory, not a database`);
+  if (st.size === 0) return st; // SQLite writes the header on first use
+  const file = await Deno.open(path, { read: true });
+  try {
+    const head = new Uint8Array(100);
+    const header = decodeDbHeader(head.subarray(0, await readAt(file, 0, head)));
+    if (typeof header === "string") throw new LitestreamError(`${path}: ${header}`);
+  } finally {
+    file.close();
+  }
+  return st;
 }
