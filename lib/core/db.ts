@@ -215,8 +215,9 @@ export class DB {
       done = frames === index.mxFrame;
     }
     if (!done) return;
-    this.#admitted = this.#shadow!.headerBytes;
     await h.renewReadTx();
+    // Only once held again: a restart while nothing pinned the WAL proves nothing.
+    this.#admitted = this.#shadow!.headerBytes;
     this.log.info("let another process's checkpoint through", {
       pid,
       ms: Math.round(performance.now() - started),
@@ -337,7 +338,9 @@ export class DB {
       return;
     }
     const conn = this.#h!.conn;
-    // Re-taken if a previous sync failed between releasing and re-acquiring it.
+    // Re-taken if a previous sync failed between releasing and re-acquiring it; a restart we
+    // let through is then no longer proven to be the only one.
+    if (!this.#h!.rtxHeld) this.#admitted = undefined;
     await this.#h!.acquireReadTx();
     let walHeader = await readWalHeaderBytes(this.walPath);
     if (!walHeader) {

@@ -15,6 +15,7 @@ import { readAt } from "../os/fs.ts";
 import { decodeDbHeader } from "../sqlite/header.ts";
 import type { Logger } from "../log.ts";
 import { LockProbe } from "../os/lock_probe.ts";
+import { admitCheckpointsEnabled } from "./checkpoint.ts";
 import {
   decodeWalIndex,
   SHM_CKPT_LOCK,
@@ -90,7 +91,9 @@ export class DbHandles {
       opened.splice(2, 0, file); // closed after the connections
       const pageSize = Number((await conn.queryRow("PRAGMA page_size"))![0]);
       // After SQLite opened the -shm (our connections did).
-      const shm = LockProbe.open(`${path}-shm`);
+      const shm = admitCheckpointsEnabled()
+        ? LockProbe.open(`${path}-shm`)
+        : "off unless LITESTREAM_EXPERIMENTAL_ADMIT_CHECKPOINTS=1";
       if (typeof shm === "string") {
         log.debug("other processes' checkpoints wait for ours", { reason: shm });
       } else opened.splice(2, 0, shm);

@@ -35,15 +35,18 @@ export function newGenerations(log: string): NewGeneration[] {
 /** A running `litestream replicate` (ours). */
 export type ReplicateProcess = LoggedProcess;
 
-/** Starts `deno run -A main.ts replicate ...args`, its output appended to `options.logPath`. */
+/**
+ * Starts `deno run -A main.ts replicate ...args`, its output appended to `options.logPath`;
+ * `options.env` adds to the child's environment.
+ */
 export function startReplicate(
   args: string[],
-  options: { logPath: string; cwd?: string },
+  options: { logPath: string; cwd?: string; env?: Record<string, string> },
 ): ReplicateProcess {
   return startLogged(Deno.execPath(), ["run", "-A", MAIN_TS, "replicate", ...args], {
     ...options,
     name: "replicate",
-    env: CHILD_ENV,
+    env: { ...CHILD_ENV, ...options.env },
   });
 }
 
