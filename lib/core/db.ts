@@ -10,9 +10,10 @@
  */
 
 import { basename, dirname, join } from "node:path";
-import { ChangeSignal, Mutex, sleep } from "../os/async.ts";
+import { ChangeSignal, Mutex } from "../os/async.ts";
 import { equalBytes } from "../os/bytes.ts";
 import { type CheckpointMode, checkpointModeFor, checkpointSentinel } from "./checkpoint.ts";
+import { CheckpointAdmission } from "./admission.ts";
 import { checkDatabaseFile, DbHandles } from "./handles.ts";
 import { lastFrameMatches, walUnchangedSince } from "./shadow_checks.ts";
 import {
@@ -34,7 +35,7 @@ import {
 } from "./shadow_wal.ts";
 import { SqliteCode, SqliteError } from "../sqlite/driver.ts";
 import { primaryChecksum } from "../validate/position.ts";
-import { decodeWalHeader, frameAlign, frameSize, WAL_HEADER_SIZE } from "../sqlite/wal.ts";
+import { frameAlign, frameSize, WAL_HEADER_SIZE } from "../sqlite/wal.ts";
 
 export type { CheckpointMode } from "./checkpoint.ts";
 
@@ -97,11 +98,8 @@ export class DB {
   #cleanedBelow = 0;
   #snapshots = 0;
   #quietSyncs = 0;
-  /**
-   * The shadow header under which we let an application's checkpoint through: one restart
-   * of that WAL is then continuity (every frame was in the shadow), not a new generation.
-   */
-  #admitted: Uint8Array | undefined;
+  /** Other processes' checkpoints we let through (see `admission.ts`). */
+  readonly #admission = new CheckpointAdmission();
   /** Why start-up dropped the recorded generation, for the new generation's log line. */
   #clearedBecause: string | undefined;
   readonly #mutex = new Mutex();
@@ -182,61 +180,6 @@ export class DB {
     return !!this.#h?.rtxHeld && this.#h.checkpointerHoldsLocks();
   }
 
-  /**
-   * Lets another process's checkpoint through instead of making it wait its whole busy
-   * timeout with the application's writers frozen behind it (its write lock is held all the
-   * while). Never while a snapshot reads the database file. The read transaction is never
-   * given up, only begun again, twice: first at the WAL's end, which no longer limits the
-   * backfill but still blocks a WAL restart; then, once the WAL-index shows every frame
-   * backfilled and the shadow holds them all, afresh, which SQLite then serves from read
-   * mark 0: that lets the checkpointer restart the WAL but blocks the backfill of any later
-   * frame, so at most one restart can happen before our next sync, and it loses nothing.
-   * That restart is then the next index of this generation (see `#admittedRestart`).
-   */
-  async #admitCheckpoint(): Promise<void> {
-    const h = this.#h!;
-    if (this.#snapshots > 0) return;
-    const pid = h.checkpointerPid();
-    const started = performance.now();
-    await h.renewReadTx();
-    let done = false;
-    while (!done && h.checkpointerHoldsLocks()) {
-      if (performance.now() - started > ADMIT_MAX_MS) return;
-      const index = h.walIndex();
-      const shadow = this.#shadow!;
-      if (!index || !equalBytes(index.salt, shadow.headerBytes.subarray(16, 24))) return;
-      if (index.nBackfill < index.mxFrame) {
-        await sleep(1);
-        continue;
-      }
-      // Backfilled, and no restart can pass our read mark: take what the shadow lacks.
-      this.stats.walBytes += (await copyCommittedFrames(this.walPath, shadow)).copied;
-      const frames = (this.#shadow!.size - WAL_HEADER_SIZE) / frameSize(this.pageSize);
-      done = frames === index.mxFrame;
-    }
-    if (!done) return;
-    await h.renewReadTx();
-    // Only once held again: a restart while nothing pinned the WAL proves nothing.
-    this.#admitted = this.#shadow!.headerBytes;
-    this.log.info("let another process's checkpoint through", {
-      pid,
-      ms: Math.round(performance.now() - started),
-    });
-  }
-
-  /**
-   * True when the WAL has a new header after we let a checkpoint through under this shadow
-   * header: the one restart that can have happened since (see `#admitCheckpoint`). Salts
-   * cannot tell: a connection that never restarted the WAL itself writes random ones.
-   */
-  #admittedRestart(walHeader: Uint8Array): boolean {
-    const shadow = this.#shadow!;
-    if (!this.#admitted || !equalBytes(this.#admitted, shadow.headerBytes)) return false;
-    if (equalBytes(walHeader, shadow.headerBytes)) return false;
-    const next = decodeWalHeader(walHeader);
-    return typeof next !== "string" && next.pageSize === shadow.header.pageSize;
-  }
-
   /** Path of the shadow WAL file for `index` in `generation`. */
   shadowPath(generation: string, index: number): string {
     return shadowWalPath(this.metaPath, generation, index);
@@ -315,7 +258,8 @@ export class DB {
 
   async #closeHandles(): Promise<void> {
     const h = this.#h;
-    this.#h = this.#admitted = undefined;
+    this.#h = undefined;
+    this.#admission.forget();
     await h?.close();
   }
 
@@ -340,7 +284,7 @@ export class DB {
     const conn = this.#h!.conn;
     // Re-taken if a previous sync failed between releasing and re-acquiring it; a restart we
     // let through is then no longer proven to be the only one.
-    if (!this.#h!.rtxHeld) this.#admitted = undefined;
+    if (!this.#h!.rtxHeld) this.#admission.forget();
     await this.#h!.acquireReadTx();
     let walHeader = await readWalHeaderBytes(this.walPath);
     if (!walHeader) {
@@ -359,7 +303,10 @@ export class DB {
       const copy = await copyCommittedFrames(this.walPath, this.#shadow!);
       this.stats.walBytes += copy.copied;
       changed = copy.copied > 0;
-      if (this.checkpointerWaiting()) await this.#admitCheckpoint();
+      if (this.checkpointerWaiting() && this.#snapshots === 0) {
+        const admitted = await this.#admission.admit(this.#h!, this.#shadow!, this.pageSize);
+        if (admitted) this.log.info("let another process's checkpoint through", admitted);
+      }
     }
     const mode = this.#snapshots === 0 ? await this.#checkpointMode() : undefined;
     if (mode) {
@@ -447,7 +394,7 @@ export class DB {
     if (st.size !== shadow.size) return { reason: "shadow wal changed by another process" };
     const walSt = await Deno.stat(this.walPath).catch(() => undefined);
     if (!walSt || !walHeader) return { reason: "primary wal header missing" };
-    if (this.#admittedRestart(walHeader)) return { restarted: true };
+    if (this.#admission.isRestart(shadow, walHeader)) return { restarted: true };
     if (shadow.size > frameAlign(walSt.size, this.pageSize)) {
       return { reason: "wal truncated by another process" };
     }
@@ -480,29 +427,28 @@ export class DB {
   }
 
   /**
-   * Moves to the next index after our checkpoint restarted the WAL, holding
-   * SQLite's write lock so the WAL cannot move meanwhile. Every frame of the
-   * old WAL is already in the shadow: our checkpoint copied them under the
-   * write lock, and nobody can backfill (so restart) past our read
-   * transaction afterwards.
+   * Moves to the next index after a WAL restart we made or let through, holding SQLite's write
+   * lock so the WAL cannot move meanwhile (see `#followRestart`).
    */
   async #nextIndex(): Promise<void> {
-    await this.#h!.withWriteLock(async () => {
-      const old = this.#shadow!;
-      this.stats.walBytes += (await copyCommittedFrames(this.walPath, old)).copied;
-      const header = await readWalHeaderBytes(this.walPath);
-      if (header && equalBytes(header, old.headerBytes)) return;
-      if (old.index + 1 >= MAX_INDEX) return await this.#newGeneration("max index exceeded");
-      const path = this.shadowPath(this.#generation!, old.index + 1);
-      const { shadow, copy } = await createShadow(
-        this.walPath,
-        path,
-        old.index + 1,
-        this.#fileMode,
-      );
-      this.stats.walBytes += copy.copied;
-      this.#shadow = shadow;
-    });
+    await this.#h!.withWriteLock(() => this.#followRestart());
+  }
+
+  /**
+   * With SQLite's write lock held: takes the old WAL's last frames still in place, then starts
+   * the next index from the restarted WAL. Every frame of the old WAL is then in the shadow: our
+   * checkpoint copied them under the write lock, or the admission proved it.
+   */
+  async #followRestart(): Promise<void> {
+    const old = this.#shadow!;
+    this.stats.walBytes += (await copyCommittedFrames(this.walPath, old)).copied;
+    const header = await readWalHeaderBytes(this.walPath);
+    if (header && equalBytes(header, old.headerBytes)) return;
+    if (old.index + 1 >= MAX_INDEX) return await this.#newGeneration("max index exceeded");
+    const path = this.shadowPath(this.#generation!, old.index + 1);
+    const { shadow, copy } = await createShadow(this.walPath, path, old.index + 1, this.#fileMode);
+    this.stats.walBytes += copy.copied;
+    this.#shadow = shadow;
   }
 
   /** Which checkpoint is due, by v0.3.13's policy (spec §4.9). */
@@ -532,6 +478,13 @@ export class DB {
     let result;
     try {
       result = await h.withWriteLock(async () => {
+        // A restart we let through since the last verify: its frames are not in the shadow yet,
+        // and our backfill below would let the next restart drop them. Follow it first.
+        const header = await readWalHeaderBytes(this.walPath);
+        if (header && !equalBytes(header, this.#shadow!.headerBytes)) {
+          if (!this.#admission.isRestart(this.#shadow!, header)) return undefined; // the next verify decides
+          await this.#followRestart();
+        }
         this.stats.walBytes += (await copyCommittedFrames(this.walPath, this.#shadow!)).copied;
         await h.releaseReadTx();
         try {
@@ -548,8 +501,9 @@ export class DB {
       }
       throw err;
     }
+    if (!result) return this.log.debug("checkpoint skipped: the WAL restarted", { mode });
     this.stats.checkpoints[mode]++;
-    this.log.debug("checkpoint", { mode, result: result?.join(",") });
+    this.log.debug("checkpoint", { mode, result: result.join(",") });
     if (mode === "TRUNCATE") await conn.exec("PRAGMA journal_size_limit = 0");
     try {
       await conn.exec(SEQ_UPSERT);
@@ -575,10 +529,3 @@ export class DB {
     this.#cleanedBelow = min - 1;
   }
 }
-
-/**
- * Longest we stay out of the way of another process's checkpoint. It holds SQLite's write
- * lock all the while, so nothing can be committed meanwhile; the bound only keeps us from
- * waiting forever on a checkpointer that is stuck.
- */
-const ADMIT_MAX_MS = 30_000;

@@ -1,0 +1,91 @@
+/**
+ * Letting another process's checkpoint through. Our long read transaction keeps other
+ * connections from checkpointing past frames we have not copied (spec §4.2); an application's
+ * FULL, RESTART or TRUNCATE checkpoint then waits its whole busy timeout holding SQLite's write
+ * lock, and the application's writers freeze behind it. Once the WAL-index shows every
+ * committed frame in the shadow WAL, nothing is lost by letting it through: the checkpointer's
+ * write lock keeps anything from being committed meanwhile, and the WAL restart it makes is
+ * the next index of the same generation, as if we had checkpointed.
+ *
+ * SQLite facts this rests on: a checkpointer backfills past a reader only up to its read mark,
+ * restarts the WAL only when no reader holds read marks 1–4, and backfills nothing while a
+ * reader holds read mark 0, which SQLite gives a read begun on a fully backfilled WAL.
+ *
+ * Experimental: off unless `LITESTREAM_EXPERIMENTAL_ADMIT_CHECKPOINTS=1` (see `checkpoint.ts`).
+ *
+ * @module
+ */
+
+import { equalBytes } from "../os/bytes.ts";
+import { sleep } from "../os/async.ts";
+import { decodeWalHeader, frameSize, WAL_HEADER_SIZE } from "../sqlite/wal.ts";
+import type { DbHandles } from "./handles.ts";
+import type { ShadowState } from "./shadow_wal.ts";
+
+/**
+ * Longest we stay out of the way of another process's checkpoint. It holds SQLite's write
+ * lock all the while, so nothing can be committed meanwhile; the bound only keeps us from
+ * waiting forever on a checkpointer that is stuck.
+ */
+const ADMIT_MAX_MS = 30_000;
+
+/** The checkpoints let through for one database, and the one restart each may make. */
+export class CheckpointAdmission {
+  /** The shadow header under which a checkpoint was let through. */
+  #under: Uint8Array | undefined;
+
+  /**
+   * Lets the waiting checkpointer through when the WAL-index shows every committed frame in
+   * `shadow`; returns its pid and how long it took, or undefined when it did not. Our read
+   * transaction is not given up, only begun again: first at the WAL's end, which no longer
+   * limits the backfill but still blocks a restart; then, once everything is backfilled,
+   * afresh, which SQLite serves from read mark 0: that lets the restart through but blocks
+   * the backfill of any later frame, so no later restart can drop a frame before we copy it.
+   */
+  async admit(
+    h: DbHandles,
+    shadow: ShadowState,
+    pageSize: number,
+  ): Promise<{ pid?: number; ms: number } | undefined> {
+    if (!complete(h, shadow, pageSize)) return undefined;
+    const pid = h.checkpointerPid();
+    const started = performance.now();
+    this.#under = shadow.headerBytes;
+    await h.renewReadTx();
+    while (h.checkpointerHoldsLocks() && performance.now() - started < ADMIT_MAX_MS) {
+      const index = h.walIndex();
+      if (index && index.nBackfill < index.mxFrame) {
+        await sleep(1);
+        continue;
+      }
+      // Backfilled (or restarted already): our read mark must no longer hold the restart back.
+      await h.renewReadTx();
+      break;
+    }
+    return { pid, ms: Math.round(performance.now() - started) };
+  }
+
+  /**
+   * True when the WAL has a new header after we let a checkpoint through under `shadow`'s: the
+   * one restart that can have happened since. Salts cannot tell: a connection that never
+   * restarted the WAL itself writes random ones.
+   */
+  isRestart(shadow: ShadowState, walHeader: Uint8Array): boolean {
+    if (!this.#under || !equalBytes(this.#under, shadow.headerBytes)) return false;
+    if (equalBytes(walHeader, shadow.headerBytes)) return false;
+    const next = decodeWalHeader(walHeader);
+    return typeof next !== "string" && next.pageSize === shadow.header.pageSize;
+  }
+
+  /** Forgets what was let through: our read transaction was not held throughout. */
+  forget(): void {
+    this.#under = undefined;
+  }
+}
+
+/** True when the WAL-index says every committed frame of the WAL is in the shadow. */
+function complete(h: DbHandles, shadow: ShadowState, pageSize: number): boolean {
+  const index = h.walIndex();
+  return !!index && equalBytes(index.salt, shadow.headerBytes.subarray(16, 24)) &&
+    index.mxFrame === (shadow.size - WAL_HEADER_SIZE) / frameSize(pageSize);
+}
