@@ -6,7 +6,7 @@
  * @module
  */
 
-import { WAL_HEADER_SIZE } from "../sqlite/wal.ts";
+import { frameSize, WAL_HEADER_SIZE } from "../sqlite/wal.ts";
 
 /** SQLite checkpoint modes Litestream uses. */
 export type CheckpointMode = "PASSIVE" | "RESTART" | "TRUNCATE";
@@ -35,6 +35,26 @@ export function checkpointModeFor(
   }
   if (sizes.shadow >= walSize(t.minCheckpointPageCount)) return "PASSIVE";
   return timeDue ? "PASSIVE" : undefined;
+}
+
+/**
+ * Milliseconds until the time-based checkpoint is due (0: due now), or undefined while none
+ * can be: rule 4 of spec §4.9, the last checkpoint (the database file's mtime) older than the
+ * interval and the WAL longer than one frame. A sync stat of the path: safe for SQLite's
+ * locks, and cheap on idle ticks.
+ */
+export function checkpointDueIn(
+  dbPath: string,
+  intervalMs: number,
+  shadowSize: number,
+  pageSize: number,
+): number | undefined {
+  if (intervalMs <= 0 || shadowSize <= WAL_HEADER_SIZE + frameSize(pageSize)) return undefined;
+  let mtime = 0;
+  try {
+    mtime = Deno.statSync(dbPath).mtime?.getTime() ?? 0;
+  } catch { /* gone: due at once, and the full pass finds out */ }
+  return Math.max(0, mtime + intervalMs + 1 - Date.now());
 }
 
 /**

@@ -9,33 +9,29 @@
  * @module
  */
 
-import { basename, dirname, join } from "node:path";
+import { basename, dirname } from "node:path";
+import { LitestreamError } from "../errors.ts";
+import type { Logger } from "../log.ts";
+import type { Pos } from "../names.ts";
 import { ChangeSignal, Mutex } from "../os/async.ts";
 import { equalBytes } from "../os/bytes.ts";
-import { type CheckpointMode, checkpointModeFor, checkpointSentinel } from "./checkpoint.ts";
-import { CheckpointAdmission } from "./admission.ts";
-import { checkDatabaseFile, DbHandles } from "./handles.ts";
-import { lastFrameMatches, walUnchangedSince } from "./shadow_checks.ts";
-import {
-  removeOtherGenerations,
-  resumeGeneration,
-  shadowWalPath,
-  startGeneration,
-} from "./meta.ts";
 import { type DirWaitOptions, type DirWake, waitForDirChange } from "../os/dir_watch.ts";
-import { LitestreamError } from "../errors.ts";
-import { removeIfExists, syncReadStream } from "../os/fs.ts";
-import type { Logger } from "../log.ts";
-import { MAX_INDEX, type Pos } from "../names.ts";
-import {
-  copyCommittedFrames,
-  createShadow,
-  readWalHeaderBytes,
-  type ShadowState,
-} from "./shadow_wal.ts";
+import { syncReadStream } from "../os/fs.ts";
 import { SqliteCode, SqliteError } from "../sqlite/driver.ts";
+import { frameAlign, frameSize } from "../sqlite/wal.ts";
 import { primaryChecksum } from "../validate/position.ts";
-import { frameAlign, frameSize, WAL_HEADER_SIZE } from "../sqlite/wal.ts";
+import { CheckpointAdmission } from "./admission.ts";
+import {
+  checkpointDueIn,
+  type CheckpointMode,
+  checkpointModeFor,
+  checkpointSentinel,
+} from "./checkpoint.ts";
+import { checkDatabaseFile, DbHandles } from "./handles.ts";
+import { defaultMetaPath } from "./meta.ts";
+import { walUnchangedSince } from "./shadow_checks.ts";
+import { ShadowLog } from "./shadow_log.ts";
+import { readWalHeaderBytes } from "./shadow_wal.ts";
 
 export type { CheckpointMode } from "./checkpoint.ts";
 
@@ -66,11 +62,6 @@ export interface DbStats {
 const SEQ_UPSERT =
   "INSERT INTO _litestream_seq (id, seq) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET seq = seq + 1";
 
-/** The default meta directory of a database: `.<name>-litestream` beside it. */
-export function defaultMetaPath(dbPath: string): string {
-  return join(dirname(dbPath), `.${basename(dbPath)}-litestream`);
-}
-
 /** One monitored database. */
 export class DB {
   readonly path: string;
@@ -91,17 +82,11 @@ export class DB {
   pageSize = 0;
 
   #h: DbHandles | undefined;
-  #generation: string | undefined;
-  #shadow: ShadowState | undefined;
-  #fileMode = 0o600;
-  #dirMode = 0o700;
-  #cleanedBelow = 0;
+  readonly #log: ShadowLog;
   #snapshots = 0;
   #quietSyncs = 0;
   /** Other processes' checkpoints we let through (see `admission.ts`). */
   readonly #admission = new CheckpointAdmission();
-  /** Why start-up dropped the recorded generation, for the new generation's log line. */
-  #clearedBecause: string | undefined;
   readonly #mutex = new Mutex();
   readonly #snapshotLock = new Mutex();
 
@@ -110,11 +95,12 @@ export class DB {
     this.path = settings.path;
     this.walPath = `${settings.path}-wal`;
     this.metaPath = settings.metaPath ?? defaultMetaPath(settings.path);
+    this.#log = new ShadowLog(this.metaPath, this.walPath, log, this.stats);
   }
 
   /** The current generation, once one exists. */
   get generation(): string | undefined {
-    return this.#generation;
+    return this.#log.generation;
   }
 
   /** The SQLite driver in use, once initialised. */
@@ -122,20 +108,9 @@ export class DB {
     return this.#h?.conn.driver;
   }
 
-  /** Mode for files Litestream writes for this database (the database file's mode). */
-  get fileMode(): number {
-    return this.#fileMode;
-  }
-
-  /** Mode for directories Litestream creates (the database directory's mode). */
-  get dirMode(): number {
-    return this.#dirMode;
-  }
-
   /** The position up to which the shadow WAL holds committed frames. */
   pos(): Pos | undefined {
-    if (!this.#generation || !this.#shadow) return undefined;
-    return { generation: this.#generation, index: this.#shadow.index, offset: this.#shadow.size };
+    return this.#log.pos();
   }
 
   /** How many syncs in a row found the WAL as the shadow left it (and no checkpoint due). */
@@ -182,7 +157,7 @@ export class DB {
 
   /** Path of the shadow WAL file for `index` in `generation`. */
   shadowPath(generation: string, index: number): string {
-    return shadowWalPath(this.metaPath, generation, index);
+    return this.#log.shadowPath(generation, index);
   }
 
   /** One monitor tick: initialise if needed, copy new frames, checkpoint when due, clean up. */
@@ -246,7 +221,7 @@ export class DB {
   /** Starts a new generation now, e.g. when a replica cannot continue the current one. */
   async restartGeneration(reason: string): Promise<void> {
     await this.#mutex.run(async () => {
-      if (this.#h) await this.#newGeneration(reason);
+      if (this.#h) await this.#log.newGeneration(reason);
     });
     this.changed.notify();
   }
@@ -276,8 +251,8 @@ export class DB {
     if (await this.#h!.replaced(this.path)) {
       this.log.warn("database file replaced or removed; reopening");
       await this.#closeHandles();
-      this.#generation = this.#shadow = undefined;
-      if (await this.#init()) await this.#newGeneration("database file replaced");
+      this.#log.reset();
+      if (await this.#init()) await this.#log.newGeneration("database file replaced");
       this.changed.notify();
       return;
     }
@@ -292,19 +267,17 @@ export class DB {
       walHeader = await readWalHeaderBytes(this.walPath);
     }
     let changed = false;
-    const check = await this.#verify(walHeader);
+    const check = await this.#log.verify(walHeader, this.pageSize, this.#admission);
     if (check.reason) {
-      await this.#newGeneration(check.reason);
+      await this.#log.newGeneration(check.reason);
       changed = true;
     } else if (check.restarted) {
-      await this.#nextIndex();
+      await this.#h!.withWriteLock(() => this.#log.followRestart());
       changed = true;
     } else {
-      const copy = await copyCommittedFrames(this.walPath, this.#shadow!);
-      this.stats.walBytes += copy.copied;
-      changed = copy.copied > 0;
+      changed = await this.#log.copy() > 0;
       if (this.checkpointerWaiting() && this.#snapshots === 0) {
-        const admitted = await this.#admission.admit(this.#h!, this.#shadow!, this.pageSize);
+        const admitted = await this.#admission.admit(this.#h!, this.#log.shadow!, this.pageSize);
         if (admitted) this.log.info("let another process's checkpoint through", admitted);
       }
     }
@@ -328,134 +301,36 @@ export class DB {
 
   /** The WAL as the shadow left it (see `walUnchangedSince`), while our read pins it. */
   #walUnchanged(): boolean {
-    return !!this.#shadow && !!this.#h?.rtxHeld && walUnchangedSince(this.walPath, this.#shadow);
+    const shadow = this.#log.shadow;
+    return !!shadow && !!this.#h?.rtxHeld && walUnchangedSince(this.walPath, shadow);
   }
 
-  /**
-   * Milliseconds until the time-based checkpoint is due (0: due now), or
-   * undefined while none can be: rule 4 of spec §4.9, the last checkpoint
-   * (the database file's mtime) older than the interval and the WAL longer
-   * than one frame. Sync stat of the path: safe for SQLite's locks, and cheap
-   * on idle ticks.
-   */
+  /** Milliseconds until the time-based checkpoint is due (see `checkpointDueIn`). */
   #checkpointDueIn(): number | undefined {
-    const shadow = this.#shadow;
-    const interval = this.settings.checkpointInterval;
-    if (!shadow || interval <= 0 || shadow.size <= WAL_HEADER_SIZE + frameSize(this.pageSize)) {
-      return undefined;
-    }
-    let mtime = 0;
-    try {
-      mtime = Deno.statSync(this.path).mtime?.getTime() ?? 0;
-    } catch { /* gone: due at once, and the full pass finds out */ }
-    return Math.max(0, mtime + interval + 1 - Date.now());
+    const shadow = this.#log.shadow;
+    if (!shadow) return undefined;
+    return checkpointDueIn(this.path, this.settings.checkpointInterval, shadow.size, this.pageSize);
   }
 
   /** Opens the database for replication; returns false while it does not exist. */
   async #init(): Promise<boolean> {
     const st = await checkDatabaseFile(this.path);
     if (!st) return false;
-    this.#fileMode = (st.mode ?? 0o600) & 0o777;
-    this.#dirMode = ((await Deno.stat(dirname(this.path))).mode ?? 0o700) & 0o777;
-
-    await Deno.mkdir(this.metaPath, { recursive: true, mode: this.#dirMode });
+    const dirMode = ((await Deno.stat(dirname(this.path))).mode ?? 0o700) & 0o777;
+    this.#log.modes = { fileMode: (st.mode ?? 0o600) & 0o777, dirMode };
+    await Deno.mkdir(this.metaPath, { recursive: true, mode: dirMode });
     this.#h = await DbHandles.open(this.path, this.metaPath, this.log);
     this.pageSize = this.#h.pageSize;
-    const found = await resumeGeneration(this.metaPath, this.walPath);
-    if (typeof found === "string") {
-      this.log.warn("init: cannot determine last wal position, clearing generation", {
-        reason: found,
-      });
-      this.#clearedBecause = found;
-    } else if (found) {
-      this.#generation = found.generation;
-      this.#shadow = found.shadow;
-    }
-    await removeOtherGenerations(this.metaPath, this.#generation);
+    await this.#log.resume();
     this.log.info("initialized db", { path: this.path, driver: this.#h.conn.driver });
     return true;
-  }
-
-  /** Continuity checks of spec §4.5 against the WAL's current header; a reason means a new generation. */
-  async #verify(
-    walHeader: Uint8Array | undefined,
-  ): Promise<{ reason?: string; restarted?: boolean }> {
-    const shadow = this.#shadow;
-    if (!this.#generation || !shadow) {
-      const reason = this.#clearedBecause
-        ? `previous generation cleared: ${this.#clearedBecause}`
-        : "no generation exists";
-      this.#clearedBecause = undefined;
-      return { reason };
-    }
-    if (shadow.index >= MAX_INDEX) return { reason: "max index exceeded" };
-    const st = await Deno.stat(shadow.path).catch(() => undefined);
-    if (!st) return { reason: "no shadow wal" };
-    if (st.size !== shadow.size) return { reason: "shadow wal changed by another process" };
-    const walSt = await Deno.stat(this.walPath).catch(() => undefined);
-    if (!walSt || !walHeader) return { reason: "primary wal header missing" };
-    if (this.#admission.isRestart(shadow, walHeader)) return { restarted: true };
-    if (shadow.size > frameAlign(walSt.size, this.pageSize)) {
-      return { reason: "wal truncated by another process" };
-    }
-    // Only our own checkpoint restarts the WAL while we hold the read transaction. A restart we
-    // did not make may have truncated frames we never copied, so continuity cannot be proven.
-    if (!equalBytes(walHeader, shadow.headerBytes)) {
-      return { reason: "wal restarted by another process" };
-    }
-    if (
-      shadow.size > WAL_HEADER_SIZE && !await lastFrameMatches(this.walPath, shadow, this.pageSize)
-    ) {
-      return { reason: "wal overwritten by another process" };
-    }
-    return {};
-  }
-
-  /** Starts a new generation from the current real WAL (header and committed frames). */
-  async #newGeneration(reason: string): Promise<void> {
-    const { generation, shadow, copied } = await startGeneration(this.metaPath, this.walPath, {
-      fileMode: this.#fileMode,
-      dirMode: this.#dirMode,
-    });
-    this.stats.walBytes += copied;
-    this.#generation = generation;
-    this.#shadow = shadow;
-    this.#cleanedBelow = 0;
-    this.stats.generations++;
-    this.log.info("sync: new generation", { generation, reason });
-    await removeOtherGenerations(this.metaPath, this.#generation);
-  }
-
-  /**
-   * Moves to the next index after a WAL restart we made or let through, holding SQLite's write
-   * lock so the WAL cannot move meanwhile (see `#followRestart`).
-   */
-  async #nextIndex(): Promise<void> {
-    await this.#h!.withWriteLock(() => this.#followRestart());
-  }
-
-  /**
-   * With SQLite's write lock held: takes the old WAL's last frames still in place, then starts
-   * the next index from the restarted WAL. Every frame of the old WAL is then in the shadow: our
-   * checkpoint copied them under the write lock, or the admission proved it.
-   */
-  async #followRestart(): Promise<void> {
-    const old = this.#shadow!;
-    this.stats.walBytes += (await copyCommittedFrames(this.walPath, old)).copied;
-    const header = await readWalHeaderBytes(this.walPath);
-    if (header && equalBytes(header, old.headerBytes)) return;
-    if (old.index + 1 >= MAX_INDEX) return await this.#newGeneration("max index exceeded");
-    const path = this.shadowPath(this.#generation!, old.index + 1);
-    const { shadow, copy } = await createShadow(this.walPath, path, old.index + 1, this.#fileMode);
-    this.stats.walBytes += copy.copied;
-    this.#shadow = shadow;
   }
 
   /** Which checkpoint is due, by v0.3.13's policy (spec §4.9). */
   async #checkpointMode(): Promise<CheckpointMode | undefined> {
     const real = (await Deno.stat(this.walPath).catch(() => ({ size: 0 }))).size;
     return checkpointModeFor(this.settings, {
-      shadow: this.#shadow!.size,
+      shadow: this.#log.shadow!.size,
       wal: frameAlign(real, this.pageSize),
       frame: frameSize(this.pageSize),
     }, this.#checkpointDueIn() === 0);
@@ -481,11 +356,12 @@ export class DB {
         // A restart we let through since the last verify: its frames are not in the shadow yet,
         // and our backfill below would let the next restart drop them. Follow it first.
         const header = await readWalHeaderBytes(this.walPath);
-        if (header && !equalBytes(header, this.#shadow!.headerBytes)) {
-          if (!this.#admission.isRestart(this.#shadow!, header)) return undefined; // the next verify decides
-          await this.#followRestart();
+        const shadow = this.#log.shadow!;
+        if (header && !equalBytes(header, shadow.headerBytes)) {
+          if (!this.#admission.isRestart(shadow, header)) return undefined; // the next verify decides
+          await this.#log.followRestart();
         }
-        this.stats.walBytes += (await copyCommittedFrames(this.walPath, this.#shadow!)).copied;
+        await this.#log.copy();
         await h.releaseReadTx();
         try {
           return await h.rtx.queryRow("PRAGMA wal_checkpoint(PASSIVE)");
@@ -511,21 +387,13 @@ export class DB {
       if (mode === "TRUNCATE") await conn.exec("PRAGMA journal_size_limit = -1");
     }
     const header = await readWalHeaderBytes(this.walPath);
-    if (!header || !equalBytes(header, this.#shadow!.headerBytes)) await this.#nextIndex();
+    if (!header || !equalBytes(header, this.#log.shadow!.headerBytes)) {
+      await h.withWriteLock(() => this.#log.followRestart());
+    }
   }
 
-  /** Removes shadow WAL files every replica has passed (keeping one older, as v0.3.13 does). */
-  async #cleanShadows(): Promise<void> {
-    if (this.replicas.length === 0 || !this.#generation) return;
-    const gen = this.#generation;
-    const min = Math.min(...this.replicas.map((r) => {
-      const p = r.pos();
-      return p && p.generation === gen ? p.index : 0;
-    }));
-    if (min - 1 <= this.#cleanedBelow) return;
-    for (let i = this.#cleanedBelow; i < min - 1; i++) {
-      await removeIfExists(this.shadowPath(gen, i));
-    }
-    this.#cleanedBelow = min - 1;
+  /** Removes shadow WAL files every replica has passed. */
+  #cleanShadows(): Promise<void> {
+    return this.#log.clean(this.replicas.map((r) => r.pos()));
   }
 }

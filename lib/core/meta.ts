@@ -6,11 +6,16 @@
  * @module
  */
 
-import { join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { equalBytes } from "../os/bytes.ts";
 import { readDirOrEmpty, removeIfExists } from "../os/fs.ts";
 import { hex8, isGeneration, newGeneration } from "../names.ts";
 import { createShadow, openShadow, readWalHeaderBytes, type ShadowState } from "./shadow_wal.ts";
+
+/** The default meta directory of a database: `.<name>-litestream` beside it. */
+export function defaultMetaPath(dbPath: string): string {
+  return join(dirname(dbPath), `.${basename(dbPath)}-litestream`);
+}
 
 /** Path of the shadow WAL file for `index` in `generation`. */
 export function shadowWalPath(metaPath: string, generation: string, index: number): string {

@@ -7,7 +7,7 @@
  */
 
 import { join } from "node:path";
-import { defaultMetaPath } from "../../core/db.ts";
+import { defaultMetaPath } from "../../core/meta.ts";
 import { lockMeta } from "../../core/handles.ts";
 import { LitestreamError } from "../../errors.ts";
 import { syncReadStream } from "../../os/fs.ts";
