@@ -19,17 +19,15 @@
  * @module
  */
 
-import { createWriterTable } from "../tests/support/sqlite_cli.ts";
 import { removeTree, scratchDir } from "./support/cache.ts";
+import { startFreshRun } from "./support/fresh_run.ts";
 import { type CheckpointingResult, runLoadWriter } from "./support/load.ts";
-import { type MeasuredProcess, requireGnuTime } from "./support/measure.ts";
+import { requireGnuTime } from "./support/measure.ts";
 import { isSnapshotName } from "./support/replica_watch.ts";
 import type { BenchContext, Scenario, ScenarioReport } from "./support/report.ts";
 import { FILE_TARGETS, verifyRestore } from "./support/targets.ts";
 import {
   killQuietly,
-  replicateConfig,
-  startReplicator,
   stopReplicator,
   type Tool,
   toolLabel,
@@ -63,16 +61,8 @@ async function appCheckpointRun(
   dir: string,
   log: (m: string) => void,
 ): Promise<AppSample> {
-  await Deno.mkdir(dir, { recursive: true });
-  const dbPath = `${dir}/app.db`;
-  await createWriterTable(dbPath);
-  const prepared = await FILE_TARGETS.setup(tool, dir);
-  const configPath = `${dir}/litestream.yml`;
-  await Deno.writeTextFile(configPath, replicateConfig(dbPath, prepared.target));
-  let proc: MeasuredProcess | undefined;
+  const { dbPath, configPath, prepared, proc } = await startFreshRun(tool, dir, FILE_TARGETS);
   try {
-    proc = await startReplicator(tool, configPath);
-    await prepared.waitForSnapshot(proc, 60_000);
     const load = await runLoadWriter(dbPath, {
       ...APP_LOAD,
       token: `LITESTREAM-BENCH-LAST-COMMIT-${crypto.randomUUID()}`,

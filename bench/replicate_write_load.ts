@@ -8,13 +8,13 @@
  * @module
  */
 
-import { createWriterTable } from "../tests/support/sqlite_cli.ts";
 import { decompressFrame } from "../lib/lz4/mod.ts";
 import { sleep } from "../lib/os/async.ts";
 import { removeTree, scratchDir } from "./support/cache.ts";
+import { startFreshRun } from "./support/fresh_run.ts";
 import { CatchUpWatcher } from "./support/catch_up.ts";
 import { epochMs, runLoadWriter } from "./support/load.ts";
-import { type MeasuredProcess, requireGnuTime, type RunStats } from "./support/measure.ts";
+import { requireGnuTime, type RunStats } from "./support/measure.ts";
 import { isSegmentName } from "./support/replica_watch.ts";
 import {
   type BenchContext,
@@ -28,8 +28,6 @@ import { toolRequests } from "./support/s3rver.ts";
 import { MAX_RSS_MB, type TargetFactory, verifyRestore } from "./support/targets.ts";
 import {
   killQuietly,
-  replicateConfig,
-  startReplicator,
   stopReplicator,
   type Tool,
   toolLabel,
@@ -68,16 +66,8 @@ export async function writeLoadRun(
   factory: TargetFactory,
   log: (m: string) => void,
 ): Promise<WriteLoadSample> {
-  await Deno.mkdir(dir, { recursive: true });
-  const dbPath = `${dir}/app.db`;
-  await createWriterTable(dbPath);
-  const prepared = await factory.setup(tool, dir);
-  const configPath = `${dir}/litestream.yml`;
-  await Deno.writeTextFile(configPath, replicateConfig(dbPath, prepared.target));
-  let proc: MeasuredProcess | undefined;
+  const { dbPath, configPath, prepared, proc } = await startFreshRun(tool, dir, factory);
   try {
-    proc = await startReplicator(tool, configPath);
-    await prepared.waitForSnapshot(proc, 60_000);
     const token = `LITESTREAM-BENCH-LAST-COMMIT-${crypto.randomUUID()}`;
     const watcher = new CatchUpWatcher(prepared.lister, token, factory.pollMs);
     // Both tools act on 1 s timers that start with the process. From a fixed delay after the
