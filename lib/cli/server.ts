@@ -146,7 +146,7 @@ export class Server {
         }
       }
       // An event right after a sync waits out the interval: never more than one sync per tick.
-      await sleep(Math.max(0, monitorInterval - (performance.now() - started)), signal);
+      await db.pause(Math.max(0, monitorInterval - (performance.now() - started)), signal);
     }
   }
 }

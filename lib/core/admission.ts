@@ -19,6 +19,7 @@
 import { equalBytes } from "../os/bytes.ts";
 import { sleep } from "../os/async.ts";
 import { decodeWalHeader, frameSize, WAL_HEADER_SIZE } from "../sqlite/wal.ts";
+import { checkpointSentinel } from "./checkpoint.ts";
 import type { DbHandles } from "./handles.ts";
 import type { ShadowState } from "./shadow_wal.ts";
 
@@ -29,10 +30,39 @@ import type { ShadowState } from "./shadow_wal.ts";
  */
 const ADMIT_MAX_MS = 30_000;
 
+/**
+ * How often a checkpointer waiting on us is looked for on a database whose application has
+ * run one in the last {@linkcode RECENT_MS}: it holds SQLite's write lock while it waits, so
+ * this bounds how long the application's writers stall. Elsewhere once a monitor-interval.
+ */
+const FAST_PROBE_MS = 20;
+const RECENT_MS = 10 * 60_000;
+
+/**
+ * How often it is looked for between two ticks on a database being written: an application
+ * that writes may checkpoint next. Idle databases are probed once a monitor-interval.
+ */
+export const ACTIVE_PROBE_MS = 100;
+
 /** The checkpoints let through for one database, and the one restart each may make. */
 export class CheckpointAdmission {
   /** The shadow header under which a checkpoint was let through. */
   #under: Uint8Array | undefined;
+  /** When one was last let through (performance.now() time). */
+  #lastAt = -Infinity;
+
+  /** True when this database's application has run such a checkpoint lately. */
+  get recent(): boolean {
+    return performance.now() - this.#lastAt < RECENT_MS;
+  }
+
+  /**
+   * The process-wide sentinel's watch for a checkpointer waiting on us (`waiting`), every
+   * `periodMs`, or every {@linkcode FAST_PROBE_MS} while {@linkcode recent}.
+   */
+  watch(waiting: () => boolean, periodMs: number): { signal: AbortSignal } & Disposable {
+    return checkpointSentinel.watch(waiting, this.recent ? FAST_PROBE_MS : periodMs);
+  }
 
   /**
    * Lets the waiting checkpointer through when the WAL-index shows every committed frame in
@@ -62,7 +92,8 @@ export class CheckpointAdmission {
       await h.renewReadTx();
       break;
     }
-    return { pid, ms: Math.round(performance.now() - started) };
+    this.#lastAt = performance.now();
+    return { pid, ms: Math.round(this.#lastAt - started) };
   }
 
   /**

@@ -74,21 +74,31 @@ export function admitCheckpointsEnabled(): boolean {
 interface Entry {
   probe: () => boolean;
   periodMs: number;
+  /** When the probe runs next (performance.now() time). */
+  due: number;
   controller: AbortController;
 }
 
 /**
- * One timer for the whole process that runs every idle database's checkpoint probe (two
- * `fcntl` calls) each period, instead of a timer per database; it stops when no database
- * waits. A probe that finds a waiting checkpointer aborts that database's signal.
+ * One timer for the whole process that runs every waiting database's checkpoint probe (two
+ * `fcntl` calls) at that database's own period, instead of a timer per database; it stops
+ * when no database waits. A probe that finds a waiting checkpointer aborts that database's
+ * signal.
  */
 export class CheckpointSentinel {
   readonly #entries = new Set<Entry>();
   #timer: ReturnType<typeof setTimeout> | undefined;
+  /** When the pending timer fires. */
+  #at = Infinity;
 
   /** Probes `probe` every `periodMs` until disposed; the signal aborts when it returns true. */
   watch(probe: () => boolean, periodMs: number): { signal: AbortSignal } & Disposable {
-    const entry: Entry = { probe, periodMs, controller: new AbortController() };
+    const entry: Entry = {
+      probe,
+      periodMs,
+      due: performance.now() + periodMs,
+      controller: new AbortController(),
+    };
     this.#entries.add(entry);
     this.#schedule();
     return {
@@ -106,25 +116,34 @@ export class CheckpointSentinel {
   }
 
   #schedule(): void {
-    if (this.#timer !== undefined) return;
-    const period = Math.min(...[...this.#entries].map((e) => e.periodMs));
-    this.#timer = setTimeout(() => {
-      this.#timer = undefined;
-      for (const e of this.#entries) {
-        if (e.controller.signal.aborted) continue;
-        try {
-          if (e.probe()) e.controller.abort();
-        } catch {
-          // A failing probe (file gone) only means the database's next sync finds out.
-        }
+    let next = Infinity;
+    for (const e of this.#entries) if (!e.controller.signal.aborted) next = Math.min(next, e.due);
+    if (next === Infinity || next >= this.#at) return;
+    this.#stop();
+    this.#at = next;
+    this.#timer = setTimeout(() => this.#sweep(), Math.max(0, next - performance.now()));
+  }
+
+  #sweep(): void {
+    this.#timer = undefined;
+    this.#at = Infinity;
+    const now = performance.now();
+    for (const e of this.#entries) {
+      if (e.controller.signal.aborted || e.due > now) continue;
+      e.due = now + e.periodMs;
+      try {
+        if (e.probe()) e.controller.abort();
+      } catch {
+        // A failing probe (file gone) only means the database's next sync finds out.
       }
-      if (this.#entries.size > 0) this.#schedule();
-    }, period);
+    }
+    this.#schedule();
   }
 
   #stop(): void {
     clearTimeout(this.#timer);
     this.#timer = undefined;
+    this.#at = Infinity;
   }
 }
 

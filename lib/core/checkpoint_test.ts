@@ -49,3 +49,13 @@ Deno.test("CheckpointSentinel: one timer for all, aborts only the probe that fir
   // No timer is left behind: Deno's sanitizer fails this test if one were.
   assert.equal(calls, after);
 });
+
+Deno.test("CheckpointSentinel: each probe at its own period; a fast one does not speed up a slow one", async () => {
+  const s = new CheckpointSentinel();
+  let slow = 0;
+  let fast = 0;
+  using _slow = s.watch(() => (slow++, false), 10_000);
+  using _fast = s.watch(() => (fast++, false), 5);
+  await waitFor("the fast probe to run ten times", () => fast >= 10);
+  assert.equal(slow, 0, "the slow probe is not due yet");
+});

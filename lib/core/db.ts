@@ -13,14 +13,14 @@ import { basename, dirname } from "node:path";
 import { LitestreamError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { Pos } from "../names.ts";
-import { ChangeSignal, Mutex } from "../os/async.ts";
+import { ChangeSignal, Mutex, sleep } from "../os/async.ts";
 import { equalBytes } from "../os/bytes.ts";
 import { type DirWaitOptions, type DirWake, waitForDirChange } from "../os/dir_watch.ts";
 import { syncReadStream } from "../os/fs.ts";
 import { SqliteCode, SqliteError } from "../sqlite/driver.ts";
 import { frameAlign, frameSize } from "../sqlite/wal.ts";
 import { primaryChecksum } from "../validate/position.ts";
-import { CheckpointAdmission } from "./admission.ts";
+import { ACTIVE_PROBE_MS, CheckpointAdmission } from "./admission.ts";
 import {
   checkpointDueIn,
   type CheckpointMode,
@@ -134,9 +134,7 @@ export class DB {
     const file = basename(this.path);
     // A checkpointer waiting on our read transaction raises no file event: one process-wide
     // timer probes for it (two fcntl calls a database), and interrupts the wait.
-    using sentinel = this.#h?.shm
-      ? checkpointSentinel.watch(() => this.checkpointerWaiting(), opts.probeMs)
-      : undefined;
+    using sentinel = this.#watchCheckpointer(opts.probeMs);
     const interrupt = sentinel?.signal;
     return await waitForDirChange(dirname(this.walPath), unchanged, {
       ...opts,
@@ -153,6 +151,24 @@ export class DB {
    */
   checkpointerWaiting(): boolean {
     return !!this.#h?.rtxHeld && this.#h.checkpointerHoldsLocks();
+  }
+
+  /**
+   * Waits `ms` between two ticks, cut short when another process's checkpoint starts waiting
+   * on us while the database is being written (or its application ran one lately): the
+   * application's writers wait behind it.
+   */
+  async pause(ms: number, signal: AbortSignal): Promise<void> {
+    const look = this.#quietSyncs === 0 || this.#admission.recent;
+    using sentinel = look ? this.#watchCheckpointer(ACTIVE_PROBE_MS) : undefined;
+    await sleep(ms, sentinel ? AbortSignal.any([signal, sentinel.signal]) : signal);
+  }
+
+  /** See `CheckpointAdmission.watch`; undefined where the `-shm` cannot be probed. */
+  #watchCheckpointer(periodMs: number): ({ signal: AbortSignal } & Disposable) | undefined {
+    return this.#h?.shm
+      ? this.#admission.watch(() => this.checkpointerWaiting(), periodMs)
+      : undefined;
   }
 
   /** Path of the shadow WAL file for `index` in `generation`. */
