@@ -10,6 +10,7 @@ import { ConfigError, LitestreamError } from "../errors.ts";
 import { expandEnv } from "./expand_env.ts";
 import { parseReplica, type ReplicaConfig } from "./config_replica.ts";
 import { Validator } from "./config_validator.ts";
+import { requireSync } from "../os/require.ts";
 
 export {
   isUrl,
@@ -238,16 +239,4 @@ function parseDb(
     names.add(r.name);
   });
   return db;
-}
-
-/**
- * `require` for a CommonJS npm package, through Node's module API. Taken from the `process`
- * global only when called: importing `node:module` would load several MB of Node
- * compatibility code into every process.
- */
-function requireSync(specifier: string): unknown {
-  const process = (globalThis as unknown as {
-    process: { getBuiltinModule(id: "module"): typeof import("node:module") };
-  }).process;
-  return process.getBuiltinModule("module").createRequire(import.meta.url)(specifier);
 }

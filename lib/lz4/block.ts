@@ -13,6 +13,7 @@
  */
 
 import { encodeBlock, encodeBlockInto, MIN_MATCH } from "./block_encode.ts";
+import { requireSync } from "../os/require.ts";
 
 /** A block that does not follow the LZ4 block format, or decodes to more than allowed. */
 export class BlockFormatError extends Error {}
@@ -198,16 +199,4 @@ export function decompressBlockInto(
     }
   }
   return d;
-}
-
-/**
- * `require` for a CommonJS npm package, through Node's module API. Taken from the `process`
- * global only when called: importing `node:module` would load several MB of Node
- * compatibility code into every process.
- */
-function requireSync(specifier: string): unknown {
-  const process = (globalThis as unknown as {
-    process: { getBuiltinModule(id: "module"): typeof import("node:module") };
-  }).process;
-  return process.getBuiltinModule("module").createRequire(import.meta.url)(specifier);
 }
