@@ -39,6 +39,8 @@ export async function tempDir(
   return {
     path,
     async [Symbol.asyncDispose]() {
+      // LITESTREAM_TEST_KEEP_TMP=1 keeps it, to look at a failure afterwards.
+      if (Deno.env.get("LITESTREAM_TEST_KEEP_TMP") === "1") return;
       await Deno.remove(path, { recursive: true }).catch(() => {});
     },
   };
