@@ -32,8 +32,11 @@ export class DbHandles {
   private constructor(
     /** Our writes (`_litestream_seq`, the write lock) and checkpoints. */
     readonly conn: Sqlite,
-    /** The long read transaction. */
-    readonly rtx: Sqlite,
+    /**
+     * The connections of the long read transaction: the first holds it; a second, where
+     * checkpoints are let through, takes it over without a moment unheld (`renewReadTx`).
+     */
+    readonly readers: Sqlite[],
     /** The database file, for snapshots: read with sync calls only (see `readAtSync`). */
     readonly file: Deno.FsFile,
     readonly pageSize: number,
@@ -61,9 +64,12 @@ export class DbHandles {
     try {
       const conn = await openDatabase(path, { busyTimeoutMs: 1000 });
       opened.unshift(conn);
-      const rtx = await openDatabase(path, { busyTimeoutMs: 1000 });
-      opened.unshift(rtx);
-      for (const c of [conn, rtx]) {
+      const readers: Sqlite[] = [];
+      for (let i = admitCheckpointsEnabled() ? 2 : 1; i > 0; i--) {
+        readers.push(await openDatabase(path, { busyTimeoutMs: 1000 }));
+        opened.unshift(readers.at(-1)!);
+      }
+      for (const c of [conn, ...readers]) {
         if (c.canPersistWal) await c.setPersistWal(true);
         await c.exec("PRAGMA wal_autocheckpoint = 0");
       }
@@ -87,19 +93,20 @@ export class DbHandles {
         "CREATE TABLE IF NOT EXISTS _litestream_seq (id INTEGER PRIMARY KEY, seq INTEGER)",
       );
       await conn.exec("CREATE TABLE IF NOT EXISTS _litestream_lock (id INTEGER)");
+      // Closed after every connection: closing them drops the process's locks on the files.
       const file = await Deno.open(path, { read: true });
-      opened.splice(2, 0, file); // closed after the connections
-      const pageSize = Number((await conn.queryRow("PRAGMA page_size"))![0]);
-      // After SQLite opened the -shm (our connections did).
+      opened.splice(opened.indexOf(lock), 0, file);
+      // After SQLite opened the -shm (our connections did, reading the database in WAL mode).
       const shm = admitCheckpointsEnabled()
         ? LockProbe.open(`${path}-shm`)
         : "off unless LITESTREAM_EXPERIMENTAL_ADMIT_CHECKPOINTS=1";
       if (typeof shm === "string") {
         log.debug("other processes' checkpoints wait for ours", { reason: shm });
-      } else opened.splice(2, 0, shm);
+      } else opened.splice(opened.indexOf(lock), 0, shm);
+      const pageSize = Number((await conn.queryRow("PRAGMA page_size"))![0]);
       const handles = new DbHandles(
         conn,
-        rtx,
+        readers,
         file,
         pageSize,
         lock,
@@ -113,6 +120,11 @@ export class DbHandles {
     }
   }
 
+  /** The connection holding the long read transaction. */
+  get rtx(): Sqlite {
+    return this.readers[0];
+  }
+
   /** True while the read transaction is held. */
   get rtxHeld(): boolean {
     return this.#rtxHeld;
@@ -121,13 +133,7 @@ export class DbHandles {
   /** Begins the long read transaction (a no-op while held). */
   async acquireReadTx(): Promise<void> {
     if (this.#rtxHeld) return;
-    await this.rtx.exec("BEGIN");
-    try {
-      await this.rtx.queryRow("SELECT COUNT(1) FROM _litestream_seq");
-    } catch (err) {
-      await this.rtx.exec("ROLLBACK").catch(() => {});
-      throw err;
-    }
+    await beginRead(this.rtx);
     this.#rtxHeld = true;
   }
 
@@ -137,10 +143,22 @@ export class DbHandles {
     await this.rtx.exec("ROLLBACK");
   }
 
-  /** Ends the read transaction and begins it again, at the WAL's current end. */
+  /**
+   * Begins the read transaction again, at the WAL's current end, hand over hand: the second
+   * reader begins before the first ends, so the WAL is never unpinned. (Ending and beginning on
+   * one connection leaves a gap of several event-loop turns, through which another process
+   * could restart the WAL, commit, backfill and restart it again.)
+   */
   async renewReadTx(): Promise<void> {
-    await this.releaseReadTx();
-    await this.acquireReadTx();
+    const [held, next] = this.readers;
+    if (!this.#rtxHeld || !next) {
+      await this.releaseReadTx().catch(() => {}); // one reader: with a gap (admission is off)
+      return await this.acquireReadTx();
+    }
+    await beginRead(next);
+    this.readers.reverse();
+    this.#rtxHeld = true;
+    await held.exec("ROLLBACK");
   }
 
   /** Runs `fn` while holding SQLite's write lock (an uncommitted insert into `_litestream_lock`). */
@@ -192,12 +210,23 @@ export class DbHandles {
   /** Ends the read transaction and closes everything, SQLite's connections first. */
   async close(): Promise<void> {
     await this.releaseReadTx().catch(() => {});
-    await this.rtx.close();
+    for (const r of this.readers) await r.close();
     await this.conn.close();
     // Only after SQLite has closed: closing these releases the process's locks on the files.
     this.shm?.close();
     this.file.close();
     this.lock.close();
+  }
+}
+
+/** Begins a read transaction on `db` and takes its read mark (a read of the WAL's snapshot). */
+async function beginRead(db: Sqlite): Promise<void> {
+  await db.exec("BEGIN");
+  try {
+    await db.queryRow("SELECT COUNT(1) FROM _litestream_seq");
+  } catch (err) {
+    await db.exec("ROLLBACK").catch(() => {});
+    throw err;
   }
 }
 
