@@ -21,12 +21,7 @@ import { SqliteCode, SqliteError } from "../sqlite/driver.ts";
 import { frameAlign, frameSize } from "../sqlite/wal.ts";
 import { primaryChecksum } from "../validate/position.ts";
 import { ACTIVE_PROBE_MS, CheckpointAdmission } from "./admission.ts";
-import {
-  checkpointDueIn,
-  type CheckpointMode,
-  checkpointModeFor,
-  checkpointSentinel,
-} from "./checkpoint.ts";
+import { checkpointDueIn, type CheckpointMode, checkpointModeFor } from "./checkpoint.ts";
 import { checkDatabaseFile, DbHandles } from "./handles.ts";
 import { defaultMetaPath } from "./meta.ts";
 import { walUnchangedSince } from "./shadow_checks.ts";
