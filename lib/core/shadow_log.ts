@@ -164,7 +164,9 @@ export class ShadowLog {
     const old = this.#shadow!;
     await this.copy();
     const header = await readWalHeaderBytes(this.walPath);
-    if (header && equalBytes(header, old.headerBytes)) return;
+    // No header: a TRUNCATE checkpoint emptied a WAL that held no frame. The next index begins
+    // when a frame is written, and nothing can be backfilled and lost before we copy it.
+    if (!header || equalBytes(header, old.headerBytes)) return;
     if (old.index + 1 >= MAX_INDEX) return await this.newGeneration("max index exceeded");
     const path = this.shadowPath(this.#generation!, old.index + 1);
     const { shadow, copy } = await createShadow(
