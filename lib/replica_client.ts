@@ -38,6 +38,17 @@ export interface RecordInfo {
   createdAt: Date;
 }
 
+/** How to read a large object. */
+export interface ReadOptions {
+  /**
+   * Parts of the object fetched at once with ranged reads, where the backend supports them
+   * (default 1: one stream). Memory grows with it: about (parallelism + 1) × the part size.
+   */
+  parallelism?: number;
+  /** Told why a read fell back to one stream (the store ignores ranges), for a debug log. */
+  onSingleStream?: (reason: string) => void;
+}
+
 /** Storage operations of one replica backend, in the Litestream v0.3 key layout. */
 export interface ReplicaClient {
   /** Backend type as v0.3.13 names it: `file` or `s3`. */
@@ -52,8 +63,15 @@ export interface ReplicaClient {
   /** WAL segments of a generation sorted by (index, offset); a missing generation lists as empty. */
   walSegments(generation: string): Promise<WalSegmentInfo[]>;
 
-  /** Streams a snapshot object's stored bytes; throws `NotFoundError` when absent. */
-  readSnapshot(generation: string, index: number): Promise<ReadableStream<Uint8Array>>;
+  /**
+   * Streams a snapshot object's stored bytes; throws `NotFoundError` when absent. Backends
+   * with ranged reads fetch parts in parallel per `options`, delivered in order.
+   */
+  readSnapshot(
+    generation: string,
+    index: number,
+    options?: ReadOptions,
+  ): Promise<ReadableStream<Uint8Array>>;
   /** Streams a WAL segment object's stored bytes; throws `NotFoundError` when absent. */
   readWalSegment(pos: Pos): Promise<ReadableStream<Uint8Array>>;
 

@@ -13,7 +13,7 @@ import { CorruptionError, LitestreamError, NotFoundError } from "../errors.ts";
 import { decodeFrameBlocks, decodeFrameStream, lz4FrameDecoder } from "../lz4/mod.ts";
 import type { PageSink } from "./page_map.ts";
 import { formatPos } from "../names.ts";
-import { prefetch } from "./prefetch.ts";
+import { prefetch } from "../os/prefetch.ts";
 import type { ReplicaClient, WalSegmentInfo } from "../replica_client.ts";
 import {
   chooseGeneration,
@@ -78,8 +78,10 @@ export interface RestoreProgress {
 export interface RestoreOptions {
   /** Output path, "-" for standard output, or a function that receives the database bytes in order. */
   output: string | ((chunk: Uint8Array) => Promise<void>);
-  /** Objects fetched in parallel (default 8). */
+  /** Objects fetched in parallel, and parts of the snapshot where the store serves ranges (default 8). */
   parallelism?: number;
+  /** Told why the snapshot is read as one stream after all (the store ignores ranges). */
+  onSingleStream?: (reason: string) => void;
   /** Mode of the output file (default 0o600). */
   mode?: number;
   /** Called as objects are applied. */
@@ -120,10 +122,27 @@ export async function restoreDatabase(
     index: plan.snapshot.index,
     offset: 0,
   });
-  const openSnapshot = async () =>
-    (await client.readSnapshot(plan.generation, plan.snapshot.index)).pipeThrough(
-      lz4FrameDecoder(snapshotName),
+  const readSnapshot = async () => {
+    const stream = await client.readSnapshot(plan.generation, plan.snapshot.index, {
+      parallelism: options.parallelism ?? 8,
+      onSingleStream: options.onSingleStream,
+    });
+    if (!options.onProgress) return stream;
+    // Progress within the snapshot, which is most of a restore's bytes.
+    const start = progress.bytes;
+    let read = 0;
+    return stream.pipeThrough(
+      new TransformStream<Uint8Array, Uint8Array>({
+        transform(chunk, controller) {
+          read += chunk.length;
+          options.onProgress!({ ...progress, bytes: start + read });
+          controller.enqueue(chunk);
+        },
+      }),
     );
+  };
+  const openSnapshot = async () =>
+    (await readSnapshot()).pipeThrough(lz4FrameDecoder(snapshotName));
 
   const replay = async (replayer: WalReplayer) => {
     const fetches = prefetch(
@@ -202,7 +221,7 @@ export async function restoreDatabase(
     const header = new HeaderCheck(snapshotName, (ps) => pageSize = ps);
     // Block by block through reusable buffers, each block written while the next one decodes.
     await decodeFrameStream(
-      await client.readSnapshot(plan.generation, plan.snapshot.index),
+      await readSnapshot(),
       snapshotName,
       async (block) => {
         const out = header.pass(block);

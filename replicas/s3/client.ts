@@ -27,6 +27,7 @@ import {
   walSegmentName,
 } from "../../lib/names.ts";
 import type {
+  ReadOptions,
   RecordInfo,
   ReplicaClient,
   SnapshotInfo,
@@ -37,7 +38,8 @@ import { cleanS3Path, type S3Options, s3OptionsFromConfig, type S3ReplicaConfig 
 import { callS3, S3Error, type S3Operation } from "./errors.ts";
 import { createSdkClient, type S3Counters, type S3Tuning, TUNING_DEFAULTS } from "./sdk.ts";
 import { uploadObject } from "./upload.ts";
-import { resumableDownload } from "./download.ts";
+import { contentRangeTotal, type DownloadSource, resumableDownload } from "./download.ts";
+import { rangedStream, readExactly } from "../ranged_read.ts";
 
 /** Maximum keys per DeleteObjects request (an S3 limit). */
 const DELETE_BATCH = 1000;
@@ -121,9 +123,41 @@ export class S3ReplicaClient implements ReplicaClient {
     return out.sort(comparePos);
   }
 
-  /** Streams a snapshot; a broken download resumes with a range GET. */
-  async readSnapshot(generation: string, index: number): Promise<ReadableStream<Uint8Array>> {
-    return await this.#read(this.#snapshotKey(generation, index));
+  /**
+   * Streams a snapshot; a broken download resumes with a range GET. With `parallelism` > 1
+   * a snapshot larger than one part is fetched as ranged parts side by side, all pinned to
+   * the first response's ETag, each resumed on its own.
+   */
+  async readSnapshot(
+    generation: string,
+    index: number,
+    options: ReadOptions = {},
+  ): Promise<ReadableStream<Uint8Array>> {
+    const key = this.#snapshotKey(generation, index);
+    const parallelism = options.parallelism ?? 1;
+    if (parallelism <= 1) return await this.#read(key);
+    const { partSize } = this.#tuning;
+    let first: GetObjectCommandOutput;
+    try {
+      first = await this.#get(key, 0, undefined, partSize);
+    } catch (err) {
+      // An empty object has no byte 0 to range over.
+      if (err instanceof S3Error && err.code === "InvalidRange") return await this.#read(key);
+      throw err;
+    }
+    const size = contentRangeTotal(first.ContentRange);
+    if (size === undefined) {
+      options.onSingleStream?.(`${this.#url(key)}: the server ignored Range; one stream`);
+      return await this.#read(key, { first });
+    }
+    if (size <= partSize) return await this.#read(key, { first });
+    const etag = first.ETag;
+    return rangedStream(size, partSize, parallelism, async (start, end) =>
+      readExactly(
+        await this.#read(key, { start, end, etag, first: start === 0 ? first : undefined }),
+        end - start,
+        `${this.#url(key)} bytes ${start}-${end - 1}`,
+      ));
   }
 
   /** Streams a WAL segment; a broken download resumes with a range GET. */
@@ -300,22 +334,31 @@ export class S3ReplicaClient implements ReplicaClient {
     return out;
   }
 
-  /** Streams the object at `key`, resuming a broken body with range GETs (see `resumableDownload`). */
-  #read(key: string): Promise<ReadableStream<Uint8Array>> {
+  /**
+   * Streams the object at `key`, or its bytes `[start, end)`, resuming a broken body with
+   * range GETs (see `resumableDownload`).
+   */
+  #read(
+    key: string,
+    range: Pick<DownloadSource, "start" | "etag" | "first"> & { end?: number } = {},
+  ): Promise<ReadableStream<Uint8Array>> {
     return resumableDownload({
+      ...range,
       url: this.#url(key),
-      get: (from, etag) => this.#get(key, from, etag),
+      get: (from, etag) => this.#get(key, from, etag, range.end),
       maxResumes: this.#tuning.maxResumes,
       onBytes: (n) => this.counters.bytes.GET += n,
     });
   }
 
-  async #get(key: string, from = 0, etag?: string): Promise<GetObjectCommandOutput> {
+  /** GETs the object from byte `from` up to `end` (exclusive; default the end), pinned to `etag`. */
+  async #get(key: string, from = 0, etag?: string, end?: number): Promise<GetObjectCommandOutput> {
     const client = await this.#sdk();
     const input = {
       Bucket: this.#bucket,
       Key: key,
-      ...(from > 0 ? { Range: `bytes=${from}-`, IfMatch: etag } : {}),
+      ...(from > 0 || end !== undefined ? { Range: `bytes=${from}-${end ? end - 1 : ""}` } : {}),
+      ...(etag ? { IfMatch: etag } : {}),
     };
     try {
       return await this.#call("GET", key, () => client.send(new GetObjectCommand(input)));

@@ -1,7 +1,8 @@
 /**
  * Resumable S3 downloads: a body that breaks, or ends short of its
  * Content-Length, continues with a range GET from the byte where it stopped,
- * pinned to the first response's ETag so a replaced object is an error.
+ * pinned to the first response's ETag so a replaced object is an error. The
+ * same serves one part of an object fetched in parallel parts.
  *
  * @module
  */
@@ -9,16 +10,25 @@
 import type { GetObjectCommandOutput } from "@aws-sdk/client-s3";
 import { describeError, S3Error } from "./errors.ts";
 
-/** One object to download. */
+/** One object, or one byte range of it, to download. */
 export interface DownloadSource {
   /** `s3://bucket/key`, for errors. */
   url: string;
-  /** Sends a GET of the object, from byte `from` (a range GET pinned to `etag` when `from` > 0). */
+  /**
+   * Sends a GET from byte `from` of the object (to the end of the range this source covers),
+   * pinned to `etag` when given.
+   */
   get(from: number, etag?: string): Promise<GetObjectCommandOutput>;
   /** Range-GET resumptions without progress in between before giving up. */
   maxResumes: number;
   /** Called with the size of every chunk delivered. */
   onBytes(n: number): void;
+  /** First byte of the range (default 0, the whole object). */
+  start?: number;
+  /** The ETag the object must have (the parts of one object must come from one version). */
+  etag?: string;
+  /** The response to the first GET, when the caller already sent it. */
+  first?: GetObjectCommandOutput;
 }
 
 /**
@@ -29,11 +39,24 @@ export interface DownloadSource {
 export async function resumableDownload(
   src: DownloadSource,
 ): Promise<ReadableStream<Uint8Array>> {
-  const first = await src.get(0);
-  const total = first.ContentLength;
-  const etag = first.ETag;
+  let pos = src.start ?? 0;
+  const first = src.first ?? await src.get(pos, src.etag);
+  const end = first.ContentLength === undefined ? undefined : pos + first.ContentLength;
+  const etag = src.etag ?? first.ETag;
+  // Servers that ignore If-Match (s3rver does) still name the version they send.
+  const sameObject = (res: GetObjectCommandOutput) => {
+    if (etag && res.ETag && res.ETag !== etag) {
+      res.Body?.transformToWebStream().cancel();
+      throw new S3Error(
+        "GET",
+        src.url,
+        "PreconditionFailed",
+        "the object was replaced during the download (ETag changed)",
+      );
+    }
+  };
+  sameObject(first);
   let body = first.Body!.transformToWebStream().getReader();
-  let pos = 0;
   let resumes = 0;
   const resume = async (cause: unknown) => {
     if (++resumes > src.maxResumes) {
@@ -43,6 +66,7 @@ export async function resumableDownload(
     body.cancel().catch(() => {});
     await backoff(resumes);
     const next = await src.get(pos, etag);
+    sameObject(next);
     // A server that ignores Range would send the whole object again.
     if (!next.ContentRange?.startsWith(`bytes ${pos}-`)) {
       next.Body?.transformToWebStream().cancel();
@@ -66,12 +90,18 @@ export async function resumableDownload(
           resumes = 0;
           return ctrl.enqueue(chunk.value);
         }
-        if (total === undefined || pos >= total) return ctrl.close();
-        await resume(new Error(`body ended after ${pos} of ${total} bytes`));
+        if (end === undefined || pos >= end) return ctrl.close();
+        await resume(new Error(`body ended at byte ${pos} of ${end}`));
       }
     },
     cancel: (reason) => body.cancel(reason),
   });
+}
+
+/** The object's total size from a `Content-Range: bytes a-b/TOTAL` header, if it has one. */
+export function contentRangeTotal(contentRange: string | undefined): number | undefined {
+  const m = contentRange?.match(/^bytes \d+-\d+\/(\d+)$/);
+  return m ? Number(m[1]) : undefined;
 }
 
 /** Waits 100 ms · 2^(attempt-1), with full jitter, before resuming a download. */

@@ -305,8 +305,10 @@ Deno.test("skipVerify accepts a self-signed certificate; without it, a clear TLS
     return;
   }
   await using srv = await startS3rver({
-    cert: await Deno.readTextFile(`${dir.path}/cert.pem`),
-    key: await Deno.readTextFile(`${dir.path}/key.pem`),
+    tls: {
+      cert: await Deno.readTextFile(`${dir.path}/cert.pem`),
+      key: await Deno.readTextFile(`${dir.path}/key.pem`),
+    },
   });
   const ctx = new Ctx(srv);
   try {

@@ -18,7 +18,12 @@ export type Fault =
   /** Answer with this HTTP status and an S3-style XML error body. */
   | { kind: "status"; status: number }
   /** Forward the request, then close the connection after this many bytes of the response body. */
-  | { kind: "cut"; afterBodyBytes: number };
+  | { kind: "cut"; afterBodyBytes: number }
+  /**
+   * Forward the request without its `Range` header, as a server without range support sees
+   * it (the upstream must accept the changed signature: `startS3rver({ allowMismatchedSignatures: true })`).
+   */
+  | { kind: "ignoreRange" };
 
 /** Which requests get a fault, and how often. */
 export interface FaultRule {
@@ -63,8 +68,17 @@ const CRLF2 = new Uint8Array([13, 10, 13, 10]);
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
+/** Options of a fault proxy. */
+export interface FaultProxyOptions {
+  /**
+   * Caps each connection's response body at this many bytes a second, like one connection
+   * to a remote object store (S3 gives about 50–100 MB/s per connection).
+   */
+  bytesPerSecond?: number;
+}
+
 /** Starts a proxy on a free loopback port forwarding to `upstream` (`http://host:port`). */
-export function startFaultProxy(upstream: string): FaultProxy {
+export function startFaultProxy(upstream: string, options: FaultProxyOptions = {}): FaultProxy {
   const target = new URL(upstream);
   const upstreamAddr = { hostname: target.hostname, port: Number(target.port || 80) };
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -109,13 +123,11 @@ export function startFaultProxy(upstream: string): FaultProxy {
       }
       up = await Deno.connect(upstreamAddr);
       open.add(up);
-      await writeAll(up, req.bytes);
-      await pipeResponse(
-        up,
-        conn,
-        req.method,
-        fault?.kind === "cut" ? fault.afterBodyBytes : Infinity,
-      );
+      await writeAll(up, fault?.kind === "ignoreRange" ? withoutRange(req.bytes) : req.bytes);
+      await pipeResponse(up, conn, req.method, {
+        limit: fault?.kind === "cut" ? fault.afterBodyBytes : Infinity,
+        bytesPerSecond: options.bytesPerSecond,
+      });
     } catch {
       // A peer went away: nothing to report, the client sees a broken connection.
     } finally {
@@ -236,16 +248,24 @@ async function readRequest(conn: Deno.Conn): Promise<ParsedRequest | undefined> 
   return { method, target, bytes };
 }
 
+/** The request head and body in `bytes` with its `Range` header line removed. */
+function withoutRange(bytes: Uint8Array): Uint8Array {
+  const end = indexOf(bytes, CRLF2);
+  const head = decoder.decode(bytes.subarray(0, end)).split("\r\n")
+    .filter((l) => !/^range:/i.test(l)).join("\r\n");
+  return concat(encoder.encode(head), bytes.subarray(end));
+}
+
 /**
- * Relays one response, stopping after `limit` body bytes. The head gets
- * `Connection: close` (the upstream may keep its connection open regardless),
- * and a chunked body is relayed de-chunked, delimited by the close.
+ * Relays one response, stopping after `limit` body bytes, at most `bytesPerSecond`. The head
+ * gets `Connection: close` (the upstream may keep its connection open regardless), and a
+ * chunked body is relayed de-chunked, delimited by the close.
  */
 async function pipeResponse(
   from: Deno.Conn,
   to: Deno.Conn,
   method: string,
-  limit: number,
+  { limit, bytesPerSecond }: { limit: number; bytesPerSecond?: number },
 ): Promise<void> {
   const r = new ConnReader(from);
   const head = await readHead(r);
@@ -254,6 +274,8 @@ async function pipeResponse(
   const status = Number(head.start.split(" ")[1]);
   if (method === "HEAD" || status === 204 || status === 304) return;
   let budget = limit;
+  const started = performance.now();
+  let sent = 0;
   const copy = async (n: number) => {
     while (n > 0) {
       const chunk = await r.some(Math.min(n, budget));
@@ -263,6 +285,12 @@ async function pipeResponse(
       n -= chunk.length;
       budget -= chunk.length;
       if (budget <= 0) throw new Error("fault proxy: response cut as instructed");
+      sent += chunk.length;
+      // The link's pace: wait until the bytes sent so far are due.
+      const due = bytesPerSecond
+        ? (sent / bytesPerSecond) * 1000 - (performance.now() - started)
+        : 0;
+      if (due > 0) await new Promise((resolve) => setTimeout(resolve, due));
     }
   };
   if (field(head, "transfer-encoding")?.toLowerCase().includes("chunked")) {

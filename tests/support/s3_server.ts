@@ -55,11 +55,21 @@ export function replicaClient(srv: TestS3Server, path: string): S3ReplicaClient 
   });
 }
 
+/** Options of {@linkcode startS3rver}. */
+export interface S3rverOptions {
+  /** Serve HTTPS with this PEM certificate and key. */
+  tls?: { cert: string; key: string };
+  /** Accept requests whose signature does not match (a proxy changed a signed header). */
+  allowMismatchedSignatures?: boolean;
+}
+
 /**
  * Starts s3rver in-process on a free port with a fresh temp directory and the
- * bucket created; over HTTPS when given a PEM certificate and key.
+ * bucket created.
  */
-export async function startS3rver(tls?: { cert: string; key: string }): Promise<TestS3Server> {
+export async function startS3rver(
+  { tls, allowMismatchedSignatures }: S3rverOptions = {},
+): Promise<TestS3Server> {
   const directory = await Deno.makeTempDir({ prefix: "litestream-s3rver-" });
   const server = new S3rver({
     address: "127.0.0.1",
@@ -67,6 +77,7 @@ export async function startS3rver(tls?: { cert: string; key: string }): Promise<
     directory,
     silent: true,
     configureBuckets: [{ name: BUCKET, configs: [] }],
+    allowMismatchedSignatures,
     ...tls,
   });
   fixNestedDelimiterListing(server);

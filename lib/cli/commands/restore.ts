@@ -26,7 +26,8 @@ Arguments:
   -generation NAME    restore from this generation
   -index HEX          restore up to and including this WAL index
   -timestamp TIME     restore to this point in time (RFC 3339, e.g. 2000-01-01T00:00:00Z)
-  -parallelism N      objects fetched in parallel (default 8)
+  -parallelism N      objects, and parts of a large snapshot, fetched in parallel
+                      (default 8)
   -if-db-not-exists   do nothing (exit 0) when the output already exists
   -if-replica-exists  do nothing (exit 0) when no backup is found
   -integrity-check M  run SQLite's quick_check (M=quick) or integrity_check (M=full)
@@ -153,6 +154,7 @@ export async function run(args: string[]): Promise<number> {
   const options = {
     output,
     parallelism,
+    onSingleStream: (reason: string) => log.debug(reason),
     onProgress: showProgress ? progressPrinter() : undefined,
     verify: check ? (path: string) => integrityCheck(path, check, log) : undefined,
   };
@@ -183,17 +185,21 @@ export async function run(args: string[]): Promise<number> {
   return 0;
 }
 
-/** Prints one updating progress line on a terminal, at most every 100 ms. */
+/** Prints one updating progress line on a terminal (objects, bytes read, rate), at most every 100 ms. */
 function progressPrinter(): (p: RestoreProgress) => void {
   const encoder = new TextEncoder();
+  const started = performance.now();
   let last = 0;
   return (p) => {
     const now = performance.now();
     if (now - last < 100 && p.objects < p.totalObjects) return;
     last = now;
     const mb = (p.bytes / 1e6).toFixed(1);
+    const rate = (p.bytes / 1e3 / Math.max(1, now - started)).toFixed(1);
     Deno.stderr.writeSync(
-      encoder.encode(`\rrestoring: ${p.objects}/${p.totalObjects} objects, ${mb} MB`),
+      encoder.encode(
+        `\rrestoring: ${p.objects}/${p.totalObjects} objects, ${mb} MB, ${rate} MB/s   `,
+      ),
     );
   };
 }

@@ -1,5 +1,5 @@
 /**
- * Ordered prefetching (lib/restore/prefetch.ts): results come back in input order however the
+ * Ordered prefetching (lib/os/prefetch.ts): results come back in input order however the
  * fetches finish, no more than `concurrency` run at once, a budget bounds what they hold
  * together (one fetch may always run), and a failure surfaces at its turn.
  *
