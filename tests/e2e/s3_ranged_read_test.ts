@@ -10,7 +10,18 @@ import { newGeneration } from "../../lib/names.ts";
 import { S3Error, S3ReplicaClient } from "../../replicas/s3/mod.ts";
 import { bytesOf, rejectsWith } from "../../replicas/test_streams.ts";
 import { startFaultProxy } from "../support/fault_proxy.ts";
-import { startS3rver } from "../support/s3_server.ts";
+import { credentialsEnv, replicaClient, replicaUrl, startS3rver } from "../support/s3_server.ts";
+import { configYaml, s3ReplicaKeys } from "../support/config_yaml.ts";
+import { tempDir, waitFor } from "../support/poll.ts";
+import { fileHash } from "../support/hash.ts";
+import { sqlite } from "../support/sqlite_cli.ts";
+import {
+  describeResult,
+  runLitestream,
+  startReplicate,
+  stopOk,
+  writeConfig,
+} from "../support/replicate_process.ts";
 
 const MiB = 1024 * 1024;
 /** The smallest part S3 allows for uploads; reads use the same part size. */
@@ -121,4 +132,57 @@ Deno.test("S3 snapshots read as parallel ranged parts", async (t) => {
   });
 
   await writer.close();
+});
+
+Deno.test({
+  name: "restore -parallelism 1, 8 and 32 of a 20 MB snapshot from S3: the same bytes",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    await using srv = await startS3rver();
+    await using dir = await tempDir();
+    const db = `${dir.path}/db.sqlite`;
+    // Random blobs do not compress: the snapshot object is as large as the database.
+    await sqlite(
+      db,
+      "PRAGMA journal_mode=WAL; CREATE TABLE t(b BLOB); WITH RECURSIVE n(i) AS " +
+        "(SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20) " +
+        "INSERT INTO t SELECT randomblob(1000000) FROM n;",
+    );
+    const path = "parallel";
+    const cfg = await writeConfig(
+      `${dir.path}/litestream.yml`,
+      configYaml([{ path: db, replicas: [s3ReplicaKeys({ srv, path })] }]),
+    );
+    const rep = startReplicate(["-config", cfg], { logPath: `${cfg}.log` });
+    const c = replicaClient(srv, path);
+    try {
+      await waitFor("the snapshot", async () => {
+        const [gen] = await c.generations();
+        return gen && (await c.snapshots(gen)).length > 0;
+      }, 30_000);
+    } finally {
+      await c.close();
+      await stopOk(rep);
+    }
+    const outputs: string[] = [];
+    for (const parallelism of ["1", "8", "32"]) {
+      const out = `${dir.path}/p${parallelism}.db`;
+      const r = await runLitestream(
+        ["restore", "-parallelism", parallelism, "-o", out, replicaUrl(srv, path)],
+        { env: credentialsEnv(srv) },
+      );
+      assert.equal(r.code, 0, describeResult(r));
+      outputs.push(await fileHash(out));
+    }
+    assert.deepEqual(new Set(outputs).size, 1, "every parallelism restores the same bytes");
+    assert.equal(
+      await sqlite(`${dir.path}/p8.db`, "SELECT count(*), sum(length(b)) FROM t"),
+      await sqlite(db, "SELECT count(*), sum(length(b)) FROM t"),
+    );
+    assert.equal(
+      await sqlite(`${dir.path}/p8.db`, "SELECT hex(b) FROM t ORDER BY rowid DESC LIMIT 1"),
+      await sqlite(db, "SELECT hex(b) FROM t ORDER BY rowid DESC LIMIT 1"),
+    );
+  },
 });
