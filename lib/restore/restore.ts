@@ -8,8 +8,7 @@
  */
 
 import { dirname, join } from "node:path";
-import { ByteReader } from "../os/byte_reader.ts";
-import { CorruptionError, LitestreamError, NotFoundError } from "../errors.ts";
+import { LitestreamError, NotFoundError } from "../errors.ts";
 import { decodeFrameBlocks, decodeFrameStream, lz4FrameDecoder } from "../lz4/mod.ts";
 import type { PageSink } from "./page_map.ts";
 import { formatPos } from "../names.ts";
@@ -22,8 +21,9 @@ import {
   type RestorePlan,
   type RestoreTarget,
 } from "./plan.ts";
-import { DB_HEADER_SIZE, decodeDbHeader } from "../sqlite/header.ts";
-import { chunksOf, writeAll } from "../os/fs.ts";
+import { writeAll } from "../os/fs.ts";
+import { HeaderCheck } from "./header_check.ts";
+import { streamMerged } from "./merge.ts";
 import { WalReplayer } from "./replay.ts";
 
 /** A generation listing tied to the replica it came from. */
@@ -183,6 +183,9 @@ export async function restoreDatabase(
     size,
   });
 
+  if (options.output === "-" && plan.segments.length > 0) {
+    return await restoreThroughFile(client, plan, options);
+  }
   if (typeof options.output !== "string" || options.output === "-") {
     const replayer = new WalReplayer(undefined);
     await replay(replayer);
@@ -248,6 +251,28 @@ export async function restoreDatabase(
 }
 
 /**
+ * Restores to standard output with memory bounded as for a file: the database is built in a
+ * private temporary directory (removed afterwards, whatever happens) and then copied out.
+ * Replaying in memory would hold every page the WAL touches.
+ */
+async function restoreThroughFile(
+  client: ReplicaClient,
+  plan: RestorePlan,
+  options: RestoreOptions,
+): Promise<RestoreResult> {
+  const dir = await Deno.makeTempDir({ prefix: "litestream-restore-" });
+  try {
+    const staged = join(dir, "db");
+    const result = await restoreDatabase(client, plan, { ...options, output: staged });
+    // The readable closes the file at its end, or when the loop is left by a throw.
+    for await (const chunk of (await Deno.open(staged)).readable) await writeStdout(chunk);
+    return result;
+  } finally {
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+}
+
+/**
  * Fetches a segment's stored bytes ahead of time, or for a large one a function that opens
  * it as a stream when its turn comes.
  */
@@ -293,49 +318,6 @@ async function readObject(stream: ReadableStream<Uint8Array>, size: number): Pro
   }
 }
 
-/** Checks a database image's header once its first bytes have passed and reports the page size. */
-class HeaderCheck {
-  #head: Uint8Array | undefined = new Uint8Array(0);
-
-  constructor(readonly name: string, readonly onPageSize: (pageSize: number) => void) {}
-
-  /**
-   * Takes the next bytes of the image and returns what to pass on: `chunk` itself once the
-   * header was checked, the bytes held so far with it when this completes the header, or
-   * undefined while the header is incomplete.
-   */
-  pass(chunk: Uint8Array): Uint8Array | undefined {
-    const head = this.#head;
-    if (!head) return chunk;
-    if (head.length === 0 && chunk.length >= DB_HEADER_SIZE) {
-      this.#check(chunk);
-      this.#head = undefined;
-      return chunk;
-    }
-    const joined = new Uint8Array(head.length + chunk.length);
-    joined.set(head);
-    joined.set(chunk, head.length);
-    if (joined.length < DB_HEADER_SIZE) {
-      this.#head = joined;
-      return undefined;
-    }
-    this.#check(joined);
-    this.#head = undefined;
-    return joined;
-  }
-
-  /** At the end of the image: checks a header that never completed (and so throws). */
-  end(): void {
-    if (this.#head) this.#check(this.#head);
-  }
-
-  #check(bytes: Uint8Array): void {
-    const header = decodeDbHeader(bytes);
-    if (typeof header === "string") throw new CorruptionError(this.name, header);
-    this.onPageSize(header.pageSize);
-  }
-}
-
 /** Writes pages into an open database file; pages arrive sorted by number, so seeks are short. */
 function fileSink(file: Deno.FsFile, pageSize: number): PageSink {
   return {
@@ -351,63 +333,4 @@ function fileSink(file: Deno.FsFile, pageSize: number): PageSink {
 
 function writeStdout(data: Uint8Array): Promise<void> {
   return writeAll(Deno.stdout, data);
-}
-
-/**
- * Streams a database image with the replayed pages substituted, in page
- * order, for outputs that cannot seek (standard output, a checksum).
- * Returns the bytes written.
- */
-export async function streamMerged(
-  snapshot: ReadableStream<Uint8Array>,
-  name: string,
-  replayer: WalReplayer,
-  write: (b: Uint8Array) => Promise<void>,
-): Promise<number> {
-  const pages = replayer.pages;
-  const header = new HeaderCheck(name, (ps) => {
-    if (pages && ps !== pages.pageSize) {
-      throw new CorruptionError(
-        name,
-        `database page size ${ps} differs from wal page size ${pages.pageSize}`,
-      );
-    }
-  });
-  // Lent chunks (see chunksOf): each one is written out before the next is asked for.
-  async function* checked(): AsyncGenerator<Uint8Array> {
-    for await (const chunk of chunksOf(snapshot)) {
-      const out = header.pass(chunk);
-      if (out) yield out;
-    }
-    header.end();
-  }
-  let written = 0;
-  if (!pages || pages.size === undefined) {
-    // No WAL applied: the snapshot is the database, byte for byte.
-    for await (const chunk of checked()) {
-      await write(chunk);
-      written += chunk.length;
-    }
-    return written;
-  }
-  const reader = new ByteReader(checked());
-  try {
-    const zero = new Uint8Array(pages.pageSize);
-    let snapshotEnded = false;
-    for (let pgno = 1; pgno <= pages.size; pgno++) {
-      let base: Uint8Array | undefined;
-      if (!snapshotEnded) {
-        const r = await reader.read(pages.pageSize);
-        if (r instanceof Uint8Array) base = r;
-        else snapshotEnded = true;
-      }
-      const page = pages.resolve(pgno);
-      const out = page === "base" ? base ?? zero : page === "zero" ? zero : page;
-      await write(out);
-      written += out.length;
-    }
-    return written;
-  } finally {
-    await reader.cancel();
-  }
 }
