@@ -24,7 +24,7 @@ import type {
   WalSegmentInfo,
 } from "../../lib/replica_client.ts";
 import { isRecordName, RECORDS_DIR } from "../../lib/core/checksum_record.ts";
-import { mtimeNs } from "../../lib/os/mtime_ns.ts";
+import { statNs } from "../../lib/os/mtime_ns.ts";
 
 /** Options of a file replica. */
 export interface FileReplicaOptions {
@@ -198,8 +198,9 @@ export class FileReplicaClient implements ReplicaClient {
 }
 
 /**
- * The files of `dir` whose names `parse` accepts, with size and creation time
- * (mtime, with nanoseconds where they can be read), stat'ed in parallel.
+ * The files of `dir` whose names `parse` accepts, with size and creation time (mtime, with
+ * nanoseconds where they can be read): one synchronous `stat` each where FFI allows, else
+ * `Deno.stat` in parallel.
  */
 async function listObjects<P>(
   dir: string,
@@ -209,13 +210,16 @@ async function listObjects<P>(
     const parsed = e.isFile ? parse(e.name) : undefined;
     return parsed === undefined ? [] : [{ parsed, path: join(dir, e.name) }];
   });
-  const stats = await Promise.all(named.map((n) => statOrUndefined(n.path)));
-  return named.flatMap(({ parsed, path }, i) => {
-    const st = stats[i];
-    return st
-      ? [{ parsed, size: st.size, createdAt: st.mtime ?? new Date(0), createdAtNs: mtimeNs(path) }]
-      : [];
-  });
+  const listed = await Promise.all(named.map(async ({ parsed, path }) => {
+    const ns = statNs(path);
+    if (ns) {
+      const createdAt = new Date(Number(ns.mtimeNs / 1_000_000n));
+      return { parsed, size: ns.size, createdAt, createdAtNs: ns.mtimeNs };
+    }
+    const st = await statOrUndefined(path);
+    return st && { parsed, size: st.size, createdAt: st.mtime ?? new Date(0) };
+  }));
+  return listed.filter((o) => o !== undefined);
 }
 
 async function statOrUndefined(path: string): Promise<Deno.FileInfo | undefined> {
