@@ -16,9 +16,17 @@ import * as replicate from "./replicate.ts";
 import * as s3 from "./s3.ts";
 import * as validate from "./validate.ts";
 import * as appCheckpoint from "./app_checkpoint.ts";
+import * as s3Restore from "./s3_restore.ts";
 
 /** Every scenario module, in run order. */
-const MODULES: { scenarios: Scenario[] }[] = [restore, replicate, s3, validate, appCheckpoint];
+const MODULES: { scenarios: Scenario[] }[] = [
+  restore,
+  replicate,
+  s3,
+  s3Restore,
+  validate,
+  appCheckpoint,
+];
 
 const ALL: Scenario[] = MODULES.flatMap((m) => m.scenarios);
 

@@ -136,7 +136,7 @@ export class S3ReplicaClient implements ReplicaClient {
     const key = this.#snapshotKey(generation, index);
     const parallelism = options.parallelism ?? 1;
     if (parallelism <= 1) return await this.#read(key);
-    const { partSize } = this.#tuning;
+    const { readPartSize: partSize } = this.#tuning;
     let first: GetObjectCommandOutput;
     try {
       first = await this.#get(key, 0, undefined, partSize);

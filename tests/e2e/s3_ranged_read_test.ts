@@ -24,7 +24,7 @@ import {
 } from "../support/replicate_process.ts";
 
 const MiB = 1024 * 1024;
-/** The smallest part S3 allows for uploads; reads use the same part size. */
+/** The smallest part S3 allows for uploads; reads use the same part size here. */
 const PART = 5 * MiB;
 
 /** Deterministic, incompressible-looking bytes. */
@@ -48,7 +48,7 @@ Deno.test("S3 snapshots read as parallel ranged parts", async (t) => {
       endpoint: proxy.endpoint,
       accessKeyId: srv.accessKeyId,
       secretAccessKey: srv.secretAccessKey,
-    }, { partSize: PART, idleTimeoutMs: 1_000, maxAttempts: 3 });
+    }, { partSize: PART, readPartSize: PART, idleTimeoutMs: 1_000, maxAttempts: 3 });
 
   const gen = newGeneration();
   const data = payload(4 * PART + 123_457); // five parts, the last one short
