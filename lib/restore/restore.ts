@@ -80,8 +80,11 @@ export interface RestoreOptions {
   output: string | ((chunk: Uint8Array) => Promise<void>);
   /** Objects fetched in parallel, and parts of the snapshot where the store serves ranges (default 8). */
   parallelism?: number;
-  /** Told why the snapshot is read as one stream after all (the store ignores ranges). */
-  onSingleStream?: (reason: string) => void;
+  /**
+   * Told of a slower way taken (the store ignores ranges; no temporary directory for `-o -`),
+   * for a debug log.
+   */
+  onNote?: (note: string) => void;
   /** Mode of the output file (default 0o600). */
   mode?: number;
   /** Called as objects are applied. */
@@ -125,7 +128,7 @@ export async function restoreDatabase(
   const readSnapshot = async () => {
     const stream = await client.readSnapshot(plan.generation, plan.snapshot.index, {
       parallelism: options.parallelism ?? 8,
-      onSingleStream: options.onSingleStream,
+      onSingleStream: options.onNote,
     });
     if (!options.onProgress) return stream;
     // Progress within the snapshot, which is most of a restore's bytes.
@@ -183,9 +186,10 @@ export async function restoreDatabase(
     size,
   });
 
-  if (options.output === "-" && plan.segments.length > 0) {
-    return await restoreThroughFile(client, plan, options);
-  }
+  const staging = options.output === "-" && plan.segments.length > 0
+    ? await stagingDir(options)
+    : undefined;
+  if (staging) return await restoreThroughFile(client, plan, options, staging);
   if (typeof options.output !== "string" || options.output === "-") {
     const replayer = new WalReplayer(undefined);
     await replay(replayer);
@@ -251,16 +255,32 @@ export async function restoreDatabase(
 }
 
 /**
- * Restores to standard output with memory bounded as for a file: the database is built in a
- * private temporary directory (removed afterwards, whatever happens) and then copied out.
- * Replaying in memory would hold every page the WAL touches.
+ * A private temporary directory to build a database for standard output in, or undefined
+ * without write permission there: the replay then stays in memory, which works with only
+ * `--allow-read` but holds every page the WAL touches.
+ */
+async function stagingDir(options: RestoreOptions): Promise<string | undefined> {
+  try {
+    return await Deno.makeTempDir({ prefix: "litestream-restore-" });
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotCapable || err instanceof Deno.errors.PermissionDenied)) {
+      throw err;
+    }
+    options.onNote?.(`no temporary directory (${err.message}); replaying the WAL in memory`);
+    return undefined;
+  }
+}
+
+/**
+ * Restores to standard output with memory bounded as for a file: the database is built in the
+ * private temporary directory `dir` (removed afterwards, whatever happens) and then copied out.
  */
 async function restoreThroughFile(
   client: ReplicaClient,
   plan: RestorePlan,
   options: RestoreOptions,
+  dir: string,
 ): Promise<RestoreResult> {
-  const dir = await Deno.makeTempDir({ prefix: "litestream-restore-" });
   try {
     const staged = join(dir, "db");
     const result = await restoreDatabase(client, plan, { ...options, output: staged });

@@ -154,7 +154,7 @@ export async function run(args: string[]): Promise<number> {
   const options = {
     output,
     parallelism,
-    onSingleStream: (reason: string) => log.debug(reason),
+    onNote: (note: string) => log.debug(note),
     onProgress: showProgress ? progressPrinter() : undefined,
     verify: check ? (path: string) => integrityCheck(path, check, log) : undefined,
   };
