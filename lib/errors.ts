@@ -33,6 +33,17 @@ export class CorruptionError extends LitestreamError {
   }
 }
 
+/**
+ * A replica object that cannot be decrypted with the configured age identities: none are
+ * configured (`identitiesMissing`), or none of them is a recipient of the object.
+ */
+export class DecryptionError extends LitestreamError {
+  /** Creates an error naming the replica `object` and what stops its decryption. */
+  constructor(readonly object: string, detail: string, readonly identitiesMissing = false) {
+    super(`${object}: ${detail}`);
+  }
+}
+
 /** Nothing in the replica(s) matches what was asked for. */
 export class NotFoundError extends LitestreamError {}
 

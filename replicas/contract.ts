@@ -28,6 +28,11 @@ export interface ContractBackend<C extends ReplicaClient = ReplicaClient> {
   keys(client: C): Promise<string[]>;
   /** Stores `data` under `key` (relative to the client's root), bypassing the client. */
   putRaw(client: C, key: string, data: Uint8Array): Promise<void>;
+  /**
+   * The stored size of an object written with `length` bytes, for a client that transforms what
+   * it stores (the age decorator encrypts); by default the length itself.
+   */
+  storedSize?(length: number): number;
   /** Listings carry `createdAtNs` (file mtimes); else it is absent. */
   nanosecondTimes?: boolean;
   /** For backends whose reads resume after a broken body: how to break the next reads. */
@@ -48,6 +53,7 @@ export async function replicaClientContract<C extends ReplicaClient>(
   backend: ContractBackend<C>,
 ): Promise<void> {
   const { client, keys } = backend;
+  const stored = (length: number) => backend.storedSize?.(length) ?? length;
   const seg = (generation: string, index: number, offset: number): Pos => ({
     generation,
     index,
@@ -98,28 +104,28 @@ export async function replicaClientContract<C extends ReplicaClient>(
       assert.deepEqual([info.generation, info.index, info.size], [
         gen,
         index,
-        `snapshot ${index}!`.length,
+        stored(`snapshot ${index}!`.length),
       ]);
       assert.ok(info.createdAt instanceof Date);
     }
     const positions = [[1, 0], [0, 4152], [0, 0], [1, 32]].map(([i, o]) => seg(gen, i, o));
     for (const pos of positions) {
       const info = await c.writeWalSegment(pos, streamOf(`wal ${pos.index}/${pos.offset}`));
-      assert.deepEqual(info.size, `wal ${pos.index}/${pos.offset}`.length);
+      assert.deepEqual(info.size, stored(`wal ${pos.index}/${pos.offset}`.length));
       assert.deepEqual([info.generation, info.index, info.offset], [gen, pos.index, pos.offset]);
     }
     const snaps = await c.snapshots(gen);
     assert.deepEqual(snaps.map((s) => [s.generation, s.index, s.size]), [
-      [gen, 0, 11],
-      [gen, 2, 11],
-      [gen, 10, 12],
+      [gen, 0, stored(11)],
+      [gen, 2, stored(11)],
+      [gen, 10, stored(12)],
     ]);
     const segs = await c.walSegments(gen);
     assert.deepEqual(segs.map((s) => [s.generation, s.index, s.offset, s.size]), [
-      [gen, 0, 0, 7],
-      [gen, 0, 4152, 10],
-      [gen, 1, 0, 7],
-      [gen, 1, 32, 8],
+      [gen, 0, 0, stored(7)],
+      [gen, 0, 4152, stored(10)],
+      [gen, 1, 0, stored(7)],
+      [gen, 1, 32, stored(8)],
     ]);
     for (const s of [...snaps, ...segs]) {
       const ms = s.createdAt.getTime();
@@ -204,9 +210,9 @@ export async function replicaClientContract<C extends ReplicaClient>(
       await c.writeWalSegment(pos, streamOf(text));
       await c.writeRecord(gen, name, new TextEncoder().encode(text));
     }
-    assert.deepEqual((await c.snapshots(gen)).map((s) => [s.index, s.size]), [[3, 6]]);
-    assert.deepEqual((await c.walSegments(gen)).map((s) => [s.offset, s.size]), [[64, 6]]);
-    assert.deepEqual((await c.records(gen)).map((r) => [r.name, r.size]), [[name, 6]]);
+    assert.deepEqual((await c.snapshots(gen)).map((s) => [s.index, s.size]), [[3, stored(6)]]);
+    assert.deepEqual((await c.walSegments(gen)).map((s) => [s.offset, s.size]), [[64, stored(6)]]);
+    assert.deepEqual((await c.records(gen)).map((r) => [r.name, r.size]), [[name, stored(6)]]);
     assert.deepEqual(await textOf(await c.readSnapshot(gen, 3)), "second");
     assert.deepEqual(await textOf(await c.readWalSegment(pos)), "second");
     assert.deepEqual(new TextDecoder().decode(await c.readRecord(gen, name)), "second");
@@ -239,9 +245,9 @@ export async function replicaClientContract<C extends ReplicaClient>(
     await c.writeWalSegment(pos, streamOf("wal"));
     await c.writeRecord(gen, recordName(pos), new Uint8Array([1, 2]));
     assert.deepEqual(await c.generations(), [gen]);
-    assert.deepEqual((await c.snapshots(gen)).map((s) => s.size), [4]);
-    assert.deepEqual((await c.walSegments(gen)).map((s) => s.size), [3]);
-    assert.deepEqual((await c.records(gen)).map((r) => r.size), [2]);
+    assert.deepEqual((await c.snapshots(gen)).map((s) => s.size), [stored(4)]);
+    assert.deepEqual((await c.walSegments(gen)).map((s) => s.size), [stored(3)]);
+    assert.deepEqual((await c.records(gen)).map((r) => r.size), [stored(2)]);
     assert.deepEqual(await textOf(await c.readSnapshot(gen, 0)), "snap");
     assert.deepEqual(await textOf(await c.readWalSegment(pos)), "wal");
     assert.deepEqual(await c.readRecord(gen, recordName(pos)), new Uint8Array([1, 2]));
@@ -256,8 +262,8 @@ export async function replicaClientContract<C extends ReplicaClient>(
     const gen = newGeneration();
     const data = payload(1, 11 * 1024 * 1024 + 12345);
     const info = await c.writeSnapshot(gen, 0, chunked(data));
-    assert.deepEqual(info.size, data.length);
-    assert.deepEqual((await c.snapshots(gen))[0].size, data.length);
+    assert.deepEqual(info.size, stored(data.length));
+    assert.deepEqual((await c.snapshots(gen))[0].size, stored(data.length));
     assert.deepEqual(await bytesOf(await c.readSnapshot(gen, 0)), data);
     await c.deleteGeneration(gen);
   });
@@ -293,15 +299,15 @@ export async function replicaClientContract<C extends ReplicaClient>(
       assert.deepEqual([info.generation, info.name, info.size], [
         gen,
         recordName(pos),
-        body.length,
+        stored(body.length),
       ]);
       assert.ok(info.createdAt instanceof Date);
     }
     const listed = await c.records(gen);
     assert.deepEqual(listed.map((r) => [r.generation, r.name, r.size]), [
-      [gen, "00000000_00000020.json", 11],
-      [gen, "00000000_00001038.json", 13],
-      [gen, "00000002_00000000.json", 10],
+      [gen, "00000000_00000020.json", stored(11)],
+      [gen, "00000000_00001038.json", stored(13)],
+      [gen, "00000002_00000000.json", stored(10)],
     ]);
     assert.ok(listed.every((r) => r.createdAt instanceof Date));
     const text = new TextDecoder().decode(await c.readRecord(gen, "00000000_00001038.json"));

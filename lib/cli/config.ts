@@ -13,6 +13,8 @@ import { Validator } from "./config_validator.ts";
 import { requireSync } from "../os/require.ts";
 
 export {
+  type AgeConfig,
+  type AgeKey,
   isUrl,
   REPLICA_DEFAULTS,
   type ReplicaConfig,

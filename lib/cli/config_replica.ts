@@ -8,6 +8,25 @@
 
 import { ConfigError, LitestreamError } from "../errors.ts";
 import type { Validator } from "./config_validator.ts";
+import { type AgeKeyKind, ageKeyLines, ageKeyProblem } from "../../replicas/age/keys.ts";
+
+/** One age key of a replica's `age` block, with the config key that holds it (for errors). */
+export interface AgeKey {
+  value: string;
+  /** e.g. `dbs[0].replicas[1].age.identities[0]`, plus ` line N` inside a multi-line entry. */
+  key: string;
+}
+
+/**
+ * A replica's `age` block (v0.3.13): objects are encrypted to the recipients and decrypted
+ * with the identities. `file` and `key` name the block in errors.
+ */
+export interface AgeConfig {
+  file: string;
+  key: string;
+  identities: AgeKey[];
+  recipients: AgeKey[];
+}
 
 /** Settings of one replica (`dbs[].replicas[]`). Intervals are in milliseconds. */
 export interface ReplicaConfig {
@@ -28,6 +47,8 @@ export interface ReplicaConfig {
   retention: number;
   retentionCheckInterval: number;
   validationInterval: number;
+  /** Encryption: set when the `age` block names at least one key. */
+  age?: AgeConfig;
 }
 
 /** Replica defaults (v0.3.13). */
@@ -125,14 +146,42 @@ export function parseReplica(
   if (r.syncInterval <= 0) {
     throw new ConfigError(v.file, `${key}.sync-interval`, "must be greater than zero");
   }
-  if (o.age !== undefined) {
-    throw new ConfigError(
-      v.file,
-      `${key}.age`,
-      "age encryption is not supported by this implementation yet",
-    );
-  }
+  const age = parseAge(v, o.age, `${key}.age`);
+  if (age) r.age = age;
   return r;
+}
+
+/**
+ * Parses a replica's `age` block: `identities` and `recipients`, lists of age key strings, each
+ * read as v0.3.13 reads it (a key file: one key per line, `#` comments). Undefined when it names
+ * no key (v0.3.13 then neither encrypts nor decrypts).
+ */
+function parseAge(v: Validator, raw: unknown, key: string): AgeConfig | undefined {
+  if (raw === undefined || raw === null) return undefined;
+  const o = v.object(raw, key);
+  v.unknownKeys(o, ["identities", "recipients"], `${key}.`);
+  const keys = (list: string, kind: AgeKeyKind): AgeKey[] =>
+    v.list(o[list], `${key}.${list}`).flatMap((item, i) => {
+      const at = `${key}.${list}[${i}]`;
+      const lines = ageKeyLines(v.string(item, at) ?? "");
+      if (lines.length === 0) {
+        throw new ConfigError(
+          v.file,
+          at,
+          `no ${kind === "identity" ? "secret keys" : "recipients"} found`,
+        );
+      }
+      return lines.map(({ line, key: value }) => {
+        const where = lines.length > 1 || line > 1 ? `${at} line ${line}` : at;
+        const problem = ageKeyProblem(kind, value);
+        if (problem) throw new ConfigError(v.file, where, problem);
+        return { value, key: where };
+      });
+    });
+  const identities = keys("identities", "identity");
+  const recipients = keys("recipients", "recipient");
+  if (identities.length === 0 && recipients.length === 0) return undefined;
+  return { file: v.file, key, identities, recipients };
 }
 
 /** A replica config for a bare URL, with v0.3.13's defaults; the name is the type. */

@@ -1,6 +1,7 @@
 /**
  * Builds `ReplicaClient`s from config entries or replica URLs. Backends that
- * pull in heavy dependencies (the AWS SDK) are imported only when used.
+ * pull in heavy dependencies (the AWS SDK) are imported only when used, as is
+ * the age decorator (a replica with an `age` block).
  *
  * @module
  */
@@ -16,11 +17,22 @@ export function fileUrlPath(url: string): string {
   return expandPath(posix.normalize("/" + decodeURIComponent(rest)).replace(/\/$/, "") || "/");
 }
 
-/** Creates the client for a replica config. `file` options set modes of written objects. */
+/**
+ * Creates the client for a replica config, wrapped in the age decorator when the config has an
+ * `age` block. `file` options set modes of written objects.
+ */
 export async function replicaClientFromConfig(
   cfg: ReplicaConfig,
   file: FileReplicaOptions = {},
 ): Promise<ReplicaClient> {
+  const client = await backendClient(cfg, file);
+  if (!cfg.age) return client;
+  const { ageClientFromConfig } = await import("../../replicas/age/mod.ts");
+  return ageClientFromConfig(client, cfg.age);
+}
+
+/** The storage backend's own client for a replica config. */
+async function backendClient(cfg: ReplicaConfig, file: FileReplicaOptions): Promise<ReplicaClient> {
   if (cfg.type === "file") {
     return new FileReplicaClient(cfg.url ? fileUrlPath(cfg.url) : expandPath(cfg.path!), file);
   }

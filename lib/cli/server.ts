@@ -12,7 +12,7 @@ import { inotifyUnavailable, WatchLimitError } from "../os/inotify.ts";
 import type { DbConfig } from "./config.ts";
 import { DB } from "../core/db.ts";
 import { checkDatabaseFile } from "../core/handles.ts";
-import { LitestreamError } from "../errors.ts";
+import { ConfigError, LitestreamError } from "../errors.ts";
 import { removeIfExists } from "../os/fs.ts";
 import type { Logger } from "../log.ts";
 import { Replica } from "../core/replica.ts";
@@ -39,6 +39,14 @@ export async function buildManaged(dbs: DbConfig[], log: Logger): Promise<Manage
     const modes = await modesFor(cfg.path);
     const replicas: Replica[] = [];
     for (const r of cfg.replicas) {
+      if (r.age && r.age.recipients.length === 0) {
+        // v0.3.13 would write such a replica unencrypted, then fail to read it back.
+        throw new ConfigError(
+          r.age.file,
+          `${r.age.key}.recipients`,
+          "replicate needs at least one age recipient to encrypt to (identities alone only read)",
+        );
+      }
       const client = await replicaClientFromConfig(r, modes);
       if (client.type === "file") await checkWritable(client.location, r.name);
       const replicaLog = dbLog.with({ replica: r.name });

@@ -9,7 +9,7 @@
 
 import { Mutex, sleep } from "../os/async.ts";
 import type { DB, PositionHolder } from "./db.ts";
-import { LitestreamError } from "../errors.ts";
+import { DecryptionError, LitestreamError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { chunksOf, copied, lendingStream } from "../os/fs.ts";
 import { encodeFrameViews, lz4FrameDecoder } from "../lz4/mod.ts";
@@ -52,6 +52,8 @@ export class Replica implements PositionHolder {
     syncErrors: 0,
   };
   #pos: Pos | undefined;
+  /** The last segment this process wrote, when that write was the last attempted and it succeeded. */
+  #lastWritten: { pos: Pos; end: Pos } | undefined;
   readonly #mutex = new Mutex();
 
   /**
@@ -120,8 +122,18 @@ export class Replica implements PositionHolder {
       await this.#snapshot();
       return false;
     }
-    const pos = await this.#remotePos(generation) ??
-      { generation, index: snapshots.at(-1)!.index, offset: 0 };
+    let remote: Pos | undefined;
+    try {
+      remote = await this.#remotePos(generation);
+    } catch (err) {
+      if (!(err instanceof DecryptionError && err.identitiesMissing)) throw err;
+      // An encrypting replica without identities cannot read where its WAL ends: start afresh.
+      await this.db.restartGeneration(
+        `replica ${this.name} cannot read its last WAL segment without age identities (${err.message})`,
+      );
+      return false;
+    }
+    const pos = remote ?? { generation, index: snapshots.at(-1)!.index, offset: 0 };
     if (comparePos(pos, dpos) > 0) {
       // The replica holds frames the local shadow does not: continuing would leave a gap or overlap.
       await this.db.restartGeneration(
@@ -137,9 +149,21 @@ export class Replica implements PositionHolder {
   async #remotePos(generation: string): Promise<Pos | undefined> {
     const last = (await this.client.walSegments(generation)).at(-1);
     if (!last) return undefined;
-    const data = (await this.client.readWalSegment(last)).pipeThrough(
-      lz4FrameDecoder(this.client.describe("wal", last)),
-    );
+    let stream: ReadableStream<Uint8Array>;
+    try {
+      stream = await this.client.readWalSegment(last);
+    } catch (err) {
+      // Without age identities, the segment this process wrote last still tells where it ends.
+      const mine = this.#lastWritten;
+      if (
+        err instanceof DecryptionError && err.identitiesMissing && mine &&
+        mine.pos.generation === generation && comparePos(mine.pos, last) === 0
+      ) {
+        return mine.end;
+      }
+      throw err;
+    }
+    const data = stream.pipeThrough(lz4FrameDecoder(this.client.describe("wal", last)));
     let n = 0;
     for await (const chunk of data) n += chunk.length;
     return { generation, index: last.index, offset: last.offset + n };
@@ -177,10 +201,12 @@ export class Replica implements PositionHolder {
   /** Uploads shadow bytes [pos.offset, end) as one segment. */
   async #uploadSegment(pos: Pos, end: number): Promise<void> {
     const path = this.db.shadowPath(pos.generation, pos.index);
+    this.#lastWritten = undefined;
     const info = await this.client.writeWalSegment(
       pos,
       compressedStream(readWalRange(path, pos.offset, end)),
     );
+    this.#lastWritten = { pos, end: { ...pos, offset: end } };
     this.stats.segments++;
     this.stats.walBytes += end - pos.offset;
     this.log.debug("wal segment written", {
