@@ -9,6 +9,8 @@
  * - `LITESTREAM_ACCESS_KEY_ID`/`LITESTREAM_SECRET_ACCESS_KEY` (or the `AWS_*` ones): credentials.
  * - `LITESTREAM_VALIDATE_SCHEDULE`: cron schedule (default hourly, `0 * * * *`).
  * - `LITESTREAM_VALIDATE_WEBHOOK`: URL that receives the JSON summary by POST when validation fails.
+ * - `LITESTREAM_VALIDATE_AGE_IDENTITIES`: age identities (`AGE-SECRET-KEY-1…`, separated by
+ *   newlines or commas) for replicas written with an `age` block; objects are decrypted in memory.
  *
  * Run locally: `deno run -A --unstable-cron deploy/validate.ts`.
  *
@@ -19,6 +21,7 @@ import { LitestreamError } from "../lib/errors.ts";
 import { type GenerationReport, validateReplicaObjects } from "../lib/validate/position.ts";
 import { replicaConfigFromUrl } from "../lib/cli/config.ts";
 import { s3ClientFromConfig } from "../replicas/s3/client.ts";
+import type { ReplicaClient } from "../lib/replica_client.ts";
 
 /** The outcome of one run, as logged and posted. */
 export interface ValidationSummary {
@@ -51,13 +54,19 @@ export async function validateReplicas(
       if (cfg.type !== "s3") {
         throw new LitestreamError(`${url}: only s3:// replicas can be validated here (no disk)`);
       }
-      const client = s3ClientFromConfig({
+      let client: ReplicaClient = s3ClientFromConfig({
         ...cfg,
         endpoint: env.LITESTREAM_VALIDATE_ENDPOINT || undefined,
         region: env.LITESTREAM_VALIDATE_REGION || undefined,
         accessKeyId: env.LITESTREAM_ACCESS_KEY_ID || env.AWS_ACCESS_KEY_ID || undefined,
         secretAccessKey: env.LITESTREAM_SECRET_ACCESS_KEY || env.AWS_SECRET_ACCESS_KEY || undefined,
       });
+      const identities = env.LITESTREAM_VALIDATE_AGE_IDENTITIES;
+      if (identities) {
+        const age = await import("../replicas/age/mod.ts");
+        const cfg = age.ageIdentitiesFromEnv("LITESTREAM_VALIDATE_AGE_IDENTITIES", identities);
+        client = age.ageClientFromConfig(client, cfg);
+      }
       try {
         entry.generations = await validateReplicaObjects(url, client);
       } finally {

@@ -8,25 +8,14 @@
 
 import { ConfigError, LitestreamError } from "../errors.ts";
 import type { Validator } from "./config_validator.ts";
-import { type AgeKeyKind, ageKeyLines, ageKeyProblem } from "../../replicas/age/keys.ts";
+import {
+  type AgeConfig,
+  type AgeKey,
+  type AgeKeyKind,
+  parseAgeKeys,
+} from "../../replicas/age/keys.ts";
 
-/** One age key of a replica's `age` block, with the config key that holds it (for errors). */
-export interface AgeKey {
-  value: string;
-  /** e.g. `dbs[0].replicas[1].age.identities[0]`, plus ` line N` inside a multi-line entry. */
-  key: string;
-}
-
-/**
- * A replica's `age` block (v0.3.13): objects are encrypted to the recipients and decrypted
- * with the identities. `file` and `key` name the block in errors.
- */
-export interface AgeConfig {
-  file: string;
-  key: string;
-  identities: AgeKey[];
-  recipients: AgeKey[];
-}
+export type { AgeConfig, AgeKey };
 
 /** Settings of one replica (`dbs[].replicas[]`). Intervals are in milliseconds. */
 export interface ReplicaConfig {
@@ -163,20 +152,7 @@ function parseAge(v: Validator, raw: unknown, key: string): AgeConfig | undefine
   const keys = (list: string, kind: AgeKeyKind): AgeKey[] =>
     v.list(o[list], `${key}.${list}`).flatMap((item, i) => {
       const at = `${key}.${list}[${i}]`;
-      const lines = ageKeyLines(v.string(item, at) ?? "");
-      if (lines.length === 0) {
-        throw new ConfigError(
-          v.file,
-          at,
-          `no ${kind === "identity" ? "secret keys" : "recipients"} found`,
-        );
-      }
-      return lines.map(({ line, key: value }) => {
-        const where = lines.length > 1 || line > 1 ? `${at} line ${line}` : at;
-        const problem = ageKeyProblem(kind, value);
-        if (problem) throw new ConfigError(v.file, where, problem);
-        return { value, key: where };
-      });
+      return parseAgeKeys(kind, v.string(item, at) ?? "", v.file, at);
     });
   const identities = keys("identities", "identity");
   const recipients = keys("recipients", "recipient");

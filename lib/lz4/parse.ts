@@ -63,6 +63,9 @@ export function slideWindow(window: Uint8Array, out: Uint8Array): Uint8Array {
   return concat([window.subarray(window.length - keep), out]);
 }
 
+/** "age" and the dash of `age-encryption.org/v1`, read as a little-endian frame magic. */
+const AGE_MAGIC = 0x2d656761;
+
 /**
  * Parses a sequence of LZ4 and skippable frames, emitting decoded bytes as they come: `emit`
  * receives a view of an array from `target`, valid until the parser decodes its next block.
@@ -82,7 +85,13 @@ export function* parseFrames(
     } else if (magic >>> 0 === FRAME_MAGIC) {
       yield* parseFrame(fail, emit, target);
     } else {
-      fail(first ? "not an LZ4 frame (bad magic number)" : "unexpected data after the LZ4 frame");
+      fail(
+        !first
+          ? "unexpected data after the LZ4 frame"
+          : magic >>> 0 === AGE_MAGIC
+          ? "age-encrypted: read it with the age identities of a config's replica (age.identities)"
+          : "not an LZ4 frame (bad magic number)",
+      );
     }
   }
 }

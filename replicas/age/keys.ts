@@ -7,6 +7,26 @@
  * @module
  */
 
+import { ConfigError } from "../../lib/errors.ts";
+
+/** One age key of a replica's `age` block, with the config key that holds it (for errors). */
+export interface AgeKey {
+  value: string;
+  /** e.g. `dbs[0].replicas[1].age.identities[0]`, plus ` line N` inside a multi-line entry. */
+  key: string;
+}
+
+/**
+ * A replica's `age` block (v0.3.13): objects are encrypted to the recipients and decrypted
+ * with the identities. `file` and `key` name the block in errors.
+ */
+export interface AgeConfig {
+  file: string;
+  key: string;
+  identities: AgeKey[];
+  recipients: AgeKey[];
+}
+
 /** bech32's alphabet. */
 const BECH32 = "[qpzry9x8gf2tvdw0s3jn54khce6mua7l]";
 const RECIPIENT = new RegExp(`^age1${BECH32}{58}$`);
@@ -56,4 +76,25 @@ export function ageKeyProblem(kind: AgeKeyKind, key: string): string | undefined
     return "SSH recipients are not supported (v0.3.13 reads X25519 keys only)";
   }
   return `malformed age recipient: expected age1 and 58 bech32 characters: ${JSON.stringify(key)}`;
+}
+
+/**
+ * The keys of one entry (`text`, read as a key file) of the config key `at` in `file`, each
+ * checked for shape; a `ConfigError` naming the key (and line) otherwise, or when there is none.
+ */
+export function parseAgeKeys(kind: AgeKeyKind, text: string, file: string, at: string): AgeKey[] {
+  const lines = ageKeyLines(text);
+  if (lines.length === 0) {
+    throw new ConfigError(
+      file,
+      at,
+      `no ${kind === "identity" ? "secret keys" : "recipients"} found`,
+    );
+  }
+  return lines.map(({ line, key: value }) => {
+    const where = lines.length > 1 || line > 1 ? `${at} line ${line}` : at;
+    const problem = ageKeyProblem(kind, value);
+    if (problem) throw new ConfigError(file, where, problem);
+    return { value, key: where };
+  });
 }

@@ -8,12 +8,26 @@
  */
 
 import { ConfigError } from "../../lib/errors.ts";
-import type { AgeConfig } from "../../lib/cli/config_replica.ts";
+import { type AgeConfig, parseAgeKeys } from "./keys.ts";
 import type { ReplicaClient } from "../../lib/replica_client.ts";
 import { AgeReplicaClient } from "./client.ts";
 import { Decrypter, Encrypter } from "age-encryption";
 
 export { type AgeClientOptions, AgeReplicaClient } from "./client.ts";
+export type { AgeConfig, AgeKey } from "./keys.ts";
+
+/**
+ * An `age` block holding only identities, from the text of environment variable `name` (keys
+ * separated by newlines or commas): for readers configured without a config file.
+ */
+export function ageIdentitiesFromEnv(name: string, text: string): AgeConfig {
+  return {
+    file: "environment",
+    key: name,
+    identities: parseAgeKeys("identity", text.replaceAll(",", "\n"), "environment", name),
+    recipients: [],
+  };
+}
 
 /** Wraps `inner` in the age decorator for a config's `age` block; a bad key is a `ConfigError`. */
 export function ageClientFromConfig(inner: ReplicaClient, age: AgeConfig): AgeReplicaClient {
