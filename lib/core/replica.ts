@@ -52,7 +52,7 @@ export class Replica implements PositionHolder {
     syncErrors: 0,
   };
   #pos: Pos | undefined;
-  /** The last segment this process wrote, when that write was the last attempted and it succeeded. */
+  /** The last segment this process wrote successfully, and where it ends. */
   #lastWritten: { pos: Pos; end: Pos } | undefined;
   readonly #mutex = new Mutex();
 
@@ -201,7 +201,11 @@ export class Replica implements PositionHolder {
   /** Uploads shadow bytes [pos.offset, end) as one segment. */
   async #uploadSegment(pos: Pos, end: number): Promise<void> {
     const path = this.db.shadowPath(pos.generation, pos.index);
-    this.#lastWritten = undefined;
+    const mine = this.#lastWritten;
+    // Forgotten when overwritten: a failed write might still have replaced that object.
+    if (mine?.pos.generation === pos.generation && comparePos(mine.pos, pos) === 0) {
+      this.#lastWritten = undefined;
+    }
     const info = await this.client.writeWalSegment(
       pos,
       compressedStream(readWalRange(path, pos.offset, end)),

@@ -18,6 +18,9 @@ import { formatPos } from "../names.ts";
 import { findRestorePlan, restoreDatabase } from "../restore/restore.ts";
 import { sha256Of } from "../validate/position.ts";
 import { MemoryReplicaClient } from "../../replicas/memory/mod.ts";
+import { AgeReplicaClient } from "../../replicas/age/mod.ts";
+import type { ReplicaClient } from "../replica_client.ts";
+import { generateIdentity, identityToRecipient } from "age-encryption";
 import { tempDir, waitFor } from "../../tests/support/poll.ts";
 
 /**
@@ -33,8 +36,11 @@ const FAST_CLOCK: Clock = {
 };
 import { sqlite } from "../../tests/support/sqlite_cli.ts";
 
-/** A database in a scratch directory, its monitor, and replica loops on one memory client. */
-async function start() {
+/**
+ * A database in a scratch directory, its monitor, and replica loops on one memory client (seen
+ * through `wrap`, when given, by the replica).
+ */
+async function start(wrap?: (client: MemoryReplicaClient) => ReplicaClient) {
   const dir = await tempDir();
   const path = join(dir.path, "db.sqlite");
   await sqlite(path, "PRAGMA journal_mode=WAL; CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB);");
@@ -64,7 +70,7 @@ async function start() {
       db.replicas.splice(0);
       h.replica = new Replica(
         db,
-        client,
+        wrap ? wrap(client) : client,
         {
           name: "memory",
           syncInterval: 10,
@@ -92,11 +98,11 @@ async function start() {
       });
     },
     /** Checks that a restore of the latest state has the database's bytes at its position. */
-    async restoresExactly() {
+    async restoresExactly(reader: ReplicaClient = client) {
       const { checksum, pos } = await db.checksum();
       assert.equal(formatPos(h.replica.pos()), formatPos(pos));
-      const { plan } = await findRestorePlan([client], {});
-      const restored = await sha256Of((write) => restoreDatabase(client, plan, { output: write }));
+      const { plan } = await findRestorePlan([reader], {});
+      const restored = await sha256Of((write) => restoreDatabase(reader, plan, { output: write }));
       assert.equal(restored, checksum);
     },
     async [Symbol.asyncDispose]() {
@@ -160,4 +166,30 @@ Deno.test("replica loop: a truncated read of the replica's end on restart is ret
   await h.write(5);
   await h.caughtUp();
   await h.restoresExactly();
+});
+
+Deno.test("replica loop: age recipients without identities survive a failed upload", async () => {
+  const identity = await generateIdentity();
+  const recipients = [await identityToRecipient(identity)];
+  await using h = await start((c) => new AgeReplicaClient(c, { identities: [], recipients }));
+  await h.write(10);
+  await h.replicate();
+  await h.caughtUp();
+  const generation = h.db.generation;
+  // The failed upload makes the replica look up its end again; it cannot decrypt its last
+  // segment, but that segment is the one it wrote last, so it knows where it ends.
+  h.client.faults.fail("writeWalSegment");
+  await h.write(20);
+  await h.write(5);
+  await h.caughtUp();
+  assert.equal(h.replica.stats.syncErrors, 1);
+  assert.equal(h.db.generation, generation, "the same generation continues");
+  await h.restoresExactly(new AgeReplicaClient(h.client, { identities: [identity], recipients }));
+
+  // After a restart nothing is known: the replica starts a new generation rather than guess.
+  await h.write(5);
+  await h.replicate();
+  await waitFor("a new generation", () => h.db.generation !== generation);
+  await h.caughtUp();
+  await h.restoresExactly(new AgeReplicaClient(h.client, { identities: [identity], recipients }));
 });

@@ -89,7 +89,7 @@ export function* parseFrames(
         !first
           ? "unexpected data after the LZ4 frame"
           : magic >>> 0 === AGE_MAGIC
-          ? "age-encrypted: read it with the age identities of a config's replica (age.identities)"
+          ? "age-encrypted, and no age identities were given to decrypt it"
           : "not an LZ4 frame (bad magic number)",
       );
     }
