@@ -8,6 +8,8 @@
  *   first WAL segment, so only the snapshot is restored (isolates snapshot decoding and writing).
  * - `restore-many-indexes`: a small database checkpointed every few transactions, leaving
  *   hundreds of WAL indexes (v0.3.13 runs one SQLite checkpoint per index).
+ * - `restore-large-age`: `restore-large`'s replica encrypted with age, restored by both tools
+ *   from a config with the `age` block (a replica URL carries no keys).
  *
  * Every run restores to a fresh output path. Runs alternate between the tools after one
  * unmeasured warm-up each; every output is compared byte for byte with v0.3.13's warm-up output,
@@ -34,6 +36,7 @@ import {
   cachedV0313Replica,
   type ReplicaRecipe,
 } from "./support/v0313_replica.ts";
+import { cachedAgeCopy } from "./support/age_replica.ts";
 
 /** Peak memory allowed for our restore, in MB (10^6 bytes). */
 const MAX_RSS_MB = 150;
@@ -97,6 +100,18 @@ export const scenarios: Scenario[] = [
       }),
   },
   {
+    name: "restore-large-age",
+    summary: "restore-large's replica encrypted with age (config mode, both tools)",
+    defaultRuns: 3,
+    run: (ctx) =>
+      restoreScenario(ctx, {
+        name: "restore-large-age",
+        recipe: LARGE,
+        age: true,
+        targets: (ours, v0313) => [noSlower(ours, v0313), oursRss(ours)],
+      }),
+  },
+  {
     name: "restore-many-indexes",
     summary: "restore a small snapshot plus hundreds of WAL indexes",
     run: (ctx) =>
@@ -142,18 +157,37 @@ interface RestoreScenarioOptions {
   recipe: ReplicaRecipe;
   /** Restore only the snapshot: `-timestamp` just before the first WAL segment's mtime. */
   snapshotOnly?: boolean;
+  /** Restore an age-encrypted copy of the replica, from a config holding its keys. */
+  age?: boolean;
   targets: (ours: ToolSummary, v0313: ToolSummary) => TargetResult[];
 }
 
 async function restoreScenario(
   ctx: BenchContext,
-  { name, recipe, snapshotOnly, targets }: RestoreScenarioOptions,
+  { name, recipe, snapshotOnly, age, targets }: RestoreScenarioOptions,
 ): Promise<ScenarioReport> {
   await requireGnuTime();
   const replica = await cachedV0313Replica(recipe, ctx.log);
   const extra = snapshotOnly ? ["-timestamp", await beforeFirstSegment(replica)] : [];
   const expectedBytes = snapshotOnly ? replica.snapshotDbBytes : replica.restoredBytes;
   const scratch = await scratchDir(name);
+  // What names the replica: its URL, or (age) a config's database whose replica has the keys.
+  let source = [replica.replicaUrl];
+  const facts = replicaFacts(replica);
+  if (age) {
+    const copy = await cachedAgeCopy(replica, ctx.log);
+    const config = `${scratch}/litestream.yml`;
+    await Deno.writeTextFile(
+      config,
+      `dbs:\n  - path: ${scratch}/app.db\n    replicas:\n      - type: file\n` +
+        `        path: ${copy.replicaPath}\n        age:\n` +
+        `          identities: [${copy.identity}]\n          recipients: [${copy.recipient}]\n`,
+    );
+    source = ["-config", config, `${scratch}/app.db`];
+    facts.replica = copy.replicaPath;
+    facts.encryption = `age (one X25519 recipient) on every object; the copy was encrypted ` +
+      `from the plain replica by our decorator in ${copy.encryptSeconds} s`;
+  }
 
   let serial = 0;
   /** Restores with `tool` into a fresh directory; returns the stats and the output path. */
@@ -168,7 +202,7 @@ async function restoreScenario(
       ...extra,
       "-o",
       out,
-      replica.replicaUrl,
+      ...source,
     ]);
     const stats = await timeCommand(cmd, args, { cwd: REPO_ROOT });
     return { stats, out };
@@ -221,7 +255,6 @@ async function restoreScenario(
     });
     const ours = summary(measured.ours);
     const v0313 = summary(measured["v0.3.13"]);
-    const facts = replicaFacts(replica);
     if (snapshotOnly) {
       facts["WAL segments"] = `none applied (${replica.segments} on the replica, all newer ` +
         `than -timestamp ${extra[1]})`;

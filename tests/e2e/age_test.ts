@@ -238,6 +238,24 @@ Deno.test("age: our replica is encrypted, restores with ours and v0.3.13 alike, 
     );
   });
 
+  await t.step("damaged ciphertext: one line naming the object, no partial output", async () => {
+    const copy = `${dir.path}/damaged`;
+    await new Deno.Command("cp", { args: ["-a", replicaPath, copy] }).output();
+    const snapshot = (await listReplicaObjects(copy)).find((o) => o.kind === "snapshot")!;
+    const bytes = await Deno.readFile(snapshot.path);
+    bytes[bytes.length >> 1] ^= 0x40;
+    await Deno.writeFile(snapshot.path, bytes);
+    const cfg = `${dir.path}/damaged.yml`;
+    await Deno.writeTextFile(cfg, config(dbPath, copy, keys));
+    const outDir = `${dir.path}/damaged-out`;
+    await Deno.mkdir(outDir);
+    const r = await runLitestream(["restore", "-config", cfg, "-o", `${outDir}/db`, dbPath]);
+    assert.equal(r.code, 1, describeResult(r));
+    assert.equal(r.err.trim().split("\n").length, 1, `one line: ${r.err}`);
+    assert.ok(r.err.includes(`${snapshot.path}: age payload does not authenticate`), r.err);
+    assert.deepEqual(await Array.fromAsync(Deno.readDir(outDir)), [], "nothing left behind");
+  });
+
   await t.step("a replica URL has no keys: the restore says the object is encrypted", async () => {
     const outDir = `${dir.path}/url-out`;
     await Deno.mkdir(outDir);
