@@ -1,12 +1,14 @@
 /**
  * Small helpers for tests of replica clients: byte streams from strings,
- * bodies read back whole, and assertions on rejected calls. Shared by the
+ * bodies read back whole, assertions on rejected calls, a file replica's keys. Shared by the
  * client contract (`contract.ts`) and backend-specific tests.
  *
  * @module
  */
 
 import assert from "node:assert/strict";
+import { join, relative } from "node:path";
+import { readDirOrEmpty } from "../lib/os/fs.ts";
 
 /** An error class, for `rejectsWith` and `throwsWith`. */
 export type ErrorClass<E extends Error> = new (...args: never[]) => E;
@@ -54,4 +56,15 @@ export function chunked(data: Uint8Array): ReadableStream<Uint8Array> {
       ctrl.enqueue(data.slice(off, off += 64 * 1024));
     },
   });
+}
+
+/** Paths of every file under `dir`, relative to `root`, sorted (a file replica's keys). */
+export async function filesUnder(root: string, dir = root): Promise<string[]> {
+  const out: string[] = [];
+  for (const e of await readDirOrEmpty(dir)) {
+    const path = join(dir, e.name);
+    if (e.isDirectory) out.push(...await filesUnder(root, path));
+    else out.push(relative(root, path));
+  }
+  return out.sort();
 }

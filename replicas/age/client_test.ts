@@ -5,15 +5,14 @@
  */
 
 import assert from "node:assert/strict";
-import { dirname, join, relative } from "node:path";
+import { dirname, join } from "node:path";
 import { Decrypter, Encrypter, generateIdentity, identityToRecipient } from "age-encryption";
 import { ageClientFromConfig, AgeReplicaClient } from "./mod.ts";
 import { FileReplicaClient } from "../file/mod.ts";
 import { MemoryReplicaClient } from "../memory/mod.ts";
 import { replicaClientContract } from "../contract.ts";
-import { bytesOf, rejectsWith, streamOf, textOf, throwsWith } from "../test_streams.ts";
+import { bytesOf, filesUnder, rejectsWith, streamOf, textOf, throwsWith } from "../test_streams.ts";
 import { tempDir } from "../../tests/support/poll.ts";
-import { readDirOrEmpty } from "../../lib/os/fs.ts";
 import { newGeneration } from "../../lib/names.ts";
 import {
   ConfigError,
@@ -34,16 +33,6 @@ const sizer = await (() => {
   return e.encrypt(new ReadableStream<Uint8Array>());
 })();
 const storedSize = (length: number) => sizer.size(length);
-
-async function filesUnder(root: string, dir = root): Promise<string[]> {
-  const out: string[] = [];
-  for (const e of await readDirOrEmpty(dir)) {
-    const path = join(dir, e.name);
-    if (e.isDirectory) out.push(...await filesUnder(root, path));
-    else out.push(relative(root, path));
-  }
-  return out.sort();
-}
 
 Deno.test("age decorator over the file client: contract", async (t) => {
   await using dir = await tempDir();
@@ -236,13 +225,11 @@ Deno.test("age decorator: identities without recipients cannot write", async () 
 });
 
 Deno.test("ageClientFromConfig: a key with a bad checksum names its config key", () => {
-  const flip = (s: string, at: number) =>
-    s.slice(0, at) + (s[at] === "q" || s[at] === "Q"
-      ? (s[at] === "q" ? "p" : "P")
-      : s[at] === s[at].toLowerCase()
-      ? "q"
-      : "Q") +
-    s.slice(at + 1);
+  /** `key` with one bech32 character changed (in the key's case): its checksum fails. */
+  const flip = (key: string, at: number) => {
+    const c = key[at].toLowerCase() === "q" ? "p" : "q";
+    return key.slice(0, at) + (key[0] === "A" ? c.toUpperCase() : c) + key.slice(at + 1);
+  };
   const base = { file: "/etc/litestream.yml", key: "dbs[0].replicas[0].age" };
   throwsWith(
     () =>

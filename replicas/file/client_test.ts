@@ -1,21 +1,10 @@
 /** The file replica client runs the `ReplicaClient` contract in a scratch directory. */
 
-import { dirname, join, relative } from "node:path";
+import { dirname, join } from "node:path";
 import { FileReplicaClient } from "./mod.ts";
 import { replicaClientContract } from "../contract.ts";
 import { tempDir } from "../../tests/support/poll.ts";
-import { readDirOrEmpty } from "../../lib/os/fs.ts";
-
-/** Paths of every file under `dir`, relative to `root`. */
-async function filesUnder(root: string, dir = root): Promise<string[]> {
-  const out: string[] = [];
-  for (const e of await readDirOrEmpty(dir)) {
-    const path = join(dir, e.name);
-    if (e.isDirectory) out.push(...await filesUnder(root, path));
-    else out.push(relative(root, path));
-  }
-  return out.sort();
-}
+import { filesUnder } from "../test_streams.ts";
 
 Deno.test("file client contract", async (t) => {
   await using dir = await tempDir();
