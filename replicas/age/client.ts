@@ -17,6 +17,7 @@ import { Decrypter, Encrypter } from "age-encryption";
 import { CorruptionError, DecryptionError, LitestreamError } from "../../lib/errors.ts";
 import type { Pos } from "../../lib/names.ts";
 import type {
+  ReadOptions,
   RecordInfo,
   ReplicaClient,
   SnapshotInfo,
@@ -76,9 +77,14 @@ export class AgeReplicaClient implements ReplicaClient {
     return this.inner.walSegments(generation);
   }
 
-  async readSnapshot(generation: string, index: number): Promise<ReadableStream<Uint8Array>> {
+  /** Decrypts the snapshot as it streams; `options` (parallel ranged parts) go to the backend. */
+  async readSnapshot(
+    generation: string,
+    index: number,
+    options?: ReadOptions,
+  ): Promise<ReadableStream<Uint8Array>> {
     const name = this.describe("snapshot", { generation, index, offset: 0 });
-    return await this.#decrypt(await this.inner.readSnapshot(generation, index), name);
+    return await this.#decrypt(await this.inner.readSnapshot(generation, index, options), name);
   }
   async readWalSegment(pos: Pos): Promise<ReadableStream<Uint8Array>> {
     return await this.#decrypt(await this.inner.readWalSegment(pos), this.describe("wal", pos));

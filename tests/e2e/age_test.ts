@@ -392,6 +392,12 @@ Deno.test("age: the Deno Deploy validator decrypts an S3 replica with the identi
     }]),
   );
   await createWriterTable(dbPath);
+  // 10 MB of incompressible rows: the encrypted snapshot spans several 4 MiB ranged parts.
+  await sqlite(
+    dbPath,
+    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10000) " +
+      "INSERT INTO t (v) SELECT randomblob(1000) FROM n;",
+  );
   const writer = await Writer.start(dbPath);
   const proc = startReplicate(["-config", configPath], { logPath: `${dir.path}/ours.log` });
   try {
@@ -411,6 +417,22 @@ Deno.test("age: the Deno Deploy validator decrypts an S3 replica with the identi
     await writer.stop().catch(() => {});
     await stopOk(proc);
   }
+  // Our restore reads the encrypted snapshot as parallel ranged parts and decrypts it in order.
+  const restored = `${dir.path}/restored.db`;
+  const r = await runLitestream([
+    "restore",
+    "-config",
+    configPath,
+    "-parallelism",
+    "4",
+    "-o",
+    restored,
+    dbPath,
+  ]);
+  assert.equal(r.code, 0, describeResult(r));
+  assert.equal(await integrityCheck(restored), "ok");
+  assert.equal(await rows(restored), Number(await sqlite(dbPath, "SELECT max(id) FROM t;")));
+
   const env = {
     LITESTREAM_VALIDATE_REPLICAS: `s3://${s3.bucket}/${prefix}`,
     LITESTREAM_VALIDATE_ENDPOINT: s3.endpoint,
