@@ -49,6 +49,17 @@ export interface ReadOptions {
   onSingleStream?: (reason: string) => void;
 }
 
+/** The replica's lease object as stored (see `lib/core/lease.ts`): its bytes and its version. */
+export interface LeaseObject {
+  /** The object's bytes (a small JSON document; backends store them as given). */
+  data: Uint8Array;
+  /**
+   * Opaque; different after every successful `writeLease` (an S3 ETag, a file replica's
+   * sequence number). Only compared for equality and passed back to `writeLease`.
+   */
+  version: string;
+}
+
 /** Storage operations of one replica backend, in the Litestream v0.3 key layout. */
 export interface ReplicaClient {
   /** Backend type as v0.3.13 names it: `file` or `s3`. */
@@ -99,6 +110,25 @@ export interface ReplicaClient {
   writeRecord(generation: string, name: string, data: Uint8Array): Promise<RecordInfo>;
   /** Deletes checksum records; missing ones are not an error. */
   deleteRecords(generation: string, names: string[]): Promise<void>;
+
+  /**
+   * Reads the replica's lease object, or `undefined` when there is none. It lives at the
+   * replica root outside `generations/` (`<root>/lease.json`; a file replica keeps
+   * `<root>/lease/<sequence>.json`), where v0.3.13 never looks.
+   */
+  readLease(): Promise<LeaseObject | undefined>;
+  /**
+   * Compare-and-swap of the lease object: stores `data` only if the current version is
+   * `expected` (`undefined`: only if there is no lease object). Returns the new version, or
+   * `undefined` when the condition failed (another writer got there first); never overwrites
+   * a version it was not given. Atomic where the store has conditional writes (S3 `If-Match` /
+   * `If-None-Match: *`, GCS `ifGenerationMatch`, Azure `If-Match` / `If-None-Match: *`,
+   * exclusive create on a file system). A store without them reads the current version right
+   * before writing and returns `undefined` on a mismatch: a writer racing inside that window
+   * can go unnoticed here, and the lease logic finds it at its next read (each lease names
+   * its writer). Other failures throw as any write does.
+   */
+  writeLease(data: Uint8Array, expected: string | undefined): Promise<string | undefined>;
 
   /** A short display of the object's key, for error messages. */
   describe(kind: "snapshot" | "wal", pos: Pos): string;

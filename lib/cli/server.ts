@@ -20,6 +20,9 @@ import { StoreHealthRegistry } from "../core/store_health.ts";
 import { replicaClientFromConfig } from "./replica_client_from_config.ts";
 import { formatDuration } from "./duration.ts";
 import { validateInProcess } from "../core/validation.ts";
+import { DEFAULT_LEASE_TTL, Lease } from "../core/lease.ts";
+import { replicatorIdentity } from "../core/lease_identity.ts";
+import { parseDuration } from "./duration.ts";
 
 /** A database with its replicas and monitor interval. */
 export interface Managed {
@@ -28,9 +31,20 @@ export interface Managed {
   monitorInterval: number;
 }
 
+/** Options of `buildManaged`. */
+export interface BuildOptions {
+  /** Take every replica's lease from a live holder (`replicate -force`). */
+  force?: boolean;
+}
+
 /** Builds the monitors and replicas for `dbs`, checking what can be checked before starting. */
-export async function buildManaged(dbs: DbConfig[], log: Logger): Promise<Managed[]> {
+export async function buildManaged(
+  dbs: DbConfig[],
+  log: Logger,
+  options: BuildOptions = {},
+): Promise<Managed[]> {
   const out: Managed[] = [];
+  const ttl = leaseTtl();
   const stores = new StoreHealthRegistry(); // replicas of one store share its retry pacing
   for (const cfg of dbs) {
     await checkDatabaseFile(cfg.path); // bad paths fail at start-up, naming the file
@@ -50,7 +64,13 @@ export async function buildManaged(dbs: DbConfig[], log: Logger): Promise<Manage
       const client = await replicaClientFromConfig(r, modes);
       if (client.type === "file") await checkWritable(client.location, r.name);
       const replicaLog = dbLog.with({ replica: r.name });
-      const replica = new Replica(db, client, r, replicaLog, stores.for(client.location));
+      const lease = new Lease(
+        client,
+        () => replicatorIdentity(db.metaPath),
+        { ttl, syncInterval: r.syncInterval, force: options.force },
+        replicaLog,
+      );
+      const replica = new Replica(db, client, r, replicaLog, stores.for(client.location), lease);
       db.replicas.push(replica);
       replicas.push(replica);
       dbLog.info("replicating to", {
@@ -91,9 +111,10 @@ export class Server {
       try {
         await db.sync();
         await Promise.all(
-          replicas.map((r) =>
-            r.sync().catch((err) => r.log.error("final replica sync failed", { error: err }))
-          ),
+          replicas.map(async (r) => {
+            await r.sync().catch((err) => r.log.error("final replica sync failed", { error: err }));
+            await r.release().catch((err) => r.log.warn("lease not released", { error: err }));
+          }),
         );
       } catch (err) {
         db.log.error("final sync failed", { error: err });
@@ -195,6 +216,22 @@ async function validationLoop(db: DB, replica: Replica, signal: AbortSignal): Pr
       replica.log.error("validator: failed", { error: err });
     }
   }
+}
+
+/**
+ * The replica lease's time-to-live: `LITESTREAM_LEASE_TTL` (a duration, at least 3s), else
+ * {@link DEFAULT_LEASE_TTL}. A replicator that crashed holds its replicas this long.
+ */
+function leaseTtl(): number {
+  const value = Deno.env.get("LITESTREAM_LEASE_TTL");
+  if (!value) return DEFAULT_LEASE_TTL;
+  const ms = parseDuration(value);
+  if (ms === undefined || ms < 3000) {
+    throw new LitestreamError(
+      `LITESTREAM_LEASE_TTL: invalid duration "${value}" (expected e.g. 6m, at least 3s)`,
+    );
+  }
+  return ms;
 }
 
 /** File and directory modes for replica objects: the database's, as v0.3.13 does. */

@@ -18,6 +18,7 @@ import type { ReplicaClient, SnapshotInfo } from "../replica_client.ts";
 import { readWalRange } from "./shadow_wal.ts";
 import { encodeRecord, recordName } from "./checksum_record.ts";
 import { StoreHealth } from "./store_health.ts";
+import type { Lease } from "./lease.ts";
 
 /** Replica timing settings (milliseconds). */
 export interface ReplicaSettings {
@@ -59,6 +60,7 @@ export class Replica implements PositionHolder {
   /**
    * Creates a replica of `db` stored through `client`. `health` paces retries
    * while the store fails; replicas of one store share it (see `StoreHealth`).
+   * With a `lease`, it writes only while it holds the replica's lease (see `lease.ts`).
    */
   constructor(
     readonly db: DB,
@@ -66,6 +68,7 @@ export class Replica implements PositionHolder {
     readonly settings: ReplicaSettings,
     readonly log: Logger,
     readonly health: StoreHealth = new StoreHealth(),
+    readonly lease?: Lease,
   ) {}
 
   /** The name from the config (`file`, `s3`, …). */
@@ -98,7 +101,7 @@ export class Replica implements PositionHolder {
 
   async #sync(): Promise<void> {
     const dpos = this.db.pos();
-    if (!dpos) return;
+    if (!dpos || !await this.#mayWrite(dpos.generation)) return;
     if (this.#pos?.generation !== dpos.generation && !await this.#resume(dpos)) return;
     try {
       await this.#uploadWal();
@@ -109,6 +112,28 @@ export class Replica implements PositionHolder {
       });
       await this.#snapshot();
     }
+  }
+
+  /**
+   * Whether the lease lets this replicator write to the replica now (see `lease.ts`). A lease
+   * just taken sends it back to what the replica holds; one taken from a live holder with
+   * `-force` first starts a new generation (once per database), so the two histories never mix.
+   */
+  async #mayWrite(generation: string): Promise<boolean> {
+    if (!this.lease) return true;
+    const verdict = await this.lease.beforeWrite(generation);
+    if (verdict === "acquired") this.#pos = undefined;
+    if (this.lease.takeForced() && !forcedDbs.has(this.db)) {
+      forcedDbs.add(this.db);
+      await this.db.restartGeneration(`replica ${this.name} taken over with -force`);
+      return false; // The next sync ships the new generation.
+    }
+    return verdict !== "refused";
+  }
+
+  /** Releases the replica's lease at shutdown, so the next replicator takes over at once. */
+  async release(): Promise<void> {
+    await this.lease?.release();
   }
 
   /**
@@ -272,6 +297,7 @@ export class Replica implements PositionHolder {
 
   /** Stores a checksum record: the database's SHA-256 at `pos`, which the replica holds. */
   async record(pos: Pos, sha256: string): Promise<void> {
+    if (this.lease && !this.lease.held) return;
     await this.client.writeRecord(
       pos.generation,
       recordName(pos),
@@ -286,13 +312,14 @@ export class Replica implements PositionHolder {
    */
   enforceRetention(now = Date.now()): Promise<void> {
     return this.#mutex.run(async () => {
+      const current = this.db.generation;
+      if (!current || !await this.#mayWrite(current)) return;
       const cutoff = now - this.settings.retention;
       const generations = await this.client.generations();
       const snapshots = (await Promise.all(generations.map((g) => this.client.snapshots(g))))
         .flat();
       const retained = snapshots.filter((s) => s.createdAt.getTime() >= cutoff);
       if (retained.length === 0) retained.push(await this.#snapshot());
-      const current = this.db.generation;
       for (const generation of generations) {
         const keep = retained.filter((s) =>
           s.generation === generation
@@ -335,6 +362,7 @@ export class Replica implements PositionHolder {
     const loops = [this.#uploadLoop(signal)];
     if (this.settings.snapshotInterval > 0) loops.push(this.#snapshotLoop(signal));
     if (this.settings.retention > 0) loops.push(this.#retentionLoop(signal));
+    if (this.lease) loops.push(this.#leaseLoop(this.lease, signal));
     return Promise.all(loops).then(() => {});
   }
 
@@ -387,7 +415,7 @@ export class Replica implements PositionHolder {
       await sleep(wait, signal);
       if (signal.aborted) return;
       wait = interval;
-      if (!this.db.pos()) continue;
+      if (!this.db.pos() || this.lease?.held === false) continue;
       await this.snapshot().catch((err) => this.log.error("snapshot failed", { error: err }));
     }
   }
@@ -403,6 +431,23 @@ export class Replica implements PositionHolder {
     }
   }
 
+  /** Renews the lease (or, not holding it, tries to take it) when due, even while idle. */
+  async #leaseLoop(lease: Lease, signal: AbortSignal): Promise<void> {
+    await this.#waitForGeneration(signal);
+    while (!signal.aborted) {
+      await sleep(lease.dueIn(), signal);
+      if (signal.aborted) return;
+      const held = lease.held;
+      try {
+        // Just taken: ship what waited.
+        if (await lease.tick(this.db.generation) && !held) this.db.changed.notify();
+      } catch (err) {
+        this.log.warn("replica lease renewal failed", { error: err });
+        await sleep(lease.renewInterval / 4, signal);
+      }
+    }
+  }
+
   async #waitForGeneration(signal: AbortSignal): Promise<string | undefined> {
     while (!signal.aborted && !this.db.generation) {
       await this.db.changed.wait(this.db.changed.version, signal);
@@ -410,6 +455,9 @@ export class Replica implements PositionHolder {
     return this.db.generation;
   }
 }
+
+/** Databases whose generation a `-force` takeover restarted already (one restart is enough). */
+const forcedDbs = new WeakSet<DB>();
 
 /**
  * `data` as one LZ4 frame in v0.3.13's format. The chunks of `data` and of the frame are lent

@@ -18,6 +18,7 @@ import {
   walSegmentName,
 } from "../../lib/names.ts";
 import type {
+  LeaseObject,
   RecordInfo,
   ReplicaClient,
   SnapshotInfo,
@@ -25,6 +26,7 @@ import type {
 } from "../../lib/replica_client.ts";
 import { isRecordName, RECORDS_DIR } from "../../lib/core/checksum_record.ts";
 import { statNs } from "../../lib/os/mtime_ns.ts";
+import { LEASE_DIR, readFileLease, writeFileLease } from "./lease.ts";
 
 /** Options of a file replica. */
 export interface FileReplicaOptions {
@@ -104,6 +106,19 @@ export class FileReplicaClient implements ReplicaClient {
 
   async deleteRecords(generation: string, names: string[]): Promise<void> {
     for (const name of names) await removeIfExists(this.#recordPath(generation, name));
+  }
+
+  /** Reads the newest `<root>/lease/<seq>.json` (see `lease.ts`). */
+  readLease(): Promise<LeaseObject | undefined> {
+    return readFileLease(join(this.root, LEASE_DIR));
+  }
+
+  /** Creates the next lease file with an exclusive `link()`: atomic compare-and-swap. */
+  writeLease(data: Uint8Array, expected: string | undefined): Promise<string | undefined> {
+    return writeFileLease(join(this.root, LEASE_DIR), data, expected, {
+      fileMode: this.#fileMode,
+      dirMode: this.#dirMode,
+    });
   }
 
   async generations(): Promise<string[]> {

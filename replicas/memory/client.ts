@@ -21,6 +21,7 @@ import {
   walSegmentName,
 } from "../../lib/names.ts";
 import type {
+  LeaseObject,
   RecordInfo,
   ReplicaClient,
   SnapshotInfo,
@@ -33,7 +34,12 @@ import { Faults, type Operation } from "./faults.ts";
 interface StoredObject {
   data: Uint8Array;
   createdAt: Date;
+  /** The lease object's version. */
+  version?: string;
 }
+
+/** Key of the lease object. */
+const LEASE_KEY = "lease.json";
 
 /** A replica held in memory, for tests. */
 export class MemoryReplicaClient implements ReplicaClient {
@@ -44,6 +50,8 @@ export class MemoryReplicaClient implements ReplicaClient {
   /** Faults to inject and call counts. */
   readonly faults: Faults = new Faults();
   readonly #objects = new Map<string, StoredObject>();
+  /** Versions of the lease object: a counter, as a store's ETag would change. */
+  #leaseWrites = 0;
 
   /** Creates an empty replica; `name` only labels it in `location` and errors. */
   constructor(name = "replica") {
@@ -162,6 +170,27 @@ export class MemoryReplicaClient implements ReplicaClient {
     const keys = names.map((name) => this.#recordKey(generation, name));
     await this.#enter("deleteRecords");
     for (const key of keys) this.#objects.delete(key);
+  }
+
+  /** Reads the lease object (`lease.json` at the root); its version is the key's write count. */
+  async readLease(): Promise<LeaseObject | undefined> {
+    await this.#enter("readLease");
+    const obj = this.#objects.get(LEASE_KEY);
+    return obj && { data: obj.data.slice(), version: this.#leaseVersion(obj) };
+  }
+
+  /** Compare-and-swap of the lease object: atomic, as a store with conditional writes. */
+  async writeLease(data: Uint8Array, expected: string | undefined): Promise<string | undefined> {
+    await this.#enter("writeLease");
+    const obj = this.#objects.get(LEASE_KEY);
+    if ((obj ? this.#leaseVersion(obj) : undefined) !== expected) return undefined;
+    const version = `v${++this.#leaseWrites}`;
+    this.#objects.set(LEASE_KEY, { data: data.slice(), createdAt: new Date(), version });
+    return version;
+  }
+
+  #leaseVersion(obj: StoredObject): string {
+    return obj.version ?? "planted";
   }
 
   /** `memory://<name>/<key>` of a snapshot or WAL segment. */

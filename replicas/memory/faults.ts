@@ -57,6 +57,8 @@ export class Faults {
     readRecord: 0,
     writeRecord: 0,
     deleteRecords: 0,
+    readLease: 0,
+    writeLease: 0,
   };
   #armed: Armed[] = [];
 

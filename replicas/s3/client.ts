@@ -14,6 +14,7 @@ import {
   type GetObjectCommandOutput,
   ListObjectsCommand,
   type ListObjectsCommandOutput,
+  PutObjectCommand,
   type S3Client,
 } from "@aws-sdk/client-s3";
 import { LitestreamError, NotFoundError } from "../../lib/errors.ts";
@@ -27,6 +28,7 @@ import {
   walSegmentName,
 } from "../../lib/names.ts";
 import type {
+  LeaseObject,
   ReadOptions,
   RecordInfo,
   ReplicaClient,
@@ -40,6 +42,12 @@ import { createSdkClient, type S3Counters, type S3Tuning, TUNING_DEFAULTS } from
 import { uploadObject } from "./upload.ts";
 import { contentRangeTotal, type DownloadSource, resumableDownload } from "./download.ts";
 import { rangedStream, readExactly } from "../ranged_read.ts";
+
+/** Key of the lease object under the replica's path (outside `generations/`: v0.3.13 never lists it). */
+const LEASE_KEY = "lease.json";
+
+/** Error codes of a conditional write whose condition failed (412, or 409 for a concurrent one). */
+const CONDITION_FAILED = new Set(["PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey"]);
 
 /** Maximum keys per DeleteObjects request (an S3 limit). */
 const DELETE_BATCH = 1000;
@@ -241,6 +249,43 @@ export class S3ReplicaClient implements ReplicaClient {
   /** Deletes checksum records. */
   async deleteRecords(generation: string, names: string[]): Promise<void> {
     await this.#delete(names.map((n) => this.#recordKey(generation, n)));
+  }
+
+  /** Reads `<path>/lease.json` and its ETag. */
+  async readLease(): Promise<LeaseObject | undefined> {
+    const key = this.#key(LEASE_KEY);
+    try {
+      const out = await this.#get(key);
+      const data = await out.Body!.transformToByteArray();
+      this.counters.bytes.GET += data.length;
+      return { data, version: out.ETag ?? "" };
+    } catch (err) {
+      if (err instanceof NotFoundError) return undefined;
+      throw err;
+    }
+  }
+
+  /**
+   * Writes `<path>/lease.json` with `If-Match: <expected>` (or `If-None-Match: *`), after
+   * reading it to compare: a store that ignores those headers (s3rver) still fails a stale
+   * write, outside a short race window; AWS S3, moto, MinIO, R2 and Tigris honour them.
+   */
+  async writeLease(data: Uint8Array, expected: string | undefined): Promise<string | undefined> {
+    if ((await this.readLease())?.version !== expected) return undefined;
+    const key = this.#key(LEASE_KEY);
+    const client = await this.#sdk();
+    const condition = expected === undefined ? { IfNoneMatch: "*" } : { IfMatch: expected };
+    try {
+      const out = await this.#call("PUT", key, () =>
+        client.send(
+          new PutObjectCommand({ Bucket: this.#bucket, Key: key, Body: data, ...condition }),
+        ));
+      this.counters.bytes.PUT += data.length;
+      return out.ETag ?? "";
+    } catch (err) {
+      if (err instanceof S3Error && CONDITION_FAILED.has(err.code)) return undefined;
+      throw err;
+    }
   }
 
   /** Closes idle connections; the client reconnects if used again. */

@@ -119,6 +119,7 @@ function s3Backend(ctx: Ctx, proxy: FaultProxy): ContractBackend<S3ReplicaClient
     putRaw: async (c, key, Body) => {
       await ctx.raw.send(new PutObjectCommand({ Bucket: bucket, Key: prefix(c) + key, Body }));
     },
+    leaseRaces: ctx.srv.name === "s3rver", // s3rver ignores If-Match / If-None-Match on PUT
     ranges: {
       breakReads: (times, afterBodyBytes) => {
         Object.assign(broken, { before: proxy.stats.faults, times });

@@ -35,11 +35,17 @@ Arguments:
   -config PATH     config file (default $LITESTREAM_CONFIG or /etc/litestream.yml)
   -no-expand-env   do not expand $VARIABLES in the config file
   -exec CMD        run CMD as a child process; stop and exit with it
+  -force           take over replicas another live replicator writes (starts a
+                   new generation; the other one stops writing to them)
 `;
 
 /** Runs the command; returns the exit code. */
 export async function run(args: string[]): Promise<number> {
-  const { values, positionals } = parseFlags(args, { ...CONFIG_FLAGS, exec: "string" });
+  const { values, positionals } = parseFlags(args, {
+    ...CONFIG_FLAGS,
+    exec: "string",
+    force: "boolean",
+  });
   let dbs: DbConfig[];
   let log: Logger;
   let exec = values.exec as string | undefined;
@@ -61,7 +67,7 @@ export async function run(args: string[]): Promise<number> {
   log.info("litestream", { version: VERSION });
   if (dbs.length === 0) log.warn("no databases specified in configuration");
 
-  const managed = await buildManaged(dbs, log);
+  const managed = await buildManaged(dbs, log, { force: values.force === true });
   const server = new Server(managed, log);
   server.start();
   const metricsStop = new AbortController();

@@ -1,0 +1,377 @@
+/**
+ * One writer per replica: a lease object in the replica (`ReplicaClient.readLease` /
+ * `writeLease`, a compare-and-swap) names the replicator that writes it. A second replicator
+ * finds it on its first sync, refuses to write, logs the holder and how to resolve it, and
+ * notes itself in the lease; the holder reads the lease before its next upload (at most once a
+ * sync interval, and only when it has something to upload) and logs the contender. The holder
+ * renews the lease every third of its time-to-live; that write and a listing of the
+ * generations (to notice a writer that takes no lease, such as v0.3.13) are the only requests
+ * an idle replica makes.
+ *
+ * Who may take the lease: anyone when there is none, it was released by a clean shutdown, or it
+ * expired; the same replicator (same meta directory id and host) after a restart; anyone with
+ * `-force`, which makes the caller start a new generation. A lease expires when the contender
+ * has watched it go unrenewed for its time-to-live on its own clock, or when its last renewal
+ * stamp is older than twice that by the contender's clock: hosts' clocks may disagree by up to
+ * one time-to-live without a live lease being taken.
+ *
+ * @module
+ */
+
+import { Mutex } from "../os/async.ts";
+import type { Logger } from "../log.ts";
+import type { LeaseObject, ReplicaClient } from "../replica_client.ts";
+import {
+  decodeLease,
+  describeHolder,
+  encodeLease,
+  type LeaseIdentity,
+  type LeaseRecord,
+  sameProcess,
+} from "./lease_record.ts";
+
+/** Wall-clock time (lease stamps) and a monotonic clock (intervals), in milliseconds. */
+export interface LeaseClock {
+  now(): number;
+  monotonic(): number;
+}
+
+/** The system's clocks. */
+export const SYSTEM_CLOCK: LeaseClock = {
+  now: () => Date.now(),
+  monotonic: () => performance.now(),
+};
+
+/** Default time-to-live of a lease (renewed every third of it). */
+export const DEFAULT_LEASE_TTL = 6 * 60_000;
+
+/** Lease timing and policy. */
+export interface LeaseSettings {
+  /** How long the lease lasts unrenewed (ms); it is renewed every third of this. */
+  ttl: number;
+  /** The holder reads the lease at most once per this before an upload (ms). */
+  syncInterval: number;
+  /** Take the lease from a live holder (`replicate -force`). */
+  force?: boolean;
+}
+
+/** What `beforeWrite` allows: keep writing, write after re-reading the replica, or nothing. */
+export type LeaseVerdict = "write" | "acquired" | "refused";
+
+type State = "none" | "held" | "refused" | "lost";
+
+const RESOLVE_LATER = "stop one of the two replicators, or restart this one with -force to " +
+  "take the replica over (it starts a new generation and the other stops writing to it)";
+const RESOLVE_HOLDER = "stop one of the two replicators; to move replication to the other one, " +
+  "stop this one (its lease is released at shutdown) or restart the other with -force";
+
+/** The lease of one replica, as seen by one replicator. */
+export class Lease {
+  #state: State = "none";
+  #version: string | undefined;
+  #record: LeaseRecord | undefined;
+  #me: LeaseIdentity | undefined;
+  #lastRead = -Infinity;
+  #lastRenew = -Infinity;
+  #lastAttempt = -Infinity;
+  /** The unrenewed lease being watched for expiry, since when (monotonic). */
+  #watch: { key: string; since: number } | undefined;
+  /** Contenders already logged. */
+  readonly #reported = new Set<string>();
+  /** Generations accounted for (present at acquisition, or ours). */
+  #known = new Set<string>();
+  #forced = false;
+  readonly #mutex = new Mutex();
+
+  /**
+   * A lease of the replica behind `client`; `identity` gives this replicator's identity when
+   * first needed (its meta directory exists by then). No request is made until used.
+   */
+  constructor(
+    readonly client: ReplicaClient,
+    readonly identity: () => Promise<LeaseIdentity>,
+    readonly settings: LeaseSettings,
+    readonly log: Logger,
+    readonly clock: LeaseClock = SYSTEM_CLOCK,
+  ) {}
+
+  /** Renewal period: a third of the time-to-live. */
+  get renewInterval(): number {
+    return this.settings.ttl / 3;
+  }
+
+  /** Whether this replicator holds the lease (as of its last look; makes no request). */
+  get held(): boolean {
+    return this.#state === "held";
+  }
+
+  /** The current lease content as last read or written, for status displays. */
+  get record(): LeaseRecord | undefined {
+    return this.#record;
+  }
+
+  /** True once after the lease was taken from a live holder with `-force`: start a new generation. */
+  takeForced(): boolean {
+    const forced = this.#forced;
+    this.#forced = false;
+    return forced;
+  }
+
+  /**
+   * Before uploading to the replica in `generation`: takes the lease when not held (at most
+   * one attempt per renewal period after a refusal), renews it when due or when the generation
+   * changed, else reads it at most once a sync interval to catch a contender or a takeover.
+   * `acquired` means the lease was just taken: what the replica holds must be re-read.
+   */
+  beforeWrite(generation: string): Promise<LeaseVerdict> {
+    return this.#mutex.run(async () => {
+      const now = this.clock.monotonic();
+      if (this.#state !== "held") {
+        if (now - this.#lastAttempt < this.renewInterval) return "refused";
+        return await this.#acquire(generation) ? "acquired" : "refused";
+      }
+      if (this.#record?.generation !== generation || now - this.#lastRenew >= this.renewInterval) {
+        return await this.#renew(generation) ? "write" : "refused";
+      }
+      if (now - this.#lastRead >= this.settings.syncInterval) {
+        return await this.#verify(generation) ? "write" : "refused";
+      }
+      return "write";
+    });
+  }
+
+  /** Milliseconds until `tick` has something to do (a renewal, or another attempt). */
+  dueIn(): number {
+    const last = this.#state === "held" ? this.#lastRenew : this.#lastAttempt;
+    return Math.max(0, last + this.renewInterval - this.clock.monotonic());
+  }
+
+  /**
+   * The periodic part, run every `dueIn()` even while idle: the holder renews the lease and
+   * lists the generations (warning about one nobody holding a lease wrote); any other
+   * replicator tries to take it. Returns whether the lease is held afterwards.
+   */
+  tick(generation: string | undefined): Promise<boolean> {
+    return this.#mutex.run(async () => {
+      if (this.dueIn() > 0) return this.held;
+      if (this.#state === "held") {
+        if (await this.#renew(generation ?? this.#record?.generation)) await this.#foreign();
+      } else if (generation) {
+        await this.#acquire(generation);
+      }
+      return this.held;
+    });
+  }
+
+  /** At a clean shutdown: marks the lease released, so the next replicator takes it at once. */
+  release(): Promise<void> {
+    return this.#mutex.run(async () => {
+      if (this.#state !== "held") return;
+      this.#state = "none";
+      const { contender: _, ...rest } = this.#record!;
+      const record = { ...rest, released: true, renewed: this.#stamp() };
+      let version = this.#version;
+      for (let attempt = 0; attempt < 3; attempt++) {
+        if (await this.client.writeLease(encodeLease(record), version)) {
+          this.log.info("replica lease released", { replica: this.client.location });
+          return;
+        }
+        // A contender noted itself since: still ours to release; taken by another: not ours.
+        const current = await this.client.readLease();
+        const now = current && decodeLease(current.data);
+        if (!now || !sameProcess(now, this.#me!)) return;
+        version = current.version;
+      }
+    });
+  }
+
+  async #acquire(generation: string): Promise<boolean> {
+    const me = this.#me ??= await this.identity();
+    for (let attempt = 0; attempt < 3; attempt++) {
+      this.#lastAttempt = this.#lastRead = this.clock.monotonic();
+      const current = await this.client.readLease();
+      const record = current && decodeLease(current.data);
+      const why = this.#mayTake(current, record, me);
+      if (why === undefined) {
+        await this.#refuse(current!, record!, me, generation);
+        return false;
+      }
+      const forced = why === "force";
+      if (await this.#take(generation, current?.version, forced)) {
+        const attrs = { replica: this.client.location, generation };
+        if (why === "force" || why === "expired" || why === "unreadable") {
+          this.log.warn(`replica lease taken over (${why})`, {
+            ...attrs,
+            previous: record ? describeHolder(record) : "unreadable lease object",
+          });
+        } else if (why === "restart") {
+          this.log.info("replica lease taken over from this replicator's previous run", {
+            ...attrs,
+            previous: describeHolder(record!),
+          });
+        } else this.log.info("replica lease acquired", attrs);
+        this.#forced = forced;
+        return true;
+      }
+    }
+    this.#state = this.#state === "lost" ? "lost" : "refused";
+    this.log.error("replica lease keeps changing under this replicator; not writing to it", {
+      replica: this.client.location,
+      resolve: RESOLVE_LATER,
+    });
+    return false;
+  }
+
+  /** Why this replicator may take the lease now, or undefined when it may not. */
+  #mayTake(
+    current: LeaseObject | undefined,
+    record: LeaseRecord | undefined,
+    me: LeaseIdentity,
+  ): "none" | "unreadable" | "released" | "restart" | "expired" | "force" | undefined {
+    if (!current) return "none";
+    if (!record) return "unreadable";
+    if (record.released) return "released";
+    if (record.id === me.id && record.host === me.host) return "restart";
+    if (this.#expired(record)) return "expired";
+    if (this.settings.force) return "force";
+    return undefined;
+  }
+
+  #expired(record: LeaseRecord): boolean {
+    const key = `${record.id}/${record.host}/${record.pid}/${record.renewed}`;
+    const now = this.clock.monotonic();
+    if (this.#watch?.key !== key) this.#watch = { key, since: now };
+    return now - this.#watch.since >= record.ttl ||
+      this.clock.now() - Date.parse(record.renewed) > 2 * record.ttl;
+  }
+
+  async #refuse(
+    current: LeaseObject,
+    record: LeaseRecord,
+    me: LeaseIdentity,
+    generation: string,
+  ): Promise<void> {
+    this.#state = this.#state === "lost" ? "lost" : "refused";
+    const sameId = record.id === me.id;
+    this.log.error("replica is written by another replicator; this one does not write to it", {
+      replica: this.client.location,
+      holder: describeHolder(record),
+      renewed: record.renewed,
+      resolve: sameId
+        ? `the other has this replicator's meta directory id on another host (a copied meta ` +
+          `directory, or a replaced container whose lease expires ${
+            Math.round(record.ttl / 1000)
+          } s after its last renewal); ${RESOLVE_LATER}`
+        : RESOLVE_LATER,
+    });
+    if (record.contender && sameProcess(record.contender, me)) return;
+    // Tell the holder: it reads the lease before its next upload.
+    const noted: LeaseRecord = {
+      ...record,
+      contender: { ...me, generation, at: this.#stamp() },
+    };
+    await this.client.writeLease(encodeLease(noted), current.version).catch((err) =>
+      this.log.warn("cannot note this replicator in the replica's lease", { error: err })
+    );
+  }
+
+  async #take(generation: string, expected: string | undefined, forced: boolean) {
+    const me = this.#me!;
+    const now = this.#stamp();
+    const record: LeaseRecord = {
+      v: 1,
+      ...me,
+      generation,
+      acquired: now,
+      renewed: now,
+      ttl: this.settings.ttl,
+      ...(forced ? { forced } : {}),
+    };
+    const version = await this.client.writeLease(encodeLease(record), expected);
+    if (version === undefined) return false;
+    this.#state = "held";
+    this.#version = version;
+    this.#record = record;
+    this.#lastRenew = this.#lastRead = this.clock.monotonic();
+    this.#watch = undefined;
+    this.#known = new Set([...await this.client.generations(), generation]);
+    return true;
+  }
+
+  async #renew(generation: string | undefined): Promise<boolean> {
+    const { contender: _, ...rest } = this.#record!;
+    const record: LeaseRecord = { ...rest, generation, renewed: this.#stamp() };
+    const version = await this.client.writeLease(encodeLease(record), this.#version);
+    if (version === undefined) return await this.#verify(generation);
+    this.#version = version;
+    this.#record = record;
+    this.#lastRenew = this.#lastRead = this.clock.monotonic();
+    if (generation) this.#known.add(generation);
+    return true;
+  }
+
+  /** Reads the lease: still ours (perhaps with a contender noted), or taken by another. */
+  async #verify(generation: string | undefined): Promise<boolean> {
+    this.#lastRead = this.clock.monotonic();
+    const current = await this.client.readLease();
+    if (current?.version === this.#version) return true;
+    const record = current && decodeLease(current.data);
+    const me = this.#me!;
+    if (!record) {
+      this.log.warn("replica lease object removed or unreadable; taking it again", {
+        replica: this.client.location,
+      });
+      this.#state = "none";
+      return generation ? await this.#acquire(generation) : false;
+    }
+    if (sameProcess(record, me)) {
+      this.#version = current!.version;
+      this.#record = record;
+      const c = record.contender;
+      const key = c && `${c.id}/${c.host}/${c.pid}/${c.at}`;
+      if (c && !sameProcess(c, me) && !this.#reported.has(key!)) {
+        this.#reported.add(key!);
+        this.log.error("another replicator tried to write this replica and was refused", {
+          replica: this.client.location,
+          contender: describeHolder(c),
+          resolve: RESOLVE_HOLDER,
+        });
+      }
+      return true;
+    }
+    this.#state = "lost";
+    this.#lastAttempt = this.clock.monotonic();
+    this.#record = record;
+    this.log.error("replica taken over by another replicator; this one no longer writes to it", {
+      replica: this.client.location,
+      holder: describeHolder(record),
+      forced: record.forced ?? false,
+      resolve: record.forced
+        ? "the other was started with -force; stop this one"
+        : "stop one of the two replicators (this one takes the replica back when the other " +
+          "releases its lease at shutdown, or when that lease expires)",
+    });
+    return false;
+  }
+
+  /** Warns once about each generation nobody holding a lease wrote (v0.3.13 takes no lease). */
+  async #foreign(): Promise<void> {
+    for (const generation of await this.client.generations()) {
+      if (this.#known.has(generation)) continue;
+      this.#known.add(generation);
+      this.log.warn(
+        "a generation this replicator did not write appeared in the replica: another writer " +
+          "that takes no lease (Litestream v0.3.13?) is writing it",
+        {
+          replica: this.client.location,
+          generation,
+          resolve: "stop the other writer; a restore uses one generation, the newest",
+        },
+      );
+    }
+  }
+
+  #stamp(): string {
+    return new Date(this.clock.now()).toISOString();
+  }
+}

@@ -1,0 +1,88 @@
+/**
+ * The file replica's lease object, with a compare-and-swap a file system can do atomically:
+ * each write creates the next file of a sequence, `<root>/lease/<seq %016x>.json`, by
+ * `link()` from a complete temporary file, which fails when that name exists. The newest
+ * file is the lease; its sequence number is the version. Older files are removed after a
+ * write. v0.3.13 never looks outside `generations/`.
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import { LitestreamError } from "../../lib/errors.ts";
+import type { LeaseObject } from "../../lib/replica_client.ts";
+import { readDirOrEmpty, removeIfExists } from "../../lib/os/fs.ts";
+
+/** The lease directory under the replica root. */
+export const LEASE_DIR = "lease";
+
+const NAME_RE = /^([0-9a-f]{16})\.json$/;
+
+/** The sequence numbers present in `dir`, ascending. */
+async function sequence(dir: string): Promise<number[]> {
+  return (await readDirOrEmpty(dir)).flatMap((e) => {
+    const m = e.isFile ? NAME_RE.exec(e.name) : null;
+    return m ? [parseInt(m[1], 16)] : [];
+  }).sort((a, b) => a - b);
+}
+
+function fileOf(dir: string, seq: number): string {
+  return join(dir, `${seq.toString(16).padStart(16, "0")}.json`);
+}
+
+/** Reads the newest lease file of `dir`; undefined when there is none. */
+export async function readFileLease(dir: string): Promise<LeaseObject | undefined> {
+  // A writer may remove the file between the listing and the read: list again.
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const seq = (await sequence(dir)).at(-1);
+    if (seq === undefined) return undefined;
+    try {
+      return { data: await Deno.readFile(fileOf(dir, seq)), version: String(seq) };
+    } catch (err) {
+      if (!(err instanceof Deno.errors.NotFound)) throw err;
+    }
+  }
+  throw new LitestreamError(`${dir}: lease files keep changing`);
+}
+
+/**
+ * Writes the lease as the file after `expected` (the first when undefined), if no other
+ * writer created it first; returns its version, or undefined when the condition failed.
+ */
+export async function writeFileLease(
+  dir: string,
+  data: Uint8Array,
+  expected: string | undefined,
+  modes: { fileMode: number; dirMode: number },
+): Promise<string | undefined> {
+  const next = expected === undefined ? 1 : Number(expected) + 1;
+  if (!Number.isSafeInteger(next) || next < 1) return undefined;
+  await Deno.mkdir(dir, { recursive: true, mode: modes.dirMode });
+  const tmp = join(dir, `.tmp-${crypto.randomUUID()}`);
+  const target = fileOf(dir, next);
+  try {
+    await Deno.writeFile(tmp, data, { mode: modes.fileMode });
+    const f = await Deno.open(tmp, { write: true });
+    try {
+      await f.sync();
+    } finally {
+      f.close();
+    }
+    try {
+      await Deno.link(tmp, target);
+    } catch (err) {
+      if (err instanceof Deno.errors.AlreadyExists) return undefined;
+      throw err;
+    }
+  } finally {
+    await removeIfExists(tmp);
+  }
+  // `next` may be free only because it was removed after newer writes: newer ones win.
+  const seqs = await sequence(dir);
+  if (seqs.at(-1)! > next) {
+    await removeIfExists(target);
+    return undefined;
+  }
+  for (const seq of seqs) if (seq < next) await removeIfExists(fileOf(dir, seq));
+  return String(next);
+}
