@@ -33,7 +33,9 @@ export async function replicatorIdentity(metaPath: string): Promise<LeaseIdentit
       await Deno.remove(`${file}.tmp-${fresh}`).catch(() => {});
     }
     id = await readId(file);
-    if (!id) throw new LitestreamError(`${file}: not a replicator id; delete the file to make a new one`);
+    if (!id) {
+      throw new LitestreamError(`${file}: not a replicator id; delete the file to make a new one`);
+    }
   }
   return { id, host: hostName(), pid: Deno.pid };
 }

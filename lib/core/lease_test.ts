@@ -40,7 +40,11 @@ function replicator(
   opts: { skew?: number; force?: boolean } = {},
 ) {
   const lines: Line[] = [];
-  const log = new Logger({ level: "debug", format: "json", write: (l) => lines.push(JSON.parse(l)) });
+  const log = new Logger({
+    level: "debug",
+    format: "json",
+    write: (l) => lines.push(JSON.parse(l)),
+  });
   const lease = new Lease(
     client,
     () => Promise.resolve(me),
@@ -70,7 +74,10 @@ Deno.test("lease: a second replicator is refused at once, the holder hears of it
   assert.equal(await b.lease.beforeWrite(b.generation), "refused");
   const [refused] = b.errors();
   assert.match(refused.msg, /written by another replicator/);
-  assert.match(String(refused.holder), new RegExp(`host host-a pid 101 generation ${a.generation}`));
+  assert.match(
+    String(refused.holder),
+    new RegExp(`host host-a pid 101 generation ${a.generation}`),
+  );
   assert.match(String(refused.resolve), /-force/);
 
   // Within the sync interval the holder makes no request; after it, one read finds B.
@@ -83,7 +90,10 @@ Deno.test("lease: a second replicator is refused at once, the holder hears of it
   assert.equal(client.faults.calls.readLease, reads + 1);
   const [heard] = a.errors();
   assert.match(heard.msg, /tried to write this replica and was refused/);
-  assert.match(String(heard.contender), new RegExp(`host host-b pid 202 generation ${b.generation}`));
+  assert.match(
+    String(heard.contender),
+    new RegExp(`host host-b pid 202 generation ${b.generation}`),
+  );
 
   // The refused one tries again only after a renewal period, without a request before.
   const calls = client.faults.calls.readLease;
@@ -169,7 +179,9 @@ Deno.test("lease: hosts' clocks apart by less than a TTL never take a live lease
     for (let i = 0; i < 10 * TTL / SYNC; i++) {
       time.advance(SYNC);
       if (a.lease.dueIn() === 0) assert.equal(await a.lease.tick(a.generation), true);
-      if (b.lease.dueIn() === 0) assert.equal(await b.lease.tick(b.generation), false, `skew ${skew}`);
+      if (b.lease.dueIn() === 0) {
+        assert.equal(await b.lease.tick(b.generation), false, `skew ${skew}`);
+      }
     }
     // A dies: B takes over within a TTL and a renewal period.
     for (let waited = 0; !b.lease.held; waited += b.lease.dueIn()) {
