@@ -43,6 +43,11 @@ export interface DbSettings {
 /** Something that has a replication position (a replica), for shadow clean-up. */
 export interface PositionHolder {
   pos(): Pos | undefined;
+  /**
+   * True while another replicator holds the replica (see `lease.ts`): it needs no shadow WAL,
+   * since it starts over from what the replica holds when it takes the replica.
+   */
+  refused?(): boolean;
 }
 
 /** Counters for metrics and tests. */
@@ -405,6 +410,6 @@ export class DB {
 
   /** Removes shadow WAL files every replica has passed. */
   #cleanShadows(): Promise<void> {
-    return this.#log.clean(this.replicas.map((r) => r.pos()));
+    return this.#log.clean(this.replicas.map((r) => r.refused?.() ? this.pos() : r.pos()));
   }
 }

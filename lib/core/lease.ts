@@ -19,6 +19,7 @@
  */
 
 import { Mutex } from "../os/async.ts";
+import { LitestreamError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { LeaseObject, ReplicaClient } from "../replica_client.ts";
 import {
@@ -43,7 +44,7 @@ export const SYSTEM_CLOCK: LeaseClock = {
 };
 
 /** Default time-to-live of a lease (renewed every third of it). */
-export const DEFAULT_LEASE_TTL = 6 * 60_000;
+export const DEFAULT_LEASE_TTL = 15 * 60_000;
 
 /** Lease timing and policy. */
 export interface LeaseSettings {
@@ -54,6 +55,9 @@ export interface LeaseSettings {
   /** Take the lease from a live holder (`replicate -force`). */
   force?: boolean;
 }
+
+/** A replica write refused because another replicator holds the replica's lease. */
+export class LeaseRefusedError extends LitestreamError {}
 
 /** What `beforeWrite` allows: keep writing, write after re-reading the replica, or nothing. */
 export type LeaseVerdict = "write" | "acquired" | "refused";
@@ -103,6 +107,11 @@ export class Lease {
   /** Whether this replicator holds the lease (as of its last look; makes no request). */
   get held(): boolean {
     return this.#state === "held";
+  }
+
+  /** Whether another replicator held the lease at this one's last look (makes no request). */
+  get refused(): boolean {
+    return this.#state === "refused" || this.#state === "lost";
   }
 
   /** The current lease content as last read or written, for status displays. */

@@ -18,7 +18,7 @@ import type { ReplicaClient, SnapshotInfo } from "../replica_client.ts";
 import { readWalRange } from "./shadow_wal.ts";
 import { encodeRecord, recordName } from "./checksum_record.ts";
 import { StoreHealth } from "./store_health.ts";
-import type { Lease } from "./lease.ts";
+import { type Lease, LeaseRefusedError } from "./lease.ts";
 
 /** Replica timing settings (milliseconds). */
 export interface ReplicaSettings {
@@ -94,9 +94,20 @@ export class Replica implements PositionHolder {
     });
   }
 
-  /** Takes a snapshot now (after shipping the WAL it depends on). */
+  /**
+   * Takes a snapshot now (after shipping the WAL it depends on); throws `LeaseRefusedError`
+   * while another replicator holds the replica.
+   */
   snapshot(): Promise<SnapshotInfo> {
-    return this.#mutex.run(() => this.#snapshot());
+    return this.#mutex.run(async () => {
+      const generation = this.db.generation;
+      if (generation && !await this.#mayWrite(generation)) {
+        throw new LeaseRefusedError(
+          `replica ${this.name}: not written: another replicator holds ${this.client.location}`,
+        );
+      }
+      return await this.#snapshot();
+    });
   }
 
   async #sync(): Promise<void> {
@@ -129,6 +140,11 @@ export class Replica implements PositionHolder {
       return false; // The next sync ships the new generation.
     }
     return verdict !== "refused";
+  }
+
+  /** True while another replicator holds the replica's lease: this one does not write to it. */
+  refused(): boolean {
+    return this.lease?.refused ?? false;
   }
 
   /** Releases the replica's lease at shutdown, so the next replicator takes over at once. */

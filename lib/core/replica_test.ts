@@ -35,12 +35,18 @@ const FAST_CLOCK: Clock = {
   },
 };
 import { sqlite } from "../../tests/support/sqlite_cli.ts";
+import { Lease } from "./lease.ts";
+import { newGeneration } from "../names.ts";
+import { readDirOrEmpty } from "../os/fs.ts";
 
 /**
  * A database in a scratch directory, its monitor, and replica loops on one memory client (seen
- * through `wrap`, when given, by the replica).
+ * through `wrap`, when given, by the replica); a checkpoint at `minCheckpointPageCount` pages.
  */
-async function start(wrap?: (client: MemoryReplicaClient) => ReplicaClient) {
+async function start(
+  wrap?: (client: MemoryReplicaClient) => ReplicaClient,
+  minCheckpointPageCount = 1000,
+) {
   const dir = await tempDir();
   const path = join(dir.path, "db.sqlite");
   await sqlite(path, "PRAGMA journal_mode=WAL; CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB);");
@@ -49,7 +55,7 @@ async function start(wrap?: (client: MemoryReplicaClient) => ReplicaClient) {
   const db = new DB({
     path,
     checkpointInterval: 60_000,
-    minCheckpointPageCount: 1000,
+    minCheckpointPageCount,
     maxCheckpointPageCount: 10_000,
     truncatePageCount: 500_000,
   }, log);
@@ -62,8 +68,9 @@ async function start(wrap?: (client: MemoryReplicaClient) => ReplicaClient) {
     replica: undefined as unknown as Replica,
     /** Error lines logged so far. */
     lines,
+    log,
     /** Stops the running replica, if any, and starts a new one on the same client (a restart). */
-    async replicate() {
+    async replicate(lease?: Lease) {
       abort.abort();
       await running;
       abort = new AbortController();
@@ -80,6 +87,7 @@ async function start(wrap?: (client: MemoryReplicaClient) => ReplicaClient) {
         },
         log,
         new StoreHealth(FAST_CLOCK),
+        lease,
       );
       db.replicas.push(h.replica);
       running = h.replica.run(abort.signal);
@@ -192,4 +200,34 @@ Deno.test("replica loop: age recipients without identities survive a failed uplo
   await waitFor("a new generation", () => h.db.generation !== generation);
   await h.caughtUp();
   await h.restoresExactly(new AgeReplicaClient(h.client, { identities: [identity], recipients }));
+});
+
+Deno.test("replica loop: while another replicator holds the lease it writes nothing and keeps no shadow WAL; after a release it catches up", async () => {
+  await using h = await start(undefined, 5); // a checkpoint at every write: WAL indexes advance
+  const settings = { ttl: 3000, syncInterval: 10 };
+  const other = new Lease(
+    h.client,
+    () => Promise.resolve({ id: "0123456789abcdef", host: "elsewhere", pid: 1 }),
+    settings,
+    h.log,
+  );
+  assert.equal(await other.beforeWrite(newGeneration()), "acquired");
+  const me = { id: "fedcba9876543210", host: "here", pid: 2 };
+  await h.write(10);
+  await h.replicate(new Lease(h.client, () => Promise.resolve(me), settings, h.log));
+  await waitFor("the replica to be refused", () => h.replica.refused());
+  for (let i = 0; i < 6; i++) await h.write(10);
+  assert.ok(h.db.pos()!.index >= 4, `index ${h.db.pos()!.index}`);
+  assert.deepEqual(h.client.keys(), ["lease.json"], "nothing but the lease");
+  assert.equal(h.replica.pos(), undefined);
+  const shadows = await readDirOrEmpty(
+    `${h.db.metaPath}/generations/${h.db.generation}/wal`,
+  );
+  assert.ok(shadows.length <= 2, `shadow WAL files kept: ${shadows.map((e) => e.name)}`);
+  await other.release();
+  await h.caughtUp(); // at the replica's next try (a third of the TTL), with a snapshot
+  assert.equal(h.replica.refused(), false);
+  await h.write(3);
+  await h.caughtUp();
+  await h.restoresExactly();
 });

@@ -109,6 +109,8 @@ export async function run(args: string[]): Promise<number> {
         reports.push(await validateInProcess(managed.db, replica, timeout));
       }
     } finally {
+      // Another replicator may be waiting for these replicas' leases.
+      await Promise.all(managed.replicas.map((r) => r.release().catch(() => {})));
       await managed.db.close();
     }
   } else {
