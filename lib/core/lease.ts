@@ -197,8 +197,9 @@ export class Lease {
   async #acquire(generation: string): Promise<boolean> {
     const me = this.#me ??= await this.identity();
     for (let attempt = 0; attempt < 3; attempt++) {
-      this.#lastAttempt = this.#lastRead = this.clock.monotonic();
+      // A failed read throws to the caller and paces nothing: the next sync tries again.
       const current = await this.client.readLease();
+      this.#lastAttempt = this.#lastRead = this.clock.monotonic();
       const record = current && decodeLease(current.data);
       const why = this.#mayTake(current, record, me);
       if (why === undefined) {

@@ -274,3 +274,12 @@ Deno.test("lease: an unreadable lease object is replaced, with a warning", async
   assert.ok(a.lines.some((l) => l.level === "WARN" && /unreadable/.test(String(l.previous))));
   assert.equal(decodeLease(encodeLease(decodeLease((await client.readLease())!.data)!))!.id, A.id);
 });
+
+Deno.test("lease: a store failure is thrown to the writer each time, never taken for a refusal", async () => {
+  const { client, time } = setup();
+  const a = replicator(client, time, A);
+  client.faults.fail("readLease");
+  await assert.rejects(a.lease.beforeWrite(a.generation), /injected readLease failure/);
+  assert.equal(await a.lease.beforeWrite(a.generation), "acquired", "tried again at once");
+  assert.deepEqual(a.errors(), []);
+});

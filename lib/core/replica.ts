@@ -458,7 +458,8 @@ export class Replica implements PositionHolder {
         // Just taken: ship what waited.
         if (await lease.tick(this.db.generation) && !held) this.db.changed.notify();
       } catch (err) {
-        this.log.warn("replica lease renewal failed", { error: err });
+        // Not holding it, the sync loop reports the store's failure already.
+        this.log.log(lease.held ? "warn" : "debug", "replica lease renewal failed", { error: err });
         await sleep(lease.renewInterval / 4, signal);
       }
     }
