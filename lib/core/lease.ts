@@ -18,7 +18,7 @@
  * @module
  */
 
-import { Mutex } from "../os/async.ts";
+import { Mutex, sleep } from "../os/async.ts";
 import { LitestreamError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { LeaseObject, ReplicaClient } from "../replica_client.ts";
@@ -170,6 +170,30 @@ export class Lease {
       }
       return this.held;
     });
+  }
+
+  /**
+   * Runs `tick` whenever due until `signal` aborts, for the database's current `generation()`;
+   * `taken()` runs when the lease was just taken. A failed request is retried after a quarter
+   * of the renewal period.
+   */
+  async run(
+    generation: () => string | undefined,
+    taken: () => void,
+    signal: AbortSignal,
+  ): Promise<void> {
+    while (!signal.aborted) {
+      await sleep(this.dueIn(), signal);
+      if (signal.aborted) return;
+      const held = this.held;
+      try {
+        if (await this.tick(generation()) && !held) taken();
+      } catch (err) {
+        // Not holding the lease, the replica's sync reports the store's failure already.
+        this.log.log(this.held ? "warn" : "debug", "replica lease renewal failed", { error: err });
+        await sleep(this.renewInterval / 4, signal);
+      }
+    }
   }
 
   /** At a clean shutdown: marks the lease released, so the next replicator takes it at once. */

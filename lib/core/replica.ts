@@ -378,7 +378,15 @@ export class Replica implements PositionHolder {
     const loops = [this.#uploadLoop(signal)];
     if (this.settings.snapshotInterval > 0) loops.push(this.#snapshotLoop(signal));
     if (this.settings.retention > 0) loops.push(this.#retentionLoop(signal));
-    if (this.lease) loops.push(this.#leaseLoop(this.lease, signal));
+    const lease = this.lease;
+    if (lease) {
+      // Once there is a generation; a lease just taken ships what waited.
+      loops.push(
+        this.#waitForGeneration(signal).then(() =>
+          lease.run(() => this.db.generation, () => this.db.changed.notify(), signal)
+        ),
+      );
+    }
     return Promise.all(loops).then(() => {});
   }
 
@@ -431,7 +439,7 @@ export class Replica implements PositionHolder {
       await sleep(wait, signal);
       if (signal.aborted) return;
       wait = interval;
-      if (!this.db.pos() || this.lease?.held === false) continue;
+      if (!this.db.pos() || this.refused()) continue;
       await this.snapshot().catch((err) => this.log.error("snapshot failed", { error: err }));
     }
   }
@@ -444,24 +452,6 @@ export class Replica implements PositionHolder {
       await this.enforceRetention().catch((err) =>
         this.log.error("retention enforcement failed", { error: err })
       );
-    }
-  }
-
-  /** Renews the lease (or, not holding it, tries to take it) when due, even while idle. */
-  async #leaseLoop(lease: Lease, signal: AbortSignal): Promise<void> {
-    await this.#waitForGeneration(signal);
-    while (!signal.aborted) {
-      await sleep(lease.dueIn(), signal);
-      if (signal.aborted) return;
-      const held = lease.held;
-      try {
-        // Just taken: ship what waited.
-        if (await lease.tick(this.db.generation) && !held) this.db.changed.notify();
-      } catch (err) {
-        // Not holding it, the sync loop reports the store's failure already.
-        this.log.log(lease.held ? "warn" : "debug", "replica lease renewal failed", { error: err });
-        await sleep(lease.renewInterval / 4, signal);
-      }
     }
   }
 
