@@ -130,7 +130,8 @@ export class Server {
    * ticking, re-checking the WAL every {@link IDLE_RECHECK_TICKS} intervals; the first
    * change events miss, or events being unavailable, sends it back to polling.
    */
-  async #monitor({ db, monitorInterval }: Managed, signal: AbortSignal): Promise<void> {
+  async #monitor(m: Managed, signal: AbortSignal): Promise<void> {
+    const { db, monitorInterval } = m;
     if (monitorInterval <= 0) return; // v0.3.13: 0 disables monitoring
     let lastError = "";
     const unavailable = inotifyUnavailable();
@@ -140,6 +141,7 @@ export class Server {
     let watch = !unavailable;
     let watching = false;
     while (!signal.aborted) {
+      if (await standBy(m, signal)) continue;
       const started = performance.now();
       try {
         await db.sync();
@@ -178,6 +180,26 @@ export class Server {
       await db.pause(Math.max(0, monitorInterval - (performance.now() - started)), signal);
     }
   }
+}
+
+/**
+ * While another replicator holds every replica of the database, this one stands by: it closes
+ * the database (no read transaction, no checkpoints: two replicators' read transactions keep
+ * each other's checkpoints from restarting the WAL, which then grows without bound) and waits
+ * until a replica's lease is taken (see `lease.ts`). Returns whether it waited.
+ */
+async function standBy({ db, replicas }: Managed, signal: AbortSignal): Promise<boolean> {
+  if (replicas.length === 0 || !replicas.every((r) => r.refused())) return false;
+  const seen = db.changed.version;
+  if (db.open) {
+    await db.close();
+    db.log.warn(
+      "another replicator writes every replica of this database: standing by (database closed, " +
+        "no checkpoints) until one of them is free",
+    );
+  }
+  await db.changed.wait(seen, signal);
+  return true;
 }
 
 /** Quiet ticks in a row before the monitor stops polling and waits on file-system events. */

@@ -103,6 +103,11 @@ export class DB {
     return this.#log.generation;
   }
 
+  /** Whether the database is open (its read transaction and connections held). */
+  get open(): boolean {
+    return this.#h !== undefined;
+  }
+
   /** The SQLite driver in use, once initialised. */
   get driver(): string | undefined {
     return this.#h?.conn.driver;

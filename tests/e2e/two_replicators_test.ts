@@ -4,7 +4,8 @@
  *
  * - a file replica, two processes with different meta directories on one database file: a
  *   restart of the first (SIGKILL, then start again) is no conflict; the second is refused at
- *   its first sync and both log the other (host, pid, generation); the replica holds only the
+ *   its first sync and both log the other (host, pid, generation), and the second closes the
+ *   database (the first's checkpoints go on restarting the WAL); the replica holds only the
  *   first one's generations and restores with ours and with v0.3.13 to every row; when the
  *   first stops cleanly, the second takes over and the replica still restores every row;
  * - an S3 replica (s3rver), two copies of a database in two directories: the same conflict,
@@ -150,9 +151,19 @@ Deno.test("two replicators, one file replica: restart is no conflict; the second
     "meta-path": join(dir.path, "second-meta"),
   });
   await conflictReported(first, second, gen);
+  // The second closes the database, so the first's checkpoints restart the WAL again (two read
+  // transactions would block every restart, and the WAL would grow without bound).
+  await second.waitForLog(/standing by/, { timeoutMs: 30_000 });
+  const client = new FileReplicaClient(replicaDir);
+  const index = async () => (await client.walSegments(gen)).at(-1)?.index ?? 0;
+  const at = await index();
+  await waitFor(
+    "the first's WAL index to advance twice",
+    async () => await index() >= at + 2,
+    30_000,
+  );
 
   const lastId = await writer.stop();
-  const client = new FileReplicaClient(replicaDir);
   await waitForRestore(dir.path, [`file://${replicaDir}`], [{ table: "t", lastId }], 30_000);
   await onlyWrittenBy(client, first);
   assert.equal(
