@@ -108,6 +108,8 @@ export class Server {
     this.#abort.abort();
     await this.#running;
     await Promise.all(this.managed.map(async ({ db, replicas }) => {
+      // Standing by (see `standBy`): nothing to ship, and no reason to open the database again.
+      if (!db.open && replicas.length > 0 && replicas.every((r) => r.refused())) return;
       try {
         await db.sync();
         await Promise.all(

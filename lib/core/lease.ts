@@ -298,15 +298,22 @@ export class Lease {
           } s after its last renewal); ${RESOLVE_LATER}`
         : RESOLVE_LATER,
     });
-    if (record.contender && sameProcess(record.contender, me)) return;
-    // Tell the holder: it reads the lease before its next upload.
-    const noted: LeaseRecord = {
-      ...record,
-      contender: { ...me, generation, at: this.#stamp() },
-    };
-    await this.client.writeLease(encodeLease(noted), current.version).catch((err) =>
-      this.log.warn("cannot note this replicator in the replica's lease", { error: err })
-    );
+    // Tell the holder: it reads the lease before its next upload. A renewal racing the note
+    // changes the version: note it again on the renewed lease.
+    let [object, held] = [current, record];
+    for (let attempt = 0; attempt < 2; attempt++) {
+      if (held.contender && sameProcess(held.contender, me)) return;
+      const noted = { ...held, contender: { ...me, generation, at: this.#stamp() } };
+      const written = await this.client.writeLease(encodeLease(noted), object.version).catch(
+        (err) =>
+          this.log.warn("cannot note this replicator in the replica's lease", { error: err }),
+      );
+      if (written !== undefined) return;
+      const again = await this.client.readLease().catch(() => undefined);
+      const now = again && decodeLease(again.data);
+      if (!now || !sameProcess(now, held)) return;
+      [object, held] = [again, now];
+    }
   }
 
   async #take(generation: string, expected: string | undefined, forced: boolean) {

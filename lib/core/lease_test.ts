@@ -283,3 +283,20 @@ Deno.test("lease: a store failure is thrown to the writer each time, never taken
   assert.equal(await a.lease.beforeWrite(a.generation), "acquired", "tried again at once");
   assert.deepEqual(a.errors(), []);
 });
+
+Deno.test("lease: a refusal racing the holder's renewal still reaches the holder", async () => {
+  const { client, time } = setup();
+  const a = replicator(client, time, A);
+  const b = replicator(client, time, B);
+  await a.lease.beforeWrite(a.generation);
+  const stall = client.faults.stall("writeLease"); // B's note, held until A has renewed
+  const refused = b.lease.beforeWrite(b.generation);
+  await stall.reached;
+  time.advance(a.lease.dueIn());
+  assert.equal(await a.lease.tick(a.generation), true);
+  stall.release();
+  assert.equal(await refused, "refused");
+  time.advance(SYNC);
+  assert.equal(await a.lease.beforeWrite(a.generation), "write");
+  assert.match(String(a.errors()[0]?.contender), /host host-b pid 202/);
+});
