@@ -11,6 +11,7 @@
  * - an S3 replica (s3rver), two copies of a database in two directories: the same conflict,
  *   the same restores; then the second, restarted with `-force`, takes the replica over in a
  *   new generation and the first stops writing to it;
+ * - a holder killed without releasing: the other takes over once the lease expired;
  * - Litestream v0.3.13 (which takes no lease) writing a copy's generation into our replica:
  *   our replicator warns at its next renewal, naming that generation.
  *
@@ -279,4 +280,24 @@ Deno.test("two replicators, one file replica: a generation v0.3.13 writes beside
   assert.match(warned[0], new RegExp(`generation=${foreign}`));
   await old.stop();
   await stopOk(rep);
+});
+
+Deno.test("two replicators, one file replica: the holder crashes; its lease expires and the other takes over", async () => {
+  await using dir = await tempDir();
+  const replicaDir = join(dir.path, "replica");
+  const dbs = [join(dir.path, "a.db"), join(dir.path, "b.db")];
+  for (const db of dbs) await createWriterTable(db);
+  await sqlite(dbs[1], "INSERT INTO t (id, v) VALUES (1, randomblob(10));");
+  await using first = await start(dir.path, "first", dbs[0], { path: replicaDir });
+  await leaseGeneration(first);
+  await using second = await start(dir.path, "second", dbs[1], { path: replicaDir });
+  await second.waitForLog(/replica is written by another replicator/, { timeoutMs: 30_000 });
+  const mark = await second.mark();
+  await first.kill(); // no release: the lease stays until it expires (6 s unrenewed here)
+  await second.waitForLog(/replica lease taken over \(expired\)/, {
+    after: mark,
+    timeoutMs: 30_000,
+  });
+  await waitForRestore(dir.path, [`file://${replicaDir}`], [{ table: "t", lastId: 1 }], 30_000);
+  await stopOk(second);
 });
