@@ -9,7 +9,7 @@
  * an idle replica makes.
  *
  * Who may take the lease: anyone when there is none, it was released by a clean shutdown, or it
- * expired; the same replicator (same meta directory id and host) after a restart; anyone with
+ * expired; the same replicator (same meta directory, id and host) after a restart; anyone with
  * `-force`, which makes the caller start a new generation. A lease expires when the contender
  * has watched it go unrenewed for its time-to-live on its own clock, or when its last renewal
  * stamp is older than twice that by the contender's clock: hosts' clocks may disagree by up to
@@ -265,7 +265,9 @@ export class Lease {
     if (!current) return "none";
     if (!record) return "unreadable";
     if (record.released) return "released";
-    if (record.id === me.id && record.host === me.host) return "restart";
+    if (record.id === me.id && record.host === me.host && record.meta === me.meta) {
+      return "restart";
+    }
     if (this.#expired(record)) return "expired";
     if (this.settings.force) return "force";
     return undefined;

@@ -1,7 +1,8 @@
 /**
  * A replicator's identity for the replica lease: a random id kept in the database's meta
  * directory (so a restart of the same replicator is recognised as such, and a second
- * replicator with its own meta directory is not), the host name and the process id.
+ * replicator with its own meta directory is not), the host name, the process id and the meta
+ * directory's path (a copy of the meta directory elsewhere keeps the id, not the path).
  *
  * @module
  */
@@ -37,7 +38,7 @@ export async function replicatorIdentity(metaPath: string): Promise<LeaseIdentit
       throw new LitestreamError(`${file}: not a replicator id; delete the file to make a new one`);
     }
   }
-  return { id, host: hostName(), pid: Deno.pid };
+  return { id, host: hostName(), pid: Deno.pid, meta: metaPath };
 }
 
 async function readId(file: string): Promise<string | undefined> {

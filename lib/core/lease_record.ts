@@ -12,6 +12,11 @@ export interface LeaseIdentity {
   id: string;
   host: string;
   pid: number;
+  /**
+   * The meta directory's path. With the same id and host it proves a restart: a live process
+   * with this meta directory would hold its lock, which the new one has taken.
+   */
+  meta: string;
 }
 
 /** A replicator that was refused and said so in the holder's lease. */
@@ -56,7 +61,7 @@ export function decodeLease(data: Uint8Array): LeaseRecord | undefined {
     return undefined;
   }
   const ok = r && r.v === 1 && typeof r.id === "string" && typeof r.host === "string" &&
-    typeof r.pid === "number" && typeof r.renewed === "string" &&
+    typeof r.pid === "number" && typeof r.meta === "string" && typeof r.renewed === "string" &&
     typeof r.acquired === "string" && typeof r.ttl === "number" && r.ttl > 0 &&
     !Number.isNaN(Date.parse(r.renewed));
   return ok ? r as LeaseRecord : undefined;
@@ -67,8 +72,8 @@ export function sameProcess(a: LeaseIdentity, b: LeaseIdentity): boolean {
   return a.id === b.id && a.host === b.host && a.pid === b.pid;
 }
 
-/** `host <h> pid <n> generation <g>` for messages. */
+/** `host <h> pid <n> generation <g> (meta directory <path>, id <id>)` for messages. */
 export function describeHolder(r: LeaseIdentity & { generation?: string }): string {
   return `host ${r.host} pid ${r.pid} generation ${r.generation ?? "(none yet)"} ` +
-    `(meta directory id ${r.id})`;
+    `(meta directory ${r.meta ?? "?"}, id ${r.id})`;
 }

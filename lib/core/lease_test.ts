@@ -63,8 +63,18 @@ function setup() {
   return { client, time };
 }
 
-const A: LeaseIdentity = { id: "aaaaaaaaaaaaaaaa", host: "host-a", pid: 101 };
-const B: LeaseIdentity = { id: "bbbbbbbbbbbbbbbb", host: "host-b", pid: 202 };
+const A: LeaseIdentity = {
+  id: "aaaaaaaaaaaaaaaa",
+  host: "host-a",
+  pid: 101,
+  meta: "/a/.db-litestream",
+};
+const B: LeaseIdentity = {
+  id: "bbbbbbbbbbbbbbbb",
+  host: "host-b",
+  pid: 202,
+  meta: "/b/.db-litestream",
+};
 
 Deno.test("lease: a second replicator is refused at once, the holder hears of it at its next upload", async () => {
   const { client, time } = setup();
@@ -123,6 +133,9 @@ Deno.test("lease: the same meta directory id on another host is refused until it
   assert.equal(await a.lease.beforeWrite(a.generation), "acquired");
   assert.equal(await clone.lease.beforeWrite(a.generation), "refused");
   assert.match(String(clone.errors()[0].resolve), /copied meta directory/);
+  // A copy on the same host, in another directory, is no restart either.
+  const copy = replicator(client, time, { ...A, pid: 6, meta: "/copy/.db-litestream" });
+  assert.equal(await copy.lease.beforeWrite(a.generation), "refused");
 });
 
 Deno.test("lease: a clean shutdown releases it and the waiting replicator takes over at its next try", async () => {

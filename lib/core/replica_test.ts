@@ -207,12 +207,12 @@ Deno.test("replica loop: while another replicator holds the lease it writes noth
   const settings = { ttl: 3000, syncInterval: 10 };
   const other = new Lease(
     h.client,
-    () => Promise.resolve({ id: "0123456789abcdef", host: "elsewhere", pid: 1 }),
+    () => Promise.resolve({ id: "0123456789abcdef", host: "elsewhere", pid: 1, meta: "/m1" }),
     settings,
     h.log,
   );
   assert.equal(await other.beforeWrite(newGeneration()), "acquired");
-  const me = { id: "fedcba9876543210", host: "here", pid: 2 };
+  const me = { id: "fedcba9876543210", host: "here", pid: 2, meta: h.db.metaPath };
   await h.write(10);
   await h.replicate(new Lease(h.client, () => Promise.resolve(me), settings, h.log));
   await waitFor("the replica to be refused", () => h.replica.refused());
