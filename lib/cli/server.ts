@@ -222,7 +222,7 @@ async function validationLoop(db: DB, replica: Replica, signal: AbortSignal): Pr
   if (interval <= 0) return;
   while (!signal.aborted) {
     await sleep(interval, signal);
-    if (signal.aborted || !db.pos()) continue;
+    if (signal.aborted || !db.pos() || replica.refused()) continue;
     try {
       const r = await validateInProcess(db, replica, Math.max(30_000, interval));
       replica.stats.validations[r.ok ? "ok" : "error"]++;
