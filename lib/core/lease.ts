@@ -62,7 +62,8 @@ export class LeaseRefusedError extends LitestreamError {}
 /** What `beforeWrite` allows: keep writing, write after re-reading the replica, or nothing. */
 export type LeaseVerdict = "write" | "acquired" | "refused";
 
-type State = "none" | "held" | "refused" | "lost";
+/** `off`: the store denies access to the lease object; replication goes on without it. */
+type State = "none" | "held" | "refused" | "lost" | "off";
 
 const RESOLVE_LATER = "stop one of the two replicators, or restart this one with -force to " +
   "take the replica over (it starts a new generation and the other stops writing to it)";
@@ -104,9 +105,9 @@ export class Lease {
     return this.settings.ttl / 3;
   }
 
-  /** Whether this replicator holds the lease (as of its last look; makes no request). */
+  /** Whether this replicator may write (it holds the lease, or the store denies access to it). */
   get held(): boolean {
-    return this.#state === "held";
+    return this.#state === "held" || this.#state === "off";
   }
 
   /** Whether another replicator held the lease at this one's last look (makes no request). */
@@ -133,20 +134,45 @@ export class Lease {
    * `acquired` means the lease was just taken: what the replica holds must be re-read.
    */
   beforeWrite(generation: string): Promise<LeaseVerdict> {
-    return this.#mutex.run(async () => {
-      const now = this.clock.monotonic();
-      if (this.#state !== "held") {
-        if (now - this.#lastAttempt < this.renewInterval) return "refused";
-        return await this.#acquire(generation) ? "acquired" : "refused";
-      }
-      if (this.#record?.generation !== generation || now - this.#lastRenew >= this.renewInterval) {
-        return await this.#renew(generation) ? "write" : "refused";
-      }
-      if (now - this.#lastRead >= this.settings.syncInterval) {
-        return await this.#verify(generation) ? "write" : "refused";
-      }
-      return "write";
-    });
+    return this.#mutex.run(() => this.#orOff(() => this.#beforeWrite(generation), "write"));
+  }
+
+  async #beforeWrite(generation: string): Promise<LeaseVerdict> {
+    const now = this.clock.monotonic();
+    if (this.#state === "off") return "write";
+    if (this.#state !== "held") {
+      if (now - this.#lastAttempt < this.renewInterval) return "refused";
+      return await this.#acquire(generation) ? "acquired" : "refused";
+    }
+    if (this.#record?.generation !== generation || now - this.#lastRenew >= this.renewInterval) {
+      return await this.#renew(generation) ? "write" : "refused";
+    }
+    if (now - this.#lastRead >= this.settings.syncInterval) {
+      return await this.#verify(generation) ? "write" : "refused";
+    }
+    return "write";
+  }
+
+  /**
+   * Runs `fn`; when the store denies access to the lease object (a policy that allows only
+   * `generations/`, say), turns the lease off with one warning and returns `fallback`, so
+   * replication goes on as before this safeguard existed.
+   */
+  async #orOff<T>(fn: () => Promise<T>, fallback: T): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      const denied = err instanceof Deno.errors.PermissionDenied ||
+        (err as { code?: string }).code === "AccessDenied";
+      if (!denied) throw err;
+      this.#state = "off";
+      this.log.warn(
+        "cannot use the replica lease (access denied): a second replicator writing this " +
+          "replica would go unnoticed; allow this replicator to read and write the lease object",
+        { replica: this.client.location, error: err },
+      );
+      return fallback;
+    }
   }
 
   /** Milliseconds until `tick` has something to do (a renewal, or another attempt). */
@@ -161,15 +187,17 @@ export class Lease {
    * replicator tries to take it. Returns whether the lease is held afterwards.
    */
   tick(generation: string | undefined): Promise<boolean> {
-    return this.#mutex.run(async () => {
-      if (this.dueIn() > 0) return this.held;
-      if (this.#state === "held") {
-        if (await this.#renew(generation ?? this.#record?.generation)) await this.#foreign();
-      } else if (generation) {
-        await this.#acquire(generation);
-      }
-      return this.held;
-    });
+    return this.#mutex.run(() => this.#orOff(() => this.#tick(generation), true));
+  }
+
+  async #tick(generation: string | undefined): Promise<boolean> {
+    if (this.#state === "off" || this.dueIn() > 0) return this.held;
+    if (this.#state === "held") {
+      if (await this.#renew(generation ?? this.#record?.generation)) await this.#foreign();
+    } else if (generation) {
+      await this.#acquire(generation);
+    }
+    return this.held;
   }
 
   /**
@@ -182,7 +210,7 @@ export class Lease {
     taken: () => void,
     signal: AbortSignal,
   ): Promise<void> {
-    while (!signal.aborted) {
+    while (!signal.aborted && this.#state !== "off") {
       await sleep(this.dueIn(), signal);
       if (signal.aborted) return;
       const held = this.held;

@@ -313,3 +313,18 @@ Deno.test("lease: a refusal racing the holder's renewal still reaches the holder
   assert.equal(await a.lease.beforeWrite(a.generation), "write");
   assert.match(String(a.errors()[0]?.contender), /host host-b pid 202/);
 });
+
+Deno.test("lease: a store that denies access to the lease object turns it off, with one warning", async () => {
+  const { client, time } = setup();
+  const a = replicator(client, time, A);
+  const denied = Object.assign(new Error("Access Denied"), { code: "AccessDenied" });
+  client.faults.fail("writeLease", 1, denied);
+  assert.equal(await a.lease.beforeWrite(a.generation), "write");
+  assert.equal(a.lease.held, true);
+  const calls = { ...client.faults.calls };
+  time.advance(10 * TTL);
+  assert.equal(await a.lease.beforeWrite(a.generation), "write");
+  assert.equal(await a.lease.tick(a.generation), true);
+  assert.deepEqual(client.faults.calls, calls, "no more lease requests");
+  assert.equal(a.lines.filter((l) => /access denied/.test(l.msg)).length, 1);
+});
