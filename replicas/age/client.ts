@@ -17,6 +17,7 @@ import { Decrypter, Encrypter } from "age-encryption";
 import { CorruptionError, DecryptionError, LitestreamError } from "../../lib/errors.ts";
 import type { Pos } from "../../lib/names.ts";
 import type {
+  LeaseObject,
   ReadOptions,
   RecordInfo,
   ReplicaClient,
@@ -131,6 +132,19 @@ export class AgeReplicaClient implements ReplicaClient {
   }
   deleteRecords(generation: string, names: string[]): Promise<void> {
     return this.inner.deleteRecords(generation, names);
+  }
+
+  /**
+   * The lease passes through unencrypted: it holds no database content (host, pid, generation),
+   * and a replicator must read it before it can know whether it may write.
+   */
+  readLease(): Promise<LeaseObject | undefined> {
+    return this.inner.readLease();
+  }
+
+  /** Compare-and-swap of the lease on the wrapped store, unencrypted (see `readLease`). */
+  writeLease(data: Uint8Array, expected: string | undefined): Promise<string | undefined> {
+    return this.inner.writeLease(data, expected);
   }
 
   describe(kind: "snapshot" | "wal", pos: Pos): string {
