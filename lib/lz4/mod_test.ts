@@ -124,18 +124,13 @@ Deno.test("xxh32 streaming equals one-shot for any split", () => {
   );
 });
 
-Deno.test("xxh32 equals the content checksum the lz4 CLI writes, and is fast", async () => {
+// Its speed is the bench's business (restore scenarios), not a test's: timings fail on a busy machine.
+Deno.test("xxh32 equals the content checksum the lz4 CLI writes", async () => {
   for (const size of [0, 5, 16, 1000, 3 * MiB + 7]) {
     const data = sample(size, size + 1);
     const frame = await lz4cli(["-c"], data);
     assert.equal(xxh32(data), le32(frame, frame.length - 4), `size ${size}`);
   }
-  const block = sample(4 * MiB, 9);
-  xxh32(block);
-  const t0 = performance.now();
-  for (let i = 0; i < 5; i++) xxh32(block);
-  const mbps = (5 * 4 * MiB) / 1e6 / ((performance.now() - t0) / 1000);
-  assert.ok(mbps > 200, `xxh32 at ${mbps.toFixed(0)} MB/s`);
 });
 
 Deno.test("block codecs round trip; the portable encoder is understood by lz4_flex too", async () => {
