@@ -670,7 +670,7 @@ Deno.test("replicate: bad input fails fast with a clear error and leaves the dat
     await t.step(c.name, () => {
       const r = results[i];
       assert.notEqual(r.code, 0, describeResult(r));
-      assert.ok(r.ms < 10_000, `exits quickly: ${describeResult(r)}`);
+      assert.notEqual(r.code, 137, `exits by itself, not at the deadline: ${describeResult(r)}`);
       const text = r.out + r.err;
       for (const re of c.expect) assert.match(text, re, describeResult(r));
       assert.doesNotMatch(text, /^\s+at /m, `no stack trace: ${describeResult(r)}`);
