@@ -12,22 +12,91 @@ interface Counted {
   counters?: { requests: Record<string, number>; bytes: Record<string, number> };
 }
 
+/** Adds one sample to a metric family (created on first use). */
+type AddSample = (
+  name: string,
+  type: string,
+  help: string,
+  labels: Record<string, string>,
+  value: number,
+) => void;
+
+/** Collects samples by family and renders them in the Prometheus text format. */
+function families(): { add: AddSample; render: () => string } {
+  const all = new Map<string, { type: string; help: string; samples: string[] }>();
+  return {
+    add(name, type, help, labels, value) {
+      const f = all.get(name) ?? { type, help, samples: [] };
+      all.set(name, f);
+      const l = Object.entries(labels).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(",");
+      f.samples.push(`${name}${l ? `{${l}}` : ""} ${value}`);
+    },
+    render() {
+      const lines: string[] = [];
+      for (const [name, f] of all) {
+        lines.push(`# HELP ${name} ${f.help}`, `# TYPE ${name} ${f.type}`, ...f.samples);
+      }
+      return lines.join("\n") + "\n";
+    },
+  };
+}
+
+/** What a follower (`restore -f`) exposes: see `lib/follow/mod.ts`'s `FollowStatus`. */
+export interface FollowMetrics {
+  output: string;
+  generation?: string;
+  index?: number;
+  offset?: number;
+  batches: number;
+  recoveries: number;
+  errors: number;
+  /** Ms since epoch of the last poll that found everything applied. */
+  caughtUpAt?: number;
+  applyLagSeconds?: number;
+}
+
+/** Renders a follower's position and lag in the Prometheus text format. */
+export function renderFollowMetrics(m: FollowMetrics): string {
+  const { add, render } = families();
+  const d = { db: m.output };
+  const g = { ...d, generation: m.generation ?? "" };
+  add(
+    "litestream_follow_wal_index",
+    "gauge",
+    "WAL index the follower has applied",
+    g,
+    m.index ?? 0,
+  );
+  add(
+    "litestream_follow_wal_offset",
+    "gauge",
+    "WAL offset the follower has applied",
+    g,
+    m.offset ?? 0,
+  );
+  add("litestream_follow_batch_count", "counter", "Batches applied by the follower", d, m.batches);
+  add("litestream_follow_recovery_count", "counter", "Recoveries from a snapshot", d, m.recoveries);
+  add("litestream_follow_error_count", "counter", "Failed polls of the replica", d, m.errors);
+  add(
+    "litestream_follow_lag_seconds",
+    "gauge",
+    "Seconds since the follower last found the replica fully applied",
+    d,
+    m.caughtUpAt === undefined ? -1 : Math.max(0, (Date.now() - m.caughtUpAt) / 1000),
+  );
+  add(
+    "litestream_follow_apply_lag_seconds",
+    "gauge",
+    "Seconds from the upload of the newest applied segment to its application, at the last batch",
+    d,
+    m.applyLagSeconds ?? 0,
+  );
+  return render();
+}
+
 /** Renders the metrics of every managed database in the Prometheus text format. */
 export async function renderMetrics(managed: Managed[]): Promise<string> {
-  const lines: string[] = [];
-  const families = new Map<string, { type: string; help: string; samples: string[] }>();
-  const add = (
-    name: string,
-    type: string,
-    help: string,
-    labels: Record<string, string>,
-    value: number,
-  ) => {
-    const f = families.get(name) ?? { type, help, samples: [] };
-    families.set(name, f);
-    const l = Object.entries(labels).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(",");
-    f.samples.push(`${name}${l ? `{${l}}` : ""} ${value}`);
-  };
+  const { add, render } = families();
   for (const { db, replicas } of managed) {
     const d = { db: db.path };
     const size = async (p: string) => (await Deno.stat(p).catch(() => ({ size: 0 }))).size;
@@ -114,18 +183,19 @@ export async function renderMetrics(managed: Managed[]): Promise<string> {
       }
     }
   }
-  for (const [name, f] of families) {
-    lines.push(`# HELP ${name} ${f.help}`, `# TYPE ${name} ${f.type}`, ...f.samples);
-  }
-  return lines.join("\n") + "\n";
+  return render();
 }
 
-/** Serves `/metrics` on `addr` (`host:port`; an empty host listens on every interface). */
+/**
+ * Serves `/metrics` on `addr` (`host:port`; an empty host listens on every interface): the
+ * metrics of `managed` databases, or what a render function returns (the follower's).
+ */
 export function serveMetrics(
   addr: string,
-  managed: Managed[],
+  managed: Managed[] | (() => Promise<string> | string),
   signal: AbortSignal,
 ): { url: string } {
+  const render = typeof managed === "function" ? managed : () => renderMetrics(managed);
   const i = addr.lastIndexOf(":");
   const hostname = addr.slice(0, i).replace(/^\[|\]$/g, "") || "0.0.0.0";
   const port = Number(addr.slice(i + 1));
@@ -133,7 +203,7 @@ export function serveMetrics(
     if (new URL(req.url).pathname !== "/metrics") {
       return new Response("not found\n", { status: 404 });
     }
-    return new Response(await renderMetrics(managed), {
+    return new Response(await render(), {
       headers: { "content-type": "text/plain; version=0.0.4" },
     });
   });

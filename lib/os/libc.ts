@@ -2,7 +2,9 @@
  * The few libc functions called through FFI on Linux: `stat` for
  * nanosecond mtimes, inotify with `eventfd`, `poll` and `read` for
  * waiting on file changes (see `inotify.ts`), and `open`, `fcntl(F_GETLK)` and
- * `pread` for seeing other processes' locks on SQLite's -shm (see `lock_probe.ts`). Loaded once, on first use, only on Linux
+ * `pread` for seeing other processes' locks on SQLite's -shm (see `lock_probe.ts`), and
+ * `fcntl(F_SETLK)`, `pwrite`, `ftruncate` and `fsync` for the follower's writes under SQLite's
+ * own locks (see `db_lock.ts`). Loaded once, on first use, only on Linux
  * and only when `--allow-ffi` is granted; callers fall back otherwise.
  *
  * @module
@@ -25,6 +27,11 @@ const SYMBOLS = {
   // Variadic in C; its third argument is a pointer here, passed as for a fixed signature.
   fcntl: { parameters: ["i32", "i32", "buffer"], result: "i32" },
   pread: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
+  // For db_lock.ts (the follower): writes through the one descriptor that holds the locks.
+  pwrite: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
+  ftruncate: { parameters: ["i32", "i64"], result: "i32" },
+  // On a thread of its own: it waits for the disk.
+  fsync: { parameters: ["i32"], result: "i32", nonblocking: true },
   // The calling thread's errno: read right after a failed call on the same (JS) thread.
   __errno_location: { parameters: [], result: "pointer" },
 } as const;

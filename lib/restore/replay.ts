@@ -29,6 +29,18 @@ import {
  */
 export const DEFAULT_FLUSH_BYTES = 32 * 1024 * 1024;
 
+/**
+ * Where a replay stands in its WAL index, with what checking the next frames needs: the index's
+ * WAL header and the running checksum. Lets a later replay (another batch, another process)
+ * continue the same index without its earlier segments.
+ */
+export interface ReplayChain {
+  index: number;
+  offset: number;
+  header: WalHeader;
+  checksum: Checksum;
+}
+
 /** Applies WAL segments to a page map, flushing to `sink` when one is given. */
 export class WalReplayer {
   #map: PageMap | undefined;
@@ -54,6 +66,26 @@ export class WalReplayer {
   /** Where the replay stands: the last applied index and the WAL offset reached in it. */
   get position(): { index: number; offset: number } {
     return { index: this.#index, offset: this.#offset };
+  }
+
+  /** Where the replay stands with its checking state, or undefined before any segment. */
+  get chain(): ReplayChain | undefined {
+    if (!this.#header) return undefined;
+    return {
+      index: this.#index,
+      offset: this.#offset,
+      header: this.#header,
+      checksum: this.#checksum,
+    };
+  }
+
+  /** Continues from `chain` (saved by an earlier replay of the same generation) before any apply. */
+  resume(chain: ReplayChain): void {
+    this.#map ??= new PageMap(chain.header.pageSize);
+    this.#index = chain.index;
+    this.#offset = chain.offset;
+    this.#header = chain.header;
+    this.#checksum = chain.checksum;
   }
 
   /** The accumulated pages, or undefined when no segment was applied. */

@@ -24,7 +24,7 @@ import {
 import { writeAll } from "../os/fs.ts";
 import { HeaderCheck } from "./header_check.ts";
 import { streamMerged } from "./merge.ts";
-import { WalReplayer } from "./replay.ts";
+import { type ReplayChain, WalReplayer } from "./replay.ts";
 
 /** A generation listing tied to the replica it came from. */
 export interface ReplicaGeneration extends GenerationListing {
@@ -101,6 +101,8 @@ export interface RestoreResult {
   frames: number;
   /** Size of the restored database in bytes. */
   size: number;
+  /** Where the WAL replay ended, to continue from (undefined when no segment was applied). */
+  chain?: ReplayChain;
 }
 
 /** Segments up to this compressed size are prefetched into memory; larger ones stream when reached. */
@@ -184,6 +186,7 @@ export async function restoreDatabase(
     segments: plan.segments.length,
     frames: replayer.frames,
     size,
+    chain: replayer.chain,
   });
 
   const staging = options.output === "-" && plan.segments.length > 0
@@ -296,7 +299,7 @@ async function restoreThroughFile(
  * Fetches a segment's stored bytes ahead of time, or for a large one a function that opens
  * it as a stream when its turn comes.
  */
-async function fetchSegment(
+export async function fetchSegment(
   client: ReplicaClient,
   seg: WalSegmentInfo,
 ): Promise<Uint8Array | (() => Promise<ReadableStream<Uint8Array>>)> {

@@ -12,6 +12,7 @@ import { findRestorePlan, restoreDatabase, type RestoreProgress } from "../../re
 import { CONFIG_FLAGS, loggerFor, onePositional, resolveReplicas } from "./common.ts";
 import { Logger } from "../../log.ts";
 import { exists } from "../../os/fs.ts";
+import { runFollow } from "./restore_follow.ts";
 
 /** Usage text of the command. */
 export const usage = `Usage: litestream restore [arguments] DB_PATH|REPLICA_URL
@@ -32,6 +33,10 @@ Arguments:
   -if-replica-exists  do nothing (exit 0) when no backup is found
   -integrity-check M  run SQLite's quick_check (M=quick) or integrity_check (M=full)
                       on the result before it is put in place
+  -f                  follow: after restoring, keep applying new WAL from the replica until
+                      SIGINT/SIGTERM; any SQLite reader may query the output meanwhile
+  -follow-interval D  how often to poll the replica when following (default 1s)
+  -addr HOST:PORT     when following, serve follower metrics on /metrics (default: config addr)
 `;
 
 const FLAGS = {
@@ -45,6 +50,9 @@ const FLAGS = {
   "if-db-not-exists": "boolean",
   "if-replica-exists": "boolean",
   "integrity-check": "string",
+  f: "boolean",
+  "follow-interval": "string",
+  addr: "string",
 } as const;
 
 const TIMESTAMP_RE = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/;
@@ -91,6 +99,10 @@ export function timestampNs(s: string): bigint {
 export async function run(args: string[]): Promise<number> {
   const { values, positionals } = parseFlags(args, FLAGS);
   const arg = onePositional(positionals);
+  if (values.f) return await runFollow(arg, values);
+  for (const flag of ["follow-interval", "addr"]) {
+    if (values[flag] !== undefined) throw new UsageError(`-${flag} needs -f`);
+  }
   const index = values.index !== undefined ? parseIndexFlag(values.index as string) : undefined;
   const timestamp = values.timestamp !== undefined
     ? parseTimestampFlag(values.timestamp as string)

@@ -1,0 +1,171 @@
+/**
+ * The follower's output database: transactions and whole replacement images written under
+ * SQLite's EXCLUSIVE lock (see `db_lock.ts`), each ended by the header edits that make readers
+ * see the new state (see `header.ts`) and an fsync, before the lock is released.
+ *
+ * @module
+ */
+
+import { DbFile } from "../os/db_lock.ts";
+import { CorruptionError } from "../errors.ts";
+import { DB_HEADER_SIZE, decodeDbHeader } from "../sqlite/header.ts";
+import type { PageSink } from "../restore/page_map.ts";
+import type { Logger } from "../log.ts";
+import { followerHeader, nextChangeCounter } from "./header.ts";
+
+/** Bytes copied per write when an image replaces the output. */
+const COPY_CHUNK = 1 << 20;
+
+/** The output database, open for writing under SQLite's locks. */
+export class FollowedOutput {
+  readonly #file: DbFile;
+  #pageSize: number;
+  #counter: number;
+  /** The file was written in the current lock hold: it must be finished or recovered. */
+  #dirty = false;
+  /** Milliseconds spent waiting for readers in the last lock acquisition. */
+  lastLockWaitMs = 0;
+
+  private constructor(file: DbFile, pageSize: number, counter: number, readonly log: Logger) {
+    this.#file = file;
+    this.#pageSize = pageSize;
+    this.#counter = counter;
+  }
+
+  /** Opens an existing database file; throws naming it when it is not one. */
+  static open(path: string, log: Logger): FollowedOutput {
+    const file = DbFile.open(path);
+    try {
+      const head = new Uint8Array(DB_HEADER_SIZE);
+      file.read(head, 0);
+      const header = decodeDbHeader(head);
+      if (typeof header === "string") throw new CorruptionError(path, header);
+      return new FollowedOutput(file, header.pageSize, header.changeCounter, log);
+    } catch (err) {
+      file.close();
+      throw err;
+    }
+  }
+
+  /** The database page size. */
+  get pageSize(): number {
+    return this.#pageSize;
+  }
+
+  /** True when pages were written in this lock hold and the transaction is not yet finished. */
+  get dirty(): boolean {
+    return this.#dirty;
+  }
+
+  /** True while the exclusive lock is held. */
+  get locked(): boolean {
+    return this.#file.locked;
+  }
+
+  /** Takes the exclusive lock, logging readers that keep it waiting; false when aborted. */
+  async lock(signal?: AbortSignal): Promise<boolean> {
+    const started = performance.now();
+    const ok = await this.#file.lock(signal, (ms, pid) => {
+      this.log.warn("follow: a reader holds the database; waiting to apply", {
+        path: this.#file.path,
+        waited: `${(ms / 1000).toFixed(1)}s`,
+        pid: pid ?? "unknown",
+      });
+    });
+    this.lastLockWaitMs = performance.now() - started;
+    return ok;
+  }
+
+  /** A page sink writing into the file; its first write takes the lock (see `lock`). */
+  sink(signal?: AbortSignal): PageSink {
+    const ready = async () => {
+      if (!this.#file.locked && !await this.lock(signal)) {
+        throw new DOMException("follow stopped while waiting for readers", "AbortError");
+      }
+      this.#dirty = true;
+    };
+    return {
+      write: async (pgno, page) => {
+        await ready();
+        this.#file.write(page, (pgno - 1) * this.#pageSize);
+      },
+      truncate: async (pages) => {
+        await ready();
+        this.#file.truncate(pages * this.#pageSize);
+      },
+    };
+  }
+
+  /**
+   * Ends a transaction of `pages` pages (the lock must be held): header edits, fsync, unlock.
+   */
+  async finish(pages: number): Promise<void> {
+    if (!this.#file.locked) throw new Error("finish without the lock");
+    this.#file.truncate(pages * this.#pageSize);
+    const head = new Uint8Array(DB_HEADER_SIZE);
+    this.#file.read(head, 0);
+    const counter = nextChangeCounter(this.#counter);
+    this.#file.write(followerHeader(head, counter, pages), 0);
+    await this.#file.sync();
+    this.#counter = counter;
+    this.#dirty = false;
+    this.#file.unlock();
+  }
+
+  /**
+   * Replaces the whole content with the database image at `imagePath` (the lock is taken, or
+   * kept when held), then finishes as a transaction. Readers with open connections see the new
+   * image at their next transaction.
+   */
+  async replaceWith(imagePath: string, signal?: AbortSignal): Promise<void> {
+    const image = await Deno.open(imagePath, { read: true });
+    try {
+      const head = new Uint8Array(DB_HEADER_SIZE);
+      await image.read(head);
+      const header = decodeDbHeader(head);
+      if (typeof header === "string") throw new CorruptionError(imagePath, header);
+      const size = (await image.stat()).size;
+      if (!this.#file.locked && !await this.lock(signal)) {
+        throw new DOMException("follow stopped while waiting for readers", "AbortError");
+      }
+      this.#dirty = true;
+      await image.seek(0, Deno.SeekMode.Start);
+      const buf = new Uint8Array(COPY_CHUNK);
+      for (let at = 0; at < size;) {
+        const n = await image.read(buf);
+        if (n === null) throw new CorruptionError(imagePath, "image ended early");
+        this.#file.write(buf.subarray(0, n), at);
+        at += n;
+      }
+      this.#pageSize = header.pageSize;
+      await this.finish(Math.ceil(size / header.pageSize));
+    } finally {
+      image.close();
+    }
+  }
+
+  /** Releases the lock when nothing was written under it (a failed batch keeps it: see `dirty`). */
+  unlockClean(): void {
+    if (!this.#dirty) this.#file.unlock();
+  }
+
+  /** Releases the lock (when held) and closes the file. */
+  close(): void {
+    this.#file.close();
+  }
+}
+
+/**
+ * Puts a freshly restored image (not yet visible to anyone) in follower form: the header
+ * edits, fsynced. Opened with its own descriptor, closed before the image is renamed.
+ */
+export async function prepareImage(path: string, log: Logger): Promise<void> {
+  const out = FollowedOutput.open(path, log);
+  try {
+    const size = (await Deno.stat(path)).size;
+    await out.lock();
+    await out.finish(Math.ceil(size / out.pageSize));
+  } finally {
+    out.close();
+  }
+}
