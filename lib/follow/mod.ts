@@ -116,7 +116,7 @@ export class Follower {
       }
     } finally {
       if (this.#out?.dirty) {
-        log.error("follow: stopped inside a batch; the output is repaired at the next start", {
+        log.error("follow: stopped inside a batch; its journal is rolled back at the next start", {
           output,
         });
       }
@@ -146,6 +146,9 @@ export class Follower {
     }
     this.#pos = pos;
     this.#out = FollowedOutput.open(output, log);
+    if (await this.#out.rollBack()) {
+      log.warn("follow: rolled back a batch the previous follower did not finish", { output });
+    }
     await this.#chooseClient(pos!.generation);
     if (pos!.recovering) this.#recover = "a recovery from a snapshot was interrupted";
     log.info("follow: resuming", { output, position: formatPos(pos) });
@@ -197,7 +200,12 @@ export class Follower {
 
   /** One poll: applies one batch or recovers; true when more is waiting. */
   async #step(): Promise<boolean> {
-    if (this.#out!.dirty) this.#recover ??= "a batch failed after writing to the output";
+    if (this.#out!.dirty) {
+      await this.#out!.rollBack();
+      this.options.log.warn("follow: a failed batch was rolled back", {
+        position: formatPos(this.#pos),
+      });
+    }
     if (this.#recover) {
       await this.#recoverInPlace(this.#recover);
       return false;
@@ -249,7 +257,8 @@ export class Follower {
     const client = this.#client;
     const pos = this.#pos!;
     const started = performance.now();
-    const replayer = new WalReplayer(out.pageSize, out.sink(signal));
+    // No sink: pages stay in memory until the whole batch is checked and journalled.
+    const replayer = new WalReplayer(out.pageSize);
     if (pos.chain) replayer.resume(pos.chain);
     const fetches = prefetch(
       batch,
@@ -269,7 +278,8 @@ export class Follower {
       const pages = replayer.pages;
       if (!pages || pages.size === undefined) throw new Error("replay committed nothing");
       if (!out.locked && !await out.lock(signal)) return; // stopping: nothing was written
-      await pages.flush(replayer.sink!);
+      await out.beginChange(pages.heldPages(), Math.min(pages.floor, pages.size));
+      await pages.flush(out.sink());
       await out.finish(pages.size);
     } catch (err) {
       out.unlockClean();

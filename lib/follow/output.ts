@@ -12,6 +12,8 @@ import { DB_HEADER_SIZE, decodeDbHeader } from "../sqlite/header.ts";
 import type { PageSink } from "../restore/page_map.ts";
 import type { Logger } from "../log.ts";
 import { followerHeader, nextChangeCounter } from "./header.ts";
+import { decodeJournal, encodeJournal, journalPath } from "./journal.ts";
+import { removeIfExists, writeAll } from "../os/fs.ts";
 
 /** Bytes copied per write when an image replaces the output. */
 const COPY_CHUNK = 1 << 20;
@@ -76,28 +78,61 @@ export class FollowedOutput {
     return ok;
   }
 
-  /** A page sink writing into the file; its first write takes the lock (see `lock`). */
-  sink(signal?: AbortSignal): PageSink {
-    const ready = async () => {
-      if (!this.#file.locked && !await this.lock(signal)) {
-        throw new DOMException("follow stopped while waiting for readers", "AbortError");
-      }
-      this.#dirty = true;
+  /**
+   * Journals, durably, the current content of the pages a change will touch (the lock must be
+   * held): `pgnos` rewritten, and every page above `cut` removed. Nothing may be written to the
+   * file before this.
+   */
+  async beginChange(pgnos: Iterable<number>, cut: number): Promise<void> {
+    if (!this.#file.locked) throw new Error("change without the lock");
+    const dbPages = Math.floor(this.#file.size() / this.#pageSize);
+    const wanted = new Set<number>();
+    for (const p of pgnos) if (p <= dbPages) wanted.add(p);
+    for (let p = Math.max(1, cut + 1); p <= dbPages; p++) wanted.add(p);
+    const records = [...wanted].sort((a, b) => a - b).map((pgno) => {
+      const page = new Uint8Array(this.#pageSize);
+      this.#file.read(page, (pgno - 1) * this.#pageSize);
+      return { pgno, page };
+    });
+    const nonce = crypto.getRandomValues(new Uint32Array(1))[0];
+    const bytes = encodeJournal(records, dbPages, this.#pageSize, nonce);
+    const journal = await Deno.open(journalPath(this.#file.path), {
+      write: true,
+      create: true,
+      truncate: true,
+      mode: 0o600,
+    });
+    try {
+      await writeAll(journal, bytes);
+      await journal.sync();
+    } finally {
+      journal.close();
+    }
+    this.#dirty = true;
+  }
+
+  /** A page sink writing into the file, after {@linkcode beginChange}. */
+  sink(): PageSink {
+    const ready = () => {
+      if (!this.#dirty) throw new Error("write before the change was journalled");
     };
     return {
-      write: async (pgno, page) => {
-        await ready();
+      write: (pgno, page) => {
+        ready();
         this.#file.write(page, (pgno - 1) * this.#pageSize);
+        return Promise.resolve();
       },
-      truncate: async (pages) => {
-        await ready();
+      truncate: (pages) => {
+        ready();
         this.#file.truncate(pages * this.#pageSize);
+        return Promise.resolve();
       },
     };
   }
 
   /**
-   * Ends a transaction of `pages` pages (the lock must be held): header edits, fsync, unlock.
+   * Ends a change leaving `pages` pages (the lock must be held): header edits, fsync, the
+   * journal deleted, unlock.
    */
   async finish(pages: number): Promise<void> {
     if (!this.#file.locked) throw new Error("finish without the lock");
@@ -107,9 +142,41 @@ export class FollowedOutput {
     const counter = nextChangeCounter(this.#counter);
     this.#file.write(followerHeader(head, counter, pages), 0);
     await this.#file.sync();
+    // Still under the lock: no reader ever finds the journal hot.
+    await removeIfExists(journalPath(this.#file.path));
     this.#counter = counter;
     this.#dirty = false;
     this.#file.unlock();
+  }
+
+  /**
+   * Puts back what a follower killed inside a change had journalled (see `journal.ts`), under
+   * the lock; a journal that is not hot is removed. Returns true when pages were put back.
+   */
+  async rollBack(signal?: AbortSignal): Promise<boolean> {
+    const path = journalPath(this.#file.path);
+    let bytes: Uint8Array;
+    try {
+      bytes = await Deno.readFile(path);
+    } catch (err) {
+      if (!(err instanceof Deno.errors.NotFound)) throw err;
+      // Failed before the journal existed: nothing was written.
+      this.#dirty = false;
+      this.#file.unlock();
+      return false;
+    }
+    if (!this.#file.locked && !await this.lock(signal)) return false;
+    const journal = decodeJournal(bytes, path);
+    if (journal) {
+      if (journal.pageSize !== this.#pageSize) this.#pageSize = journal.pageSize;
+      for (const r of journal.records) this.#file.write(r.page, (r.pgno - 1) * r.page.length);
+      this.#file.truncate(journal.dbPages * journal.pageSize);
+      await this.#file.sync();
+    }
+    await removeIfExists(path);
+    this.#dirty = false;
+    this.#file.unlock();
+    return journal !== undefined;
   }
 
   /**
@@ -128,7 +195,7 @@ export class FollowedOutput {
       if (!this.#file.locked && !await this.lock(signal)) {
         throw new DOMException("follow stopped while waiting for readers", "AbortError");
       }
-      this.#dirty = true;
+      await this.beginChange([], 0);
       await image.seek(0, Deno.SeekMode.Start);
       const buf = new Uint8Array(COPY_CHUNK);
       for (let at = 0; at < size;) {
@@ -164,6 +231,7 @@ export async function prepareImage(path: string, log: Logger): Promise<void> {
   try {
     const size = (await Deno.stat(path)).size;
     await out.lock();
+    await out.beginChange([1], size / out.pageSize);
     await out.finish(Math.ceil(size / out.pageSize));
   } finally {
     out.close();

@@ -27,6 +27,7 @@ const EACCES = 13;
 const EAGAIN = 11;
 /** `struct flock` on 64-bit Linux: short type, short whence, off_t start, off_t len, pid_t pid. */
 const FLOCK_SIZE = 32;
+const SEEK_END = 2;
 
 /** SQLite's PENDING byte (unix VFS, default `sqlite3_pending_byte`). */
 export const PENDING_BYTE = 0x40000000;
@@ -138,6 +139,13 @@ export class DbFile {
       if (n <= 0) throw this.#error("write");
       done += n;
     }
+  }
+
+  /** The file's size in bytes. */
+  size(): number {
+    const n = Number(this.#lib.lseek(this.#fd, 0n, SEEK_END));
+    if (n < 0) throw this.#error("stat");
+    return n;
   }
 
   /** Sets the file's size. */

@@ -3,7 +3,7 @@
  * nanosecond mtimes, inotify with `eventfd`, `poll` and `read` for
  * waiting on file changes (see `inotify.ts`), and `open`, `fcntl(F_GETLK)` and
  * `pread` for seeing other processes' locks on SQLite's -shm (see `lock_probe.ts`), and
- * `fcntl(F_SETLK)`, `pwrite`, `ftruncate` and `fsync` for the follower's writes under SQLite's
+ * `fcntl(F_SETLK)`, `pwrite`, `ftruncate`, `lseek` and `fsync` for the follower's writes under SQLite's
  * own locks (see `db_lock.ts`). Loaded once, on first use, only on Linux
  * and only when `--allow-ffi` is granted; callers fall back otherwise.
  *
@@ -30,6 +30,7 @@ const SYMBOLS = {
   // For db_lock.ts (the follower): writes through the one descriptor that holds the locks.
   pwrite: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
   ftruncate: { parameters: ["i32", "i64"], result: "i32" },
+  lseek: { parameters: ["i32", "i64", "i32"], result: "i64" },
   // On a thread of its own: it waits for the disk.
   fsync: { parameters: ["i32"], result: "i32", nonblocking: true },
   // The calling thread's errno: read right after a failed call on the same (JS) thread.

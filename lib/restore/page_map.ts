@@ -52,6 +52,19 @@ export class PageMap {
     return this.#size;
   }
 
+  /** Numbers of the pages held, ascending. */
+  heldPages(): number[] {
+    return [...this.#slots.keys()].sort((a, b) => a - b);
+  }
+
+  /**
+   * The lowest page count a commit truncated to since the last flush (Infinity when none did):
+   * a flush removes the base image's pages above it.
+   */
+  get floor(): number {
+    return this.#floor;
+  }
+
   /** Records a page image (copied); a later image of the same page replaces it. */
   put(pgno: number, page: Uint8Array): void {
     let slot = this.#slots.get(pgno);

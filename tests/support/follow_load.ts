@@ -17,6 +17,7 @@
 
 import { readLines, SQLITE3 } from "./sqlite_cli.ts";
 import { MAIN_TS } from "./cli.ts";
+import { waitFor } from "./poll.ts";
 import { type LoggedProcess, startLogged } from "./logged_process.ts";
 
 /** The ledger's constant total. */
@@ -328,4 +329,16 @@ export async function dumpOf(db: string): Promise<string> {
   const err = new TextDecoder().decode(out.stderr).trim();
   if (!out.success || err) throw new Error(`sqlite3 .dump ${db}: ${err}`);
   return new TextDecoder().decode(out.stdout);
+}
+
+/** Waits until the file replica at `replica` holds a snapshot (a follower can start then). */
+export function waitForSnapshot(replica: string, timeoutMs = 30_000): Promise<boolean> {
+  return waitFor("the first snapshot in the replica", async () => {
+    for await (const g of Deno.readDir(`${replica}/generations`)) {
+      for await (const _ of Deno.readDir(`${replica}/generations/${g.name}/snapshots`)) {
+        return true;
+      }
+    }
+    return false;
+  }, timeoutMs);
 }

@@ -1,0 +1,94 @@
+/**
+ * SQLite's rollback journal (`<db>-journal`), written before the follower changes the output so
+ * that a follower killed in the middle of a batch never leaves readers a half-written state: the
+ * journal is "hot" once no process holds the RESERVED lock, and SQLite then refuses read-only
+ * readers (SQLITE_READONLY_ROLLBACK) or rolls it back for read-write ones; a restarted follower
+ * rolls it back itself. Format: SQLite's file-format document, section "The Rollback Journal".
+ * Encoding and decoding are pure.
+ *
+ * @module
+ */
+
+import { CorruptionError } from "../errors.ts";
+
+/** The journal header's magic. */
+const MAGIC = [0xd9, 0xd5, 0x05, 0xf9, 0x20, 0xa1, 0x63, 0xd7];
+/** Sector size we declare: the header is padded to it. */
+export const JOURNAL_SECTOR = 512;
+
+/** The journal of database `db`. */
+export function journalPath(db: string): string {
+  return `${db}-journal`;
+}
+
+/** SQLite's record checksum: the nonce plus every 200th byte of the page, from the end. */
+export function pageChecksum(nonce: number, page: Uint8Array): number {
+  let sum = nonce >>> 0;
+  for (let i = page.length - 200; i > 0; i -= 200) sum = (sum + page[i]) >>> 0;
+  return sum;
+}
+
+/** One journalled page: its number and its content before the change. */
+export interface JournalRecord {
+  pgno: number;
+  page: Uint8Array;
+}
+
+/** The bytes of a journal holding `records`, for a database of `dbPages` pages before the change. */
+export function encodeJournal(
+  records: readonly JournalRecord[],
+  dbPages: number,
+  pageSize: number,
+  nonce: number,
+): Uint8Array {
+  const recordSize = 8 + pageSize;
+  const out = new Uint8Array(JOURNAL_SECTOR + records.length * recordSize);
+  const dv = new DataView(out.buffer);
+  out.set(MAGIC, 0);
+  dv.setUint32(8, records.length);
+  dv.setUint32(12, nonce >>> 0);
+  dv.setUint32(16, dbPages);
+  dv.setUint32(20, JOURNAL_SECTOR);
+  dv.setUint32(24, pageSize);
+  let at = JOURNAL_SECTOR;
+  for (const r of records) {
+    dv.setUint32(at, r.pgno);
+    out.set(r.page, at + 4);
+    dv.setUint32(at + 4 + pageSize, pageChecksum(nonce, r.page));
+    at += recordSize;
+  }
+  return out;
+}
+
+/** A decoded journal: the database's size before the change and the pages to put back. */
+export interface Journal {
+  dbPages: number;
+  pageSize: number;
+  records: JournalRecord[];
+}
+
+/**
+ * Decodes a journal; undefined when it is not hot (empty, or zeroed header). Records after the
+ * first whose checksum fails are ignored, as SQLite does (they were never synced).
+ */
+export function decodeJournal(bytes: Uint8Array, name: string): Journal | undefined {
+  if (bytes.length === 0 || bytes[0] === 0) return undefined;
+  if (bytes.length < 28 || MAGIC.some((b, i) => bytes[i] !== b)) {
+    throw new CorruptionError(name, "not an SQLite rollback journal");
+  }
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const nRec = dv.getUint32(8);
+  const nonce = dv.getUint32(12);
+  const dbPages = dv.getUint32(16);
+  const sector = dv.getUint32(20);
+  const pageSize = dv.getUint32(24);
+  const records: JournalRecord[] = [];
+  const recordSize = 8 + pageSize;
+  for (let i = 0, at = sector; i < nRec && at + recordSize <= bytes.length; i++, at += recordSize) {
+    const pgno = dv.getUint32(at);
+    const page = bytes.subarray(at + 4, at + 4 + pageSize);
+    if (dv.getUint32(at + 4 + pageSize) !== pageChecksum(nonce, page)) break;
+    records.push({ pgno, page });
+  }
+  return { dbPages, pageSize, records };
+}
