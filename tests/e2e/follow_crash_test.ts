@@ -15,8 +15,8 @@ import { integrityCheck } from "../support/sqlite_cli.ts";
 import {
   checkSamples,
   dumpOf,
-  READER_KINDS,
   type Reader,
+  READER_KINDS,
   startFollower,
   startReader,
   startWriter,
@@ -57,15 +57,22 @@ Deno.test("restore -f: SIGKILLed at random moments under load, it resumes and co
     }
     await writer.reach(MIGRATE_AT + 100, 60_000);
     const last = await writer.stop();
-    await waitFor("the follower to reach the primary's content", async () => {
-      // Fresh each time: replicate itself writes to the primary (its _litestream_seq table).
-      return await dumpOf(out) === await dumpOf(db);
-    }, 40_000, 200);
+    await waitFor(
+      "the follower to reach the primary's content",
+      async () => {
+        // Fresh each time: replicate itself writes to the primary (its _litestream_seq table).
+        return await dumpOf(out) === await dumpOf(db);
+      },
+      40_000,
+      200,
+    );
     assert.equal(await integrityCheck(out), "ok");
-    await waitFor("every reader to see the last commit", () =>
-      readers.every((r) =>
-        checkSamples(r.lines, MIGRATE_AT).maxN === last
-      ), 20_000, 100);
+    await waitFor(
+      "every reader to see the last commit",
+      () => readers.every((r) => checkSamples(r.lines, MIGRATE_AT).maxN === last),
+      20_000,
+      100,
+    );
   } finally {
     await Deno.writeTextFile(stop, "");
     await Promise.all(readers.map((r) => r.done));
@@ -79,7 +86,9 @@ Deno.test("restore -f: SIGKILLed at random moments under load, it resumes and co
     const report = checkSamples(r.lines, MIGRATE_AT);
     // A reader that opens the copy read-only while a killed follower's journal is hot is
     // refused by SQLite (it cannot roll back): an error, never a wrong state.
-    const unexpected = report.errors.filter((e) => !/readonly|read-only|READONLY_ROLLBACK/i.test(e));
+    const unexpected = report.errors.filter((e) =>
+      !/readonly|read-only|READONLY_ROLLBACK/i.test(e)
+    );
     assert.deepEqual(unexpected, [], `${r.kind} reader errors`);
     assert.deepEqual(report.violations, [], `${r.kind} invariant violations`);
     assert.ok(report.samples >= 50, `${r.kind}: only ${report.samples} samples`);

@@ -73,7 +73,7 @@ Deno.test("restore -f: readers of three SQLite implementations see only committe
       "the follower to reach the primary's content",
       async () => {
         // Fresh each time: replicate itself writes to the primary (its _litestream_seq table).
-      return await dumpOf(out) === await dumpOf(db);
+        return await dumpOf(out) === await dumpOf(db);
       },
       30_000,
       200,
