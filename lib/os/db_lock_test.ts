@@ -1,0 +1,61 @@
+/**
+ * `DbFile` against the real thing: while it holds SQLite's EXCLUSIVE lock, the sqlite3 CLI in
+ * another process cannot read (busy); a reader in a transaction keeps it waiting, and it is
+ * reported; once released, reading works again.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { tempDir } from "../../tests/support/poll.ts";
+import { sqlite, SQLITE3 } from "../../tests/support/sqlite_cli.ts";
+import { DbFile } from "./db_lock.ts";
+
+/** Runs one query in a fresh sqlite3 with no busy timeout; returns stdout and stderr. */
+async function tryRead(db: string): Promise<{ out: string; err: string }> {
+  const o = await new Deno.Command(SQLITE3, {
+    args: ["-readonly", "-batch", db, "SELECT count(*) FROM t;"],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const dec = new TextDecoder();
+  return { out: dec.decode(o.stdout).trim(), err: dec.decode(o.stderr).trim() };
+}
+
+Deno.test("DbFile's lock excludes SQLite readers, waits for one in a transaction, then releases", async () => {
+  await using dir = await tempDir();
+  const db = join(dir.path, "l.db");
+  await sqlite(db, "CREATE TABLE t(x); INSERT INTO t VALUES (1), (2);");
+  const file = DbFile.open(db);
+  try {
+    assert.equal(await file.lock(), true);
+    assert.match((await tryRead(db)).err, /database is locked/);
+    file.unlock();
+    assert.equal((await tryRead(db)).out, "2");
+
+    // A reader inside a transaction holds SHARED: the lock waits (and reports) until it ends.
+    const reader = new Deno.Command(SQLITE3, {
+      args: ["-readonly", "-batch", db],
+      stdin: "piped",
+      stdout: "piped",
+    }).spawn();
+    const stdin = reader.stdin.getWriter();
+    const lines = reader.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    await stdin.write(new TextEncoder().encode("BEGIN; SELECT count(*) FROM t;\n"));
+    assert.equal((await lines.read()).value?.trim(), "2");
+    const reports: (number | undefined)[] = [];
+    const locking = file.lock(undefined, (_ms, pid) => reports.push(pid), 200);
+    await new Promise((r) => setTimeout(r, 600));
+    assert.equal(file.locked, false, "waits while the reader's transaction is open");
+    assert.ok(reports.length >= 1 && reports[0] === reader.pid, `reported ${reports}`);
+    await stdin.write(new TextEncoder().encode("COMMIT;\n"));
+    assert.equal(await locking, true);
+    await stdin.close();
+    await lines.cancel();
+    await reader.status;
+  } finally {
+    file.close();
+  }
+  assert.equal((await tryRead(db)).out, "2");
+});
