@@ -9,7 +9,9 @@
 
 import assert from "node:assert/strict";
 import { tempDir, waitFor } from "../support/poll.ts";
-import { configYaml } from "../support/config_yaml.ts";
+import { configYaml, s3ReplicaKeys } from "../support/config_yaml.ts";
+import { replicaClient, startS3rver } from "../support/s3_server.ts";
+import { startFaultProxy } from "../support/fault_proxy.ts";
 import { startReplicate, stopOk, writeConfig } from "../support/replicate_process.ts";
 import { integrityCheck } from "../support/sqlite_cli.ts";
 import { freePort } from "../support/net.ts";
@@ -60,7 +62,7 @@ Deno.test("restore -f: readers of three SQLite implementations see only committe
     for (const kind of READER_KINDS) readers.push(await startReader(kind, out, stop, dir.path));
 
     // Through the migration and well past it, with readers sampling throughout.
-    await writer.reach(MIGRATE_AT + 1500, 60_000);
+    await writer.reach(MIGRATE_AT + 600, 60_000);
     const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
     assert.match(
       metrics,
@@ -96,7 +98,6 @@ Deno.test("restore -f: readers of three SQLite implementations see only committe
   }
   for (const r of readers) {
     const report = checkSamples(r.lines, MIGRATE_AT);
-    console.log(`${r.kind}: ${report.samples} samples, last n ${report.maxN}`);
     assert.deepEqual(report.errors, [], `${r.kind} reader errors`);
     assert.deepEqual(report.violations, [], `${r.kind} invariant violations`);
     assert.ok(report.samples >= 50, `${r.kind}: only ${report.samples} samples`);
@@ -106,4 +107,80 @@ Deno.test("restore -f: readers of three SQLite implementations see only committe
     );
   }
   assert.match(await follower!.log(), /follow stopped/);
+});
+
+Deno.test("restore -f: follows an S3 replica, through a failing connection, and converges", async () => {
+  await using dir = await tempDir("litestream-follow-s3-");
+  await using srv = await startS3rver();
+  await using proxy = startFaultProxy(srv.endpoint);
+  const db = `${dir.path}/primary.db`;
+  const out = `${dir.path}/copy.db`;
+  const config = await writeConfig(
+    `${dir.path}/litestream.yml`,
+    configYaml([{ path: db, replicas: [s3ReplicaKeys({ srv, path: "app" })] }]),
+  );
+  // The follower reads the same replica through the proxy.
+  const followerConfig = await writeConfig(
+    `${dir.path}/follower.yml`,
+    configYaml([{
+      path: db,
+      replicas: [s3ReplicaKeys({ srv, path: "app", endpoint: proxy.endpoint })],
+    }]),
+  );
+  const writer = await startWriter(db, dir.path, { migrateAt: 100, pauseMs: 10 });
+  const rep = startReplicate(["-config", config], { logPath: `${dir.path}/replicate.log` });
+  const stop = `${dir.path}/readers.stop`;
+  let follower: ReturnType<typeof startFollower> | undefined;
+  const readers: Reader[] = [];
+  try {
+    await waitFor(
+      "the first snapshot on S3",
+      async () => {
+        const c = replicaClient(srv, "app");
+        const gens = await c.generations();
+        return gens.length > 0 && (await c.snapshots(gens[0])).length > 0;
+      },
+      30_000,
+      200,
+    );
+    follower = startFollower(
+      ["-follow-interval", "200ms", "-config", followerConfig, "-o", out, db],
+      `${dir.path}/follower.log`,
+    );
+    await follower.waitForLog(/following/, { timeoutMs: 30_000 });
+    readers.push(await startReader("python", out, stop, dir.path));
+    await writer.reach(150, 60_000);
+
+    // The replica becomes unreachable: the follower retries with backoff, readers keep reading.
+    const mark = await follower.mark();
+    proxy.setRules({ fault: { kind: "drop" } });
+    await follower.waitForLog(/poll failed; serving the last state/, {
+      after: mark,
+      timeoutMs: 30_000,
+    });
+    const seen = readers[0].lines.length;
+    await waitFor("readers still served", () => readers[0].lines.length > seen + 10);
+    proxy.setRules();
+
+    await writer.stop();
+    await waitFor(
+      "the follower to reach the primary's content",
+      async () => {
+        return await dumpOf(out) === await dumpOf(db);
+      },
+      60_000,
+      300,
+    );
+    assert.equal(await integrityCheck(out), "ok");
+  } finally {
+    await writer.stop().catch(() => {});
+    await Deno.writeTextFile(stop, "");
+    await Promise.all(readers.map((r) => r.done));
+    if (follower) await follower.stop(20_000);
+    await stopOk(rep);
+  }
+  const report = checkSamples(readers[0].lines, 100);
+  assert.deepEqual(report.errors, []);
+  assert.deepEqual(report.violations, []);
+  assert.match(await follower!.log(), /replica reachable again/);
 });
