@@ -17,6 +17,7 @@ import * as s3 from "./s3.ts";
 import * as validate from "./validate.ts";
 import * as appCheckpoint from "./app_checkpoint.ts";
 import * as s3Restore from "./s3_restore.ts";
+import * as follow from "./follow.ts";
 
 /** Every scenario module, in run order. */
 const MODULES: { scenarios: Scenario[] }[] = [
@@ -26,6 +27,7 @@ const MODULES: { scenarios: Scenario[] }[] = [
   s3Restore,
   validate,
   appCheckpoint,
+  follow,
 ];
 
 const ALL: Scenario[] = MODULES.flatMap((m) => m.scenarios);

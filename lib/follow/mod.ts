@@ -62,7 +62,7 @@ export interface FollowStatus {
 }
 
 /** Stored size of the WAL segments one batch fetches at most (a larger segment goes alone). */
-const BATCH_BYTES = 16 * 1024 * 1024;
+const BATCH_BYTES = 4 * 1024 * 1024;
 /** Longest wait between retries while the replica fails. */
 const MAX_BACKOFF_MS = 30_000;
 
@@ -96,6 +96,7 @@ export class Follower {
     try {
       while (!signal.aborted) {
         let more = false;
+        const began = performance.now();
         try {
           more = await this.#step();
           if (backoff > 0) {
@@ -112,7 +113,10 @@ export class Follower {
             retry: `${(backoff / 1000).toFixed(1)}s`,
           });
         }
-        if (!more) await sleep(backoff || this.options.intervalMs, signal);
+        // Polls start every interval (a slow poll shortens the wait), not an interval after one
+        // ends: the lag stays within one interval plus one poll.
+        const wait = backoff || Math.max(0, this.options.intervalMs - (performance.now() - began));
+        if (!more) await sleep(wait, signal);
       }
     } finally {
       if (this.#out?.dirty) {
@@ -266,6 +270,8 @@ export class Follower {
       (seg) => fetchSegment(client, seg),
     );
     let i = 0;
+    let replayed = 0;
+    let visible = 0;
     try {
       for await (const fetched of fetches) {
         const seg = batch[i++];
@@ -277,10 +283,12 @@ export class Follower {
       }
       const pages = replayer.pages;
       if (!pages || pages.size === undefined) throw new Error("replay committed nothing");
+      replayed = performance.now();
       if (!out.locked && !await out.lock(signal)) return; // stopping: nothing was written
       await out.beginChange(pages.heldPages(), Math.min(pages.floor, pages.size));
       await pages.flush(out.sink());
       await out.finish(pages.size);
+      visible = performance.now();
     } catch (err) {
       out.unlockClean();
       throw err;
@@ -297,7 +305,9 @@ export class Follower {
       segments: batch.length,
       frames: replayer.frames,
       pages: replayer.pages?.size,
+      fetchReplayMs: Math.round(replayed - started),
       lockWaitMs: Math.round(out.lastLockWaitMs),
+      writeMs: Math.round(visible - replayed - out.lastLockWaitMs),
       elapsedMs: Math.round(performance.now() - started),
       lag: `${this.status.applyLagSeconds.toFixed(3)}s`,
     });

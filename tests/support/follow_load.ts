@@ -28,10 +28,12 @@ export const LOG_WINDOW = 300;
 const WRITER_PY = `
 import os, random, sqlite3, sys, time
 db, stop, migrate_at, pause = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
-limit = int(sys.argv[5]) if len(sys.argv) > 5 else 0
+limit, rate = int(sys.argv[5]), float(sys.argv[6])
 c = sqlite3.connect(db, timeout=30, isolation_level=None)
 c.execute("PRAGMA auto_vacuum=FULL")
 c.execute("PRAGMA journal_mode=WAL")
+if rate > 0:
+    c.execute("PRAGMA synchronous=NORMAL")
 c.execute("BEGIN IMMEDIATE")
 c.execute("CREATE TABLE IF NOT EXISTS accounts(id INTEGER PRIMARY KEY, bal INTEGER NOT NULL)")
 c.execute("CREATE TABLE IF NOT EXISTS counter(id INTEGER PRIMARY KEY, n INTEGER NOT NULL)")
@@ -44,7 +46,13 @@ if c.execute("SELECT count(*) FROM accounts").fetchone()[0] == 0:
 c.execute("COMMIT")
 n = c.execute("SELECT n FROM counter").fetchone()[0]
 print("ready", n, flush=True)
+start, done = time.time(), 0
 while not os.path.exists(stop) and (limit == 0 or n < limit):
+    if rate > 0:
+        # Paced: transaction k is due at start + k / rate; a late writer does not sleep.
+        wait = start + done / rate - time.time()
+        if wait > 0:
+            time.sleep(wait)
     c.execute("BEGIN IMMEDIATE")
     a, b = random.sample(range(20), 2)
     amt = random.randint(1, 50)
@@ -60,7 +68,8 @@ while not os.path.exists(stop) and (limit == 0 or n < limit):
         c.execute("ALTER TABLE accounts ADD COLUMN note TEXT DEFAULT 'x'")
         c.execute("UPDATE meta SET v = 2 WHERE k = 'schema'")
     c.execute("COMMIT")
-    print(n, flush=True)
+    done += 1
+    print(n, "%.3f" % (time.time() * 1000), flush=True)
     if pause > 0:
         time.sleep(pause)
 print("done", n, flush=True)
@@ -75,21 +84,22 @@ export const SAMPLE_SQL = "SELECT 'S', (SELECT sum(bal) FROM accounts), (SELECT 
 
 const READER_PY = `
 import os, sqlite3, sys, time
-db, stop = sys.argv[1], sys.argv[2]
+db, stop, pause = sys.argv[1], sys.argv[2], float(sys.argv[3])
 c = sqlite3.connect("file:" + db + "?mode=ro", uri=True, timeout=10, isolation_level=None)
 while not os.path.exists(stop):
     t = time.perf_counter()
     try:
         row = c.execute(${JSON.stringify(SAMPLE_SQL)}).fetchone()
-        print("|".join(str(v) for v in row) + "|%.3f" % ((time.perf_counter() - t) * 1000), flush=True)
+        ms = (time.perf_counter() - t) * 1000
+        print("|".join(str(v) for v in row) + "|%.3f|%.3f" % (ms, time.time() * 1000), flush=True)
     except Exception as e:
         print("E|" + str(e).replace("\\n", " "), flush=True)
-    time.sleep(0.003)
+    time.sleep(pause)
 `;
 
 const READER_DENO = `
 import { DatabaseSync } from "node:sqlite";
-const [db, stop] = Deno.args;
+const [db, stop, pause] = Deno.args;
 const c = new DatabaseSync(db, { readOnly: true, timeout: 10000 });
 const q = c.prepare(${JSON.stringify(SAMPLE_SQL)});
 const out = (s: string) => Deno.stdout.writeSync(new TextEncoder().encode(s + "\\n"));
@@ -98,11 +108,12 @@ while (!stopped()) {
   const t = performance.now();
   try {
     const row = q.all().map((r) => Object.values(r as Record<string, unknown>))[0];
-    out(row.join("|") + "|" + (performance.now() - t).toFixed(3));
+    const ms = (performance.now() - t).toFixed(3);
+    out(row.join("|") + "|" + ms + "|" + (performance.timeOrigin + performance.now()).toFixed(3));
   } catch (e) {
     out("E|" + String((e as Error).message).replaceAll("\\n", " "));
   }
-  await new Promise((r) => setTimeout(r, 3));
+  await new Promise((r) => setTimeout(r, Number(pause) * 1000));
 }
 `;
 
@@ -140,13 +151,15 @@ export async function startReader(
   db: string,
   stop: string,
   dir: string,
+  pauseMs = 3,
 ): Promise<Reader> {
+  const pause = String(pauseMs / 1000);
   const s = await scripts(dir);
   let cmd: string;
   let args: string[];
   if (kind === "sqlite3-cli") {
     cmd = "/bin/sh";
-    const loop = `while [ ! -e "$2" ]; do echo "$3"; sleep 0.003; done`;
+    const loop = `while [ ! -e "$2" ]; do echo "$3"; sleep ${pause}; done`;
     args = [
       "-c",
       `(${loop}) | "$4" -readonly -batch -cmd ".timeout 10000" "$1" 2>&1 | sed -u 's/^Error/E|Error/'`,
@@ -158,10 +171,10 @@ export async function startReader(
     ];
   } else if (kind === "python") {
     cmd = "python3";
-    args = ["-u", s.py, db, stop];
+    args = ["-u", s.py, db, stop, pause];
   } else {
     cmd = Deno.execPath();
-    args = ["run", "-A", s.deno, db, stop];
+    args = ["run", "-A", s.deno, db, stop, pause];
   }
   const child = new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).spawn();
   const lines: string[] = [];
@@ -179,6 +192,8 @@ export async function startReader(
 export interface LoadWriter {
   /** The last committed `n`. */
   last(): number;
+  /** Epoch milliseconds just after each transaction `n` committed. */
+  commits: Map<number, number>;
   /** Waits until `n` reaches `target`. */
   reach(target: number, timeoutMs?: number): Promise<void>;
   /** Stops after the transaction in flight and returns the final `n`. */
@@ -187,12 +202,13 @@ export interface LoadWriter {
 
 /**
  * Starts the writer on `db` (created in WAL mode if missing), committing until stopped, with
- * `pauseMs` between transactions and the migration at transaction `migrateAt`.
+ * `pauseMs` between transactions (or paced to `rate` a second, with `synchronous = NORMAL`)
+ * and the migration at transaction `migrateAt`. Every commit's wall-clock time is kept.
  */
 export async function startWriter(
   db: string,
   dir: string,
-  options: { migrateAt: number; pauseMs: number; limit?: number },
+  options: { migrateAt: number; pauseMs: number; limit?: number; rate?: number },
 ): Promise<LoadWriter> {
   const s = await scripts(dir);
   const stop = `${dir}/writer.stop.${crypto.randomUUID().slice(0, 6)}`;
@@ -205,18 +221,21 @@ export async function startWriter(
       String(options.migrateAt),
       String(options.pauseMs / 1000),
       String(options.limit ?? 0),
+      String(options.rate ?? 0),
     ],
     stdout: "piped",
     stderr: "piped",
   }).spawn();
   let n = -1;
   let finished = false;
+  const commits = new Map<number, number>();
   const waiters: (() => void)[] = [];
   const stderr = new Response(child.stderr).text();
   const pump = (async () => {
     for await (const line of readLines(child.stdout)) {
-      const m = /^(?:ready |done )?(\d+)$/.exec(line);
+      const m = /^(?:ready |done )?(\d+)(?: ([\d.]+))?$/.exec(line);
       if (m) n = Number(m[1]);
+      if (m?.[2]) commits.set(n, Number(m[2]));
       if (line.startsWith("done")) finished = true;
       waiters.splice(0).forEach((w) => w());
     }
@@ -237,6 +256,7 @@ export async function startWriter(
   await reach(0);
   return {
     last: () => n,
+    commits,
     reach,
     async stop() {
       await Deno.writeTextFile(stop, "");
@@ -260,14 +280,26 @@ export interface Sample {
   note: number;
   /** Query time in ms, when the reader measures it. */
   ms?: number;
+  /** Epoch ms when the sample was taken, when the reader says. */
+  at?: number;
 }
 
 /** Parses a reader's line: a sample, or the error text. */
 export function parseSample(line: string): Sample | string {
   const p = line.split("|");
   if (p[0] !== "S" || p.length < 8) return line;
-  const [total, n, count, max, schema, v2, note, ms] = p.slice(1).map(Number);
-  return { total, n, count, max, schema, v2, note, ms: p.length > 8 ? ms : undefined };
+  const [total, n, count, max, schema, v2, note, ms, at] = p.slice(1).map(Number);
+  return {
+    total,
+    n,
+    count,
+    max,
+    schema,
+    v2,
+    note,
+    ms: p.length > 8 ? ms : undefined,
+    at: p.length > 9 ? at : undefined,
+  };
 }
 
 /** What a reader's samples showed. */
