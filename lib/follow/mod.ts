@@ -62,7 +62,9 @@ export interface FollowStatus {
 }
 
 /** Stored size of the WAL segments one batch fetches at most (a larger segment goes alone). */
-const BATCH_BYTES = 4 * 1024 * 1024;
+const BATCH_BYTES = 2 * 1024 * 1024;
+/** Segments of a batch fetched at once at most: batches are small, memory matters more. */
+const BATCH_PARALLELISM = 4;
 /** Longest wait between retries while the replica fails. */
 const MAX_BACKOFF_MS = 30_000;
 
@@ -266,7 +268,7 @@ export class Follower {
     if (pos.chain) replayer.resume(pos.chain);
     const fetches = prefetch(
       batch,
-      this.options.parallelism ?? 8,
+      Math.min(this.options.parallelism ?? 8, BATCH_PARALLELISM),
       (seg) => fetchSegment(client, seg),
     );
     let i = 0;
