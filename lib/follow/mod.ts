@@ -160,12 +160,22 @@ export class Follower {
     log.info("follow: resuming", { output, position: formatPos(pos) });
   }
 
-  /** Picks the client that holds `generation` (the first one when none does). */
+  /**
+   * Picks the client that holds `generation` (the first one when none does, or when none can
+   * be reached: the poll loop retries, and the output already holds a state to serve).
+   */
   async #chooseClient(generation: string): Promise<void> {
     for (const c of this.options.clients) {
-      if ((await c.generations()).includes(generation)) {
-        this.#client = c;
-        return;
+      try {
+        if ((await c.generations()).includes(generation)) {
+          this.#client = c;
+          return;
+        }
+      } catch (err) {
+        this.options.log.warn("follow: cannot list a replica", {
+          replica: c.location,
+          error: (err as Error).message,
+        });
       }
     }
   }
