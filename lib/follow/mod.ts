@@ -296,8 +296,11 @@ export class Follower {
       const pages = replayer.pages;
       if (!pages || pages.size === undefined) throw new Error("replay committed nothing");
       replayed = performance.now();
-      if (!out.locked && !await out.lock(signal)) return; // stopping: nothing was written
+      // The journal is written under RESERVED (readers keep reading); only the page writes and
+      // the fsync hold readers off.
+      if (!await out.reserve(signal)) return; // stopping: nothing was written
       await out.beginChange(pages.heldPages(), Math.min(pages.floor, pages.size));
+      if (!await out.lock(signal)) return await out.abandon();
       await pages.flush(out.sink());
       await out.finish(pages.size);
       visible = performance.now();
@@ -320,6 +323,7 @@ export class Follower {
       fetchReplayMs: Math.round(replayed - started),
       lockWaitMs: Math.round(out.lastLockWaitMs),
       writeMs: Math.round(visible - replayed - out.lastLockWaitMs),
+      exclusiveMs: Math.round(out.lastHoldMs),
       elapsedMs: Math.round(performance.now() - started),
       lag: `${this.status.applyLagSeconds.toFixed(3)}s`,
     });

@@ -27,6 +27,9 @@ export class FollowedOutput {
   #dirty = false;
   /** Milliseconds spent waiting for readers in the last lock acquisition. */
   lastLockWaitMs = 0;
+  /** Milliseconds the last finished change held readers off (exclusive lock to release). */
+  lastHoldMs = 0;
+  #lockedAt = 0;
 
   private constructor(file: DbFile, pageSize: number, counter: number, readonly log: Logger) {
     this.#file = file;
@@ -67,24 +70,35 @@ export class FollowedOutput {
   /** Takes the exclusive lock, logging readers that keep it waiting; false when aborted. */
   async lock(signal?: AbortSignal): Promise<boolean> {
     const started = performance.now();
-    const ok = await this.#file.lock(signal, (ms, pid) => {
-      this.log.warn("follow: a reader holds the database; waiting to apply", {
-        path: this.#file.path,
-        waited: `${(ms / 1000).toFixed(1)}s`,
-        pid: pid ?? "unknown",
-      });
-    });
-    this.lastLockWaitMs = performance.now() - started;
+    const ok = await this.#file.lock(signal, this.#reportWait);
+    this.#lockedAt = performance.now();
+    this.lastLockWaitMs = this.#lockedAt - started;
     return ok;
   }
 
   /**
-   * Journals, durably, the current content of the pages a change will touch (the lock must be
-   * held): `pgnos` rewritten, and every page above `cut` removed. Nothing may be written to the
-   * file before this.
+   * Takes the RESERVED lock (readers keep reading), enough to write the journal; false when
+   * aborted.
+   */
+  reserve(signal?: AbortSignal): Promise<boolean> {
+    return this.#file.reserve(signal, this.#reportWait);
+  }
+
+  readonly #reportWait = (ms: number, pid: number | undefined) => {
+    this.log.warn("follow: a reader holds the database; waiting to apply", {
+      path: this.#file.path,
+      waited: `${(ms / 1000).toFixed(1)}s`,
+      pid: pid ?? "unknown",
+    });
+  };
+
+  /**
+   * Journals, durably, the current content of the pages a change will touch (RESERVED must be
+   * held; readers keep reading meanwhile): `pgnos` rewritten, and every page above `cut`
+   * removed. Nothing may be written to the file before this.
    */
   async beginChange(pgnos: Iterable<number>, cut: number): Promise<void> {
-    if (!this.#file.locked) throw new Error("change without the lock");
+    if (!this.#file.reserved) throw new Error("change without the RESERVED lock");
     const dbPages = Math.floor(this.#file.size() / this.#pageSize);
     const wanted = new Set<number>();
     for (const p of pgnos) if (p <= dbPages) wanted.add(p);
@@ -115,6 +129,7 @@ export class FollowedOutput {
   sink(): PageSink {
     const ready = () => {
       if (!this.#dirty) throw new Error("write before the change was journalled");
+      if (!this.#file.locked) throw new Error("write without the exclusive lock");
     };
     return {
       write: (pgno, page) => {
@@ -147,6 +162,7 @@ export class FollowedOutput {
     this.#counter = counter;
     this.#dirty = false;
     this.#file.unlock();
+    this.lastHoldMs = performance.now() - this.#lockedAt;
   }
 
   /**
@@ -192,10 +208,14 @@ export class FollowedOutput {
       const header = decodeDbHeader(head);
       if (typeof header === "string") throw new CorruptionError(imagePath, header);
       const size = (await image.stat()).size;
-      if (!this.#file.locked && !await this.lock(signal)) {
+      if (!await this.reserve(signal)) {
         throw new DOMException("follow stopped while waiting for readers", "AbortError");
       }
       await this.beginChange([], 0);
+      if (!await this.lock(signal)) {
+        await this.abandon();
+        throw new DOMException("follow stopped while waiting for readers", "AbortError");
+      }
       await image.seek(0, Deno.SeekMode.Start);
       const buf = new Uint8Array(COPY_CHUNK);
       for (let at = 0; at < size;) {
@@ -209,6 +229,16 @@ export class FollowedOutput {
     } finally {
       image.close();
     }
+  }
+
+  /**
+   * Gives up a change journalled but not started (stopping while readers held the lock): the
+   * journal is removed, the lock released.
+   */
+  async abandon(): Promise<void> {
+    await removeIfExists(journalPath(this.#file.path));
+    this.#dirty = false;
+    this.#file.unlock();
   }
 
   /** Releases the lock when nothing was written under it (a failed batch keeps it: see `dirty`). */

@@ -3,7 +3,8 @@
  * advisory locks on the lock bytes at 0x40000000 (the unix VFS's PENDING byte, RESERVED byte
  * and SHARED range). Holding PENDING, RESERVED and the SHARED range with write locks is
  * SQLite's EXCLUSIVE lock: no reader holds or can take a SHARED lock meanwhile, so pages
- * written under it appear to readers all at once.
+ * written under it appear to readers all at once. RESERVED alone lets readers read while a
+ * writer prepares its rollback journal.
  *
  * Every read, write and lock goes through one descriptor opened with libc: closing any
  * descriptor of a file drops every POSIX lock the process holds on it, so the file is never
@@ -48,6 +49,7 @@ export class DbFile {
   readonly #flock = new Uint8Array(FLOCK_SIZE);
   readonly #view = new DataView(this.#flock.buffer);
   #locked = false;
+  #reserved = false;
 
   private constructor(lib: Libc, fd: number, readonly path: string) {
     this.#lib = lib;
@@ -70,11 +72,33 @@ export class DbFile {
     return this.#locked;
   }
 
+  /** True while this descriptor holds the RESERVED lock (or the exclusive one). */
+  get reserved(): boolean {
+    return this.#reserved;
+  }
+
   /**
-   * Takes SQLite's EXCLUSIVE lock: the PENDING byte first (new readers then wait in their busy
-   * handler), then RESERVED and the SHARED range once readers in a transaction are done.
-   * Retries every few milliseconds; `report` is called each time the wait passes another
-   * `reportEveryMs`. Returns false only when `signal` aborts first.
+   * Takes SQLite's RESERVED lock: readers keep reading, but no other process may start writing,
+   * and a rollback journal beside the database is not "hot" to them. Returns false only when
+   * `signal` aborts first.
+   */
+  async reserve(
+    signal?: AbortSignal,
+    report?: LockWaitReport,
+    reportEveryMs = 1000,
+  ): Promise<boolean> {
+    if (this.#reserved) return true;
+    if (!await this.#wait(RESERVED_BYTE, 1, signal, report, reportEveryMs)) return false;
+    this.#reserved = true;
+    return true;
+  }
+
+  /**
+   * Takes SQLite's EXCLUSIVE lock, as SQLite does: RESERVED, then the PENDING byte (new readers
+   * then wait in their busy handler), then the SHARED range once readers in a transaction are
+   * done. Retries every few milliseconds; `report` is called each time the wait passes another
+   * `reportEveryMs`. Returns false only when `signal` aborts first (RESERVED, when this call
+   * took it, is released again).
    */
   async lock(
     signal?: AbortSignal,
@@ -82,36 +106,51 @@ export class DbFile {
     reportEveryMs = 1000,
   ): Promise<boolean> {
     if (this.#locked) return true;
-    const started = performance.now();
-    let nextReport = reportEveryMs;
-    let delay = 1;
-    const wait = async (start: number, len: number) => {
-      while (!this.#set(F_WRLCK, start, len)) {
-        if (signal?.aborted) return false;
-        const waited = performance.now() - started;
-        if (report && waited >= nextReport) {
-          nextReport += reportEveryMs;
-          report(waited, this.holder(start, len));
-        }
-        await sleep(delay, signal);
-        delay = Math.min(delay * 2, 20);
-      }
-      return true;
-    };
-    if (!await wait(PENDING_BYTE, 1)) return false;
-    if (!await wait(RESERVED_BYTE, 1 + SHARED_SIZE)) {
-      this.#set(F_UNLCK, PENDING_BYTE, 2 + SHARED_SIZE);
+    const hadReserved = this.#reserved;
+    if (!await this.reserve(signal, report, reportEveryMs)) return false;
+    if (
+      !await this.#wait(PENDING_BYTE, 1, signal, report, reportEveryMs) ||
+      !await this.#wait(SHARED_FIRST, SHARED_SIZE, signal, report, reportEveryMs)
+    ) {
+      this.#set(F_UNLCK, PENDING_BYTE, 1);
+      this.#set(F_UNLCK, SHARED_FIRST, SHARED_SIZE);
+      if (!hadReserved) this.unlock();
       return false;
     }
     this.#locked = true;
     return true;
   }
 
-  /** Releases the exclusive lock. */
+  /** Releases every lock this descriptor holds (EXCLUSIVE or RESERVED). */
   unlock(): void {
-    if (!this.#locked) return;
+    if (!this.#reserved && !this.#locked) return;
     this.#set(F_UNLCK, PENDING_BYTE, 2 + SHARED_SIZE);
     this.#locked = false;
+    this.#reserved = false;
+  }
+
+  /** Waits for a write lock on the bytes, trying every few milliseconds; false when aborted. */
+  async #wait(
+    start: number,
+    len: number,
+    signal: AbortSignal | undefined,
+    report: LockWaitReport | undefined,
+    reportEveryMs: number,
+  ): Promise<boolean> {
+    const started = performance.now();
+    let nextReport = reportEveryMs;
+    let delay = 1;
+    while (!this.#set(F_WRLCK, start, len)) {
+      if (signal?.aborted) return false;
+      const waited = performance.now() - started;
+      if (report && waited >= nextReport) {
+        nextReport += reportEveryMs;
+        report(waited, this.holder(start, len));
+      }
+      await sleep(delay, signal);
+      delay = Math.min(delay * 2, 20);
+    }
+    return true;
   }
 
   /** The pid of another process holding a lock over the bytes, or undefined. */

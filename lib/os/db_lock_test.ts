@@ -1,6 +1,6 @@
 /**
- * `DbFile` against the real thing: while it holds SQLite's EXCLUSIVE lock, the sqlite3 CLI in
- * another process cannot read (busy); a reader in a transaction keeps it waiting, and it is
+ * `DbFile` against the real thing: with RESERVED the sqlite3 CLI in another process still reads;
+ * while it holds SQLite's EXCLUSIVE lock, it cannot (busy); a reader in a transaction keeps it waiting, and it is
  * reported; once released, reading works again.
  *
  * @module
@@ -29,6 +29,9 @@ Deno.test("DbFile's lock excludes SQLite readers, waits for one in a transaction
   await sqlite(db, "CREATE TABLE t(x); INSERT INTO t VALUES (1), (2);");
   const file = DbFile.open(db);
   try {
+    // RESERVED alone: readers keep reading.
+    assert.equal(await file.reserve(), true);
+    assert.equal((await tryRead(db)).out, "2");
     assert.equal(await file.lock(), true);
     assert.match((await tryRead(db)).err, /database is locked/);
     file.unlock();
