@@ -196,6 +196,11 @@ Deno.test("restore -f: bad input is refused; an unreachable replica is retried",
     const first = r.err.split("\n")[0];
     assert.ok(first.includes(named), `${flags.join(" ")} names ${named}: ${first}`);
   }
+  const noFfi = await runLitestream(["restore", "-f", "-o", out, url], {
+    permissions: ["--allow-read", "--allow-write", "--allow-env"],
+  });
+  assert.equal(noFfi.code, 1);
+  assert.match(noFfi.err, /--allow-ffi/);
   const stray = await runLitestream(["restore", "-follow-interval", "1s", "-o", out, url]);
   assert.equal(stray.code, 1);
   assert.match(stray.err, /-follow-interval needs -f/);

@@ -5,7 +5,8 @@
  * @module
  */
 
-import { UsageError } from "../../errors.ts";
+import { LitestreamError, UsageError } from "../../errors.ts";
+import { libc } from "../../os/libc.ts";
 import { parseDuration } from "../duration.ts";
 import { Logger } from "../../log.ts";
 import { Follower } from "../../follow/mod.ts";
@@ -49,6 +50,11 @@ export async function runFollow(
   const addr = values.addr as string | undefined;
   if (addr !== undefined && !/:\d+$/.test(addr)) {
     throw new UsageError(`invalid value ${JSON.stringify(addr)} for flag -addr: needs a port`);
+  }
+  // Checked before restoring anything: every write to the output goes through libc's locks.
+  const lib = libc();
+  if (typeof lib === "string") {
+    throw new LitestreamError(`restore -f writes under SQLite's file locks through libc: ${lib}`);
   }
   const resolved = await resolveReplicas(arg, values, new Logger({ format: "plain" }));
   const output = (values.o as string | undefined) ?? resolved.db?.path;
