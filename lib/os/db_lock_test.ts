@@ -8,7 +8,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { tempDir } from "../../tests/support/poll.ts";
+import { tempDir, waitFor } from "../../tests/support/poll.ts";
 import { sqlite, SQLITE3 } from "../../tests/support/sqlite_cli.ts";
 import { DbFile } from "./db_lock.ts";
 
@@ -49,7 +49,7 @@ Deno.test("DbFile's lock excludes SQLite readers, waits for one in a transaction
     assert.equal((await lines.read()).value?.trim(), "2");
     const reports: (number | undefined)[] = [];
     const locking = file.lock(undefined, (_ms, pid) => reports.push(pid), 200);
-    await new Promise((r) => setTimeout(r, 600));
+    await waitFor("the wait reported", () => reports.length >= 1);
     assert.equal(file.locked, false, "waits while the reader's transaction is open");
     assert.ok(reports.length >= 1 && reports[0] === reader.pid, `reported ${reports}`);
     await stdin.write(new TextEncoder().encode("COMMIT;\n"));
