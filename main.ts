@@ -20,6 +20,7 @@ const COMMANDS: Record<string, () => Promise<CommandModule>> = {
   replicate: () => import("./lib/cli/commands/replicate.ts"),
   restore: () => import("./lib/cli/commands/restore.ts"),
   snapshots: () => import("./lib/cli/commands/snapshots.ts"),
+  status: () => import("./lib/cli/commands/status.ts"),
   validate: () => import("./lib/cli/commands/validate.ts"),
   wal: () => import("./lib/cli/commands/wal.ts"),
 };
@@ -37,6 +38,7 @@ The commands are:
 	replicate    runs a server to replicate databases
 	restore      recovers database backup from a replica
 	snapshots    list available snapshots for a database
+	status       shows replication status, lag and health of every database
 	validate     checks that replicas restore to the right bytes
 	version      prints the binary version
 	wal          list available WAL files for a database

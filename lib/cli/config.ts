@@ -11,6 +11,7 @@ import { expandEnv } from "./expand_env.ts";
 import { parseReplica, type ReplicaConfig } from "./config_replica.ts";
 import { Validator } from "./config_validator.ts";
 import { requireSync } from "../os/require.ts";
+import { OPS_KEYS, type OpsConfig, parseOps } from "./config_ops.ts";
 
 export {
   type AgeConfig,
@@ -49,11 +50,13 @@ export interface DbConfig {
   minCheckpointPageCount: number;
   maxCheckpointPageCount: number;
   truncatePageCount: number;
+  /** Restore the database from its replicas at start-up when it does not exist (v0.5's key). */
+  restoreIfDbNotExists?: boolean;
   replicas: ReplicaConfig[];
 }
 
 /** The whole configuration. */
-export interface Config {
+export interface Config extends OpsConfig {
   /** The file it was read from, for messages. */
   file: string;
   dbs: DbConfig[];
@@ -79,6 +82,7 @@ const GLOBAL_KEYS = [
   "access-key-id",
   "secret-access-key",
   "logging",
+  ...OPS_KEYS,
 ];
 const LOGGING_KEYS = ["level", "type", "stderr"];
 const DB_KEYS = [
@@ -89,6 +93,7 @@ const DB_KEYS = [
   "min-checkpoint-page-count",
   "max-checkpoint-page-count",
   "truncate-page-count",
+  "restore-if-db-not-exists",
   "replicas",
 ];
 /** Where the config is read from: `-config`, else `LITESTREAM_CONFIG`, else the default path. */
@@ -180,6 +185,7 @@ export function parseConfig(
     file,
     dbs,
     addr,
+    ...parseOps(v, root),
     exec: v.string(root.exec, "exec") ?? "",
     logging: {
       level: (v.string(logging.level, "logging.level") ?? "info").toLowerCase(),
@@ -214,6 +220,10 @@ function parseDb(
         DB_DEFAULTS.maxCheckpointPageCount,
     truncatePageCount: v.int(o["truncate-page-count"], `${key}.truncate-page-count`) ??
       DB_DEFAULTS.truncatePageCount,
+    restoreIfDbNotExists: v.bool(
+      o["restore-if-db-not-exists"],
+      `${key}.restore-if-db-not-exists`,
+    ),
     replicas: [],
   };
   if (db.minCheckpointPageCount <= 0) {

@@ -188,19 +188,23 @@ export async function renderMetrics(managed: Managed[]): Promise<string> {
 
 /**
  * Serves `/metrics` on `addr` (`host:port`; an empty host listens on every interface): the
- * metrics of `managed` databases, or what a render function returns (the follower's).
+ * metrics of `managed` databases, or what a render function returns (the follower's); and the
+ * other `routes` (path → handler) beside it.
  */
 export function serveMetrics(
   addr: string,
   managed: Managed[] | (() => Promise<string> | string),
   signal: AbortSignal,
+  routes: Record<string, () => Response | Promise<Response>> = {},
 ): { url: string } {
   const render = typeof managed === "function" ? managed : () => renderMetrics(managed);
   const i = addr.lastIndexOf(":");
   const hostname = addr.slice(0, i).replace(/^\[|\]$/g, "") || "0.0.0.0";
   const port = Number(addr.slice(i + 1));
   Deno.serve({ hostname, port, signal, onListen() {} }, async (req) => {
-    if (new URL(req.url).pathname !== "/metrics") {
+    const path = new URL(req.url).pathname;
+    if (Object.hasOwn(routes, path)) return await routes[path]();
+    if (path !== "/metrics") {
       return new Response("not found\n", { status: 404 });
     }
     return new Response(await render(), {

@@ -27,6 +27,7 @@ import { defaultMetaPath } from "./meta.ts";
 import { walUnchangedSince } from "./shadow_checks.ts";
 import { ShadowLog } from "./shadow_log.ts";
 import { readWalHeaderBytes } from "./shadow_wal.ts";
+import { SyncActivity } from "./activity.ts";
 
 export type { CheckpointMode } from "./checkpoint.ts";
 
@@ -78,6 +79,8 @@ export class DB {
     checkpoints: { PASSIVE: 0, RESTART: 0, TRUNCATE: 0 },
     generations: 0,
   };
+  /** Last sync and last error of the monitor, for health and `status`. */
+  readonly activity = new SyncActivity();
   /** Page size, known once initialised. */
   pageSize = 0;
 
@@ -183,11 +186,14 @@ export class DB {
 
   /** One monitor tick: initialise if needed, copy new frames, checkpoint when due, clean up. */
   async sync(): Promise<void> {
+    const startedAt = Date.now();
     try {
       await this.#mutex.run(() => this.#sync());
       this.stats.syncs++;
+      this.activity.succeeded(true, startedAt);
     } catch (err) {
       this.stats.syncErrors++;
+      this.activity.failed(err);
       throw err;
     }
   }

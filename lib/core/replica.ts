@@ -19,6 +19,7 @@ import { readWalRange } from "./shadow_wal.ts";
 import { encodeRecord, recordName } from "./checksum_record.ts";
 import { StoreHealth } from "./store_health.ts";
 import { type Lease, LeaseRefusedError } from "./lease.ts";
+import { SyncActivity } from "./activity.ts";
 
 /** Replica timing settings (milliseconds). */
 export interface ReplicaSettings {
@@ -52,6 +53,8 @@ export class Replica implements PositionHolder {
     snapshots: 0,
     syncErrors: 0,
   };
+  /** Last sync, last error and lag, for health and `status`. */
+  readonly activity = new SyncActivity();
   #pos: Pos | undefined;
   /** The last segment this process wrote successfully, and where it ends. */
   #lastWritten: { pos: Pos; end: Pos } | undefined;
@@ -69,7 +72,9 @@ export class Replica implements PositionHolder {
     readonly log: Logger,
     readonly health: StoreHealth = new StoreHealth(),
     readonly lease?: Lease,
-  ) {}
+  ) {
+    db.changed.listen(() => this.activity.changed());
+  }
 
   /** The name from the config (`file`, `s3`, …). */
   get name(): string {
@@ -84,14 +89,24 @@ export class Replica implements PositionHolder {
   /** Uploads everything the shadow WAL holds beyond the replica's position. */
   sync(): Promise<void> {
     return this.#mutex.run(async () => {
+      const startedAt = Date.now();
       try {
         await this.#sync();
       } catch (err) {
         // Forget what the replica holds: the next sync re-reads it (and snapshots if it is gone).
         this.#pos = undefined;
+        this.activity.failed(err);
         throw err;
       }
+      this.activity.succeeded(this.caughtUp(), startedAt);
     });
+  }
+
+  /** True when the replica holds everything the shadow WAL holds (or there is nothing yet). */
+  caughtUp(): boolean {
+    const dpos = this.db.pos();
+    const pos = this.#pos;
+    return !dpos || (pos?.generation === dpos.generation && comparePos(pos, dpos) >= 0);
   }
 
   /**

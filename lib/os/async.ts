@@ -21,6 +21,7 @@ export class Mutex {
 export class ChangeSignal {
   #version = 0;
   #waiters: (() => void)[] = [];
+  readonly #listeners: (() => void)[] = [];
 
   /** The number of changes so far. */
   get version(): number {
@@ -30,7 +31,13 @@ export class ChangeSignal {
   /** Records a change and wakes every waiter. */
   notify(): void {
     this.#version++;
+    for (const listen of this.#listeners) listen();
     for (const wake of this.#waiters.splice(0)) wake();
+  }
+
+  /** Calls `fn` synchronously on every change, for as long as the signal lives. */
+  listen(fn: () => void): void {
+    this.#listeners.push(fn);
   }
 
   /** Resolves once the version exceeds `seen`, or when `signal` aborts. */

@@ -46,6 +46,8 @@ export interface FaultProxy extends AsyncDisposable {
   readonly stats: { requests: number; faults: number };
   /** Replaces the active rules; a request gets the fault of the first matching rule that fires. */
   setRules(...rules: FaultRule[]): void;
+  /** Closes the connections of stalled requests now, as a client timeout would (faster). */
+  releaseStalled(): void;
   /** Stops the listener and closes every open connection. */
   close(): Promise<void>;
 }
@@ -83,6 +85,7 @@ export function startFaultProxy(upstream: string, options: FaultProxyOptions = {
   const upstreamAddr = { hostname: target.hostname, port: Number(target.port || 80) };
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const open = new Set<Deno.Conn>();
+  const stalled = new Set<Deno.Conn>();
   const stats = { requests: 0, faults: 0 };
   let rules: RuleState[] = [];
 
@@ -114,7 +117,9 @@ export function startFaultProxy(upstream: string, options: FaultProxyOptions = {
       const fault = decide(req);
       if (fault?.kind === "drop") return;
       if (fault?.kind === "stall") {
+        stalled.add(conn);
         await conn.read(new Uint8Array(1)).catch(() => null);
+        stalled.delete(conn);
         return;
       }
       if (fault?.kind === "status") {
@@ -153,6 +158,10 @@ export function startFaultProxy(upstream: string, options: FaultProxyOptions = {
     stats,
     setRules(...next: FaultRule[]) {
       rules = next.map((rule) => ({ rule, seen: 0, fired: 0 }));
+    },
+    releaseStalled() {
+      for (const c of stalled) if (open.delete(c)) c.close();
+      stalled.clear();
     },
     close,
     [Symbol.asyncDispose]: close,

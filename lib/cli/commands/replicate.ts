@@ -14,11 +14,16 @@ import {
   type ReplicaConfig,
   replicaConfigFromUrl,
 } from "../config.ts";
-import { UsageError } from "../../errors.ts";
+import { LitestreamError, UsageError } from "../../errors.ts";
 import { parseFlags } from "../flags.ts";
 import type { Logger } from "../../log.ts";
 import { buildManaged, Server } from "../server.ts";
 import { serveMetrics } from "../metrics.ts";
+import { DEFAULT_MAX_LAG_INTERVALS } from "../config_ops.ts";
+import { healthReport, healthzResponse } from "../health.ts";
+import { runHeartbeat } from "../heartbeat.ts";
+import { onceSettings, replicateOnce } from "../once.ts";
+import { restoreIfDbNotExists } from "../startup_restore.ts";
 import { shellWords } from "../shell_words.ts";
 import { VERSION } from "../../version.ts";
 import { CONFIG_FLAGS, loadConfigFromFlags, loggerFor } from "./common.ts";
@@ -37,19 +42,31 @@ Arguments:
   -exec CMD        run CMD as a child process; stop and exit with it
   -force           take over replicas another live replicator writes (starts a
                    new generation; the other one stops writing to them)
+  -once            sync every database to every replica once, then exit
+                   (0, or 1 naming what failed)
+  -force-snapshot  with -once: take a new snapshot of every database
+  -restore-if-db-not-exists
+                   restore each database that does not exist from its
+                   replicas before replicating it (none found: start empty)
 `;
+
+const FLAGS = {
+  ...CONFIG_FLAGS,
+  exec: "string",
+  force: "boolean",
+  once: "boolean",
+  "force-snapshot": "boolean",
+  "restore-if-db-not-exists": "boolean",
+} as const;
 
 /** Runs the command; returns the exit code. */
 export async function run(args: string[]): Promise<number> {
-  const { values, positionals } = parseFlags(args, {
-    ...CONFIG_FLAGS,
-    exec: "string",
-    force: "boolean",
-  });
+  const { values, positionals } = parseFlags(args, FLAGS);
   let dbs: DbConfig[];
   let log: Logger;
   let exec = values.exec as string | undefined;
   let addr = "";
+  let ops = { heartbeatUrl: "", heartbeatInterval: 0, maxLagIntervals: DEFAULT_MAX_LAG_INTERVALS };
   if (positionals.length > 0) {
     if (values.config) throw new UsageError("cannot specify a replica URL and the -config flag");
     if (positionals.length === 1) {
@@ -63,15 +80,63 @@ export async function run(args: string[]): Promise<number> {
     dbs = config.dbs;
     exec ||= config.exec || undefined;
     addr = config.addr;
+    ops = config;
+  }
+  const once = !!values.once;
+  if (once && exec) throw new UsageError("cannot specify -once flag with -exec");
+  if (values["force-snapshot"] && !once) {
+    throw new UsageError("cannot specify -force-snapshot flag without -once");
   }
   log.info("litestream", { version: VERSION });
   if (dbs.length === 0) log.warn("no databases specified in configuration");
+  const restored = new Set<string>();
+  for (const db of dbs) {
+    if (values["restore-if-db-not-exists"] || db.restoreIfDbNotExists) {
+      const outcome = await restoreIfDbNotExists(db, log.with({ db: db.path }));
+      if (outcome === "continued") restored.add(db.path);
+    }
+  }
+
+  if (once) {
+    const managed = await buildManaged(dbs.map(onceSettings), log, {
+      force: values.force === true,
+    });
+    const failures = await replicateOnce(
+      managed,
+      { forceSnapshot: !!values["force-snapshot"] },
+      log,
+    );
+    if (failures.length > 0) throw new LitestreamError(`replicate -once: ${failures.join("; ")}`);
+    return 0;
+  }
 
   const managed = await buildManaged(dbs, log, { force: values.force === true });
+  // A restored database is opened before anything else can be started (-exec): a connection
+  // that closed it first, as the last one, would delete the restored WAL and with it the
+  // continuity of the generation.
+  for (const m of managed.filter((m) => restored.has(m.db.path))) {
+    await m.db.sync().catch((err) => m.db.log.error("sync error", { error: err }));
+  }
   const server = new Server(managed, log);
   server.start();
   const metricsStop = new AbortController();
-  if (addr) log.info("serving metrics on", serveMetrics(addr, managed, metricsStop.signal));
+  if (addr) {
+    log.info(
+      "serving metrics on",
+      serveMetrics(addr, managed, metricsStop.signal, {
+        "/healthz": () => healthzResponse(managed, ops.maxLagIntervals),
+      }),
+    );
+  }
+  const heartbeat = ops.heartbeatUrl
+    ? runHeartbeat({
+      url: ops.heartbeatUrl,
+      intervalMs: ops.heartbeatInterval,
+      health: () => healthReport(managed, ops.maxLagIntervals),
+      log,
+      signal: metricsStop.signal,
+    })
+    : undefined;
 
   const stopping = new Promise<string>((resolve) => {
     for (const sig of signalsToHandle()) Deno.addSignalListener(sig, () => resolve(sig));
@@ -96,6 +161,7 @@ export async function run(args: string[]): Promise<number> {
   }
   await server.stop();
   metricsStop.abort();
+  await heartbeat;
   log.info("litestream shut down");
   return code;
 }
