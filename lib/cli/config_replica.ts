@@ -8,6 +8,7 @@
 
 import { ConfigError, LitestreamError } from "../errors.ts";
 import type { Validator } from "./config_validator.ts";
+import { SftpConfigError, sftpOptions } from "../../replicas/sftp/config.ts";
 import {
   type AgeConfig,
   type AgeKey,
@@ -31,6 +32,16 @@ export interface ReplicaConfig {
   skipVerify: boolean;
   accessKeyId?: string;
   secretAccessKey?: string;
+  /** SFTP server, `host[:port]` (sftp). */
+  host?: string;
+  /** SFTP login user (sftp). */
+  user?: string;
+  /** SFTP password (sftp). */
+  password?: string;
+  /** Private key file for SFTP logins (sftp). */
+  keyPath?: string;
+  /** The SFTP server's expected public key, `type base64` as in known_hosts (sftp). */
+  hostKey?: string;
   syncInterval: number;
   snapshotInterval: number;
   retention: number;
@@ -61,6 +72,11 @@ const REPLICA_KEYS = [
   "skip-verify",
   "access-key-id",
   "secret-access-key",
+  "host",
+  "user",
+  "password",
+  "key-path",
+  "host-key",
   "sync-interval",
   "snapshot-interval",
   "retention",
@@ -93,8 +109,8 @@ export function parseReplica(
     type = url.slice(0, url.indexOf(":")).toLowerCase();
   }
   type ||= "file";
-  if (!["file", "s3"].includes(type)) {
-    const known = ["gcs", "abs", "sftp"].includes(type)
+  if (!["file", "s3", "sftp"].includes(type)) {
+    const known = ["gcs", "abs"].includes(type)
       ? " (not supported by this implementation yet)"
       : "";
     throw new ConfigError(
@@ -112,6 +128,17 @@ export function parseReplica(
     }
     if (!url && !path) throw new ConfigError(v.file, `${key}.path`, "file replica path required");
   }
+  const host = v.string(o.host, `${key}.host`);
+  if (type === "sftp" && url) {
+    // v0.3.13's rules: the URL's path and host cannot be overridden by keys.
+    if (path) {
+      throw new ConfigError(v.file, `${key}.path`, "cannot specify url & path for sftp replica");
+    }
+    if (host) {
+      throw new ConfigError(v.file, `${key}.host`, "cannot specify url & host for sftp replica");
+    }
+  }
+  if (type === "sftp") checkSftp(v, key, { url, host, user: o.user, path });
   const d = (k: string, def: number) => v.duration(o[k], `${key}.${k}`) ?? def;
   const r: ReplicaConfig = {
     name: v.string(o.name, `${key}.name`) || type,
@@ -126,6 +153,11 @@ export function parseReplica(
     accessKeyId: v.string(o["access-key-id"], `${key}.access-key-id`) || globalKeys.accessKeyId,
     secretAccessKey: v.string(o["secret-access-key"], `${key}.secret-access-key`) ||
       globalKeys.secretAccessKey,
+    host,
+    user: v.string(o.user, `${key}.user`),
+    password: v.string(o.password, `${key}.password`),
+    keyPath: v.string(o["key-path"], `${key}.key-path`),
+    hostKey: v.string(o["host-key"], `${key}.host-key`),
     syncInterval: d("sync-interval", REPLICA_DEFAULTS.syncInterval),
     snapshotInterval: d("snapshot-interval", REPLICA_DEFAULTS.snapshotInterval),
     retention: d("retention", REPLICA_DEFAULTS.retention),
@@ -160,12 +192,29 @@ function parseAge(v: Validator, raw: unknown, key: string): AgeConfig | undefine
   return { file: v.file, key, identities, recipients };
 }
 
+/** v0.3.13's SFTP checks (host and user required), as errors naming the key. */
+function checkSftp(
+  v: Validator,
+  key: string,
+  keys: { url?: string; host?: string; user: unknown; path?: string },
+): void {
+  try {
+    sftpOptions({ ...keys, user: v.string(keys.user, `${key}.user`) });
+  } catch (err) {
+    if (!(err instanceof SftpConfigError)) throw err;
+    const bad = err.key === "host" && keys.url && !keys.host ? "url" : err.key;
+    throw new ConfigError(v.file, `${key}.${bad}`, err.message);
+  }
+}
+
 /** A replica config for a bare URL, with v0.3.13's defaults; the name is the type. */
 export function replicaConfigFromUrl(url: string): ReplicaConfig {
   const type = url.slice(0, url.indexOf(":")).toLowerCase();
-  if (type !== "file" && type !== "s3") {
+  if (type !== "file" && type !== "s3" && type !== "sftp") {
     throw new LitestreamError(
-      `unsupported replica URL scheme ${JSON.stringify(type)}: ${url} (use file:// or s3://)`,
+      `unsupported replica URL scheme ${
+        JSON.stringify(type)
+      }: ${url} (use file://, s3:// or sftp://)`,
     );
   }
   return { name: type, type, url, skipVerify: false, ...REPLICA_DEFAULTS };

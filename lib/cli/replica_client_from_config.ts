@@ -1,7 +1,7 @@
 /**
  * Builds `ReplicaClient`s from config entries or replica URLs. Backends that
- * pull in heavy dependencies (the AWS SDK) are imported only when used, as is
- * the age decorator (a replica with an `age` block).
+ * pull in heavy dependencies (the AWS SDK, ssh2) are imported only when used, as
+ * is the age decorator (a replica with an `age` block).
  *
  * @module
  */
@@ -9,6 +9,7 @@
 import { posix } from "node:path";
 import { expandPath, type ReplicaConfig } from "./config.ts";
 import type { ReplicaClient } from "../replica_client.ts";
+import type { Logger } from "../log.ts";
 import { FileReplicaClient, type FileReplicaOptions } from "../../replicas/file/client.ts";
 
 /** The directory of a `file://` URL, cleaned and made absolute. */
@@ -19,22 +20,32 @@ export function fileUrlPath(url: string): string {
 
 /**
  * Creates the client for a replica config, wrapped in the age decorator when the config has an
- * `age` block. `file` options set modes of written objects.
+ * `age` block. `file` options set modes of written objects; `log` gets a backend's warnings (an
+ * SFTP host key that nothing vouches for).
  */
 export async function replicaClientFromConfig(
   cfg: ReplicaConfig,
   file: FileReplicaOptions = {},
+  log?: Logger,
 ): Promise<ReplicaClient> {
-  const client = await backendClient(cfg, file);
+  const client = await backendClient(cfg, file, log);
   if (!cfg.age) return client;
   const { ageClientFromConfig } = await import("../../replicas/age/mod.ts");
   return ageClientFromConfig(client, cfg.age);
 }
 
 /** The storage backend's own client for a replica config. */
-async function backendClient(cfg: ReplicaConfig, file: FileReplicaOptions): Promise<ReplicaClient> {
+async function backendClient(
+  cfg: ReplicaConfig,
+  file: FileReplicaOptions,
+  log?: Logger,
+): Promise<ReplicaClient> {
   if (cfg.type === "file") {
     return new FileReplicaClient(cfg.url ? fileUrlPath(cfg.url) : expandPath(cfg.path!), file);
+  }
+  if (cfg.type === "sftp") {
+    const { sftpClientFromConfig } = await import("../../replicas/sftp/mod.ts");
+    return sftpClientFromConfig({ ...cfg, keyPath: cfg.keyPath && expandPath(cfg.keyPath) }, log);
   }
   const { s3ClientFromConfig } = await import("../../replicas/s3/client.ts");
   return s3ClientFromConfig(cfg);

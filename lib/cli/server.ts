@@ -61,9 +61,9 @@ export async function buildManaged(
           "replicate needs at least one age recipient to encrypt to (identities alone only read)",
         );
       }
-      const client = await replicaClientFromConfig(r, modes);
-      if (client.type === "file") await checkWritable(client.location, r.name);
       const replicaLog = dbLog.with({ replica: r.name });
+      const client = await replicaClientFromConfig(r, modes, replicaLog);
+      if (client.type === "file") await checkWritable(client.location, r.name);
       const lease = new Lease(
         client,
         () => replicatorIdentity(db.metaPath),

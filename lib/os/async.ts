@@ -68,3 +68,11 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
     signal?.addEventListener("abort", done, { once: true });
   });
 }
+
+/**
+ * Waits before retry number `attempt` (1, 2, …): `baseMs` · 2^(attempt-1) at most, with full
+ * jitter, so clients retrying the same failure do not retry in step.
+ */
+export function backoff(attempt: number, baseMs = 100, signal?: AbortSignal): Promise<void> {
+  return sleep(Math.random() * baseMs * 2 ** (attempt - 1), signal);
+}

@@ -9,6 +9,7 @@
 
 import type { GetObjectCommandOutput } from "@aws-sdk/client-s3";
 import { describeError, S3Error } from "./errors.ts";
+import { backoff } from "../../lib/os/async.ts";
 
 /** One object, or one byte range of it, to download. */
 export interface DownloadSource {
@@ -102,10 +103,4 @@ export async function resumableDownload(
 export function contentRangeTotal(contentRange: string | undefined): number | undefined {
   const m = contentRange?.match(/^bytes \d+-\d+\/(\d+)$/);
   return m ? Number(m[1]) : undefined;
-}
-
-/** Waits 100 ms · 2^(attempt-1), with full jitter, before resuming a download. */
-function backoff(attempt: number): Promise<void> {
-  const ms = Math.random() * 100 * 2 ** (attempt - 1);
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

@@ -1,0 +1,311 @@
+/**
+ * One SSH connection and SFTP channel per replica client, opened on first use
+ * and closed after `idleMs` without an operation, so an idle replica holds no
+ * connection, timer or buffer. Operations that fail because the connection
+ * broke reconnect and retry (3 attempts, jittered backoff); longer outages are
+ * paced by the replica loop's `StoreHealth`. The host key is checked on every
+ * connection (see `host_key.ts`).
+ *
+ * @module
+ */
+
+// @deno-types="./ssh2.d.ts"
+import { Client, type ConnectConfig, type SFTPWrapper } from "ssh2";
+import { Buffer } from "node:buffer";
+import { LitestreamError } from "../../lib/errors.ts";
+import { backoff } from "../../lib/os/async.ts";
+import type { Logger } from "../../lib/log.ts";
+import { hostPortText, type SftpOptions } from "./config.ts";
+import {
+  algorithmsFor,
+  blobType,
+  fingerprint,
+  type HostKeyVerdict,
+  judgeHostKey,
+  keyLine,
+  knownHostsName,
+  loadKnownHosts,
+  parseHostKeySetting,
+  type PublicKey,
+} from "./host_key.ts";
+import { describe, isConnectionError, SftpError } from "./errors.ts";
+import { markClosed } from "./transfer.ts";
+
+/** Attempts of an operation whose connection breaks, before its error is returned. */
+const ATTEMPTS = 3;
+
+/** Tuning of a session (tests shorten the idle time). */
+export interface SessionTuning {
+  /** Close the connection after this long without an operation. Default 10 s. */
+  idleMs?: number;
+  /** Give up a connection attempt (TCP, handshake, login) after this long. Default 20 s. */
+  connectTimeoutMs?: number;
+  /** Keepalive probe period while connected; 3 unanswered probes drop the connection. Default 5 s. */
+  keepaliveMs?: number;
+}
+
+const TUNING_DEFAULTS: Required<SessionTuning> = {
+  idleMs: 10_000,
+  connectTimeoutMs: 20_000,
+  keepaliveMs: 5_000,
+};
+
+interface Connection {
+  client: Client;
+  sftp: SFTPWrapper;
+}
+
+/** A lazily opened, idle-closed SFTP connection with retries. */
+export class SftpSession {
+  /** Connections opened so far (tests and logs). */
+  connects = 0;
+  readonly #tuning: Required<SessionTuning>;
+  #conn: Promise<Connection> | undefined;
+  #active = 0;
+  #idleTimer: ReturnType<typeof setTimeout> | undefined;
+  /** A key accepted without a trust anchor: later connections must present it again. */
+  #firstSeen: PublicKey | undefined;
+
+  /** A session for `options`; `location` names the replica in errors, `log` gets the host-key warning. */
+  constructor(
+    readonly options: SftpOptions,
+    readonly location: string,
+    readonly log: Logger,
+    tuning: SessionTuning = {},
+  ) {
+    this.#tuning = { ...TUNING_DEFAULTS, ...tuning };
+  }
+
+  /** Whether a connection is open (or opening). */
+  get connected(): boolean {
+    return this.#conn !== undefined;
+  }
+
+  /**
+   * Runs `fn` on the SFTP channel. When it fails with a transient `SftpError`
+   * (the connection broke) and `retry` is set, the connection is reopened and
+   * `fn` runs again, up to 3 times in all.
+   */
+  async use<T>(fn: (sftp: SFTPWrapper) => Promise<T>, retry = true): Promise<T> {
+    const release = this.hold();
+    try {
+      for (let attempt = 1;; attempt++) {
+        let conn: Promise<Connection> | undefined;
+        try {
+          conn = this.#connect();
+          return await fn((await conn).sftp);
+        } catch (err) {
+          if (!(err instanceof SftpError && err.transient)) throw err;
+          if (conn) this.#drop(conn);
+          if (!retry || attempt >= ATTEMPTS) throw err;
+          await backoff(attempt, 200);
+        }
+      }
+    } finally {
+      release();
+    }
+  }
+
+  /** Marks the session busy (no idle close) until the returned function is called. */
+  hold(): () => void {
+    this.#active++;
+    clearTimeout(this.#idleTimer);
+    this.#idleTimer = undefined;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      if (--this.#active === 0 && this.#conn) {
+        this.#idleTimer = setTimeout(() => this.close(), this.#tuning.idleMs);
+      }
+    };
+  }
+
+  /** Drops the current connection if it is still `conn` (a broken one), so the next use reconnects. */
+  #drop(conn: Promise<Connection>): void {
+    if (this.#conn !== conn) return;
+    this.#conn = undefined;
+    conn.then((c) => c.client.end(), () => {});
+  }
+
+  /** Closes the connection now; the next operation opens a new one. */
+  async close(): Promise<void> {
+    clearTimeout(this.#idleTimer);
+    this.#idleTimer = undefined;
+    const conn = this.#conn;
+    this.#conn = undefined;
+    const c = await conn?.catch(() => undefined);
+    if (!c) return;
+    await new Promise<void>((resolve) => {
+      c.client.once("close", resolve);
+      c.client.end();
+    });
+  }
+
+  #connect(): Promise<Connection> {
+    if (!this.#conn) {
+      const conn = this.#open();
+      this.#conn = conn;
+      conn.catch(() => {
+        if (this.#conn === conn) this.#conn = undefined;
+      });
+    }
+    return this.#conn;
+  }
+
+  async #open(): Promise<Connection> {
+    const o = this.options;
+    const hostPort = hostPortText(o);
+    const pinned = o.hostKey ? this.#setting(() => parseHostKeySetting(o.hostKey!)) : undefined;
+    const known = pinned ? [] : await loadKnownHosts();
+    const privateKey = o.keyPath ? await this.#readKey(o.keyPath) : undefined;
+    const name = knownHostsName(o.host, o.port);
+    // Ask for the key types we can check first, as OpenSSH does.
+    const types = pinned
+      ? [pinned.type]
+      : [...new Set(known.filter((k) => !k.revoked).map((k) => k.key.type))];
+    let verdict: HostKeyVerdict | undefined;
+    let presented: Uint8Array | undefined;
+    const config: ConnectConfig = {
+      host: o.host,
+      port: o.port,
+      username: o.user,
+      password: o.password,
+      privateKey,
+      readyTimeout: this.#tuning.connectTimeoutMs,
+      keepaliveInterval: this.#tuning.keepaliveMs,
+      keepaliveCountMax: 3,
+      algorithms: types.length > 0
+        ? { serverHostKey: { prepend: types.flatMap(algorithmsFor) } }
+        : undefined,
+      hostVerifier: (key: Buffer) => {
+        presented = new Uint8Array(key);
+        verdict = judgeHostKey(presented, name, pinned ?? this.#firstSeen, known);
+        if (this.#firstSeen && verdict.kind === "mismatch") {
+          verdict = { ...verdict, sources: ["the key this process accepted first"] };
+        }
+        return verdict.kind === "trusted" || verdict.kind === "unknown";
+      },
+    };
+    const client = new Client();
+    this.connects++;
+    const conn = await new Promise<Connection>((resolve, reject) => {
+      let settled = false;
+      const fail = (err: unknown) => {
+        if (settled) return;
+        settled = true;
+        client.end();
+        reject(this.#connectError(err, hostPort, verdict, presented));
+      };
+      client.on("connect", () => client.setNoDelay(true));
+      client.on("error", fail);
+      client.on("close", () => {
+        fail(new Error("connection closed"));
+        // A connection that breaks later is dropped; the next operation reconnects.
+        if (this.#conn && settled) {
+          const current = this.#conn;
+          current.then((c) => c.client === client && this.#drop(current), () => {});
+        }
+      });
+      client.on("ready", () => {
+        client.sftp((err, sftp) => {
+          if (err) return fail(err);
+          sftp.on("close", () => markClosed(sftp));
+          settled = true;
+          resolve({ client, sftp });
+        });
+      });
+      try {
+        client.connect(config);
+      } catch (err) {
+        // ssh2 parses the private key synchronously.
+        fail(new LitestreamError(`cannot parse key-path ${o.keyPath}: ${describe(err)}`));
+      }
+    });
+    if (verdict?.kind === "unknown" && presented && !this.#firstSeen) {
+      this.#firstSeen = { type: blobType(presented) ?? "unknown", blob: presented };
+      this.log.warn(
+        "sftp host key not verified: no host-key setting and no known_hosts entry for the host; " +
+          "set host-key to the value below to pin it",
+        {
+          host: hostPort,
+          fingerprint: fingerprint(presented),
+          "host-key": keyLine(this.#firstSeen),
+        },
+      );
+    }
+    return conn;
+  }
+
+  #setting<T>(fn: () => T): T {
+    try {
+      return fn();
+    } catch (err) {
+      throw new SftpError("connect", this.location, (err as Error).message);
+    }
+  }
+
+  async #readKey(path: string): Promise<Buffer> {
+    try {
+      return Buffer.from(await Deno.readFile(path));
+    } catch (err) {
+      if (err instanceof Deno.errors.NotCapable) throw err;
+      throw new SftpError(
+        "connect",
+        this.location,
+        `cannot read key-path ${path}: ${describe(err)}`,
+      );
+    }
+  }
+
+  /** The error a failed connection attempt reports: host key, login, or network. */
+  #connectError(
+    err: unknown,
+    hostPort: string,
+    verdict: HostKeyVerdict | undefined,
+    presented: Uint8Array | undefined,
+  ): SftpError {
+    const o = this.options;
+    if (presented && verdict && verdict.kind !== "trusted" && verdict.kind !== "unknown") {
+      const got = `${blobType(presented)} ${fingerprint(presented)}`;
+      const detail = verdict.kind === "revoked"
+        ? `host key verification failed: ${hostPort} presented ${got}, which ${verdict.source} ` +
+          `marks @revoked`
+        : `host key verification failed: ${hostPort} presented ${got}, but ` +
+          `${verdict.sources.join(", ")} expects ` +
+          `${verdict.expected.map((k) => `${k.type} ${fingerprint(k.blob)}`).join(" or ")}` +
+          ` (if the server's key changed on purpose, update ${
+            o.hostKey ? "host-key" : "known_hosts"
+          })`;
+      return new SftpError("connect", this.location, detail);
+    }
+    if (err instanceof LitestreamError) {
+      return err instanceof SftpError
+        ? err
+        : new SftpError("connect", this.location, err.message, false, { cause: err });
+    }
+    if ((err as { level?: string }).level === "client-authentication") {
+      const methods = [
+        ...(o.keyPath ? [`the key in key-path ${o.keyPath}`] : []),
+        ...(o.password ? ["the password"] : []),
+      ];
+      const tried = methods.length
+        ? `with ${methods.join(" and ")}`
+        : "(no password or key-path set)";
+      return new SftpError(
+        "login",
+        this.location,
+        `${hostPort} refused user "${o.user}" ${tried}: check user, password and key-path`,
+        false,
+        { cause: err },
+      );
+    }
+    return new SftpError(
+      "connect",
+      this.location,
+      `cannot reach ${hostPort}: ${describe(err)}`,
+      isConnectionError(err),
+      { cause: err },
+    );
+  }
+}

@@ -1,0 +1,355 @@
+/**
+ * SFTP requests as promises, and streamed object transfers with bounded
+ * memory: uploads go to `<name>.tmp`, pipelined, fsynced, and are renamed
+ * over the final name (`posix-rename@openssh.com`, atomic), so a broken
+ * connection never leaves a partial object under a final name; downloads are
+ * pipelined reads that resume from the byte they reached when the connection
+ * breaks.
+ *
+ * @module
+ */
+
+// @deno-types="./ssh2.d.ts"
+import type { SFTPWrapper, Stats } from "ssh2";
+import { Buffer } from "node:buffer";
+import { posix } from "node:path";
+import { NotFoundError } from "../../lib/errors.ts";
+import { backoff } from "../../lib/os/async.ts";
+import { describe, isConnectionError, SFTP_STATUS, SftpError, statusCode } from "./errors.ts";
+import type { SftpSession } from "./session.ts";
+
+/** Bytes per read or write request (OpenSSH's sftp-server takes up to 255 KiB). */
+export const CHUNK = 255 * 1024;
+/** Requests in flight per transfer: memory per transfer is at most CHUNK × WINDOW. */
+export const WINDOW = 8;
+/** Resumptions of a download without progress in between before it fails. */
+const MAX_RESUMES = 3;
+
+type Callback<T> = (err: Error | null | undefined, value?: T) => void;
+
+/** Channels that have closed: ssh2 would queue a request on them and never answer it. */
+const closedChannels = new WeakSet<SFTPWrapper>();
+
+/** Records that `sftp` closed; requests on it fail at once from now on. */
+export function markClosed(sftp: SFTPWrapper): void {
+  closedChannels.add(sftp);
+}
+
+/** Runs one ssh2 request as a promise; its failure becomes an `SftpError` naming `url` and `op`. */
+export function request<T = void>(
+  sftp: SFTPWrapper,
+  op: string,
+  url: string,
+  send: (cb: Callback<T>) => void,
+): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const done: Callback<T> = (err, value) => {
+      if (!err) return resolve(value as T);
+      reject(new SftpError(op, url, describe(err), isConnectionError(err), { cause: err }));
+    };
+    if (closedChannels.has(sftp)) return done(new Error("connection closed"));
+    try {
+      send(done);
+    } catch (err) {
+      done(err as Error);
+    }
+  });
+}
+
+/** The SFTP status code behind an `SftpError` (`SFTP_STATUS`), if any. */
+export function statusOf(err: unknown): number | undefined {
+  return err instanceof SftpError ? statusCode(err.cause) : undefined;
+}
+
+/** Whether `err` says the path does not exist. */
+export function isNoSuchFile(err: unknown): boolean {
+  return statusOf(err) === SFTP_STATUS.NO_SUCH_FILE;
+}
+
+/** Creates `dir` and its missing parents (as v0.3.13's `MkdirAll`). */
+export async function mkdirAll(sftp: SFTPWrapper, dir: string, url: string): Promise<void> {
+  try {
+    await request(sftp, "mkdir", url, (cb) => sftp.mkdir(dir, cb));
+  } catch (err) {
+    if (isNoSuchFile(err) && dir !== posix.dirname(dir)) {
+      await mkdirAll(sftp, posix.dirname(dir), url);
+      return mkdirAll(sftp, dir, url);
+    }
+    // Already there (a concurrent writer, or a retry): fine if it is a directory.
+    const st = await request<Stats>(sftp, "mkdir", url, (cb) => sftp.stat(dir, cb)).catch(() =>
+      undefined
+    );
+    if (!st?.isDirectory()) throw err;
+  }
+}
+
+/** A written object's size and the server's modification time. */
+export interface Written {
+  size: number;
+  createdAt: Date;
+}
+
+/**
+ * Streams `data` to `<path>.tmp` with pipelined writes, fsyncs it, and renames
+ * it over `path`. A failure of `data` itself is rethrown unchanged; on any
+ * failure the temporary file is removed if the connection still allows.
+ */
+export async function upload(
+  sftp: SFTPWrapper,
+  path: string,
+  url: string,
+  data: ReadableStream<Uint8Array>,
+): Promise<Written> {
+  const tmp = `${path}.tmp`;
+  const reader = data.getReader();
+  let handle: Buffer | undefined;
+  try {
+    handle = await openForWrite(sftp, tmp, url);
+    const size = await writeAll(sftp, handle, url, reader);
+    await fsync(sftp, handle, url);
+    const st = await request<Stats>(sftp, "PUT", url, (cb) => sftp.fstat(handle!, cb));
+    const h = handle;
+    handle = undefined;
+    await request(sftp, "PUT", url, (cb) => sftp.close(h, cb));
+    await rename(sftp, tmp, path, url);
+    return { size, createdAt: new Date(st.mtime * 1000) };
+  } catch (err) {
+    reader.cancel(err).catch(() => {});
+    const h = handle;
+    if (h) await request(sftp, "PUT", url, (cb) => sftp.close(h, cb)).catch(() => {});
+    await request(sftp, "PUT", url, (cb) => sftp.unlink(tmp, cb)).catch(() => {});
+    throw err instanceof SourceError ? err.cause : await explainWriteFailure(sftp, path, err);
+  }
+}
+
+/** A failure of the data being uploaded, kept apart from the server's failures. */
+class SourceError extends Error {}
+
+async function openForWrite(sftp: SFTPWrapper, tmp: string, url: string): Promise<Buffer> {
+  const open = () =>
+    request<Buffer>(sftp, "PUT", url, (cb) => sftp.open(tmp, "w", { mode: 0o600 }, cb));
+  try {
+    return await open();
+  } catch (err) {
+    if (!isNoSuchFile(err)) throw err;
+    await mkdirAll(sftp, posix.dirname(tmp), url);
+    return await open();
+  }
+}
+
+/** Writes the reader's bytes in CHUNK-sized requests, at most WINDOW in flight; returns the size. */
+async function writeAll(
+  sftp: SFTPWrapper,
+  handle: Buffer,
+  url: string,
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+): Promise<number> {
+  const inflight = new Set<Promise<void>>();
+  let failure: unknown;
+  let offset = 0;
+  let buf = new Uint8Array(CHUNK);
+  let fill = 0;
+  const flush = async () => {
+    const at = offset;
+    const chunk = Buffer.from(buf.buffer, 0, fill);
+    offset += fill;
+    buf = new Uint8Array(CHUNK);
+    fill = 0;
+    const p = request(sftp, "PUT", url, (cb) => sftp.write(handle, chunk, 0, chunk.length, at, cb))
+      .catch((err) => void (failure ??= err))
+      .finally(() => inflight.delete(p));
+    inflight.add(p);
+    while (inflight.size >= WINDOW) await Promise.race(inflight);
+    if (failure) throw failure;
+  };
+  while (true) {
+    let next: ReadableStreamReadResult<Uint8Array>;
+    try {
+      next = await reader.read();
+    } catch (err) {
+      await Promise.all(inflight);
+      throw new SourceError("upload source failed", { cause: err });
+    }
+    if (next.done) break;
+    for (let v = next.value; v.length > 0;) {
+      const n = Math.min(v.length, CHUNK - fill);
+      buf.set(v.subarray(0, n), fill);
+      fill += n;
+      v = v.subarray(n);
+      if (fill === CHUNK) await flush();
+    }
+  }
+  if (fill > 0) await flush();
+  await Promise.all(inflight);
+  if (failure) throw failure;
+  return offset;
+}
+
+/** fsync@openssh.com where the server has it (OpenSSH does): the object survives a server crash. */
+async function fsync(sftp: SFTPWrapper, handle: Buffer, url: string): Promise<void> {
+  try {
+    await request(sftp, "PUT", url, (cb) => sftp.ext_openssh_fsync(handle, cb));
+  } catch (err) {
+    if (!/does not support/.test((err as Error).message)) throw err;
+  }
+}
+
+/**
+ * Renames `from` over `to`: atomically with posix-rename@openssh.com; on a
+ * server without it, removes `to` first (a moment with no object, never a
+ * partial one).
+ */
+async function rename(sftp: SFTPWrapper, from: string, to: string, url: string): Promise<void> {
+  try {
+    await request(sftp, "PUT", url, (cb) => sftp.ext_openssh_rename(from, to, cb));
+    return;
+  } catch (err) {
+    if (!/does not support/.test((err as Error).message)) throw err;
+  }
+  await request(sftp, "PUT", url, (cb) => sftp.unlink(to, cb)).catch((err) => {
+    if (!isNoSuchFile(err)) throw err;
+  });
+  await request(sftp, "PUT", url, (cb) => sftp.rename(from, to, cb));
+}
+
+/**
+ * OpenSSH reports a full disk as a bare "Failure"; ask the server how much
+ * room the replica's disk has left (statvfs@openssh.com) and say so.
+ */
+async function explainWriteFailure(
+  sftp: SFTPWrapper,
+  path: string,
+  err: unknown,
+): Promise<unknown> {
+  if (!(err instanceof SftpError) || statusOf(err) !== SFTP_STATUS.FAILURE) return err;
+  const dir = posix.dirname(path);
+  const vfs = await request<{ bavail: number; frsize: number }>(
+    sftp,
+    "PUT",
+    err.url,
+    (cb) => sftp.ext_openssh_statvfs(dir, cb),
+  ).catch(() => undefined);
+  if (!vfs) return err;
+  const free = Number(vfs.bavail) * Number(vfs.frsize);
+  if (free >= 1024 * 1024) return err;
+  return new SftpError(
+    err.operation,
+    err.url,
+    `${err.message.split(" failed: ").pop()} (no space left on the server's disk: ${free} bytes ` +
+      `free under ${dir})`,
+    false,
+    { cause: err },
+  );
+}
+
+/**
+ * Streams the object at `path`: pipelined reads of CHUNK bytes, WINDOW in
+ * flight. When the connection breaks, the session reconnects and the read
+ * goes on from the byte it reached, provided size and mtime are unchanged.
+ */
+export async function download(
+  session: SftpSession,
+  path: string,
+  url: string,
+): Promise<ReadableStream<Uint8Array>> {
+  const release = session.hold();
+  let file: { sftp: SFTPWrapper; handle: Buffer; size: number; mtime: number };
+  const open = (retry: boolean) =>
+    session.use(async (sftp) => {
+      let handle: Buffer;
+      try {
+        handle = await request<Buffer>(sftp, "GET", url, (cb) => sftp.open(path, "r", cb));
+      } catch (err) {
+        if (isNoSuchFile(err)) throw new NotFoundError(`${url}: object not found`, { cause: err });
+        throw err;
+      }
+      const st = await request<Stats>(sftp, "GET", url, (cb) => sftp.fstat(handle, cb));
+      return { sftp, handle, size: st.size, mtime: st.mtime };
+    }, retry);
+  try {
+    file = await open(true);
+  } catch (err) {
+    release();
+    throw err;
+  }
+  let pos = 0; // Bytes delivered.
+  let next = 0; // Offset of the next read to issue.
+  let resumes = 0;
+  const pending: Promise<Uint8Array>[] = [];
+  const readAt = (f: typeof file, at: number, len: number) =>
+    readFull(f.sftp, f.handle, at, len, url);
+  const issue = () => {
+    while (pending.length < WINDOW && next < file.size) {
+      const len = Math.min(CHUNK, file.size - next);
+      const p = readAt(file, next, len);
+      p.catch(() => {}); // Handled when its turn comes.
+      pending.push(p);
+      next += len;
+    }
+  };
+  const finish = () => {
+    const { sftp, handle } = file;
+    request(sftp, "GET", url, (cb) => sftp.close(handle, cb)).catch(() => {}).finally(release);
+  };
+  const resume = async (cause: unknown) => {
+    if (++resumes > MAX_RESUMES || !(cause instanceof SftpError && cause.transient)) throw cause;
+    pending.length = 0;
+    await backoff(resumes, 200);
+    const before = file;
+    file = await open(true);
+    if (file.size !== before.size || file.mtime !== before.mtime) {
+      throw new SftpError("GET", url, "the object changed while it was being downloaded");
+    }
+    next = pos;
+  };
+  return new ReadableStream<Uint8Array>({
+    pull: async (ctrl) => {
+      try {
+        while (true) {
+          if (pos >= file.size) {
+            finish();
+            return ctrl.close();
+          }
+          issue();
+          try {
+            const chunk = await pending.shift()!;
+            pos += chunk.length;
+            resumes = 0;
+            return ctrl.enqueue(chunk);
+          } catch (err) {
+            await resume(err);
+          }
+        }
+      } catch (err) {
+        finish();
+        throw err;
+      }
+    },
+    cancel: () => finish(),
+  }, { highWaterMark: 0 });
+}
+
+/** Reads exactly `len` bytes at `at` (servers may return fewer per request). */
+async function readFull(
+  sftp: SFTPWrapper,
+  handle: Buffer,
+  at: number,
+  len: number,
+  url: string,
+): Promise<Uint8Array> {
+  const out = new Uint8Array(len);
+  const buf = Buffer.from(out.buffer);
+  for (let got = 0; got < len;) {
+    const n = await request<number>(
+      sftp,
+      "GET",
+      url,
+      (cb) => sftp.read(handle, buf, got, len - got, at + got, (err, n) => cb(err, n)),
+    );
+    if (n === 0) {
+      throw new SftpError("GET", url, `object ended at byte ${at + got}, expected ${at + len}`);
+    }
+    got += n;
+  }
+  return out;
+}
