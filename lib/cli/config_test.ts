@@ -358,3 +358,34 @@ Deno.test("invalid YAML and missing files are one-line errors naming the file", 
   await assert.rejects(loadConfig(missing), { message: `config file not found: ${missing}` });
   await assert.rejects(loadConfig(dir.path), /config file is a directory/);
 });
+
+Deno.test("sftp replicas: URL or keys as v0.3.13 reads them; errors name the key", () => {
+  const { config } = parse(
+    withDb(
+      "replicas:\n  - url: sftp://bob:pw@example.com:2222/backups\n    key-path: /k\n" +
+        "  - type: sftp\n    name: b\n    host: example.com\n    user: alice\n" +
+        "    password: x\n    path: db\n    host-key: ssh-ed25519 AAAA",
+    ),
+  );
+  const [u, k] = config.dbs[0].replicas;
+  assert.deepEqual([u.type, u.name, u.url, u.keyPath], [
+    "sftp",
+    "sftp",
+    "sftp://bob:pw@example.com:2222/backups",
+    "/k",
+  ]);
+  assert.deepEqual([k.type, k.host, k.user, k.password, k.path, k.hostKey], [
+    "sftp",
+    "example.com",
+    "alice",
+    "x",
+    "db",
+    "ssh-ed25519 AAAA",
+  ]);
+  const r = "dbs[0].replicas[0]";
+  rejects(withDb("replicas:\n  - url: sftp://u@h/p\n    path: /x"), `${r}.path`, /url & path/);
+  rejects(withDb("replicas:\n  - url: sftp://u@h/p\n    host: h2"), `${r}.host`, /url & host/);
+  rejects(withDb("replicas:\n  - type: sftp\n    user: u"), `${r}.host`, /host required/);
+  rejects(withDb("replicas:\n  - url: sftp://h/p"), `${r}.user`, /user required/);
+  rejects(withDb("replicas:\n  - url: sftp://u@h:0/p"), `${r}.url`, /invalid port/);
+});

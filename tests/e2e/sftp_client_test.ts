@@ -10,11 +10,11 @@ import { dirname, join, relative } from "node:path";
 import { Logger } from "../../lib/log.ts";
 import { newGeneration } from "../../lib/names.ts";
 import { readDirOrEmpty } from "../../lib/os/fs.ts";
-import { SftpError, SftpReplicaClient, type SftpOptions } from "../../replicas/sftp/mod.ts";
+import { SftpError, type SftpOptions, SftpReplicaClient } from "../../replicas/sftp/mod.ts";
 import { replicaClientContract } from "../../replicas/contract.ts";
 import { bytesOf, chunked, rejectsWith, streamOf } from "../../replicas/test_streams.ts";
 import { tempDir, waitFor } from "../support/poll.ts";
-import { startSshd, sshdAvailable, type TestSshd } from "../support/sshd.ts";
+import { sshdAvailable, startSshd, type TestSshd } from "../support/sshd.ts";
 import { startTcpFaultProxy } from "../support/tcp_fault_proxy.ts";
 import { payload } from "../support/wal_source.ts";
 
@@ -81,6 +81,145 @@ Deno.test({
           breakReads: (times, afterBytes) => proxy.cut("down", times, afterBytes),
           check: (c) => assert.ok(c.session.connects >= 2, `connects: ${c.session.connects}`),
         },
+      });
+    } finally {
+      await Promise.all(clients.map((c) => c.close()));
+    }
+  },
+});
+
+Deno.test({
+  name: "sftp client: host keys, refused logins, dropped connections, idle close",
+  ignore,
+  ...NO_SANITIZERS,
+  fn: async (t) => {
+    await using sshd = await startSshd();
+    await using proxy = startTcpFaultProxy(sshd.port);
+    const root = join(sshd.dir, "client");
+    const clients: SftpReplicaClient[] = [];
+    const client = (extra: Partial<SftpOptions> = {}, log = capture().log) => {
+      const c = new SftpReplicaClient(options(sshd, root, extra), log, { idleMs: 300 });
+      clients.push(c);
+      return c;
+    };
+    try {
+      await t.step(
+        "a pinned host-key that differs is refused, naming host and both keys",
+        async () => {
+          const other = (await Deno.readTextFile(`${sshd.keyPath}.pub`)).trim();
+          const err = await rejectsWith(
+            () => client({ hostKey: other }).generations(),
+            SftpError,
+            "host key verification failed",
+          );
+          assert.match(
+            err.message,
+            new RegExp(`^sftp://${sshd.user}@127\\.0\\.0\\.1:${sshd.port}/`),
+          );
+          assert.ok(
+            err.message.includes(
+              `127.0.0.1:${sshd.port} presented ssh-ed25519 ${sshd.hostFingerprint}`,
+            ),
+          );
+          assert.ok(err.message.includes("host-key expects ssh-ed25519 SHA256:"), err.message);
+        },
+      );
+
+      await t.step(
+        "an unknown host key is accepted once, with a warning giving its fingerprint",
+        async () => {
+          const { log, lines } = capture();
+          const c = client({ hostKey: undefined }, log);
+          await c.generations();
+          await c.close();
+          await c.generations(); // A second connection: no second warning.
+          assert.equal(c.session.connects, 2);
+          const warnings = lines.filter((l) => l.includes("host key not verified"));
+          assert.equal(warnings.length, 1, lines.join("\n"));
+          assert.ok(warnings[0].includes(sshd.hostFingerprint), warnings[0]);
+          assert.ok(warnings[0].includes(sshd.hostKey), warnings[0]);
+        },
+      );
+
+      await t.step(
+        "a wrong key or password is refused, naming the replica and what to check",
+        async () => {
+          await using keys = await tempDir();
+          const wrongKey = join(keys.path, "wrong");
+          await new Deno.Command("ssh-keygen", {
+            args: ["-q", "-t", "ed25519", "-N", "", "-f", wrongKey],
+          }).output();
+          for (
+            const extra of [
+              { keyPath: wrongKey },
+              { keyPath: undefined, password: "not-the-password" },
+            ]
+          ) {
+            const err = await rejectsWith(
+              () => client(extra).generations(),
+              SftpError,
+              "login failed",
+            );
+            assert.ok(
+              err.message.startsWith(`sftp://${sshd.user}@127.0.0.1:${sshd.port}/`),
+              err.message,
+            );
+            assert.match(err.message, /refused user .* check user, password and key-path/);
+            assert.equal(err.transient, false);
+          }
+          await rejectsWith(
+            () => client({ keyPath: join(keys.path, "missing") }).generations(),
+            SftpError,
+            "cannot read key-path",
+          );
+        },
+      );
+
+      await t.step(
+        "a connection dropped mid-upload leaves no object under its final name",
+        async () => {
+          const c = client({ port: proxy.port });
+          const gen = newGeneration();
+          const data = payload(3, 2 * 1024 * 1024);
+          await c.generations(); // Connected: the cut falls inside the upload.
+          proxy.cut("up", 1, 500_000);
+          const err = await rejectsWith(() => c.writeSnapshot(gen, 0, chunked(data)), SftpError);
+          assert.ok(
+            err.message.includes(c.describe("snapshot", { generation: gen, index: 0, offset: 0 })),
+            err.message,
+          );
+          assert.deepEqual(await c.snapshots(gen), []);
+          // The next write reconnects, replaces the temporary file and leaves nothing else.
+          await c.writeSnapshot(gen, 0, chunked(data));
+          assert.deepEqual(await bytesOf(await c.readSnapshot(gen, 0)), data);
+          assert.deepEqual(await filesUnder(join(root, "generations", gen)), [
+            "snapshots/00000000.snapshot.lz4",
+          ]);
+        },
+      );
+
+      await t.step(
+        "listings retry on a fresh connection when the old one was dropped",
+        async () => {
+          const c = client({ port: proxy.port });
+          await c.writeWalSegment(
+            { generation: newGeneration(), index: 0, offset: 0 },
+            streamOf("w"),
+          );
+          const before = c.session.connects;
+          assert.ok(proxy.dropAll() >= 1);
+          assert.ok((await c.generations()).length >= 1);
+          assert.equal(c.session.connects, before + 1);
+        },
+      );
+
+      await t.step("an idle client closes its connection and reopens it when used", async () => {
+        const c = client();
+        await c.generations();
+        assert.ok(c.session.connected);
+        await waitFor("the idle connection to close", () => !c.session.connected, 10_000);
+        await c.generations();
+        assert.equal(c.session.connects, 2);
       });
     } finally {
       await Promise.all(clients.map((c) => c.close()));
