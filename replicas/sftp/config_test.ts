@@ -1,13 +1,7 @@
 /** SFTP settings from URL and keys, as v0.3.13 combines them. */
 
 import assert from "node:assert/strict";
-import {
-  cleanPath,
-  SftpConfigError,
-  sftpLocation,
-  sftpOptions,
-  splitHostPort,
-} from "./config.ts";
+import { cleanPath, SftpConfigError, sftpLocation, sftpOptions, splitHostPort } from "./config.ts";
 
 Deno.test("sftp URL: user, password, host, port and path, percent-decoded", () => {
   const o = sftpOptions({ url: "sftp://bob:p%40ss%3Aw@example.com:2222/backups/app%20db" });

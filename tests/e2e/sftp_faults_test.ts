@@ -1,0 +1,173 @@
+/**
+ * SFTP replicas under faults, end to end against OpenSSH's real sshd: SSH
+ * connections cut mid-upload and dropped while `replicate` runs (through a
+ * TCP fault proxy), a refused key, and a full disk on the server (a small
+ * tmpfs that only sshd's mount namespace sees). Errors name the replica and
+ * the object; no final name ever holds a partial object; the replica
+ * catches up once the fault is gone.
+ */
+
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { tempDir, waitFor } from "../support/poll.ts";
+import { createWriterTable, sqlite, Writer } from "../support/sqlite_cli.ts";
+import { configYaml, type YamlKeys } from "../support/config_yaml.ts";
+import { listReplicaObjects } from "../support/fixtures.ts";
+import { describeResult, runLitestream } from "../support/cli.ts";
+import { startReplicate, waitForRestore } from "../support/replicate_process.ts";
+import { sshdAvailable, startSshd } from "../support/sshd.ts";
+import { startTcpFaultProxy } from "../support/tcp_fault_proxy.ts";
+import { decompressFrame } from "../../lib/lz4/mod.ts";
+
+const NO_SANITIZERS = { sanitizeOps: false, sanitizeResources: false, sanitizeExit: false };
+const ignore = sshdAvailable() !== undefined;
+if (ignore) console.warn(`sftp tests skipped: ${sshdAvailable()}`);
+
+async function writeConfig(dir: string, db: string, replica: YamlKeys): Promise<string> {
+  const path = join(dir, "litestream.yml");
+  await Deno.writeTextFile(path, configYaml([{ path: db, replicas: [replica] }]));
+  return path;
+}
+
+/** Every object under a final name decodes as a whole LZ4 frame (none is partial). */
+async function assertNoPartialObjects(replicaDir: string): Promise<number> {
+  const objects = await listReplicaObjects(replicaDir);
+  for (const o of objects) decompressFrame(await Deno.readFile(o.path), o.path);
+  return objects.length;
+}
+
+Deno.test({
+  name: "sftp faults: connections cut mid-upload and dropped; errors name the replica; it " +
+    "catches up with every row and no partial object",
+  ignore,
+  ...NO_SANITIZERS,
+  fn: async () => {
+    await using sshd = await startSshd();
+    await using proxy = startTcpFaultProxy(sshd.port);
+    await using dir = await tempDir();
+    const db = join(dir.path, "app.db");
+    const replicaDir = join(sshd.dir, "replica");
+    await createWriterTable(db);
+    const config = await writeConfig(
+      dir.path,
+      db,
+      sshd.replicaKeys(replicaDir, {
+        host: `127.0.0.1:${proxy.port}`,
+        "host-key": `"${sshd.hostKey}"`,
+        name: "remote",
+      }),
+    );
+    await using rep = startReplicate(["-config", config], { logPath: join(dir.path, "rep.log") });
+    const app = await Writer.start(db, { pauseMs: 5, blobSize: 4096 });
+    let lastId: number;
+    try {
+      await rep.waitForLog(/wal segment written|snapshot written/i, { timeoutMs: 30_000 });
+      // Cut a connection mid-upload (after 64 KiB sent), then, once the replica has recovered
+      // and shipped more, drop every open connection.
+      proxy.cut("up", 1, 64 * 1024);
+      await waitFor("the proxy to cut an upload", () => proxy.stats.cuts === 1, 30_000);
+      const failed = await rep.waitForLog(/replica sync failed.*/, { timeoutMs: 30_000 });
+      const mark = await rep.mark();
+      await rep.waitForLog(/wal segment written/, { after: mark, timeoutMs: 30_000 });
+      assert.ok(proxy.dropAll() >= 1);
+      assert.match(failed[0], /replica=remote/);
+      assert.match(failed[0], new RegExp(`sftp://${sshd.user}@127\\.0\\.0\\.1:${proxy.port}/`));
+      lastId = await app.stop();
+    } finally {
+      await app.stop().catch(() => {});
+    }
+    await waitForRestore(dir.path, ["-config", config, db], [{ table: "t", lastId }], 40_000);
+    const { status } = await rep.stop();
+    assert.equal(status.code, 0, await rep.log());
+    assert.ok(await assertNoPartialObjects(replicaDir) > 0);
+  },
+});
+
+Deno.test({
+  name: "sftp faults: a refused key fails replicate and restore with the replica named",
+  ignore,
+  ...NO_SANITIZERS,
+  fn: async () => {
+    await using sshd = await startSshd();
+    await using dir = await tempDir();
+    const db = join(dir.path, "app.db");
+    await createWriterTable(db);
+    await sqlite(db, "INSERT INTO t (v) VALUES (randomblob(100));");
+    const wrongKey = join(dir.path, "wrong_key");
+    await new Deno.Command("ssh-keygen", {
+      args: ["-q", "-t", "ed25519", "-N", "", "-f", wrongKey],
+    })
+      .output();
+    const replicaDir = join(sshd.dir, "replica");
+    const config = await writeConfig(
+      dir.path,
+      db,
+      sshd.replicaKeys(replicaDir, { "key-path": wrongKey, "host-key": `"${sshd.hostKey}"` }),
+    );
+    const location = `sftp://${sshd.user}@127.0.0.1:${sshd.port}${replicaDir}`;
+    await using rep = startReplicate(["-config", config], { logPath: join(dir.path, "rep.log") });
+    const failed = await rep.waitForLog(/replica sync failed.*/, { timeoutMs: 30_000 });
+    assert.ok(failed[0].includes("replica=sftp"), failed[0]);
+    assert.ok(failed[0].includes(`${location}: login failed`), failed[0]);
+    assert.ok(failed[0].includes(`key-path ${wrongKey}`), failed[0]);
+    await rep.stop();
+
+    const r = await runLitestream(["restore", "-config", config, "-o", join(dir.path, "o.db"), db]);
+    assert.equal(r.code, 1, describeResult(r));
+    assert.ok(r.err.includes(`${location}: login failed`), r.err);
+    assert.ok(!r.err.trim().includes("\n    at "), `no stack trace: ${r.err}`);
+  },
+});
+
+Deno.test({
+  name: "sftp faults: a full disk on the server is reported naming the object; nothing partial " +
+    "is left; the replica catches up when space is freed",
+  ignore,
+  ...NO_SANITIZERS,
+  fn: async () => {
+    await using dir = await tempDir();
+    const disk = join(dir.path, "disk");
+    let sshd;
+    try {
+      sshd = await startSshd({ tmpfs: { dir: disk, size: "4m" } });
+    } catch (err) {
+      console.warn(`full-disk case skipped: cannot mount a tmpfs for sshd: ${err}`);
+      return;
+    }
+    await using _sshd = sshd;
+    const db = join(dir.path, "app.db");
+    await createWriterTable(db);
+    await sqlite(
+      db,
+      "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300) " +
+        "INSERT INTO t (v) SELECT randomblob(1024) FROM n;",
+    );
+    const replicaDir = join(disk, "replica");
+    // Fill the disk but for a few KiB: the database's first snapshot does not fit.
+    await sshd.exec(`dd if=/dev/zero of=${disk}/filler bs=4k 2>/dev/null; df -k ${disk} >&2`);
+    const config = await writeConfig(
+      dir.path,
+      db,
+      sshd.replicaKeys(replicaDir, { "host-key": `"${sshd.hostKey}"` }),
+    );
+    await using rep = startReplicate(["-config", config], { logPath: join(dir.path, "rep.log") });
+    const failed = await rep.waitForLog(/replica sync failed.*/, { timeoutMs: 30_000 });
+    assert.match(failed[0], /no space left on the server's disk/);
+    assert.match(failed[0], new RegExp(`sftp://[^ ]*${replicaDir}/generations/[0-9a-f]{16}/`));
+    // Nothing under a final name, and the temporary file was removed.
+    assert.equal((await sshd.exec(`find ${disk}/replica -type f 2>/dev/null; true`)).trim(), "");
+
+    const app = await Writer.start(db, { pauseMs: 20 });
+    let lastId: number;
+    try {
+      await sshd.exec(`rm ${disk}/filler`);
+      await rep.waitForLog(/snapshot written/i, { timeoutMs: 30_000 });
+      lastId = await app.stop();
+    } finally {
+      await app.stop().catch(() => {});
+    }
+    await waitForRestore(dir.path, ["-config", config, db], [{ table: "t", lastId }], 30_000);
+    const { status } = await rep.stop();
+    assert.equal(status.code, 0, await rep.log());
+  },
+});

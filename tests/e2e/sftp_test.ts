@@ -1,0 +1,226 @@
+/**
+ * SFTP replicas end to end, against OpenSSH's real sshd: our replicate and
+ * the real Litestream v0.3.13 (which logs in with `key-path`) write and
+ * restore each other's replicas to the same bytes, and hand one replica over
+ * ours → v0.3.13 → ours without losing a row; host keys are checked against
+ * known_hosts (match, mismatch refused naming host and both fingerprints,
+ * unknown accepted with a warning giving the fingerprint).
+ * Faults are in `sftp_faults_test.ts`.
+ */
+
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { tempDir, waitFor } from "../support/poll.ts";
+import { createWriterTable, integrityCheck, sqlite, Writer } from "../support/sqlite_cli.ts";
+import { configYaml, type YamlKeys } from "../support/config_yaml.ts";
+import { fileHash } from "../support/hash.ts";
+import { listReplicaObjects } from "../support/fixtures.ts";
+import { litestreamV0313, startV0313Replicate } from "../support/litestream_v0313.ts";
+import { type CliResult, describeResult, runCommand, runLitestream } from "../support/cli.ts";
+import { startReplicate } from "../support/replicate_process.ts";
+import { sshdAvailable, startSshd, type TestSshd } from "../support/sshd.ts";
+
+const NO_SANITIZERS = { sanitizeOps: false, sanitizeResources: false, sanitizeExit: false };
+const ignore = sshdAvailable() !== undefined;
+if (ignore) console.warn(`sftp tests skipped: ${sshdAvailable()}`);
+
+/** v0.3.13's known failures at SIGTERM after its replica is up to date (see replicate_interop). */
+const V0313_SHUTDOWN = /release read lock: context canceled|client write: .*\.tmp/;
+
+function assertOk(r: CliResult, what: string): void {
+  assert.equal(r.code, 0, `${what} failed: ${describeResult(r)}`);
+}
+
+/** Asserts `path` passes the integrity check and holds exactly ids 1..lastId in `t`. */
+async function assertHoldsRows(path: string, lastId: number, what: string): Promise<void> {
+  assert.equal(await integrityCheck(path), "ok", `${what}: integrity check`);
+  assert.equal(
+    await sqlite(path, "SELECT count(*), coalesce(max(id), 0) FROM t;"),
+    `${lastId}|${lastId}`,
+    `${what}: rows of t (count|max id)`,
+  );
+}
+
+/** A config file (for both tools) with one database and one SFTP replica; returns its path. */
+async function writeConfig(dir: string, name: string, db: string, replica: YamlKeys) {
+  const path = join(dir, `${name}.yml`);
+  await Deno.writeTextFile(
+    path,
+    configYaml([{ path: db, replicas: [{ "snapshot-interval": "2s", ...replica }] }]),
+  );
+  return path;
+}
+
+/** Our restore and v0.3.13's of the config's database; asserts both succeed with equal bytes. */
+async function restoreBoth(dir: string, config: string, db: string, tag: string) {
+  const ours = join(dir, `${tag}-ours.db`);
+  const theirs = join(dir, `${tag}-v0313.db`);
+  assertOk(await runLitestream(["restore", "-config", config, "-o", ours, db]), "our restore");
+  assertOk(
+    await runCommand(await litestreamV0313(), ["restore", "-config", config, "-o", theirs, db]),
+    "v0.3.13 restore",
+  );
+  assert.equal(await fileHash(ours), await fileHash(theirs), `${tag}: ours and v0.3.13 differ`);
+  return ours;
+}
+
+/** Waits until the replica directory holds WAL segments of at least `indexes` indexes. */
+async function waitForIndexes(replicaDir: string, indexes: number, after = 0) {
+  await waitFor(
+    `${indexes} WAL indexes in ${replicaDir}`,
+    async () => {
+      const objects = await listReplicaObjects(replicaDir);
+      return new Set(
+        objects.filter((o) => o.kind === "wal" && o.index >= after).map((o) => o.index),
+      )
+        .size >= indexes;
+    },
+    30_000,
+    200,
+  );
+  const objects = await listReplicaObjects(replicaDir);
+  return Math.max(...objects.map((o) => o.index));
+}
+
+/** The SFTP replica keys v0.3.13 reads (it ignores host-key; ours pins it). */
+function replicaKeys(sshd: TestSshd, path: string): YamlKeys {
+  return sshd.replicaKeys(path, { "host-key": `"${sshd.hostKey}"` });
+}
+
+Deno.test({
+  name: "sftp: our replica restores with ours and v0.3.13 to the same bytes, and so does v0.3.13's",
+  ignore,
+  ...NO_SANITIZERS,
+  fn: async (t) => {
+    await using sshd = await startSshd();
+    await using dir = await tempDir();
+    for (const writer of ["ours", "v0.3.13"] as const) {
+      await t.step(`replica written by ${writer}`, async () => {
+        const db = join(dir.path, `${writer}.db`);
+        const replicaDir = join(sshd.dir, `replica-${writer}`);
+        await createWriterTable(db);
+        const config = await writeConfig(dir.path, writer, db, replicaKeys(sshd, replicaDir));
+        const logPath = join(dir.path, `${writer}.log`);
+        const rep = writer === "ours"
+          ? startReplicate(["-config", config], { logPath })
+          : await startV0313Replicate(config, { logPath });
+        const app = await Writer.start(db, { pauseMs: 5 });
+        let lastId: number;
+        try {
+          await waitForIndexes(replicaDir, 3);
+          lastId = await app.stop();
+        } finally {
+          await app.stop().catch(() => {});
+        }
+        // Both write the last commit during their shutdown sync.
+        const { status } = await rep.stop();
+        const log = await rep.log();
+        assert.ok(
+          status.success || (writer === "v0.3.13" && V0313_SHUTDOWN.test(log)),
+          `${writer} exited ${status.code}; log:\n${log}`,
+        );
+        const out = await restoreBoth(dir.path, config, db, writer);
+        await assertHoldsRows(out, lastId, `restore of the replica ${writer} wrote`);
+        const objects = await listReplicaObjects(replicaDir);
+        assert.ok(objects.some((o) => o.kind === "snapshot"), "snapshots in the replica");
+      });
+    }
+  },
+});
+
+Deno.test({
+  name: "sftp: handover ours → v0.3.13 → ours on one replica keeps every row",
+  ignore,
+  ...NO_SANITIZERS,
+  fn: async () => {
+    await using sshd = await startSshd();
+    await using dir = await tempDir();
+    const db = join(dir.path, "app.db");
+    const replicaDir = join(sshd.dir, "replica");
+    await createWriterTable(db);
+    const config = await writeConfig(dir.path, "app", db, replicaKeys(sshd, replicaDir));
+    const app = await Writer.start(db, { pauseMs: 5 });
+    let lastId = 0;
+    let index = -1;
+    try {
+      for (const [i, who] of (["ours", "v0.3.13", "ours"] as const).entries()) {
+        const logPath = join(dir.path, `phase${i}-${who}.log`);
+        const rep = who === "ours"
+          ? startReplicate(["-config", config], { logPath })
+          : await startV0313Replicate(config, { logPath });
+        // Each phase ships WAL indexes of its own before it stops.
+        index = await waitForIndexes(replicaDir, 2, index + 1);
+        if (i === 2) lastId = await app.stop();
+        const { status } = await rep.stop();
+        const log = await rep.log();
+        assert.ok(
+          status.success || (who === "v0.3.13" && V0313_SHUTDOWN.test(log)),
+          `${who} (phase ${i}) exited ${status.code}; log:\n${log}`,
+        );
+      }
+    } finally {
+      await app.stop().catch(() => {});
+    }
+    const out = await restoreBoth(dir.path, config, db, "handover");
+    await assertHoldsRows(out, lastId, "restore after the handovers");
+  },
+});
+
+Deno.test({
+  name: "sftp: host keys from known_hosts: match, mismatch refused, unknown warned with its " +
+    "fingerprint",
+  ignore,
+  ...NO_SANITIZERS,
+  fn: async (t) => {
+    await using sshd = await startSshd();
+    await using dir = await tempDir();
+    const db = join(dir.path, "app.db");
+    await createWriterTable(db);
+    await sqlite(db, "INSERT INTO t (v) VALUES (randomblob(100));");
+    const config = await writeConfig(dir.path, "app", db, sshd.replicaKeys(join(sshd.dir, "r")));
+    const home = join(dir.path, "home");
+    await Deno.mkdir(join(home, ".ssh"), { recursive: true });
+    const knownHosts = (text: string) => Deno.writeTextFile(join(home, ".ssh/known_hosts"), text);
+    // Deno's cache lives under HOME unless DENO_DIR says where: keep using the warm one.
+    const denoDir = Deno.env.get("DENO_DIR") ??
+      join(Deno.env.get("XDG_CACHE_HOME") ?? join(Deno.env.get("HOME")!, ".cache"), "deno");
+    const generations = () =>
+      runLitestream(["generations", "-config", config, db], {
+        env: { HOME: home, DENO_DIR: denoDir },
+      });
+    const hostPort = `127.0.0.1:${sshd.port}`;
+
+    await t.step("no entry anywhere: it connects and warns, giving the fingerprint", async () => {
+      const r = await generations();
+      assertOk(r, "generations");
+      assert.match(r.err, /host key not verified/);
+      assert.ok(r.err.includes(sshd.hostFingerprint), r.err);
+      assert.ok(r.err.includes(hostPort), r.err);
+    });
+
+    await t.step("a known_hosts entry that matches: no warning", async () => {
+      await knownHosts(`# test\n${sshd.knownHostsLine()}\n`);
+      const r = await generations();
+      assertOk(r, "generations");
+      assert.doesNotMatch(r.err, /host key/);
+    });
+
+    await t.step(
+      "a known_hosts entry with another key: refused, naming host and both keys",
+      async () => {
+        const other = (await Deno.readTextFile(`${sshd.keyPath}.pub`)).split(" ").slice(0, 2).join(
+          " ",
+        );
+        await knownHosts(`[127.0.0.1]:${sshd.port} ${other}\n`);
+        const fp =
+          (await runCommand("ssh-keygen", ["-l", "-f", `${sshd.keyPath}.pub`])).out.split(" ")[1];
+        const r = await generations();
+        assert.notEqual(r.code, 0, describeResult(r));
+        assert.match(r.err, /host key verification failed/);
+        for (const s of [hostPort, sshd.hostFingerprint, fp, "known_hosts:1"]) {
+          assert.ok(r.err.includes(s), `stderr lacks ${s}: ${r.err}`);
+        }
+      },
+    );
+  },
+});
