@@ -14,6 +14,7 @@ import { formatReport, type Scenario, type ScenarioReport } from "./support/repo
 import * as restore from "./restore.ts";
 import * as replicate from "./replicate.ts";
 import * as s3 from "./s3.ts";
+import * as sftp from "./sftp.ts";
 import * as validate from "./validate.ts";
 import * as appCheckpoint from "./app_checkpoint.ts";
 import * as s3Restore from "./s3_restore.ts";
@@ -25,6 +26,7 @@ const MODULES: { scenarios: Scenario[] }[] = [
   replicate,
   s3,
   s3Restore,
+  sftp,
   validate,
   appCheckpoint,
   follow,

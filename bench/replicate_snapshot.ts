@@ -142,14 +142,15 @@ export async function snapshotScenario(
       database: `${fmtMB(dbSize)}: one 3,000-byte random blob per 4 KiB page (LZ4 saves ` +
         `about a quarter), WAL checkpointed (TRUNCATE) before each run, read from the page cache`,
       config: "defaults for everything; the replica starts empty",
-      "time to first snapshot": o.factory.kind === "file"
-        ? "from spawning the replicator to the end of the first replica listing (every " +
-          `${o.factory.pollMs} ms) that shows a snapshot; both tools write \`<name>.tmp\` and ` +
-          "rename it, so a listed snapshot is complete"
-        : "from spawning the replicator to the moment s3rver finished handling the request " +
-          "that completes the snapshot object (the single PUT, or the CompleteMultipartUpload " +
-          "POST; from the server's request log). A listing is no good here: s3rver lists an " +
-          "object while its data still streams to disk",
+      "time to first snapshot": o.factory.snapshotTiming ??
+        (o.factory.kind === "file"
+          ? "from spawning the replicator to the end of the first replica listing (every " +
+            `${o.factory.pollMs} ms) that shows a snapshot; both tools write \`<name>.tmp\` and ` +
+            "rename it, so a listed snapshot is complete"
+          : "from spawning the replicator to the moment s3rver finished handling the request " +
+            "that completes the snapshot object (the single PUT, or the CompleteMultipartUpload " +
+            "POST; from the server's request log). A listing is no good here: s3rver lists an " +
+            "object while its data still streams to disk"),
       "peak RSS": "GNU time; the replicator is stopped (SIGTERM) as soon as the snapshot is listed",
     },
     rows: [],

@@ -41,7 +41,8 @@ import { cachedAgeCopy } from "./support/age_replica.ts";
 /** Peak memory allowed for our restore, in MB (10^6 bytes). */
 const MAX_RSS_MB = 150;
 
-const LARGE: ReplicaRecipe = {
+/** The replica of `restore-large`: one big snapshot and >1,000 segments in one index. */
+export const LARGE: ReplicaRecipe = {
   key: "restore-large-v1",
   initialBytes: 210 * 2 ** 20,
   // Syncs (hence segments) every 20 ms; no checkpoint by size or time, so one WAL index.
@@ -133,12 +134,13 @@ export const scenarios: Scenario[] = [
 ];
 
 /** Medians and every run's peak RSS of one tool. */
-interface ToolSummary {
+export interface ToolSummary {
   median: RunStats;
   rssMB: number[];
 }
 
-function noSlower(ours: ToolSummary, v0313: ToolSummary): TargetResult {
+/** Target (a): ours no slower than v0.3.13 (median wall time). */
+export function noSlower(ours: ToolSummary, v0313: ToolSummary): TargetResult {
   return {
     description: "(a) ours no slower than v0.3.13 (median wall time)",
     met: ours.median.wallS <= v0313.median.wallS,
@@ -148,23 +150,36 @@ function noSlower(ours: ToolSummary, v0313: ToolSummary): TargetResult {
   };
 }
 
-function oursRss(ours: ToolSummary): TargetResult {
+/** Target: ours under 150 MB peak in every run. */
+export function oursRss(ours: ToolSummary): TargetResult {
   return rssTarget(ours.rssMB, MAX_RSS_MB);
 }
 
-interface RestoreScenarioOptions {
+/** One restore scenario: its replica recipe, what to restore, and its targets. */
+export interface RestoreScenarioOptions {
   name: string;
+  /** Summary for the report; default: this module's scenario of that name. */
+  description?: string;
   recipe: ReplicaRecipe;
   /** Restore only the snapshot: `-timestamp` just before the first WAL segment's mtime. */
   snapshotOnly?: boolean;
   /** Restore an age-encrypted copy of the replica, from a config holding its keys. */
   age?: boolean;
+  /**
+   * Restore through an SFTP server instead of the file URL: returns the `restore` arguments
+   * naming the replica, and a cleanup (see `bench/sftp.ts`).
+   */
+  via?: (
+    replicaPath: string,
+    scratch: string,
+  ) => Promise<{ source: string[]; stop(): Promise<void> }>;
   targets: (ours: ToolSummary, v0313: ToolSummary) => TargetResult[];
 }
 
-async function restoreScenario(
+/** Runs a restore scenario: warm-ups, then `ctx.runs` alternating measured runs per tool. */
+export async function restoreScenario(
   ctx: BenchContext,
-  { name, recipe, snapshotOnly, age, targets }: RestoreScenarioOptions,
+  { name, description, recipe, snapshotOnly, age, targets, via }: RestoreScenarioOptions,
 ): Promise<ScenarioReport> {
   await requireGnuTime();
   const replica = await cachedV0313Replica(recipe, ctx.log);
@@ -187,6 +202,11 @@ async function restoreScenario(
     facts.replica = copy.replicaPath;
     facts.encryption = `age (one X25519 recipient) on every object; the copy was encrypted ` +
       `from the plain replica by our decorator in ${copy.encryptSeconds} s`;
+  }
+  const server = await via?.(replica.replicaPath, scratch);
+  if (server) {
+    source = server.source;
+    facts["replica served by"] = `OpenSSH sshd on 127.0.0.1 (${source.join(" ")})`;
   }
 
   let serial = 0;
@@ -262,7 +282,7 @@ async function restoreScenario(
     }
     return {
       name,
-      description: scenarios.find((s) => s.name === name)!.summary,
+      description: description ?? scenarios.find((s) => s.name === name)!.summary,
       facts,
       rows: ([["ours", ours], ["v0.3.13", v0313]] as const).map(([tool, t]) => ({
         label: toolLabel(tool),
@@ -273,6 +293,7 @@ async function restoreScenario(
       targets: targets(ours, v0313),
     };
   } finally {
+    await server?.stop();
     await removeTree(scratch);
   }
 }

@@ -94,6 +94,16 @@ export type ReplicaTarget =
     path: string;
     accessKeyId: string;
     secretAccessKey: string;
+  }
+  | {
+    type: "sftp";
+    /** `host:port`. */
+    host: string;
+    user: string;
+    keyPath: string;
+    /** The server's public key (ours pins it; v0.3.13 ignores the key). */
+    hostKey: string;
+    path: string;
   };
 
 /**
@@ -111,6 +121,15 @@ export function replicateConfig(
   lines.push("    replicas:");
   const keys: Record<string, string | number> = replica.type === "file"
     ? { type: "file", path: replica.path }
+    : replica.type === "sftp"
+    ? {
+      type: "sftp",
+      host: replica.host,
+      user: replica.user,
+      "key-path": replica.keyPath,
+      "host-key": `"${replica.hostKey}"`,
+      path: replica.path,
+    }
     : {
       type: "s3",
       bucket: replica.bucket,
