@@ -54,6 +54,11 @@ export class SftpReplicaClient implements ReplicaClient {
   readonly location: string;
   /** The connection, opened on first use and closed when idle. */
   readonly session: SftpSession;
+  /** Operations and bytes so far, as v0.3.13 counts them (`litestream_replica_operation_*`). */
+  readonly counters = {
+    requests: { GET: 0, PUT: 0, LIST: 0, DELETE: 0 },
+    bytes: { GET: 0, PUT: 0 },
+  };
   readonly #root: string;
 
   /** A client for `options`; no connection is made until the first operation. */
@@ -118,6 +123,7 @@ export class SftpReplicaClient implements ReplicaClient {
 
   /** Entries of `dir`; a missing directory lists as empty. */
   #readdir(dir: string): Promise<FileEntryWithStats[]> {
+    this.counters.requests.LIST++;
     return this.session.use(async (sftp) => {
       try {
         return await request<FileEntryWithStats[]>(
@@ -176,25 +182,30 @@ export class SftpReplicaClient implements ReplicaClient {
   // ---- reads ----
 
   readSnapshot(generation: string, index: number): Promise<ReadableStream<Uint8Array>> {
-    const path = this.#snapshotPath(generation, index);
-    return download(this.session, path, this.#url(path));
+    return this.#read(this.#snapshotPath(generation, index));
   }
 
   readWalSegment(pos: Pos): Promise<ReadableStream<Uint8Array>> {
-    const path = this.#segmentPath(pos);
-    return download(this.session, path, this.#url(path));
+    return this.#read(this.#segmentPath(pos));
   }
 
   async readRecord(generation: string, name: string): Promise<Uint8Array> {
-    const path = this.#recordPath(generation, name);
-    return await new Response(await download(this.session, path, this.#url(path))).bytes();
+    return await new Response(await this.#read(this.#recordPath(generation, name))).bytes();
+  }
+
+  #read(path: string): Promise<ReadableStream<Uint8Array>> {
+    this.counters.requests.GET++;
+    return download(this.session, path, this.#url(path), (n) => this.counters.bytes.GET += n);
   }
 
   // ---- writes ----
 
   /** Uploads to a temporary name and renames; not retried here (the stream is spent). */
-  #write(path: string, data: ReadableStream<Uint8Array>) {
-    return this.session.use((sftp) => upload(sftp, path, this.#url(path), data), false);
+  async #write(path: string, data: ReadableStream<Uint8Array>) {
+    const w = await this.session.use((sftp) => upload(sftp, path, this.#url(path), data), false);
+    this.counters.requests.PUT++;
+    this.counters.bytes.PUT += w.size;
+    return w;
   }
 
   async writeSnapshot(
@@ -224,7 +235,7 @@ export class SftpReplicaClient implements ReplicaClient {
     return this.session.use(async (sftp) => {
       for (let i = 0; i < paths.length; i += DELETE_WINDOW) {
         await Promise.all(
-          paths.slice(i, i + DELETE_WINDOW).map((p) => unlink(sftp, p, this.#url(p))),
+          paths.slice(i, i + DELETE_WINDOW).map((p) => this.#unlinkOne(sftp, p)),
         );
       }
     });
@@ -248,7 +259,13 @@ export class SftpReplicaClient implements ReplicaClient {
     await this.session.use((sftp) => this.#removeTree(sftp, dir));
   }
 
+  #unlinkOne(sftp: SFTPWrapper, path: string): Promise<void> {
+    this.counters.requests.DELETE++;
+    return unlink(sftp, path, this.#url(path));
+  }
+
   async #removeTree(sftp: SFTPWrapper, dir: string): Promise<void> {
+    this.counters.requests.LIST++;
     let entries: FileEntryWithStats[];
     try {
       entries = await request(sftp, "DELETE", this.#url(dir), (cb) => sftp.readdir(dir, cb));
@@ -261,7 +278,7 @@ export class SftpReplicaClient implements ReplicaClient {
     );
     for (let i = 0; i < files.length; i += DELETE_WINDOW) {
       await Promise.all(
-        files.slice(i, i + DELETE_WINDOW).map((p) => unlink(sftp, p, this.#url(p))),
+        files.slice(i, i + DELETE_WINDOW).map((p) => this.#unlinkOne(sftp, p)),
       );
     }
     for (const e of entries.filter((e) => e.attrs.isDirectory())) {

@@ -251,6 +251,7 @@ export async function download(
   session: SftpSession,
   path: string,
   url: string,
+  onBytes: (n: number) => void = () => {},
 ): Promise<ReadableStream<Uint8Array>> {
   const release = session.hold();
   let file: { sftp: SFTPWrapper; handle: Buffer; size: number; mtime: number };
@@ -314,6 +315,7 @@ export async function download(
           try {
             const chunk = await pending.shift()!;
             pos += chunk.length;
+            onBytes(chunk.length);
             resumes = 0;
             return ctrl.enqueue(chunk);
           } catch (err) {
