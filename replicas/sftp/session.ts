@@ -53,6 +53,8 @@ const TUNING_DEFAULTS: Required<SessionTuning> = {
 interface Connection {
   client: Client;
   sftp: SFTPWrapper;
+  /** Resolves when the connection has closed (at once if it already has). */
+  closed: Promise<void>;
 }
 
 /** A lazily opened, idle-closed SFTP connection with retries. */
@@ -136,10 +138,8 @@ export class SftpSession {
     this.#conn = undefined;
     const c = await conn?.catch(() => undefined);
     if (!c) return;
-    await new Promise<void>((resolve) => {
-      c.client.once("close", resolve);
-      c.client.end();
-    });
+    c.client.end();
+    await c.closed;
   }
 
   #connect(): Promise<Connection> {
@@ -188,6 +188,7 @@ export class SftpSession {
       },
     };
     const client = new Client();
+    const closed = new Promise<void>((resolve) => client.once("close", () => resolve()));
     this.connects++;
     const conn = await new Promise<Connection>((resolve, reject) => {
       let settled = false;
@@ -211,8 +212,13 @@ export class SftpSession {
         client.sftp((err, sftp) => {
           if (err) return fail(err);
           sftp.on("close", () => markClosed(sftp));
+          // A protocol error ends the channel (its pending requests fail); drop the connection.
+          sftp.on("error", () => {
+            markClosed(sftp);
+            client.end();
+          });
           settled = true;
-          resolve({ client, sftp });
+          resolve({ client, sftp, closed });
         });
       });
       try {

@@ -15,6 +15,7 @@ import { Buffer } from "node:buffer";
 import { posix } from "node:path";
 import { NotFoundError } from "../../lib/errors.ts";
 import { backoff } from "../../lib/os/async.ts";
+import { chunksOf } from "../../lib/os/fs.ts";
 import { describe, isConnectionError, SFTP_STATUS, SftpError, statusCode } from "./errors.ts";
 import type { SftpSession } from "./session.ts";
 
@@ -101,11 +102,12 @@ export async function upload(
   data: ReadableStream<Uint8Array>,
 ): Promise<Written> {
   const tmp = `${path}.tmp`;
-  const reader = data.getReader();
+  // Lent chunks where the producer lends them (see chunksOf): they are copied at once.
+  const chunks = chunksOf(data)[Symbol.asyncIterator]();
   let handle: Buffer | undefined;
   try {
     handle = await openForWrite(sftp, tmp, url);
-    const size = await writeAll(sftp, handle, url, reader);
+    const size = await writeAll(sftp, handle, url, chunks);
     await fsync(sftp, handle, url);
     const st = await request<Stats>(sftp, "PUT", url, (cb) => sftp.fstat(handle!, cb));
     const h = handle;
@@ -114,7 +116,7 @@ export async function upload(
     await rename(sftp, tmp, path, url);
     return { size, createdAt: new Date(st.mtime * 1000) };
   } catch (err) {
-    reader.cancel(err).catch(() => {});
+    chunks.return?.(undefined).catch(() => {});
     const h = handle;
     if (h) await request(sftp, "PUT", url, (cb) => sftp.close(h, cb)).catch(() => {});
     await request(sftp, "PUT", url, (cb) => sftp.unlink(tmp, cb)).catch(() => {});
@@ -137,35 +139,38 @@ async function openForWrite(sftp: SFTPWrapper, tmp: string, url: string): Promis
   }
 }
 
-/** Writes the reader's bytes in CHUNK-sized requests, at most WINDOW in flight; returns the size. */
+/** Writes the chunks' bytes in CHUNK-sized requests, at most WINDOW in flight; returns the size. */
 async function writeAll(
   sftp: SFTPWrapper,
   handle: Buffer,
   url: string,
-  reader: ReadableStreamDefaultReader<Uint8Array>,
+  chunks: AsyncIterator<Uint8Array>,
 ): Promise<number> {
   const inflight = new Set<Promise<void>>();
   let failure: unknown;
   let offset = 0;
+  // WINDOW + 1 buffers, each reused once its write is acknowledged: no garbage per chunk.
+  const free: Uint8Array<ArrayBuffer>[] = [];
   let buf = new Uint8Array(CHUNK);
   let fill = 0;
   const flush = async () => {
     const at = offset;
-    const chunk = Buffer.from(buf.buffer, 0, fill);
+    const sent = buf;
+    const chunk = Buffer.from(sent.buffer, 0, fill);
     offset += fill;
-    buf = new Uint8Array(CHUNK);
+    buf = free.pop() ?? new Uint8Array(CHUNK);
     fill = 0;
     const p = request(sftp, "PUT", url, (cb) => sftp.write(handle, chunk, 0, chunk.length, at, cb))
-      .catch((err) => void (failure ??= err))
+      .then(() => void free.push(sent), (err) => void (failure ??= err))
       .finally(() => inflight.delete(p));
     inflight.add(p);
     while (inflight.size >= WINDOW) await Promise.race(inflight);
     if (failure) throw failure;
   };
   while (true) {
-    let next: ReadableStreamReadResult<Uint8Array>;
+    let next: IteratorResult<Uint8Array>;
     try {
-      next = await reader.read();
+      next = await chunks.next();
     } catch (err) {
       await Promise.all(inflight);
       throw new SourceError("upload source failed", { cause: err });
@@ -288,7 +293,10 @@ export async function download(
       next += len;
     }
   };
+  let finished = false;
   const finish = () => {
+    if (finished) return;
+    finished = true;
     const { sftp, handle } = file;
     request(sftp, "GET", url, (cb) => sftp.close(handle, cb)).catch(() => {}).finally(release);
   };
