@@ -4,11 +4,13 @@
  * restore each other's replicas to the same bytes, and hand one replica over
  * ours → v0.3.13 → ours without losing a row; host keys are checked against
  * known_hosts (match, mismatch refused naming host and both fingerprints,
- * unknown accepted with a warning giving the fingerprint).
+ * unknown accepted with a warning giving the fingerprint). An age-encrypted
+ * SFTP replica of ours restores with v0.3.13 too.
  * Faults are in `sftp_faults_test.ts`.
  */
 
 import assert from "node:assert/strict";
+import { generateIdentity, identityToRecipient } from "age-encryption";
 import { join } from "node:path";
 import { tempDir, waitFor } from "../support/poll.ts";
 import { createWriterTable, integrityCheck, sqlite, Writer } from "../support/sqlite_cli.ts";
@@ -64,22 +66,22 @@ async function restoreBoth(dir: string, config: string, db: string, tag: string)
   return ours;
 }
 
-/** Waits until the replica directory holds WAL segments of at least `indexes` indexes. */
-async function waitForIndexes(replicaDir: string, indexes: number, after = 0) {
+/** The WAL indexes (`generation/index`) the replica directory holds segments of. */
+async function walIndexes(replicaDir: string): Promise<Set<string>> {
+  const objects = await listReplicaObjects(replicaDir);
+  return new Set(objects.filter((o) => o.kind === "wal").map((o) => `${o.generation}/${o.index}`));
+}
+
+/** Waits until the replica holds segments of `indexes` WAL indexes not in `before`. */
+async function waitForIndexes(replicaDir: string, indexes: number, before = new Set<string>()) {
   await waitFor(
-    `${indexes} WAL indexes in ${replicaDir}`,
+    `${indexes} new WAL indexes in ${replicaDir}`,
     async () => {
-      const objects = await listReplicaObjects(replicaDir);
-      return new Set(
-        objects.filter((o) => o.kind === "wal" && o.index >= after).map((o) => o.index),
-      )
-        .size >= indexes;
+      return [...await walIndexes(replicaDir)].filter((k) => !before.has(k)).length >= indexes;
     },
     30_000,
     200,
   );
-  const objects = await listReplicaObjects(replicaDir);
-  return Math.max(...objects.map((o) => o.index));
 }
 
 /** The SFTP replica keys v0.3.13 reads (it ignores host-key; ours pins it). */
@@ -94,36 +96,49 @@ Deno.test({
   fn: async (t) => {
     await using sshd = await startSshd();
     await using dir = await tempDir();
-    for (const writer of ["ours", "v0.3.13"] as const) {
-      await t.step(`replica written by ${writer}`, async () => {
-        const db = join(dir.path, `${writer}.db`);
-        const replicaDir = join(sshd.dir, `replica-${writer}`);
-        await createWriterTable(db);
-        const config = await writeConfig(dir.path, writer, db, replicaKeys(sshd, replicaDir));
-        const logPath = join(dir.path, `${writer}.log`);
-        const rep = writer === "ours"
-          ? startReplicate(["-config", config], { logPath })
-          : await startV0313Replicate(config, { logPath });
-        const app = await Writer.start(db, { pauseMs: 5 });
-        let lastId: number;
-        try {
-          await waitForIndexes(replicaDir, 3);
-          lastId = await app.stop();
-        } finally {
-          await app.stop().catch(() => {});
-        }
-        // Both write the last commit during their shutdown sync.
-        const { status } = await rep.stop();
-        const log = await rep.log();
-        assert.ok(
-          status.success || (writer === "v0.3.13" && V0313_SHUTDOWN.test(log)),
-          `${writer} exited ${status.code}; log:\n${log}`,
-        );
-        const out = await restoreBoth(dir.path, config, db, writer);
-        await assertHoldsRows(out, lastId, `restore of the replica ${writer} wrote`);
-        const objects = await listReplicaObjects(replicaDir);
-        assert.ok(objects.some((o) => o.kind === "snapshot"), "snapshots in the replica");
-      });
+    const identity = await generateIdentity();
+    const age = `{identities: [${identity}], recipients: [${await identityToRecipient(identity)}]}`;
+    for (
+      const [writer, encrypted] of [["ours", false], ["v0.3.13", false], ["ours", true]] as const
+    ) {
+      const name = encrypted ? `${writer}-age` : writer;
+      await t.step(
+        `replica written by ${writer}${encrypted ? ", age-encrypted" : ""}`,
+        async () => {
+          const db = join(dir.path, `${name}.db`);
+          const replicaDir = join(sshd.dir, `replica-${name}`);
+          await createWriterTable(db);
+          const keys = { ...replicaKeys(sshd, replicaDir), ...(encrypted ? { age } : {}) };
+          const config = await writeConfig(dir.path, name, db, keys);
+          const logPath = join(dir.path, `${name}.log`);
+          const rep = writer === "ours"
+            ? startReplicate(["-config", config], { logPath })
+            : await startV0313Replicate(config, { logPath });
+          const app = await Writer.start(db, { pauseMs: 5 });
+          let lastId: number;
+          try {
+            await waitForIndexes(replicaDir, 3);
+            lastId = await app.stop();
+          } finally {
+            await app.stop().catch(() => {});
+          }
+          // Both write the last commit during their shutdown sync.
+          const { status } = await rep.stop();
+          const log = await rep.log();
+          assert.ok(
+            status.success || (writer === "v0.3.13" && V0313_SHUTDOWN.test(log)),
+            `${writer} exited ${status.code}; log:\n${log}`,
+          );
+          const out = await restoreBoth(dir.path, config, db, name);
+          await assertHoldsRows(out, lastId, `restore of the replica ${name} wrote`);
+          const objects = await listReplicaObjects(replicaDir);
+          assert.ok(objects.some((o) => o.kind === "snapshot"), "snapshots in the replica");
+          const head = new TextDecoder().decode(
+            (await Deno.readFile(objects[0].path)).slice(0, 21),
+          );
+          assert.equal(head === "age-encryption.org/v1", encrypted, `object starts with ${head}`);
+        },
+      );
     }
   },
 });
@@ -141,7 +156,7 @@ Deno.test({
     const config = await writeConfig(dir.path, "app", db, replicaKeys(sshd, replicaDir));
     const app = await Writer.start(db, { pauseMs: 5 });
     let lastId = 0;
-    let index = -1;
+    let before = new Set<string>();
     try {
       for (const [i, who] of (["ours", "v0.3.13", "ours"] as const).entries()) {
         const logPath = join(dir.path, `phase${i}-${who}.log`);
@@ -149,7 +164,7 @@ Deno.test({
           ? startReplicate(["-config", config], { logPath })
           : await startV0313Replicate(config, { logPath });
         // Each phase ships WAL indexes of its own before it stops.
-        index = await waitForIndexes(replicaDir, 2, index + 1);
+        await waitForIndexes(replicaDir, 2, before);
         if (i === 2) lastId = await app.stop();
         const { status } = await rep.stop();
         const log = await rep.log();
@@ -157,6 +172,7 @@ Deno.test({
           status.success || (who === "v0.3.13" && V0313_SHUTDOWN.test(log)),
           `${who} (phase ${i}) exited ${status.code}; log:\n${log}`,
         );
+        before = await walIndexes(replicaDir);
       }
     } finally {
       await app.stop().catch(() => {});
