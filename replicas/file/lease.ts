@@ -18,16 +18,27 @@ export const LEASE_DIR = "lease";
 
 const NAME_RE = /^([0-9a-f]{16})\.json$/;
 
+/** The name of lease file number `seq` (`<seq %016x>.json`); the SFTP replica uses it too. */
+export function leaseFileName(seq: number): string {
+  return `${seq.toString(16).padStart(16, "0")}.json`;
+}
+
+/** The sequence number of a lease file's name; undefined for any other name. */
+export function leaseSequence(name: string): number | undefined {
+  const m = NAME_RE.exec(name);
+  return m ? parseInt(m[1], 16) : undefined;
+}
+
 /** The sequence numbers present in `dir`, ascending. */
 async function sequence(dir: string): Promise<number[]> {
   return (await readDirOrEmpty(dir)).flatMap((e) => {
-    const m = e.isFile ? NAME_RE.exec(e.name) : null;
-    return m ? [parseInt(m[1], 16)] : [];
+    const seq = e.isFile ? leaseSequence(e.name) : undefined;
+    return seq === undefined ? [] : [seq];
   }).sort((a, b) => a - b);
 }
 
 function fileOf(dir: string, seq: number): string {
-  return join(dir, `${seq.toString(16).padStart(16, "0")}.json`);
+  return join(dir, leaseFileName(seq));
 }
 
 /** Reads the newest lease file of `dir`; undefined when there is none. */

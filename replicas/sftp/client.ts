@@ -24,6 +24,7 @@ import {
   walSegmentName,
 } from "../../lib/names.ts";
 import type {
+  LeaseObject,
   RecordInfo,
   ReplicaClient,
   SnapshotInfo,
@@ -32,7 +33,9 @@ import type {
 import { isRecordName, RECORDS_DIR } from "../../lib/core/checksum_record.ts";
 import { sftpLocation, type SftpOptions, sftpOptions, type SftpReplicaConfig } from "./config.ts";
 import { type SessionTuning, SftpSession } from "./session.ts";
-import { download, isNoSuchFile, request, upload } from "./transfer.ts";
+import { download, isNoSuchFile, request, unlink, upload } from "./transfer.ts";
+import { readSftpLease, writeSftpLease } from "./lease.ts";
+import { LEASE_DIR } from "../file/lease.ts";
 
 /** Deletes in flight at once (each is one request on the shared channel). */
 const DELETE_WINDOW = 32;
@@ -227,6 +230,23 @@ export class SftpReplicaClient implements ReplicaClient {
     return { generation, name, ...w };
   }
 
+  // ---- lease ----
+
+  /** Where the lease files live: `<root>/lease/` (see `lease.ts`). */
+  get #lease() {
+    return { session: this.session, dir: this.#path(LEASE_DIR), url: (p: string) => this.#url(p) };
+  }
+
+  /** Reads the newest `<root>/lease/<seq>.json`. */
+  readLease(): Promise<LeaseObject | undefined> {
+    return readSftpLease(this.#lease);
+  }
+
+  /** Creates the next lease file by a server-side hardlink: atomic compare-and-swap. */
+  writeLease(data: Uint8Array, expected: string | undefined): Promise<string | undefined> {
+    return writeSftpLease(this.#lease, data, expected);
+  }
+
   // ---- deletes ----
 
   /** Removes files, DELETE_WINDOW at a time; missing ones are not an error. */
@@ -288,10 +308,4 @@ export class SftpReplicaClient implements ReplicaClient {
       if (!isNoSuchFile(err)) throw err;
     });
   }
-}
-
-async function unlink(sftp: SFTPWrapper, path: string, url: string): Promise<void> {
-  await request(sftp, "DELETE", url, (cb) => sftp.unlink(path, cb)).catch((err) => {
-    if (!isNoSuchFile(err)) throw err;
-  });
 }

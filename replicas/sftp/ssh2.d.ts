@@ -52,6 +52,7 @@ export interface SFTPWrapper extends EventEmitter {
   rename(from: string, to: string, cb: Cb): void;
   ext_openssh_rename(from: string, to: string, cb: Cb): void;
   ext_openssh_fsync(handle: Buffer, cb: Cb): void;
+  ext_openssh_hardlink(target: string, link: string, cb: Cb): void;
   ext_openssh_statvfs(path: string, cb: Cb<{ bavail: number; frsize: number }>): void;
 }
 

@@ -67,6 +67,13 @@ export function isNoSuchFile(err: unknown): boolean {
   return statusOf(err) === SFTP_STATUS.NO_SUCH_FILE;
 }
 
+/** Removes a file; a missing one is not an error. */
+export async function unlink(sftp: SFTPWrapper, path: string, url: string): Promise<void> {
+  await request(sftp, "DELETE", url, (cb) => sftp.unlink(path, cb)).catch((err) => {
+    if (!isNoSuchFile(err)) throw err;
+  });
+}
+
 /** Creates `dir` and its missing parents (as v0.3.13's `MkdirAll`). */
 export async function mkdirAll(sftp: SFTPWrapper, dir: string, url: string): Promise<void> {
   try {
