@@ -53,7 +53,7 @@ export interface SFTPWrapper extends EventEmitter {
   ext_openssh_rename(from: string, to: string, cb: Cb): void;
   ext_openssh_fsync(handle: Buffer, cb: Cb): void;
   ext_openssh_hardlink(target: string, link: string, cb: Cb): void;
-  ext_openssh_statvfs(path: string, cb: Cb<{ bavail: number; frsize: number }>): void;
+  ext_openssh_statvfs(path: string, cb: Cb<{ f_bavail: number; f_frsize: number }>): void;
 }
 
 /** Connection settings (the subset used). */

@@ -235,14 +235,14 @@ async function explainWriteFailure(
 ): Promise<unknown> {
   if (!(err instanceof SftpError) || statusOf(err) !== SFTP_STATUS.FAILURE) return err;
   const dir = posix.dirname(path);
-  const vfs = await request<{ bavail: number; frsize: number }>(
+  const vfs = await request<{ f_bavail: number; f_frsize: number }>(
     sftp,
     "PUT",
     err.url,
     (cb) => sftp.ext_openssh_statvfs(dir, cb),
   ).catch(() => undefined);
   if (!vfs) return err;
-  const free = Number(vfs.bavail) * Number(vfs.frsize);
+  const free = Number(vfs.f_bavail) * Number(vfs.f_frsize);
   if (free >= 1024 * 1024) return err;
   return new SftpError(
     err.operation,
