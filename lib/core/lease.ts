@@ -251,10 +251,12 @@ export class Lease {
     for (let attempt = 0; attempt < 3; attempt++) {
       // A failed read throws to the caller and paces nothing: the next sync tries again.
       const current = await this.client.readLease();
-      this.#lastAttempt = this.#lastRead = this.clock.monotonic();
+      this.#lastRead = this.clock.monotonic();
       const record = current && decodeLease(current.data);
       const why = this.#mayTake(current, record, me);
       if (why === undefined) {
+        // Only a refusal paces the next attempt: a failed write throws, and the sync retries.
+        this.#lastAttempt = this.#lastRead;
         await this.#refuse(current!, record!, me, generation);
         return false;
       }
@@ -277,6 +279,7 @@ export class Lease {
       }
     }
     this.#state = this.#state === "lost" ? "lost" : "refused";
+    this.#lastAttempt = this.clock.monotonic();
     this.log.error("replica lease keeps changing under this replicator; not writing to it", {
       replica: this.client.location,
       resolve: RESOLVE_LATER,

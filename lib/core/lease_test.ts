@@ -293,6 +293,9 @@ Deno.test("lease: a store failure is thrown to the writer each time, never taken
   const a = replicator(client, time, A);
   client.faults.fail("readLease");
   await assert.rejects(a.lease.beforeWrite(a.generation), /injected readLease failure/);
+  // The write of a first lease failing (a full disk, say) is no refusal either.
+  client.faults.fail("writeLease");
+  await assert.rejects(a.lease.beforeWrite(a.generation), /injected writeLease failure/);
   assert.equal(await a.lease.beforeWrite(a.generation), "acquired", "tried again at once");
   assert.deepEqual(a.errors(), []);
 });
