@@ -2,9 +2,7 @@
  * The real Litestream v0.3.13 binary, for interoperability tests.
  *
  * The binary comes from the npm package `@flydotio/litestream-linux-x64@1.0.1` and is installed
- * once into the git-ignored cache `<repo>/.cache/litestream-v0.3.13/`. Test files run in parallel
- * processes, so the install goes to a private temporary directory that is renamed into place:
- * a rename is atomic, so the cache directory is either absent or complete.
+ * once into the git-ignored cache `<repo>/.cache/litestream-v0.3.13/` (see `npm_cache.ts`).
  *
  * @module
  */
@@ -12,18 +10,12 @@
 import assert from "node:assert/strict";
 import { type LoggedProcess, startLogged } from "./logged_process.ts";
 import { integrityCheck } from "./sqlite_cli.ts";
-import { fileURLToPath } from "node:url";
+import { installCached } from "./npm_cache.ts";
 
-/** Absolute path of the repository root (derived from this file, not from the cwd). */
-export const REPO_ROOT: string = fileURLToPath(new URL("../../", import.meta.url)).replace(
-  /\/$/,
-  "",
-);
+export { REPO_ROOT } from "./npm_cache.ts";
 
 const PACKAGE = "@flydotio/litestream-linux-x64@1.0.1";
 const EXPECTED_VERSION = "v0.3.13";
-const CACHE_PARENT = `${REPO_ROOT}/.cache`;
-const CACHE_DIR = `${CACHE_PARENT}/litestream-v0.3.13`;
 const BIN_IN_PREFIX = "node_modules/@flydotio/litestream-linux-x64/litestream";
 
 /** Memoised per process so concurrent callers in one test file share one install. */
@@ -46,48 +38,12 @@ export function litestreamV0313(): Promise<string> {
 }
 
 async function locateOrInstall(): Promise<string> {
-  const bin = `${CACHE_DIR}/${BIN_IN_PREFIX}`;
-  if (await reportsExpectedVersion(bin)) return bin;
-
-  await Deno.mkdir(CACHE_PARENT, { recursive: true });
-  // Same filesystem as the cache so the final rename is atomic.
-  const staging = await Deno.makeTempDir({ dir: CACHE_PARENT, prefix: "litestream-v0.3.13.tmp-" });
-  try {
-    const npm = await new Deno.Command("npm", {
-      args: ["install", "--prefix", staging, "--no-audit", "--no-fund", "--silent", PACKAGE],
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    if (!npm.success) {
-      throw new Error(
-        `npm install ${PACKAGE} failed (exit ${npm.code}): ${new TextDecoder().decode(npm.stderr)}`,
-      );
-    }
-    const stagedBin = `${staging}/${BIN_IN_PREFIX}`;
-    if (!(await reportsExpectedVersion(stagedBin))) {
-      throw new Error(`${stagedBin} does not report ${EXPECTED_VERSION}`);
-    }
-    try {
-      await Deno.rename(staging, CACHE_DIR);
-    } catch (err) {
-      // Usually another process won the race, and its complete install is as good as ours.
-      if (!(await reportsExpectedVersion(bin))) {
-        // Otherwise something that is not a working install occupies the cache path (the
-        // rename protocol never leaves a partial one): replace it.
-        await Deno.remove(CACHE_DIR, { recursive: true }).catch(() => {});
-        await Deno.rename(staging, CACHE_DIR).catch((again) => {
-          throw new Error(`cannot move ${staging} to ${CACHE_DIR}: ${again}`, { cause: err });
-        });
-      }
-    }
-  } finally {
-    await Deno.remove(staging, { recursive: true }).catch(() => {});
-  }
-
-  if (!(await reportsExpectedVersion(bin))) {
-    throw new Error(`installed ${bin} but it does not report ${EXPECTED_VERSION}`);
-  }
-  return bin;
+  const prefix = await installCached({
+    spec: PACKAGE,
+    dir: "litestream-v0.3.13",
+    works: (prefix) => reportsExpectedVersion(`${prefix}/${BIN_IN_PREFIX}`),
+  });
+  return `${prefix}/${BIN_IN_PREFIX}`;
 }
 
 async function reportsExpectedVersion(bin: string): Promise<boolean> {

@@ -1,0 +1,442 @@
+/**
+ * The Azure Blob Storage `ReplicaClient`, with v0.3.13's blob names
+ * (`path.Join(path, "generations", <gen>, "snapshots"|"wal", <name>)`):
+ * names, listings, reads and deletes here; SDK set-up in `sdk.ts`, uploads
+ * in `upload.ts`, errors in `errors.ts`. Import this module dynamically, only
+ * when an `abs` replica is configured: it loads the Azure SDK.
+ *
+ * @module
+ */
+
+import type { BlobItem, ContainerClient } from "@azure/storage-blob";
+import type { Readable } from "node:stream";
+import { LitestreamError, NotFoundError } from "../../lib/errors.ts";
+import {
+  comparePos,
+  isGeneration,
+  parseSnapshotName,
+  parseWalSegmentName,
+  type Pos,
+  snapshotName,
+  walSegmentName,
+} from "../../lib/names.ts";
+import type {
+  ReadOptions,
+  RecordInfo,
+  ReplicaClient,
+  SnapshotInfo,
+  WalSegmentInfo,
+} from "../../lib/replica_client.ts";
+import { isRecordName, RECORDS_DIR } from "../../lib/core/checksum_record.ts";
+import { type AbsOptions, absOptionsFromConfig, type AbsReplicaConfig, goPathJoin } from "./url.ts";
+import { AbsError, type AbsOperation, callAbs, describeError } from "./errors.ts";
+import {
+  contentRangeTotal,
+  type DownloadPart,
+  type DownloadSource,
+  rangeStart,
+  resumableDownload,
+} from "../resumable_download.ts";
+import { rangedStream, readExactly } from "../ranged_read.ts";
+import { type AbsTuning, createContainerClient, TUNING_DEFAULTS } from "./sdk.ts";
+import { uploadBlob } from "./upload.ts";
+
+/** Deletes in flight at once (Blob Storage deletes one blob per request). */
+const DELETE_CONCURRENCY = 8;
+
+/** Request and byte counters of one client; read by metrics and tests. */
+export interface AbsCounters {
+  /** Operations sent (the SDK's own retries not counted), by kind. */
+  readonly requests: Record<AbsOperation, number>;
+  /** Blob bytes uploaded (`PUT`) and downloaded (`GET`). */
+  readonly bytes: Record<"GET" | "PUT", number>;
+}
+
+/** Creates the client for a replica config entry (`url` and fields combined as in v0.3.13). */
+export function absClientFromConfig(cfg: AbsReplicaConfig, tuning?: AbsTuning): AbsReplicaClient {
+  return new AbsReplicaClient(absOptionsFromConfig(cfg), tuning);
+}
+
+interface Listed {
+  /** Blob name, relative to nothing (the full name in the container). */
+  name: string;
+  size: number;
+  /** Creation-Time, as v0.3.13 reports it (Last-Modified where absent). */
+  created: Date;
+}
+
+/** A replica in an Azure Blob Storage container (or Azurite, or a sovereign cloud). */
+export class AbsReplicaClient implements ReplicaClient {
+  /** Backend type as v0.3.13 names it. */
+  readonly type = "abs";
+  /** `abs://account@container[/path]`. */
+  readonly location: string;
+  /** Operations and bytes so far; never reset. */
+  readonly counters: AbsCounters = {
+    requests: { GET: 0, PUT: 0, LIST: 0, DELETE: 0 },
+    bytes: { GET: 0, PUT: 0 },
+  };
+
+  readonly #options: AbsOptions;
+  /** Key prefix as v0.3.13 joins it; `""` = container root. */
+  readonly #path: string;
+  readonly #tuning: Required<AbsTuning>;
+  #container?: ContainerClient;
+
+  /** No request is made until the first operation. */
+  constructor(options: AbsOptions, tuning: AbsTuning = {}) {
+    this.#options = options;
+    const path = goPathJoin(options.path);
+    this.#path = path === "." ? "" : path;
+    this.#tuning = { ...TUNING_DEFAULTS, ...tuning };
+    this.location = this.#url(this.#path);
+  }
+
+  /** Lists `<path>/generations/` by hierarchy and keeps valid generation names. */
+  async generations(): Promise<string[]> {
+    const { prefixes } = await this.#list(this.#key("generations") + "/", true);
+    return prefixes
+      .map((p) => p.slice(0, -1).split("/").pop()!)
+      .filter(isGeneration)
+      .sort();
+  }
+
+  /** Snapshots of a generation sorted by index, with Creation-Time as `createdAt`. */
+  async snapshots(generation: string): Promise<SnapshotInfo[]> {
+    const dir = this.#dir(generation, "snapshots");
+    const { blobs } = await this.#list(dir, true);
+    const out: SnapshotInfo[] = [];
+    for (const b of blobs) {
+      const index = parseSnapshotName(b.name.slice(dir.length));
+      if (index !== undefined) out.push({ generation, index, size: b.size, createdAt: b.created });
+    }
+    return out.sort((a, b) => a.index - b.index);
+  }
+
+  /** WAL segments of a generation sorted by (index, offset). */
+  async walSegments(generation: string): Promise<WalSegmentInfo[]> {
+    const dir = this.#dir(generation, "wal");
+    const { blobs } = await this.#list(dir, true);
+    const out: WalSegmentInfo[] = [];
+    for (const b of blobs) {
+      const pos = parseWalSegmentName(b.name.slice(dir.length));
+      if (pos) out.push({ generation, ...pos, size: b.size, createdAt: b.created });
+    }
+    return out.sort(comparePos);
+  }
+
+  /**
+   * Streams a snapshot; a broken download resumes with ranged reads. With `parallelism` > 1 a
+   * snapshot larger than one part is fetched as ranged parts side by side, all pinned to the
+   * first response's ETag, each resumed on its own.
+   */
+  async readSnapshot(
+    generation: string,
+    index: number,
+    options: ReadOptions = {},
+  ): Promise<ReadableStream<Uint8Array>> {
+    const key = this.#snapshotKey(generation, index);
+    const parallelism = options.parallelism ?? 1;
+    const { readPartSize: partSize } = this.#tuning;
+    let first;
+    try {
+      first = await this.#get(key, 0, undefined, parallelism > 1 ? partSize : undefined);
+    } catch (err) {
+      // An empty blob has no byte 0 to range over.
+      if (err instanceof AbsError && err.code === "InvalidRange") return await this.#read(key);
+      throw err;
+    }
+    const size = first.size;
+    if (parallelism <= 1 || size <= partSize) return await this.#read(key, { first: first.part });
+    const etag = first.part.etag;
+    return rangedStream(size, partSize, parallelism, async (start, end) =>
+      readExactly(
+        await this.#read(key, { start, end, etag, first: start === 0 ? first.part : undefined }),
+        end - start,
+        `${this.#url(key)} bytes ${start}-${end - 1}`,
+      ));
+  }
+
+  /** Streams a WAL segment; a broken download resumes with ranged reads. */
+  async readWalSegment(pos: Pos): Promise<ReadableStream<Uint8Array>> {
+    return await this.#read(this.#segmentKey(pos));
+  }
+
+  /** Uploads a snapshot (staged blocks past one block): visible only once committed. */
+  async writeSnapshot(
+    generation: string,
+    index: number,
+    data: ReadableStream<Uint8Array>,
+  ): Promise<SnapshotInfo> {
+    const { size, createdAt } = await this.#write(this.#snapshotKey(generation, index), data);
+    return { generation, index, size, createdAt };
+  }
+
+  /** Uploads a WAL segment. */
+  async writeWalSegment(pos: Pos, data: ReadableStream<Uint8Array>): Promise<WalSegmentInfo> {
+    const { size, createdAt } = await this.#write(this.#segmentKey(pos), data);
+    return { generation: pos.generation, index: pos.index, offset: pos.offset, size, createdAt };
+  }
+
+  /** Deletes one snapshot; a missing one is not an error. */
+  async deleteSnapshot(generation: string, index: number): Promise<void> {
+    await this.#delete([this.#snapshotKey(generation, index)]);
+  }
+
+  /** Deletes WAL segments, several requests in flight. */
+  async deleteWalSegments(segments: Pos[]): Promise<void> {
+    await this.#delete(segments.map((pos) => this.#segmentKey(pos)));
+  }
+
+  /** Deletes every blob under `<path>/generations/<gen>/`. */
+  async deleteGeneration(generation: string): Promise<void> {
+    const { blobs } = await this.#list(this.#key("generations", this.#gen(generation)) + "/");
+    await this.#delete(blobs.map((b) => b.name));
+  }
+
+  /** `abs://account@container/<name>` of a snapshot or WAL segment. */
+  describe(kind: "snapshot" | "wal", pos: Pos): string {
+    return this.#url(
+      kind === "snapshot" ? this.#snapshotKey(pos.generation, pos.index) : this.#segmentKey(pos),
+    );
+  }
+
+  /** `abs://account@container/<name>` of a checksum record. */
+  describeRecord(generation: string, name: string): string {
+    return this.#url(this.#recordKey(generation, name));
+  }
+
+  /** Checksum records of a generation, sorted by name. */
+  async records(generation: string): Promise<RecordInfo[]> {
+    const dir = this.#key("generations", this.#gen(generation), RECORDS_DIR) + "/";
+    const { blobs } = await this.#list(dir, true);
+    return blobs
+      .map((b) => ({
+        generation,
+        name: b.name.slice(dir.length),
+        size: b.size,
+        createdAt: b.created,
+      }))
+      .filter((r) => isRecordName(r.name))
+      .sort((a, b) => a.name < b.name ? -1 : 1);
+  }
+
+  /** Reads one checksum record. */
+  async readRecord(generation: string, name: string): Promise<Uint8Array> {
+    return await new Response(await this.#read(this.#recordKey(generation, name))).bytes();
+  }
+
+  /** Uploads one checksum record. */
+  async writeRecord(generation: string, name: string, data: Uint8Array): Promise<RecordInfo> {
+    const { size, createdAt } = await this.#write(
+      this.#recordKey(generation, name),
+      ReadableStream.from([data]),
+    );
+    return { generation, name, size, createdAt };
+  }
+
+  /** Deletes checksum records. */
+  async deleteRecords(generation: string, names: string[]): Promise<void> {
+    await this.#delete(names.map((n) => this.#recordKey(generation, n)));
+  }
+
+  // ---- names ----
+
+  #key(...parts: string[]): string {
+    return goPathJoin(this.#path, ...parts);
+  }
+
+  #gen(generation: string): string {
+    if (!isGeneration(generation)) {
+      throw new LitestreamError(`invalid generation name: ${generation}`);
+    }
+    return generation;
+  }
+
+  #dir(generation: string, kind: "snapshots" | "wal"): string {
+    return this.#key("generations", this.#gen(generation), kind) + "/";
+  }
+
+  #snapshotKey(generation: string, index: number): string {
+    return this.#dir(generation, "snapshots") + snapshotName(index);
+  }
+
+  #recordKey(generation: string, name: string): string {
+    return this.#key("generations", this.#gen(generation), RECORDS_DIR, name);
+  }
+
+  #segmentKey(pos: Pos): string {
+    return this.#dir(pos.generation, "wal") + walSegmentName(pos.index, pos.offset);
+  }
+
+  #url(key: string): string {
+    const root = `abs://${this.#options.accountName}@${this.#options.container}`;
+    return key ? `${root}/${key}` : root;
+  }
+
+  // ---- requests ----
+
+  /** Every blob (and, by hierarchy, every virtual directory) under `prefix`, across pages. */
+  async #list(prefix: string, hierarchy = false) {
+    const container = this.#client();
+    const blobs: Listed[] = [];
+    const prefixes: string[] = [];
+    const add = (items: BlobItem[]) => {
+      for (const b of items) {
+        const p = b.properties;
+        blobs.push({
+          name: b.name,
+          size: p.contentLength ?? 0,
+          created: p.createdOn ?? p.lastModified,
+        });
+      }
+    };
+    await this.#call("LIST", prefix, async () => {
+      const pages = hierarchy
+        ? container.listBlobsByHierarchy("/", { prefix: serviceName(prefix) }).byPage({
+          maxPageSize: 5000,
+        })
+        : container.listBlobsFlat({ prefix: serviceName(prefix) }).byPage({ maxPageSize: 5000 });
+      for await (const page of pages) {
+        this.counters.requests.LIST++;
+        add(page.segment.blobItems);
+        const segment = page.segment as { blobPrefixes?: { name: string }[] };
+        prefixes.push(...(segment.blobPrefixes ?? []).map((p) => p.name));
+      }
+    });
+    return { blobs, prefixes };
+  }
+
+  /** Uploads `data` to `key` (see `uploadBlob`) and counts its bytes. */
+  async #write(
+    key: string,
+    data: ReadableStream<Uint8Array>,
+  ): Promise<{ size: number; createdAt: Date }> {
+    const blob = this.#client().getBlockBlobClient(serviceName(key));
+    const { blockSize, queueSize } = this.#tuning;
+    const out = await uploadBlob(
+      { blob, key, blockSize, queueSize, call: this.#counted },
+      data,
+    );
+    this.counters.bytes.PUT += out.size;
+    return out;
+  }
+
+  /**
+   * Streams the blob at `key`, or its bytes `[start, end)`, resuming a broken body with ranged
+   * reads (see `resumableDownload`).
+   */
+  #read(
+    key: string,
+    range: Pick<DownloadSource, "start" | "etag" | "first"> & { end?: number } = {},
+  ): Promise<ReadableStream<Uint8Array>> {
+    const url = this.#url(key);
+    return resumableDownload({
+      ...range,
+      get: async (from, etag) => (await this.#get(key, from, etag, range.end)).part,
+      maxResumes: this.#tuning.maxResumes,
+      onBytes: (n) => this.counters.bytes.GET += n,
+      fail: (detail, { cause, replaced }) =>
+        new AbsError("GET", url, replaced ? "ConditionNotMet" : "", detail, { cause }),
+      describe: describeError,
+    });
+  }
+
+  /**
+   * Reads the blob from byte `from` up to `end` (exclusive; default the end), pinned to `etag`;
+   * `size` is the whole blob's.
+   */
+  async #get(
+    key: string,
+    from = 0,
+    etag?: string,
+    end?: number,
+  ): Promise<{ part: DownloadPart; size: number }> {
+    const url = this.#url(key);
+    const blob = this.#client().getBlobClient(serviceName(key));
+    const res = await this.#counted(
+      "GET",
+      key,
+      () =>
+        blob.download(from, end === undefined ? undefined : end - from, {
+          // Resumption is ours: the SDK's gives up on a dropped connection.
+          maxRetryRequests: 0,
+          conditions: etag ? { ifMatch: etag } : undefined,
+        }),
+    ).catch((err) => {
+      if (err instanceof AbsError && err.code === "BlobNotFound") {
+        throw new NotFoundError(`${url}: object not found`, { cause: err });
+      }
+      throw err;
+    });
+    const length = res.contentLength ?? 0;
+    return {
+      part: {
+        body: webStream(res.readableStreamBody as Readable),
+        length,
+        etag: res.etag,
+        rangeStart: rangeStart(res.contentRange) ?? (from === 0 ? 0 : undefined),
+      },
+      size: contentRangeTotal(res.contentRange) ?? from + length,
+    };
+  }
+
+  async #delete(keys: string[]): Promise<void> {
+    const container = keys.length > 0 ? this.#client() : undefined;
+    let next = 0;
+    const worker = async () => {
+      while (next < keys.length) {
+        const key = keys[next++];
+        await this.#counted(
+          "DELETE",
+          key,
+          () => container!.getBlobClient(serviceName(key)).deleteIfExists(),
+        );
+      }
+    };
+    await Promise.all(
+      Array.from({ length: Math.min(DELETE_CONCURRENCY, keys.length) }, worker),
+    );
+  }
+
+  /** Runs one SDK call, turning its failure into an `AbsError` naming the blob and operation. */
+  readonly #call = <T>(operation: AbsOperation, key: string, fn: () => Promise<T>): Promise<T> =>
+    callAbs(operation, this.#url(key), fn);
+
+  /** `#call`, counting the operation (listings count their pages instead). */
+  readonly #counted = <T>(
+    operation: AbsOperation,
+    key: string,
+    fn: () => Promise<T>,
+  ): Promise<T> => {
+    this.counters.requests[operation]++;
+    return this.#call(operation, key, fn);
+  };
+
+  /** The SDK's container client, created on first use. */
+  #client(): ContainerClient {
+    return this.#container ??= createContainerClient(this.#options, this.#tuning);
+  }
+}
+
+/**
+ * The name the service stores for `key`: Blob Storage reads a `\` in a blob
+ * URL as `/`, so a path holding one is stored (and must be listed) with `/`.
+ * Names in messages keep the configured spelling.
+ */
+function serviceName(key: string): string {
+  return key.replaceAll("\\", "/");
+}
+
+/** A web stream of a Node stream's chunks (Buffers, viewed as plain Uint8Arrays). */
+function webStream(body: Readable): ReadableStream<Uint8Array> {
+  const chunks = body[Symbol.asyncIterator]() as AsyncIterator<Uint8Array>;
+  return new ReadableStream<Uint8Array>({
+    pull: async (ctrl) => {
+      const r = await chunks.next();
+      if (r.done) return ctrl.close();
+      ctrl.enqueue(new Uint8Array(r.value.buffer, r.value.byteOffset, r.value.byteLength));
+    },
+    cancel: () => void body.destroy(),
+  });
+}

@@ -1,0 +1,70 @@
+/**
+ * Set-up of the Azure SDK's container client for one replica: shared-key
+ * credentials, the SDK's own retries (exponential backoff) and timeouts.
+ * Loads the SDK: import only when an `abs` replica is used.
+ *
+ * @module
+ */
+
+import {
+  ContainerClient,
+  newPipeline,
+  StorageRetryPolicyType,
+  StorageSharedKeyCredential,
+} from "@azure/storage-blob";
+import { VERSION } from "../../lib/version.ts";
+import type { AbsOptions } from "./url.ts";
+
+/** Transfer and resilience knobs; the defaults suit production, tests shrink them. */
+export interface AbsTuning {
+  /** Block size in bytes; bodies up to this size go as one Put Blob. Default 8 MiB. */
+  blockSize?: number;
+  /** Blocks staged concurrently; memory use is about (queueSize + 1) × blockSize. Default 2. */
+  queueSize?: number;
+  /** Attempts per request (exponential backoff between them). Default 5. */
+  maxTries?: number;
+  /** First retry delay; it doubles per attempt up to `maxRetryDelayMs`. Default 500 ms. */
+  retryDelayMs?: number;
+  /** Longest retry delay. Default 10 s. */
+  maxRetryDelayMs?: number;
+  /** Time limit of one attempt, body included. Default 5 min. */
+  tryTimeoutMs?: number;
+  /** Ranged re-reads of a download that broke, without progress in between. Default 5. */
+  maxResumes?: number;
+  /** Bytes per ranged part when a snapshot is read in parallel. Default 4 MiB (as S3). */
+  readPartSize?: number;
+}
+
+/** The production values of every `AbsTuning` knob. */
+export const TUNING_DEFAULTS: Required<AbsTuning> = {
+  blockSize: 8 * 1024 * 1024,
+  queueSize: 2,
+  maxTries: 5,
+  retryDelayMs: 500,
+  maxRetryDelayMs: 10_000,
+  tryTimeoutMs: 300_000,
+  maxResumes: 5,
+  readPartSize: 4 * 1024 * 1024,
+};
+
+/** The SDK client of the replica's container (no request is made here). */
+export function createContainerClient(
+  options: AbsOptions,
+  tuning: Required<AbsTuning>,
+): ContainerClient {
+  const credential = new StorageSharedKeyCredential(options.accountName, options.accountKey);
+  const pipeline = newPipeline(credential, {
+    retryOptions: {
+      retryPolicyType: StorageRetryPolicyType.EXPONENTIAL,
+      maxTries: tuning.maxTries,
+      retryDelayInMs: tuning.retryDelayMs,
+      maxRetryDelayInMs: tuning.maxRetryDelayMs,
+      tryTimeoutInMs: tuning.tryTimeoutMs,
+    },
+    userAgentOptions: { userAgentPrefix: `litestream-deno/${VERSION}` },
+  });
+  return new ContainerClient(
+    `${options.endpoint}/${encodeURIComponent(options.container)}`,
+    pipeline,
+  );
+}
