@@ -9,6 +9,7 @@
 import { ConfigError, LitestreamError } from "../errors.ts";
 import type { Validator } from "./config_validator.ts";
 import { SftpConfigError, sftpOptions } from "../../replicas/sftp/config.ts";
+import { AbsConfigError, absOptionsFromConfig } from "../../replicas/abs/url.ts";
 import {
   type AgeConfig,
   type AgeKey,
@@ -22,9 +23,10 @@ export type { AgeConfig, AgeKey };
 export interface ReplicaConfig {
   name: string;
   type: string;
-  /** Directory (file) or key prefix (s3). */
+  /** Directory (file) or key prefix (s3, abs). */
   path?: string;
   url?: string;
+  /** Bucket (s3) or container (abs). */
   bucket?: string;
   region?: string;
   endpoint?: string;
@@ -42,6 +44,10 @@ export interface ReplicaConfig {
   keyPath?: string;
   /** The SFTP server's expected public key, `type base64` as in known_hosts (sftp). */
   hostKey?: string;
+  /** Storage account (abs). */
+  accountName?: string;
+  /** Storage account key (abs); else `LITESTREAM_AZURE_ACCOUNT_KEY`. */
+  accountKey?: string;
   syncInterval: number;
   snapshotInterval: number;
   retention: number;
@@ -77,6 +83,8 @@ const REPLICA_KEYS = [
   "password",
   "key-path",
   "host-key",
+  "account-name",
+  "account-key",
   "sync-interval",
   "snapshot-interval",
   "retention",
@@ -84,6 +92,9 @@ const REPLICA_KEYS = [
   "validation-interval",
   "age",
 ];
+
+/** Replica types this implementation reads. */
+const SUPPORTED_TYPES = ["file", "s3", "sftp", "abs"];
 
 /** True when a string looks like a URL (`scheme://`), as v0.3.13 decides. */
 export function isUrl(s: string): boolean {
@@ -109,10 +120,8 @@ export function parseReplica(
     type = url.slice(0, url.indexOf(":")).toLowerCase();
   }
   type ||= "file";
-  if (!["file", "s3", "sftp"].includes(type)) {
-    const known = ["gcs", "abs"].includes(type)
-      ? " (not supported by this implementation yet)"
-      : "";
+  if (!SUPPORTED_TYPES.includes(type)) {
+    const known = ["gcs"].includes(type) ? " (not supported by this implementation yet)" : "";
     throw new ConfigError(
       v.file,
       url ? `${key}.url` : `${key}.type`,
@@ -158,6 +167,8 @@ export function parseReplica(
     password: v.string(o.password, `${key}.password`),
     keyPath: v.string(o["key-path"], `${key}.key-path`),
     hostKey: v.string(o["host-key"], `${key}.host-key`),
+    accountName: v.string(o["account-name"], `${key}.account-name`),
+    accountKey: v.string(o["account-key"], `${key}.account-key`),
     syncInterval: d("sync-interval", REPLICA_DEFAULTS.syncInterval),
     snapshotInterval: d("snapshot-interval", REPLICA_DEFAULTS.snapshotInterval),
     retention: d("retention", REPLICA_DEFAULTS.retention),
@@ -166,6 +177,16 @@ export function parseReplica(
   };
   if (r.syncInterval <= 0) {
     throw new ConfigError(v.file, `${key}.sync-interval`, "must be greater than zero");
+  }
+  if (type === "abs") {
+    try {
+      absOptionsFromConfig(r);
+    } catch (err) {
+      if (err instanceof AbsConfigError) {
+        throw new ConfigError(v.file, `${key}.${err.key}`, err.detail);
+      }
+      throw err;
+    }
   }
   const age = parseAge(v, o.age, `${key}.age`);
   if (age) r.age = age;
@@ -210,11 +231,11 @@ function checkSftp(
 /** A replica config for a bare URL, with v0.3.13's defaults; the name is the type. */
 export function replicaConfigFromUrl(url: string): ReplicaConfig {
   const type = url.slice(0, url.indexOf(":")).toLowerCase();
-  if (type !== "file" && type !== "s3" && type !== "sftp") {
+  if (!SUPPORTED_TYPES.includes(type)) {
     throw new LitestreamError(
       `unsupported replica URL scheme ${
         JSON.stringify(type)
-      }: ${url} (use file://, s3:// or sftp://)`,
+      }: ${url} (use file://, s3://, sftp:// or abs://)`,
     );
   }
   return { name: type, type, url, skipVerify: false, ...REPLICA_DEFAULTS };

@@ -1,6 +1,6 @@
 /**
  * Builds `ReplicaClient`s from config entries or replica URLs. Backends that
- * pull in heavy dependencies (the AWS SDK, ssh2) are imported only when used, as
+ * pull in heavy dependencies (the AWS and Azure SDKs, ssh2) are imported only when used, as
  * is the age decorator (a replica with an `age` block).
  *
  * @module
@@ -11,6 +11,8 @@ import { expandPath, type ReplicaConfig } from "./config.ts";
 import type { ReplicaClient } from "../replica_client.ts";
 import type { Logger } from "../log.ts";
 import { FileReplicaClient, type FileReplicaOptions } from "../../replicas/file/client.ts";
+import { AbsConfigError } from "../../replicas/abs/url.ts";
+import { LitestreamError } from "../errors.ts";
 
 /** The directory of a `file://` URL, cleaned and made absolute. */
 export function fileUrlPath(url: string): string {
@@ -46,6 +48,16 @@ async function backendClient(
   if (cfg.type === "sftp") {
     const { sftpClientFromConfig } = await import("../../replicas/sftp/mod.ts");
     return sftpClientFromConfig({ ...cfg, keyPath: cfg.keyPath && expandPath(cfg.keyPath) }, log);
+  }
+  if (cfg.type === "abs") {
+    const { absClientFromConfig } = await import("../../replicas/abs/client.ts");
+    try {
+      return absClientFromConfig(cfg);
+    } catch (err) {
+      // A bare abs:// URL has no config file to name; say which setting is missing.
+      if (err instanceof AbsConfigError) throw new LitestreamError(`${cfg.url}: ${err.message}`);
+      throw err;
+    }
   }
   const { s3ClientFromConfig } = await import("../../replicas/s3/client.ts");
   return s3ClientFromConfig(cfg);
