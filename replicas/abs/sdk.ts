@@ -23,7 +23,7 @@ export interface AbsTuning {
   queueSize?: number;
   /** Attempts per request (exponential backoff between them). Default 5. */
   maxTries?: number;
-  /** First retry delay; it doubles per attempt up to `maxRetryDelayMs`. Default 500 ms. */
+  /** First retry delay; it doubles per attempt up to `maxRetryDelayMs`. Default 200 ms. */
   retryDelayMs?: number;
   /** Longest retry delay. Default 10 s. */
   maxRetryDelayMs?: number;
@@ -40,7 +40,7 @@ export const TUNING_DEFAULTS: Required<AbsTuning> = {
   blockSize: 8 * 1024 * 1024,
   queueSize: 2,
   maxTries: 5,
-  retryDelayMs: 500,
+  retryDelayMs: 200,
   maxRetryDelayMs: 10_000,
   tryTimeoutMs: 300_000,
   maxResumes: 5,
