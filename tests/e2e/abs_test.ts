@@ -191,17 +191,16 @@ Deno.test({
         }
         return writer.lastId;
       };
-      await phase(() =>
-        Promise.resolve(startReplicate(["-config", cfg], { logPath: `${dir.path}/ours1.log` }))
-      );
+      const ours = (log: string) => () => {
+        const p = startReplicate(["-config", cfg], { logPath: `${dir.path}/${log}` });
+        return Promise.resolve({ stop: () => stopOk(p) });
+      };
+      await phase(ours("ours1.log"));
       await phase(async () => {
         const p = await startV0313Replicate(cfg);
         return { stop: () => stopV0313(p) };
       });
-      const lastId = await phase(async () => {
-        const p = startReplicate(["-config", cfg], { logPath: `${dir.path}/ours2.log` });
-        return { stop: () => stopOk(p) };
-      });
+      const lastId = await phase(ours("ours2.log"));
       const mine = `${dir.path}/ours.db`;
       assertOk(await oursRestore(cfg, db, mine), "our restore");
       await assertHoldsRows(mine, lastId, "our restore after the handover");
