@@ -15,6 +15,7 @@ import * as restore from "./restore.ts";
 import * as replicate from "./replicate.ts";
 import * as s3 from "./s3.ts";
 import * as sftp from "./sftp.ts";
+import * as abs from "./abs.ts";
 import * as validate from "./validate.ts";
 import * as appCheckpoint from "./app_checkpoint.ts";
 import * as s3Restore from "./s3_restore.ts";
@@ -27,6 +28,7 @@ const MODULES: { scenarios: Scenario[] }[] = [
   s3,
   s3Restore,
   sftp,
+  abs,
   validate,
   appCheckpoint,
   follow,

@@ -1,5 +1,5 @@
 /**
- * The write-load driver of `replicate-write-load` and `s3-write-load`: a separate writer process
+ * The write-load driver of `replicate-write-load`, `s3-write-load` and `abs-write-load`: a separate writer process
  * (`bench/load_writer.ts`) commits {@link LOAD} (500 transactions per second of one 1 KB row for
  * 20 s) while one replicator ships it. Measured: catch-up time (last commit → a replica segment
  * holds it, see {@link CatchUpWatcher}), the replicator's CPU from writer start to catch-up
@@ -157,6 +157,7 @@ export async function writeLoadScenario(
   const col = (tool: Tool, f: (s: WriteLoadSample) => number, d: number) =>
     medianRange(samples[tool].map(f), d);
   const s3 = factory.kind === "s3";
+  const file = factory.kind === "file";
   const header = [
     "tool",
     "catch-up (s)",
@@ -165,7 +166,7 @@ export async function writeLoadScenario(
     "peak RSS (MB)",
     "writer (tx/s)",
     "segments",
-    s3 ? "S3 requests during load" : "WAL shipped (MB)",
+    ...(s3 ? ["S3 requests during load"] : file ? ["WAL shipped (MB)"] : []),
   ];
   const rows = TOOLS.map((t) => [
     toolLabel(t),
@@ -175,7 +176,11 @@ export async function writeLoadScenario(
     col(t, (s) => s.total.maxRssMB, 1),
     col(t, (s) => s.achievedRate, 0),
     col(t, (s) => s.segments, 0),
-    s3 ? col(t, (s) => s.requests ?? 0, 0) : col(t, (s) => (s.walBytes ?? 0) / 1e6, 1),
+    ...(s3
+      ? [col(t, (s) => s.requests ?? 0, 0)]
+      : file
+      ? [col(t, (s) => (s.walBytes ?? 0) / 1e6, 1)]
+      : []),
   ]);
   const m = (t: Tool, f: (s: WriteLoadSample) => number) => median(samples[t].map(f));
   const targets: TargetResult[] = [

@@ -166,13 +166,14 @@ export interface RestoreScenarioOptions {
   /** Restore an age-encrypted copy of the replica, from a config holding its keys. */
   age?: boolean;
   /**
-   * Restore through an SFTP server instead of the file URL: returns the `restore` arguments
-   * naming the replica, and a cleanup (see `bench/sftp.ts`).
+   * Restore through a server instead of the file URL (SFTP in `bench/sftp.ts`, Azure Blob
+   * Storage in `bench/abs.ts`): returns the `restore` arguments naming the replica, facts for
+   * the report (default: the SFTP server's), and a cleanup.
    */
   via?: (
     replicaPath: string,
     scratch: string,
-  ) => Promise<{ source: string[]; stop(): Promise<void> }>;
+  ) => Promise<{ source: string[]; facts?: Record<string, string>; stop(): Promise<void> }>;
   targets: (ours: ToolSummary, v0313: ToolSummary) => TargetResult[];
 }
 
@@ -206,7 +207,8 @@ export async function restoreScenario(
   const server = await via?.(replica.replicaPath, scratch);
   if (server) {
     source = server.source;
-    facts["replica served by"] = `OpenSSH sshd on 127.0.0.1 (${source.join(" ")})`;
+    if (server.facts) Object.assign(facts, server.facts);
+    else facts["replica served by"] = `OpenSSH sshd on 127.0.0.1 (${source.join(" ")})`;
   }
 
   let serial = 0;

@@ -1,6 +1,6 @@
 /**
  * Looking at a replica while a replicator writes it: listing and reading its complete objects
- * (file or S3, through one {@link ReplicaLister} interface) and waiting for the first snapshot.
+ * (file, S3 or Azure Blob Storage, through one {@link ReplicaLister} interface) and waiting for the first snapshot.
  *
  * @module
  */
@@ -11,6 +11,7 @@ import {
   ListObjectsV2Command,
   S3Client,
 } from "@aws-sdk/client-s3";
+import { ContainerClient, StorageSharedKeyCredential } from "@azure/storage-blob";
 import { waitFor } from "../../tests/support/poll.ts";
 import { epochMs } from "./load.ts";
 import type { MeasuredProcess } from "./measure.ts";
@@ -114,6 +115,35 @@ export function s3ReplicaLister(target: Extract<ReplicaTarget, { type: "s3" }>):
         new HeadObjectCommand({ Bucket: target.bucket, Key: `${prefix}${name}` }),
       );
       return res.ContentLength!;
+    },
+  };
+}
+
+/**
+ * A prefix of an Azure container, listed and read with `@azure/storage-blob` (blobs appear only
+ * once committed).
+ */
+export function absReplicaLister(target: Extract<ReplicaTarget, { type: "abs" }>): ReplicaLister {
+  const container = new ContainerClient(
+    `${target.endpoint}/${target.container}`,
+    new StorageSharedKeyCredential(target.accountName, target.accountKey),
+  );
+  const prefix = `${target.path.replace(/\/+$/, "")}/`;
+  return {
+    async list() {
+      const out: string[] = [];
+      for await (const b of container.listBlobsFlat({ prefix: `${prefix}generations/` })) {
+        const rel = b.name.slice(prefix.length);
+        if (OBJECT_RE.test(rel)) out.push(rel);
+      }
+      return out;
+    },
+    async read(name) {
+      const buf = await container.getBlobClient(`${prefix}${name}`).downloadToBuffer();
+      return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
+    },
+    async size(name) {
+      return (await container.getBlobClient(`${prefix}${name}`).getProperties()).contentLength!;
     },
   };
 }

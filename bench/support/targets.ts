@@ -24,7 +24,7 @@ export const DEFAULT_RUNS = 3;
  * `dir`; `cleanup` releases it (an S3 server process, for example).
  */
 export interface TargetFactory {
-  kind: "file" | "s3" | "sftp";
+  kind: "file" | "s3" | "sftp" | "abs";
   /** How the time to the first snapshot is taken, when not from listings of a file replica. */
   snapshotTiming?: string;
   /** Milliseconds between listings while waiting for the replica. */

@@ -84,7 +84,7 @@ export async function killQuietly(p: MeasuredProcess | undefined): Promise<void>
   if (p && !p.exited) await p.kill().catch(() => {});
 }
 
-/** Where a replicator writes: a directory, or a prefix in an S3 bucket. */
+/** Where a replicator writes: a directory, a prefix in an S3 bucket or an Azure container. */
 export type ReplicaTarget =
   | { type: "file"; path: string }
   | {
@@ -104,6 +104,15 @@ export type ReplicaTarget =
     /** The server's public key (ours pins it; v0.3.13 ignores the key). */
     hostKey: string;
     path: string;
+  }
+  | {
+    type: "abs";
+    /** Service URL with the account (Azurite: `http://127.0.0.1:P/devstoreaccount1`). */
+    endpoint: string;
+    accountName: string;
+    accountKey: string;
+    container: string;
+    path: string;
   };
 
 /**
@@ -119,31 +128,48 @@ export function replicateConfig(
   const lines = ["dbs:", `  - path: ${dbPath}`];
   for (const [k, v] of Object.entries(settings.db ?? {})) lines.push(`    ${k}: ${v}`);
   lines.push("    replicas:");
-  const keys: Record<string, string | number> = replica.type === "file"
-    ? { type: "file", path: replica.path }
-    : replica.type === "sftp"
-    ? {
-      type: "sftp",
-      host: replica.host,
-      user: replica.user,
-      "key-path": replica.keyPath,
-      "host-key": `"${replica.hostKey}"`,
-      path: replica.path,
-    }
-    : {
-      type: "s3",
-      bucket: replica.bucket,
-      path: replica.path,
-      endpoint: replica.endpoint,
-      region: "us-east-1",
-      "force-path-style": "true",
-      "access-key-id": replica.accessKeyId,
-      "secret-access-key": replica.secretAccessKey,
-    };
+  const keys: Record<string, string | number> = replicaKeys(replica);
   let first = true;
   for (const [k, v] of Object.entries({ ...keys, ...settings.replica })) {
     lines.push(`${first ? "      - " : "        "}${k}: ${v}`);
     first = false;
   }
   return lines.join("\n") + "\n";
+}
+
+/** The YAML keys of `replica`'s entry, as both tools read them. */
+function replicaKeys(replica: ReplicaTarget): Record<string, string | number> {
+  switch (replica.type) {
+    case "file":
+      return { type: "file", path: replica.path };
+    case "s3":
+      return {
+        type: "s3",
+        bucket: replica.bucket,
+        path: replica.path,
+        endpoint: replica.endpoint,
+        region: "us-east-1",
+        "force-path-style": "true",
+        "access-key-id": replica.accessKeyId,
+        "secret-access-key": replica.secretAccessKey,
+      };
+    case "sftp":
+      return {
+        type: "sftp",
+        host: replica.host,
+        user: replica.user,
+        "key-path": replica.keyPath,
+        "host-key": `"${replica.hostKey}"`,
+        path: replica.path,
+      };
+    case "abs":
+      return {
+        type: "abs",
+        "account-name": replica.accountName,
+        "account-key": replica.accountKey,
+        bucket: replica.container,
+        path: replica.path,
+        endpoint: replica.endpoint,
+      };
+  }
 }
