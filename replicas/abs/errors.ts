@@ -7,7 +7,7 @@
  * @module
  */
 
-import { LitestreamError } from "../../lib/errors.ts";
+import { explainPermission, LitestreamError } from "../../lib/errors.ts";
 import { ACCOUNT_KEY_ENV } from "./url.ts";
 
 /** Blob operations, labelled as v0.3.13's `litestream_replica_operation_total`. */
@@ -65,6 +65,11 @@ export async function callAbs<T>(
 /** `err` (an SDK `RestError`, a network error) as an `AbsError` on `url`. */
 export function toAbsError(operation: AbsOperation, url: string, err: unknown): LitestreamError {
   if (err instanceof LitestreamError) return err;
+  // A missing Deno permission (Deno's node:https reads the root certificates under --allow-sys).
+  const permission = explainPermission(err);
+  if (permission instanceof LitestreamError) {
+    return new LitestreamError(`${url}: ${permission.message}`, { cause: err });
+  }
   const e = err as { code?: string; statusCode?: number; details?: { errorCode?: string } };
   const code = e.details?.errorCode ?? (e.code && !/^[A-Z_]+$/.test(e.code) ? e.code : "");
   const network = !e.statusCode && /^(E[A-Z]+|REQUEST_SEND_ERROR)$/.test(e.code ?? "");

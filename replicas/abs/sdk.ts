@@ -12,6 +12,7 @@ import {
   StorageRetryPolicyType,
   StorageSharedKeyCredential,
 } from "@azure/storage-blob";
+import os from "node:os";
 import { VERSION } from "../../lib/version.ts";
 import type { AbsOptions } from "./url.ts";
 
@@ -63,8 +64,25 @@ export function createContainerClient(
     },
     userAgentOptions: { userAgentPrefix: `litestream-deno/${VERSION}` },
   });
-  return new ContainerClient(
-    `${options.endpoint}/${encodeURIComponent(options.container)}`,
-    pipeline,
+  return withoutOsRelease(() =>
+    new ContainerClient(`${options.endpoint}/${encodeURIComponent(options.container)}`, pipeline)
   );
+}
+
+/**
+ * Runs `create` (a client constructor, synchronous) with `os.release()` answering `""` when Deno
+ * is not allowed to read it: the SDK puts the OS release in its User-Agent, read once while the
+ * client's pipeline is built, and without `--allow-sys=osRelease` every request would fail.
+ */
+function withoutOsRelease<T>(create: () => T): T {
+  if (Deno.permissions.querySync({ name: "sys", kind: "osRelease" }).state === "granted") {
+    return create();
+  }
+  const release = os.release;
+  os.release = () => "";
+  try {
+    return create();
+  } finally {
+    os.release = release;
+  }
 }
