@@ -433,7 +433,12 @@ function webStream(body: Readable): ReadableStream<Uint8Array> {
   const chunks = body[Symbol.asyncIterator]() as AsyncIterator<Uint8Array>;
   return new ReadableStream<Uint8Array>({
     pull: async (ctrl) => {
-      const r = await chunks.next();
+      const r = await chunks.next().catch((err) => {
+        // The SDK's stream reports a dropped connection as "The operation was aborted".
+        throw (err as Error)?.name === "AbortError"
+          ? new Error("the connection closed before the body ended", { cause: err })
+          : err;
+      });
       if (r.done) return ctrl.close();
       ctrl.enqueue(new Uint8Array(r.value.buffer, r.value.byteOffset, r.value.byteLength));
     },

@@ -122,6 +122,24 @@ Deno.test("abs client on Azurite", async (t) => {
     assert.deepEqual(await rawNames(rc, `blocks/generations/${gen}/`), [name]);
   });
 
+  await t.step("a snapshot read in parallel ranged parts, some cut mid-body", async () => {
+    const c = azuriteClient(proxied, container, "parts", { readPartSize: 256 * 1024 });
+    const gen = newGeneration();
+    const data = payload(8, 1024 * 1024 + 4321);
+    await c.writeSnapshot(gen, 0, chunked(data));
+    await c.writeSnapshot(gen, 1, streamOf(new Uint8Array(0)));
+    const before = proxy.stats.requests;
+    proxy.setRules({ fault: { kind: "cut", afterBodyBytes: 1000 }, method: "GET", times: 3 });
+    assert.deepEqual(await bytesOf(await c.readSnapshot(gen, 0, { parallelism: 3 })), data);
+    // Five parts, three of them resumed once.
+    assert.deepEqual(proxy.stats.requests - before, 5 + 3);
+    proxy.setRules();
+    assert.deepEqual(
+      await bytesOf(await c.readSnapshot(gen, 1, { parallelism: 3 })),
+      new Uint8Array(0),
+    );
+  });
+
   await t.step("an upload whose connection drops is retried by the SDK", async () => {
     const c = azuriteClient(proxied, container, "drops", { retryDelayMs: 10 });
     const gen = newGeneration();

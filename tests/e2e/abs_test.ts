@@ -212,6 +212,9 @@ Deno.test({
     await step(
       "dropped uploads and cut downloads: catch-up, exact bytes or a clear error",
       async () => {
+        const t0 = performance.now();
+        const mark = (what: string) =>
+          console.log(`  ${what} after ${Math.round(performance.now() - t0)} ms`);
         await using dir = await tempDir();
         await using proxy = startFaultProxy(srv.host);
         const endpoint = `${proxy.endpoint}/${AZURITE_ACCOUNT}`;
@@ -225,9 +228,10 @@ Deno.test({
         try {
           await waitForIndexes(c, 1);
           // Upload connections drop, more often than the SDK retries one request, for a while.
-          proxy.setRules({ fault: { kind: "drop" }, method: "PUT", times: 10 });
-          await waitFor("10 dropped uploads", () => proxy.stats.faults >= 10, 60_000);
+          proxy.setRules({ fault: { kind: "drop" }, method: "PUT", times: 6 });
+          await waitFor("6 dropped uploads", () => proxy.stats.faults >= 6, 60_000);
           await rep.waitForLog(/ERROR.*replica=abs/, { timeoutMs: 30_000 });
+          mark("outage logged");
           proxy.setRules();
           await waitFor("100 more rows", () => writer.lastId >= 100 + 100);
         } finally {
