@@ -8,8 +8,7 @@
  * @module
  */
 
-import type { BlobItem, ContainerClient } from "@azure/storage-blob";
-import type { Readable } from "node:stream";
+import type { BlobItem, ContainerClient, StorageSharedKeyCredential } from "@azure/storage-blob";
 import { LitestreamError, NotFoundError } from "../../lib/errors.ts";
 import {
   comparePos,
@@ -38,7 +37,8 @@ import {
   resumableDownload,
 } from "../resumable_download.ts";
 import { rangedStream, readExactly } from "../ranged_read.ts";
-import { type AbsTuning, createContainerClient, TUNING_DEFAULTS } from "./sdk.ts";
+import { type AbsTuning, createContainerClient, createCredential, TUNING_DEFAULTS } from "./sdk.ts";
+import { fetchBlob } from "./download.ts";
 import { uploadBlob } from "./upload.ts";
 
 /** Deletes in flight at once (Blob Storage deletes one blob per request). */
@@ -82,6 +82,7 @@ export class AbsReplicaClient implements ReplicaClient {
   readonly #path: string;
   readonly #tuning: Required<AbsTuning>;
   #container?: ContainerClient;
+  #sharedKey?: StorageSharedKeyCredential;
 
   /** No request is made until the first operation. */
   constructor(options: AbsOptions, tuning: AbsTuning = {}) {
@@ -343,8 +344,8 @@ export class AbsReplicaClient implements ReplicaClient {
   }
 
   /**
-   * Reads the blob from byte `from` up to `end` (exclusive; default the end), pinned to `etag`;
-   * `size` is the whole blob's.
+   * Reads the blob from byte `from` up to `end` (exclusive; default the end), pinned to `etag`
+   * (see `fetchBlob`); `size` is the whole blob's.
    */
   async #get(
     key: string,
@@ -353,32 +354,23 @@ export class AbsReplicaClient implements ReplicaClient {
     end?: number,
   ): Promise<{ part: DownloadPart; size: number }> {
     const url = this.#url(key);
-    const blob = this.#client().getBlobClient(serviceName(key));
-    const res = await this.#counted(
-      "GET",
-      key,
-      () =>
-        blob.download(from, end === undefined ? undefined : end - from, {
-          // Resumption is ours: the SDK's gives up on a dropped connection.
-          maxRetryRequests: 0,
-          conditions: etag ? { ifMatch: etag } : undefined,
-        }),
-    ).catch((err) => {
-      if (err instanceof AbsError && err.code === "BlobNotFound") {
-        throw new NotFoundError(`${url}: object not found`, { cause: err });
-      }
-      throw err;
-    });
-    const length = res.contentLength ?? 0;
-    return {
-      part: {
-        body: webStream(res.readableStreamBody as Readable),
-        length,
-        etag: res.etag,
-        rangeStart: rangeStart(res.contentRange) ?? (from === 0 ? 0 : undefined),
-      },
-      size: contentRangeTotal(res.contentRange) ?? from + length,
+    const blobName = serviceName(key);
+    const read = {
+      blobUrl: this.#client().getBlobClient(blobName).url,
+      container: this.#options.container,
+      blobName,
+      url,
+      from,
+      end,
+      etag,
     };
+    return await this.#counted("GET", key, () => fetchBlob(read, this.#credential(), this.#tuning))
+      .catch((err) => {
+        if (err instanceof AbsError && err.code === "BlobNotFound") {
+          throw new NotFoundError(`${url}: object not found`, { cause: err });
+        }
+        throw err;
+      });
   }
 
   async #delete(keys: string[]): Promise<void> {
@@ -415,7 +407,15 @@ export class AbsReplicaClient implements ReplicaClient {
 
   /** The SDK's container client, created on first use. */
   #client(): ContainerClient {
-    return this.#container ??= createContainerClient(this.#options, this.#tuning);
+    return this.#container ??= createContainerClient(
+      this.#options,
+      this.#tuning,
+      this.#credential(),
+    );
+  }
+
+  #credential(): StorageSharedKeyCredential {
+    return this.#sharedKey ??= createCredential(this.#options);
   }
 }
 
@@ -426,22 +426,4 @@ export class AbsReplicaClient implements ReplicaClient {
  */
 function serviceName(key: string): string {
   return key.replaceAll("\\", "/");
-}
-
-/** A web stream of a Node stream's chunks (Buffers, viewed as plain Uint8Arrays). */
-function webStream(body: Readable): ReadableStream<Uint8Array> {
-  const chunks = body[Symbol.asyncIterator]() as AsyncIterator<Uint8Array>;
-  return new ReadableStream<Uint8Array>({
-    pull: async (ctrl) => {
-      const r = await chunks.next().catch((err) => {
-        // The SDK's stream reports a dropped connection as "The operation was aborted".
-        throw (err as Error)?.name === "AbortError"
-          ? new Error("the connection closed before the body ended", { cause: err })
-          : err;
-      });
-      if (r.done) return ctrl.close();
-      ctrl.enqueue(new Uint8Array(r.value.buffer, r.value.byteOffset, r.value.byteLength));
-    },
-    cancel: () => void body.destroy(),
-  });
 }

@@ -72,7 +72,9 @@ export function toAbsError(operation: AbsOperation, url: string, err: unknown): 
   }
   const e = err as { code?: string; statusCode?: number; details?: { errorCode?: string } };
   const code = e.details?.errorCode ?? (e.code && !/^[A-Z_]+$/.test(e.code) ? e.code : "");
-  const network = !e.statusCode && /^(E[A-Z]+|REQUEST_SEND_ERROR)$/.test(e.code ?? "");
+  // Node's error codes (the SDK), or fetch's TypeError (our reads).
+  const network = !e.statusCode &&
+    (/^(E[A-Z]+|REQUEST_SEND_ERROR)$/.test(e.code ?? "") || err instanceof TypeError);
   const hint = HINTS[code] ? ` (${HINTS[code]})` : network ? ` (${NETWORK_HINT})` : "";
   return new AbsError(operation, url, code, `${describeError(err)}${hint}`, { cause: err });
 }

@@ -28,7 +28,7 @@ export interface AbsTuning {
   retryDelayMs?: number;
   /** Longest retry delay. Default 10 s. */
   maxRetryDelayMs?: number;
-  /** Time limit of one attempt, body included. Default 5 min. */
+  /** Time limit of one attempt (an upload's body included; a read's until its headers). Default 5 min. */
   tryTimeoutMs?: number;
   /** Ranged re-reads of a download that broke, without progress in between. Default 5. */
   maxResumes?: number;
@@ -48,12 +48,17 @@ export const TUNING_DEFAULTS: Required<AbsTuning> = {
   readPartSize: 4 * 1024 * 1024,
 };
 
+/** The shared-key credential of the replica's account (it also signs read SASes). */
+export function createCredential(options: AbsOptions): StorageSharedKeyCredential {
+  return new StorageSharedKeyCredential(options.accountName, options.accountKey);
+}
+
 /** The SDK client of the replica's container (no request is made here). */
 export function createContainerClient(
   options: AbsOptions,
   tuning: Required<AbsTuning>,
+  credential: StorageSharedKeyCredential,
 ): ContainerClient {
-  const credential = new StorageSharedKeyCredential(options.accountName, options.accountKey);
   const pipeline = newPipeline(credential, {
     retryOptions: {
       retryPolicyType: StorageRetryPolicyType.EXPONENTIAL,
