@@ -20,6 +20,7 @@ import {
   walSegmentName,
 } from "../../lib/names.ts";
 import type {
+  LeaseObject,
   ReadOptions,
   RecordInfo,
   ReplicaClient,
@@ -39,7 +40,13 @@ import {
 import { rangedStream, readExactly } from "../ranged_read.ts";
 import { type AbsTuning, createContainerClient, createCredential, TUNING_DEFAULTS } from "./sdk.ts";
 import { fetchBlob } from "./download.ts";
-import { uploadBlob } from "./upload.ts";
+import { asBuffer, uploadBlob } from "./upload.ts";
+
+/** Name of the lease blob under the replica's path (outside `generations/`: v0.3.13 never lists it). */
+const LEASE_KEY = "lease.json";
+
+/** Error codes of a conditional write whose condition failed. */
+const CONDITION_FAILED = new Set(["ConditionNotMet", "BlobAlreadyExists", "BlobNotFound"]);
 
 /** Deletes in flight at once (Blob Storage deletes one blob per request). */
 const DELETE_CONCURRENCY = 8;
@@ -239,6 +246,42 @@ export class AbsReplicaClient implements ReplicaClient {
   /** Deletes checksum records. */
   async deleteRecords(generation: string, names: string[]): Promise<void> {
     await this.#delete(names.map((n) => this.#recordKey(generation, n)));
+  }
+
+  /** Reads `<path>/lease.json`; its ETag is the version. */
+  async readLease(): Promise<LeaseObject | undefined> {
+    const key = this.#key(LEASE_KEY);
+    try {
+      const { part } = await this.#get(key);
+      const data = await new Response(part.body).bytes();
+      this.counters.bytes.GET += data.length;
+      return { data, version: part.etag ?? "" };
+    } catch (err) {
+      if (err instanceof NotFoundError) return undefined;
+      throw err;
+    }
+  }
+
+  /**
+   * Writes `<path>/lease.json` with `If-Match: <expected>` (or `If-None-Match: *`): Blob
+   * Storage (and Azurite) apply the condition atomically.
+   */
+  async writeLease(data: Uint8Array, expected: string | undefined): Promise<string | undefined> {
+    const key = this.#key(LEASE_KEY);
+    const blob = this.#client().getBlockBlobClient(serviceName(key));
+    const conditions = expected === undefined ? { ifNoneMatch: "*" } : { ifMatch: expected };
+    try {
+      const out = await this.#counted("PUT", key, () =>
+        blob.upload(asBuffer(data), data.length, {
+          conditions,
+          blobHTTPHeaders: { blobContentType: "application/json" },
+        }));
+      this.counters.bytes.PUT += data.length;
+      return out.etag ?? "";
+    } catch (err) {
+      if (err instanceof AbsError && CONDITION_FAILED.has(err.code)) return undefined;
+      throw err;
+    }
   }
 
   // ---- names ----

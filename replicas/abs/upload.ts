@@ -73,6 +73,6 @@ async function stagedBlocks(target: UploadTarget, first: Uint8Array, source: Par
 }
 
 /** A Buffer view of `bytes` (no copy): the SDK's Node HTTP client sends Buffers. */
-function asBuffer(bytes: Uint8Array): Buffer {
+export function asBuffer(bytes: Uint8Array): Buffer {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
