@@ -8,7 +8,7 @@
  * @module
  */
 
-import type { BlobItem, ContainerClient, StorageSharedKeyCredential } from "@azure/storage-blob";
+import type { ContainerClient, StorageSharedKeyCredential } from "@azure/storage-blob";
 import { LitestreamError, NotFoundError } from "../../lib/errors.ts";
 import {
   comparePos,
@@ -40,13 +40,9 @@ import {
 import { rangedStream, readExactly } from "../ranged_read.ts";
 import { type AbsTuning, createContainerClient, createCredential, TUNING_DEFAULTS } from "./sdk.ts";
 import { fetchBlob } from "./download.ts";
-import { asBuffer, uploadBlob } from "./upload.ts";
-
-/** Name of the lease blob under the replica's path (outside `generations/`: v0.3.13 never lists it). */
-const LEASE_KEY = "lease.json";
-
-/** Error codes of a conditional write whose condition failed. */
-const CONDITION_FAILED = new Set(["ConditionNotMet", "BlobAlreadyExists", "BlobNotFound"]);
+import { listBlobs, serviceName } from "./listing.ts";
+import { uploadBlob } from "./upload.ts";
+import { LEASE_KEY, putIfVersion } from "./lease.ts";
 
 /** Deletes in flight at once (Blob Storage deletes one blob per request). */
 const DELETE_CONCURRENCY = 8;
@@ -62,14 +58,6 @@ export interface AbsCounters {
 /** Creates the client for a replica config entry (`url` and fields combined as in v0.3.13). */
 export function absClientFromConfig(cfg: AbsReplicaConfig, tuning?: AbsTuning): AbsReplicaClient {
   return new AbsReplicaClient(absOptionsFromConfig(cfg), tuning);
-}
-
-interface Listed {
-  /** Blob name, relative to nothing (the full name in the container). */
-  name: string;
-  size: number;
-  /** Creation-Time, as v0.3.13 reports it (Last-Modified where absent). */
-  created: Date;
 }
 
 /** A replica in an Azure Blob Storage container (or Azurite, or a sovereign cloud). */
@@ -262,26 +250,13 @@ export class AbsReplicaClient implements ReplicaClient {
     }
   }
 
-  /**
-   * Writes `<path>/lease.json` with `If-Match: <expected>` (or `If-None-Match: *`): Blob
-   * Storage (and Azurite) apply the condition atomically.
-   */
+  /** Writes `<path>/lease.json` if its version is still `expected` (see `putIfVersion`). */
   async writeLease(data: Uint8Array, expected: string | undefined): Promise<string | undefined> {
     const key = this.#key(LEASE_KEY);
     const blob = this.#client().getBlockBlobClient(serviceName(key));
-    const conditions = expected === undefined ? { ifNoneMatch: "*" } : { ifMatch: expected };
-    try {
-      const out = await this.#counted("PUT", key, () =>
-        blob.upload(asBuffer(data), data.length, {
-          conditions,
-          blobHTTPHeaders: { blobContentType: "application/json" },
-        }));
-      this.counters.bytes.PUT += data.length;
-      return out.etag ?? "";
-    } catch (err) {
-      if (err instanceof AbsError && CONDITION_FAILED.has(err.code)) return undefined;
-      throw err;
-    }
+    const version = await putIfVersion(blob, data, expected, (fn) => this.#counted("PUT", key, fn));
+    if (version !== undefined) this.counters.bytes.PUT += data.length;
+    return version;
   }
 
   // ---- names ----
@@ -322,33 +297,17 @@ export class AbsReplicaClient implements ReplicaClient {
 
   /** Every blob (and, by hierarchy, every virtual directory) under `prefix`, across pages. */
   async #list(prefix: string, hierarchy = false) {
-    const container = this.#client();
-    const blobs: Listed[] = [];
-    const prefixes: string[] = [];
-    const add = (items: BlobItem[]) => {
-      for (const b of items) {
-        const p = b.properties;
-        blobs.push({
-          name: b.name,
-          size: p.contentLength ?? 0,
-          created: p.createdOn ?? p.lastModified,
-        });
-      }
-    };
-    await this.#call("LIST", prefix, async () => {
-      const pages = hierarchy
-        ? container.listBlobsByHierarchy("/", { prefix: serviceName(prefix) }).byPage({
-          maxPageSize: 5000,
-        })
-        : container.listBlobsFlat({ prefix: serviceName(prefix) }).byPage({ maxPageSize: 5000 });
-      for await (const page of pages) {
-        this.counters.requests.LIST++;
-        add(page.segment.blobItems);
-        const segment = page.segment as { blobPrefixes?: { name: string }[] };
-        prefixes.push(...(segment.blobPrefixes ?? []).map((p) => p.name));
-      }
-    });
-    return { blobs, prefixes };
+    return await this.#call(
+      "LIST",
+      prefix,
+      () =>
+        listBlobs(
+          this.#client(),
+          serviceName(prefix),
+          hierarchy,
+          () => this.counters.requests.LIST++,
+        ),
+    );
   }
 
   /** Uploads `data` to `key` (see `uploadBlob`) and counts its bytes. */
@@ -460,13 +419,4 @@ export class AbsReplicaClient implements ReplicaClient {
   #credential(): StorageSharedKeyCredential {
     return this.#sharedKey ??= createCredential(this.#options);
   }
-}
-
-/**
- * The name the service stores for `key`: Blob Storage reads a `\` in a blob
- * URL as `/`, so a path holding one is stored (and must be listed) with `/`.
- * Names in messages keep the configured spelling.
- */
-function serviceName(key: string): string {
-  return key.replaceAll("\\", "/");
 }
