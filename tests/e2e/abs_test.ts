@@ -145,29 +145,37 @@ Deno.test({
       assert.equal(await fileHash(theirs), await fileHash(mine), "v0.3.13's restore = ours");
     });
 
-    await step("a replica v0.3.13 wrote restores with ours to v0.3.13's bytes", async () => {
-      await using dir = await tempDir();
-      const db = `${dir.path}/db.sqlite`;
-      await createWriterTable(db);
-      const cfg = `${dir.path}/v0313.yml`;
-      await Deno.writeTextFile(cfg, absConfig(db, srv.endpoint, container, "v0313/db"));
-      const rep = await startV0313Replicate(cfg);
-      const writer = await Writer.start(db, { pauseMs: 10 });
-      const c = azuriteClient(srv, container, "v0313/db");
-      try {
-        await waitForIndexes(c, 3);
-        await waitFor("150 rows written", () => writer.lastId >= 150);
-      } finally {
-        await writer.stop();
-        await stopV0313(rep);
-      }
-      const theirs = `${dir.path}/theirs.db`;
-      assertOk(await theirRestore(cfg, db, theirs), "v0.3.13 restore");
-      await assertHoldsRows(theirs, writer.lastId, "v0.3.13's restore");
-      const mine = `${dir.path}/ours.db`;
-      assertOk(await oursRestore(cfg, db, mine), "our restore");
-      assert.equal(await fileHash(mine), await fileHash(theirs), "our restore = v0.3.13's");
-    });
+    await step(
+      "a replica v0.3.13 wrote (path with a leading /) restores with ours to its bytes",
+      async () => {
+        await using dir = await tempDir();
+        const db = `${dir.path}/db.sqlite`;
+        await createWriterTable(db);
+        const cfg = `${dir.path}/v0313.yml`;
+        await Deno.writeTextFile(cfg, absConfig(db, srv.endpoint, container, "/v0313/db"));
+        const rep = await startV0313Replicate(cfg);
+        const writer = await Writer.start(db, { pauseMs: 10 });
+        // v0.3.13 keeps the leading "/" in blob names (Go's path.Join); so do we.
+        const c = azuriteClient(srv, container, "/v0313/db");
+        try {
+          await waitForIndexes(c, 3);
+          await waitFor("150 rows written", () => writer.lastId >= 150);
+        } finally {
+          await writer.stop();
+          await stopV0313(rep);
+        }
+        const theirs = `${dir.path}/theirs.db`;
+        assertOk(await theirRestore(cfg, db, theirs), "v0.3.13 restore");
+        await assertHoldsRows(theirs, writer.lastId, "v0.3.13's restore");
+        const mine = `${dir.path}/ours.db`;
+        assertOk(await oursRestore(cfg, db, mine), "our restore");
+        assert.equal(await fileHash(mine), await fileHash(theirs), "our restore = v0.3.13's");
+        assert.match(
+          c.describe("wal", { generation: "0".repeat(16), index: 0, offset: 0 }),
+          /@e2e\/\/v0313\/db\//,
+        );
+      },
+    );
 
     await step("handover ours → v0.3.13 → ours keeps every row", async () => {
       await using dir = await tempDir();
