@@ -7,6 +7,8 @@
  * @module
  */
 
+import { backoff } from "../lib/os/async.ts";
+
 /** One response of a read: its body and what it says about the object. */
 export interface DownloadPart {
   body: ReadableStream<Uint8Array>;
@@ -114,10 +116,4 @@ export function rangeStart(contentRange: string | undefined): number | undefined
 export function contentRangeTotal(contentRange: string | undefined): number | undefined {
   const m = contentRange?.match(/^bytes \d+-\d+\/(\d+)$/);
   return m ? Number(m[1]) : undefined;
-}
-
-/** Waits 100 ms · 2^(attempt-1), with full jitter, before resuming a download. */
-function backoff(attempt: number): Promise<void> {
-  const ms = Math.random() * 100 * 2 ** (attempt - 1);
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

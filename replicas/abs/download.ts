@@ -17,6 +17,7 @@ import type { DownloadPart } from "../resumable_download.ts";
 import { contentRangeTotal, rangeStart } from "../resumable_download.ts";
 import { toAbsError } from "./errors.ts";
 import type { AbsTuning } from "./sdk.ts";
+import { backoff } from "../../lib/os/async.ts";
 
 /** A read of one blob, from `from` to `end` (exclusive; default the end), pinned to `etag`. */
 export interface BlobRead {
@@ -67,7 +68,7 @@ export async function fetchBlob(
       res = await fetch(`${read.blobUrl}?${sas}`, { headers, signal: abort.signal });
     } catch (err) {
       if (last) throw toAbsError("GET", read.url, err);
-      await backoff(attempt, tuning);
+      await backoff(attempt, tuning.retryDelayMs);
       continue;
     } finally {
       clearTimeout(timer);
@@ -94,12 +95,6 @@ export async function fetchBlob(
         message: `HTTP ${res.status} ${res.statusText}`.trim(),
       });
     }
-    await backoff(attempt, tuning);
+    await backoff(attempt, tuning.retryDelayMs);
   }
-}
-
-/** Waits retryDelayMs · 2^(attempt-1), at most maxRetryDelayMs, before another try. */
-function backoff(attempt: number, t: Required<AbsTuning>): Promise<void> {
-  const ms = Math.min(t.maxRetryDelayMs, t.retryDelayMs * 2 ** (attempt - 1));
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
