@@ -100,24 +100,38 @@ Deno.test("dir watch: events on a database's files leave this process's SQLite l
   try {
     await reader.exec("BEGIN");
     await reader.queryRow("SELECT count(*) FROM t");
-    const before = await posixLocksOf(Deno.pid);
+    // Only the locks on this test's files: under `deno test --parallel` other modules' tests run
+    // in this process too, and their databases' locks come and go in /proc/locks meanwhile.
+    const inodes = await inodesOf([db, `${db}-wal`, `${db}-shm`]);
+    const before = await posixLocksOf(Deno.pid, inodes);
     assert.ok(before.length > 0, "the read transaction holds POSIX locks");
     const { armed, woke } = startWait(dir.path, {});
     await armed;
     // Another process writes: events on the WAL, the -shm file (opened, closed) and more.
     await sqlite(db, "INSERT INTO t VALUES (1, randomblob(10));");
     assert.equal(await woke, "event");
-    assert.deepEqual(await posixLocksOf(Deno.pid), before, "no lock released");
+    assert.deepEqual(await posixLocksOf(Deno.pid, inodes), before, "no lock released");
   } finally {
     await reader.close();
   }
 });
 
-/** This process's POSIX locks from /proc/locks, as `inode type range` strings, sorted. */
-async function posixLocksOf(pid: number): Promise<string[]> {
+/** `pid`'s POSIX locks on files with the given inode numbers, as `file type range` strings, sorted. */
+async function posixLocksOf(pid: number, inodes: Set<string>): Promise<string[]> {
   const lines = (await Deno.readTextFile("/proc/locks")).split("\n");
-  return lines.map((l) => l.split(/\s+/)).filter((f) => f[1] === "POSIX" && f[4] === String(pid))
+  return lines.map((l) => l.split(/\s+/))
+    .filter((f) => f[1] === "POSIX" && f[4] === String(pid) && inodes.has(f[5]?.split(":")[2]))
     .map((f) => `${f[5]} ${f[3]} ${f[6]}-${f[7]}`).sort();
+}
+
+/**
+ * The inode numbers of the existing `paths`. /proc/locks names a file `major:minor:inode`; the
+ * inode alone is compared, as `stat`'s device need not be the one shown there (btrfs subvolumes).
+ * Every test's files live in temporary directories on one file system: none shares these numbers.
+ */
+async function inodesOf(paths: string[]): Promise<Set<string>> {
+  const found = await Promise.all(paths.map((p) => Deno.stat(p).catch(() => undefined)));
+  return new Set(found.filter((st) => st !== undefined).map((st) => String(st.ino)));
 }
 
 Deno.test("dir watch: an overflowing burst of writes still wakes it", async () => {

@@ -2,13 +2,15 @@
  * The process's one inotify instance on the real file system: one watch per directory shared by
  * its databases, each waiter woken by its own files, watches and the instance released with
  * their last waiter, and running out of watches. The instance and its watches are checked where
- * Linux shows them (/proc/self/fd and fdinfo).
+ * Linux shows them (/proc/self/fd and fdinfo), by tests run in a process of their own: under
+ * `deno test --parallel` other modules' instances would show up there too.
  */
 
 import assert from "node:assert/strict";
 import { Inotify, WatchLimitError } from "./inotify.ts";
 import { tempDir, waitFor } from "../../tests/support/poll.ts";
 import { inotifyInstances } from "../../tests/support/proc_inotify.ts";
+import { inOwnProcess } from "../../tests/support/own_process.ts";
 
 /** Long enough never to end a wait an event should end. */
 const EVENT_MS = 10_000;
@@ -23,81 +25,90 @@ async function openInstances(): Promise<number[]> {
   return (await inotifyInstances()).map((i) => i.fd);
 }
 
-Deno.test("inotify: two databases in one directory share a watch; each is woken by its own files", async () => {
-  await using dir = await tempDir("inotify-");
-  const before = await openInstances();
-  const hub = new Inotify();
-  const a = hub.watch(dir.path, "a.db");
-  const b = hub.watch(dir.path, "b.db");
-  try {
-    assert.deepEqual(await instancesSince(before), [1], "one instance, one watch");
-    // Files that are not b's (a name b.db is a prefix of, another file), then a's WAL: once
-    // a's event has been handed out, every earlier one has been too.
-    await Deno.writeFile(`${dir.path}/b.db2`, new Uint8Array(8));
-    await Deno.writeFile(`${dir.path}/other`, new Uint8Array(8));
-    await Deno.writeFile(`${dir.path}/a.db-wal`, new Uint8Array(8));
-    assert.equal(await a.wait(EVENT_MS), "event");
-    assert.equal(await b.wait(0), "timeout", "b not woken by other files");
-    await Deno.writeFile(`${dir.path}/b.db-wal`, new Uint8Array(8));
-    assert.equal(await b.wait(EVENT_MS), "event");
-  } finally {
+Deno.test(
+  "inotify: two databases in one directory share a watch; each is woken by its own files",
+  inOwnProcess(async () => {
+    await using dir = await tempDir("inotify-");
+    const before = await openInstances();
+    const hub = new Inotify();
+    const a = hub.watch(dir.path, "a.db");
+    const b = hub.watch(dir.path, "b.db");
+    try {
+      assert.deepEqual(await instancesSince(before), [1], "one instance, one watch");
+      // Files that are not b's (a name b.db is a prefix of, another file), then a's WAL: once
+      // a's event has been handed out, every earlier one has been too.
+      await Deno.writeFile(`${dir.path}/b.db2`, new Uint8Array(8));
+      await Deno.writeFile(`${dir.path}/other`, new Uint8Array(8));
+      await Deno.writeFile(`${dir.path}/a.db-wal`, new Uint8Array(8));
+      assert.equal(await a.wait(EVENT_MS), "event");
+      assert.equal(await b.wait(0), "timeout", "b not woken by other files");
+      await Deno.writeFile(`${dir.path}/b.db-wal`, new Uint8Array(8));
+      assert.equal(await b.wait(EVENT_MS), "event");
+    } finally {
+      await a.close();
+      await b.close();
+    }
+    assert.deepEqual(await instancesSince(before), [], "closed with its last waiter");
+  }),
+);
+
+Deno.test(
+  "inotify: databases in different directories share the instance, a watch per directory",
+  inOwnProcess(async () => {
+    await using one = await tempDir("inotify-");
+    await using two = await tempDir("inotify-");
+    const before = await openInstances();
+    const hub = new Inotify();
+    const a = hub.watch(one.path, "app.db");
+    const b = hub.watch(two.path, "app.db");
+    try {
+      assert.deepEqual(await instancesSince(before), [2], "one instance, two watches");
+      assert.equal(hub.watchedDirs, 2);
+      await Deno.writeFile(`${two.path}/app.db-wal`, new Uint8Array(8));
+      assert.equal(await b.wait(EVENT_MS), "event");
+      assert.equal(await a.wait(0), "timeout", "a not woken by the other directory");
+      await Deno.writeFile(`${one.path}/app.db-wal`, new Uint8Array(8));
+      assert.equal(await a.wait(EVENT_MS), "event");
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  }),
+);
+
+Deno.test(
+  "inotify: a watch goes with its directory's last waiter, the instance with the last watch",
+  inOwnProcess(async () => {
+    await using one = await tempDir("inotify-");
+    await using two = await tempDir("inotify-");
+    const before = await openInstances();
+    const hub = new Inotify();
+    const a = hub.watch(one.path, "a.db");
+    const b = hub.watch(one.path, "b.db");
+    const c = hub.watch(two.path);
+    assert.deepEqual(await instancesSince(before), [2]);
     await a.close();
+    assert.deepEqual(await instancesSince(before), [2], "b still waits on the first directory");
     await b.close();
-  }
-  assert.deepEqual(await instancesSince(before), [], "closed with its last waiter");
-});
+    assert.deepEqual(await instancesSince(before), [1], "the first directory's watch removed");
+    assert.equal(hub.watchedDirs, 1);
+    await c.close();
+    assert.deepEqual(await instancesSince(before), [], "nothing waits: the instance is closed");
+    assert.equal(hub.isOpen, false);
+    assert.equal(await c.wait(EVENT_MS), "woken", "a closed waiter never waits");
 
-Deno.test("inotify: databases in different directories share the instance, a watch per directory", async () => {
-  await using one = await tempDir("inotify-");
-  await using two = await tempDir("inotify-");
-  const before = await openInstances();
-  const hub = new Inotify();
-  const a = hub.watch(one.path, "app.db");
-  const b = hub.watch(two.path, "app.db");
-  try {
-    assert.deepEqual(await instancesSince(before), [2], "one instance, two watches");
-    assert.equal(hub.watchedDirs, 2);
-    await Deno.writeFile(`${two.path}/app.db-wal`, new Uint8Array(8));
-    assert.equal(await b.wait(EVENT_MS), "event");
-    assert.equal(await a.wait(0), "timeout", "a not woken by the other directory");
-    await Deno.writeFile(`${one.path}/app.db-wal`, new Uint8Array(8));
-    assert.equal(await a.wait(EVENT_MS), "event");
-  } finally {
-    await a.close();
-    await b.close();
-  }
-});
-
-Deno.test("inotify: a watch goes with its directory's last waiter, the instance with the last watch", async () => {
-  await using one = await tempDir("inotify-");
-  await using two = await tempDir("inotify-");
-  const before = await openInstances();
-  const hub = new Inotify();
-  const a = hub.watch(one.path, "a.db");
-  const b = hub.watch(one.path, "b.db");
-  const c = hub.watch(two.path);
-  assert.deepEqual(await instancesSince(before), [2]);
-  await a.close();
-  assert.deepEqual(await instancesSince(before), [2], "b still waits on the first directory");
-  await b.close();
-  assert.deepEqual(await instancesSince(before), [1], "the first directory's watch removed");
-  assert.equal(hub.watchedDirs, 1);
-  await c.close();
-  assert.deepEqual(await instancesSince(before), [], "nothing waits: the instance is closed");
-  assert.equal(hub.isOpen, false);
-  assert.equal(await c.wait(EVENT_MS), "woken", "a closed waiter never waits");
-
-  // The next waiter opens a fresh instance, which works as the first did.
-  const d = hub.watch(one.path, "a.db");
-  try {
-    assert.deepEqual(await instancesSince(before), [1]);
-    await Deno.writeFile(`${one.path}/a.db`, new Uint8Array(8));
-    assert.equal(await d.wait(EVENT_MS), "event");
-  } finally {
-    await d.close();
-  }
-  assert.equal(hub.isOpen, false);
-});
+    // The next waiter opens a fresh instance, which works as the first did.
+    const d = hub.watch(one.path, "a.db");
+    try {
+      assert.deepEqual(await instancesSince(before), [1]);
+      await Deno.writeFile(`${one.path}/a.db`, new Uint8Array(8));
+      assert.equal(await d.wait(EVENT_MS), "event");
+    } finally {
+      await d.close();
+    }
+    assert.equal(hub.isOpen, false);
+  }),
+);
 
 Deno.test("inotify: a waiter leaving while another joins keeps the instance; its close still returns", async () => {
   await using dir = await tempDir("inotify-");
@@ -149,32 +160,35 @@ Deno.test("inotify: removing a watched directory wakes its waiters and drops its
   assert.equal(hub.isOpen, false, "a failed watch leaves no instance open");
 });
 
-Deno.test("inotify: out of watches, new directories fail once-reported while watched ones still share", async () => {
-  await using one = await tempDir("inotify-");
-  await using two = await tempDir("inotify-");
-  const before = await openInstances();
-  const hub = new Inotify({ maxWatches: 1 });
-  const a = hub.watch(one.path, "a.db");
-  try {
-    const first = assertLimit(() => hub.watch(two.path, "b.db"));
-    assert.equal(first.first, true, "the first failure is the one to report");
-    assert.match(first.message, /raise \/proc\/sys\/fs\/inotify\/max_user_watches/);
-    assert.match(first.message, new RegExp(two.path));
-    assert.equal(assertLimit(() => hub.watch(two.path, "c.db")).first, false, "reported once");
-    // A database in a directory already watched needs no new watch.
-    const b = hub.watch(one.path, "b.db");
-    await b.close();
-    assert.deepEqual(await instancesSince(before), [1], "no watch left behind by the failures");
-    await Deno.writeFile(`${one.path}/a.db-wal`, new Uint8Array(8));
-    assert.equal(await a.wait(EVENT_MS), "event", "the watched database still gets events");
-  } finally {
-    await a.close();
-  }
-  assert.deepEqual(await instancesSince(before), []);
-  // Failing the very first watch leaves no instance open either.
-  assertLimit(() => new Inotify({ maxWatches: 0 }).watch(one.path));
-  assert.deepEqual(await instancesSince(before), []);
-});
+Deno.test(
+  "inotify: out of watches, new directories fail once-reported while watched ones still share",
+  inOwnProcess(async () => {
+    await using one = await tempDir("inotify-");
+    await using two = await tempDir("inotify-");
+    const before = await openInstances();
+    const hub = new Inotify({ maxWatches: 1 });
+    const a = hub.watch(one.path, "a.db");
+    try {
+      const first = assertLimit(() => hub.watch(two.path, "b.db"));
+      assert.equal(first.first, true, "the first failure is the one to report");
+      assert.match(first.message, /raise \/proc\/sys\/fs\/inotify\/max_user_watches/);
+      assert.match(first.message, new RegExp(two.path));
+      assert.equal(assertLimit(() => hub.watch(two.path, "c.db")).first, false, "reported once");
+      // A database in a directory already watched needs no new watch.
+      const b = hub.watch(one.path, "b.db");
+      await b.close();
+      assert.deepEqual(await instancesSince(before), [1], "no watch left behind by the failures");
+      await Deno.writeFile(`${one.path}/a.db-wal`, new Uint8Array(8));
+      assert.equal(await a.wait(EVENT_MS), "event", "the watched database still gets events");
+    } finally {
+      await a.close();
+    }
+    assert.deepEqual(await instancesSince(before), []);
+    // Failing the very first watch leaves no instance open either.
+    assertLimit(() => new Inotify({ maxWatches: 0 }).watch(one.path));
+    assert.deepEqual(await instancesSince(before), []);
+  }),
+);
 
 /** Runs `fn`, asserting it throws a {@link WatchLimitError}, and returns the error. */
 function assertLimit(fn: () => unknown): WatchLimitError {
