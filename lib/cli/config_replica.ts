@@ -17,13 +17,15 @@ import {
   parseAgeKeys,
 } from "../../replicas/age/keys.ts";
 
+import { gcsOptionsFromConfig } from "../../replicas/gcs/url.ts";
+
 export type { AgeConfig, AgeKey };
 
 /** Settings of one replica (`dbs[].replicas[]`). Intervals are in milliseconds. */
 export interface ReplicaConfig {
   name: string;
   type: string;
-  /** Directory (file) or key prefix (s3, abs). */
+  /** Directory (file) or key prefix (s3, abs, gcs). */
   path?: string;
   url?: string;
   /** Bucket (s3) or container (abs). */
@@ -94,7 +96,7 @@ const REPLICA_KEYS = [
 ];
 
 /** Replica types this implementation reads. */
-const SUPPORTED_TYPES = ["file", "s3", "sftp", "abs"];
+const SUPPORTED_TYPES = ["file", "s3", "sftp", "abs", "gcs"];
 
 /** True when a string looks like a URL (`scheme://`), as v0.3.13 decides. */
 export function isUrl(s: string): boolean {
@@ -121,11 +123,10 @@ export function parseReplica(
   }
   type ||= "file";
   if (!SUPPORTED_TYPES.includes(type)) {
-    const known = ["gcs"].includes(type) ? " (not supported by this implementation yet)" : "";
     throw new ConfigError(
       v.file,
       url ? `${key}.url` : `${key}.type`,
-      `unknown replica type in config: ${JSON.stringify(type)}${known}`,
+      `unknown replica type in config: ${JSON.stringify(type)}`,
     );
   }
   if (path && isUrl(path)) {
@@ -148,6 +149,15 @@ export function parseReplica(
     }
   }
   if (type === "sftp") checkSftp(v, key, { url, host, user: o.user, path });
+  if (type === "gcs") {
+    const bucket = v.string(o.bucket, `${key}.bucket`);
+    try {
+      gcsOptionsFromConfig({ url, path, bucket });
+    } catch (err) {
+      const at = url && (path || bucket) ? (path ? "path" : "bucket") : url ? "url" : "bucket";
+      throw new ConfigError(v.file, `${key}.${at}`, (err as Error).message);
+    }
+  }
   const d = (k: string, def: number) => v.duration(o[k], `${key}.${k}`) ?? def;
   const r: ReplicaConfig = {
     name: v.string(o.name, `${key}.name`) || type,
@@ -235,7 +245,7 @@ export function replicaConfigFromUrl(url: string): ReplicaConfig {
     throw new LitestreamError(
       `unsupported replica URL scheme ${
         JSON.stringify(type)
-      }: ${url} (use file://, s3://, sftp:// or abs://)`,
+      }: ${url} (use file://, s3://, sftp://, abs:// or gcs://)`,
     );
   }
   return { name: type, type, url, skipVerify: false, ...REPLICA_DEFAULTS };

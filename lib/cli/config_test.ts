@@ -389,3 +389,30 @@ Deno.test("sftp replicas: URL or keys as v0.3.13 reads them; errors name the key
   rejects(withDb("replicas:\n  - url: sftp://h/p"), `${r}.user`, /user required/);
   rejects(withDb("replicas:\n  - url: sftp://u@h:0/p"), `${r}.url`, /invalid port/);
 });
+
+Deno.test("gcs replicas: url, or bucket and path, by v0.3.13's rules", () => {
+  const one = (lines: string) => parse(withDb(`replicas:\n  - ${lines}`)).config.dbs[0].replicas[0];
+  const byUrl = one("url: gcs://my-bucket/backups/db");
+  assert.deepEqual([byUrl.type, byUrl.name, byUrl.url], [
+    "gcs",
+    "gcs",
+    "gcs://my-bucket/backups/db",
+  ]);
+  const byKeys = one("type: gcs\n    bucket: my-bucket\n    path: backups/db");
+  assert.deepEqual([byKeys.type, byKeys.bucket, byKeys.path], ["gcs", "my-bucket", "backups/db"]);
+  rejects(
+    withDb("replicas:\n  - url: gcs://b/p\n    path: x"),
+    "dbs[0].replicas[0].path",
+    /cannot specify url & path for gcs replica/,
+  );
+  rejects(
+    withDb("replicas:\n  - url: gcs://b/p\n    bucket: x"),
+    "dbs[0].replicas[0].bucket",
+    /cannot specify url & bucket for gcs replica/,
+  );
+  rejects(
+    withDb("replicas:\n  - type: gcs\n    path: x"),
+    "dbs[0].replicas[0].bucket",
+    /bucket required for gcs replica/,
+  );
+});

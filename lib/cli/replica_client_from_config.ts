@@ -1,7 +1,7 @@
 /**
  * Builds `ReplicaClient`s from config entries or replica URLs. Backends that
- * pull in heavy dependencies (the AWS and Azure SDKs, ssh2) are imported only when used, as
- * is the age decorator (a replica with an `age` block).
+ * pull in heavy dependencies (the AWS and Azure SDKs, ssh2) or much code (GCS) are imported
+ * only when used, as is the age decorator (a replica with an `age` block).
  *
  * @module
  */
@@ -58,6 +58,10 @@ async function backendClient(
       if (err instanceof AbsConfigError) throw new LitestreamError(`${cfg.url}: ${err.message}`);
       throw err;
     }
+  }
+  if (cfg.type === "gcs") {
+    const { gcsClientFromConfig } = await import("../../replicas/gcs/client.ts");
+    return gcsClientFromConfig(cfg);
   }
   const { s3ClientFromConfig } = await import("../../replicas/s3/client.ts");
   return s3ClientFromConfig(cfg);
