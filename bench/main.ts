@@ -16,6 +16,7 @@ import * as replicate from "./replicate.ts";
 import * as s3 from "./s3.ts";
 import * as sftp from "./sftp.ts";
 import * as abs from "./abs.ts";
+import * as gcs from "./gcs.ts";
 import * as validate from "./validate.ts";
 import * as appCheckpoint from "./app_checkpoint.ts";
 import * as s3Restore from "./s3_restore.ts";
@@ -29,6 +30,7 @@ const MODULES: { scenarios: Scenario[] }[] = [
   s3Restore,
   sftp,
   abs,
+  gcs,
   validate,
   appCheckpoint,
   follow,

@@ -183,7 +183,7 @@ export async function idleScenario(
   } finally {
     await removeTree(scratch);
   }
-  const s3 = factory.kind === "s3";
+  const store = factory.kind !== "file"; // an object store: requests are counted
   const pct = (s: IdleSample) => (100 * s.cpuS) / s.windowS;
   const perMin = (s: IdleSample) => ((s.requests ?? 0) * 60) / s.windowS;
   const header = [
@@ -193,7 +193,7 @@ export async function idleScenario(
     "idle CPU (ms per 60 s)",
     "RSS at end of window (MB)",
     "peak RSS, whole process (MB)",
-    ...(s3 ? ["S3 requests per minute", "requests (each run)"] : []),
+    ...(store ? [`${factory.kind.toUpperCase()} requests per minute`, "requests (each run)"] : []),
   ];
   const rows: string[][] = [];
   for (const t of TOOLS) {
@@ -206,7 +206,9 @@ export async function idleScenario(
         medianRange(xs.map((s) => (s.cpuS * 1000 * 60) / s.windowS), 0),
         medianRange(xs.map((s) => s.rssMB), 1),
         medianRange(xs.map((s) => s.total.maxRssMB), 1),
-        ...(s3 ? [medianRange(xs.map(perMin), 1), xs.map((s) => s.requestKinds).join("; ")] : []),
+        ...(store
+          ? [medianRange(xs.map(perMin), 1), xs.map((s) => s.requestKinds).join("; ")]
+          : []),
       ]);
     }
   }
@@ -226,7 +228,7 @@ export async function idleScenario(
     });
   }
   targets.push(rssTarget(samples.ours[0].map((s) => s.total.maxRssMB), MAX_RSS_MB));
-  if (s3) {
+  if (store) {
     for (let w = 0; w < windows; w++) {
       const counts = samples.ours[w].map((s) => s.requests ?? 0);
       targets.push({
@@ -248,9 +250,9 @@ export async function idleScenario(
       windows: `${windows} consecutive windows of ${IDLE_SECONDS} s without writes, the first ` +
         `opening ${IDLE_SETTLE_MS / 1000} s after the first snapshot is complete on the ` +
         `replica. Both tools run side by side, each with its own database and replica` +
-        `${s3 ? " and its own s3rver process" : ""}, over the same windows`,
+        `${store ? " and its own server process" : ""}, over the same windows`,
       "idle CPU": "user + sys of the replicator over the window, from /proc/PID/stat (10 ms ticks)",
-      ...(s3
+      ...(store
         ? {
           "S3 requests": "counted at the server from its request log (the benchmark makes none " +
             "during the windows)",

@@ -122,7 +122,7 @@ export async function writeLoadRun(
         } s, peak RSS ${total.maxRssMB.toFixed(1)} MB, writer ${
           sample.achievedRate.toFixed(0)
         } tx/s (max lag ${load.maxLagMs.toFixed(0)} ms), ${names.length} segments` +
-        (requests !== undefined ? `, ${requests} S3 requests` : ""),
+        (requests !== undefined ? `, ${requests} store requests` : ""),
     );
     return sample;
   } finally {
@@ -156,7 +156,8 @@ export async function writeLoadScenario(
   }
   const col = (tool: Tool, f: (s: WriteLoadSample) => number, d: number) =>
     medianRange(samples[tool].map(f), d);
-  const s3 = factory.kind === "s3";
+  // Stores whose server logs its requests (s3rver, our GCS server): requests are counted.
+  const store = factory.kind === "s3" || factory.kind === "gcs";
   const file = factory.kind === "file";
   const header = [
     "tool",
@@ -166,7 +167,11 @@ export async function writeLoadScenario(
     "peak RSS (MB)",
     "writer (tx/s)",
     "segments",
-    ...(s3 ? ["S3 requests during load"] : file ? ["WAL shipped (MB)"] : []),
+    ...(store
+      ? [`${factory.kind.toUpperCase()} requests during load`]
+      : file
+      ? ["WAL shipped (MB)"]
+      : []),
   ];
   const rows = TOOLS.map((t) => [
     toolLabel(t),
@@ -176,7 +181,7 @@ export async function writeLoadScenario(
     col(t, (s) => s.total.maxRssMB, 1),
     col(t, (s) => s.achievedRate, 0),
     col(t, (s) => s.segments, 0),
-    ...(s3
+    ...(store
       ? [col(t, (s) => s.requests ?? 0, 0)]
       : file
       ? [col(t, (s) => (s.walBytes ?? 0) / 1e6, 1)]

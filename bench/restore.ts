@@ -167,8 +167,8 @@ export interface RestoreScenarioOptions {
   age?: boolean;
   /**
    * Restore through a server instead of the file URL (SFTP in `bench/sftp.ts`, Azure Blob
-   * Storage in `bench/abs.ts`): returns the `restore` arguments naming the replica, facts for
-   * the report (default: the SFTP server's), and a cleanup.
+   * Storage in `bench/abs.ts`, GCS in `bench/gcs.ts`): returns the `restore` arguments naming the
+   * replica, facts for the report (default: the SFTP server's), and a cleanup.
    */
   via?: (
     replicaPath: string,

@@ -17,7 +17,7 @@ import { epochMs } from "./load.ts";
 import type { MeasuredProcess } from "./measure.ts";
 import type { ReplicaTarget } from "./tools.ts";
 
-/** Lists the complete objects of a replica (file or S3) and reads them. */
+/** Lists the complete objects of a replica (file, S3 or GCS) and reads them. */
 export interface ReplicaLister {
   /** Names (relative to the replica root) of complete snapshots and WAL segments. */
   list(): Promise<string[]>;
@@ -144,6 +144,47 @@ export function absReplicaLister(target: Extract<ReplicaTarget, { type: "abs" }>
     },
     async size(name) {
       return (await container.getBlobClient(`${prefix}${name}`).getProperties()).contentLength!;
+    },
+  };
+}
+
+/**
+ * A prefix of a GCS bucket on our test server, listed and read through the JSON API (objects
+ * appear only once their upload completed). Its requests carry {@link BENCH_USER_AGENT}.
+ */
+export function gcsReplicaLister(target: Extract<ReplicaTarget, { type: "gcs" }>): ReplicaLister {
+  const prefix = `${target.path.replace(/\/+$/, "")}/`;
+  const objects = `${target.endpoint}/storage/v1/b/${encodeURIComponent(target.bucket)}/o`;
+  const get = async (url: string) => {
+    const res = await fetch(url, { headers: { "User-Agent": BENCH_USER_AGENT } });
+    if (!res.ok) throw new Error(`GET ${url}: HTTP ${res.status} ${await res.text()}`);
+    return res;
+  };
+  const sizes = new Map<string, number>();
+  return {
+    async list() {
+      const out: string[] = [];
+      let token = "";
+      do {
+        const q = new URLSearchParams({ prefix: `${prefix}generations/` });
+        if (token) q.set("pageToken", token);
+        const page = await (await get(`${objects}?${q}`)).json();
+        for (const o of page.items ?? []) {
+          const rel = o.name.slice(prefix.length);
+          sizes.set(rel, Number(o.size));
+          if (OBJECT_RE.test(rel)) out.push(rel);
+        }
+        token = page.nextPageToken ?? "";
+      } while (token);
+      return out;
+    },
+    async read(name) {
+      const res = await get(`${objects}/${encodeURIComponent(prefix + name)}?alt=media`);
+      return new Uint8Array(await res.arrayBuffer());
+    },
+    async size(name) {
+      if (!sizes.has(name)) await this.list();
+      return sizes.get(name)!;
     },
   };
 }

@@ -1,6 +1,7 @@
 /**
- * s3rver in its own process (`bench/s3rver_process.ts`), so its CPU and memory count against
- * neither replicator, and what its request log tells: requests per window, when a snapshot's
+ * Test servers in their own processes (s3rver: `bench/s3rver_process.ts`; our GCS server:
+ * `bench/gcs_server_process.ts`), so their CPU and memory count against neither replicator, and
+ * what their request logs tell: requests per window, when a snapshot's
  * upload completed, and a summary by kind.
  *
  * @module
@@ -36,10 +37,24 @@ export interface S3rverProcess {
   stop(): Promise<void>;
 }
 
-/** Starts s3rver in a separate process on 127.0.0.1 with the bucket created. */
-export async function startS3rverProcess(): Promise<S3rverProcess> {
+/** A test server running in its own process, with its request log. */
+export interface ServerProcess {
+  /** The JSON line the server printed first. */
+  info: Record<string, string>;
+  /** Requests received so far. */
+  requests(): S3Request[];
+  /** Stops the server. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Runs `deno run -A <script>` (bench/s3rver_process.ts, bench/gcs_server_process.ts), which
+ * prints one JSON line about itself, then `REQ`/`END` lines per request (see
+ * bench/s3rver_process.ts), and stops on SIGTERM.
+ */
+export async function startServerProcess(script: string): Promise<ServerProcess> {
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", `${REPO_ROOT}/bench/s3rver_process.ts`],
+    args: ["run", "-A", `${REPO_ROOT}/${script}`],
     cwd: REPO_ROOT,
     stdin: "null",
     stdout: "piped",
@@ -76,16 +91,33 @@ export async function startS3rverProcess(): Promise<S3rverProcess> {
     }
   })();
   const exited = child.status.then(async (s) => {
-    throw new Error(`s3rver process exited (${s.code}): ${await stderr}`);
+    throw new Error(`${script} exited (${s.code}): ${await stderr}`);
   });
   const i = await Promise.race([info, exited]);
   exited.catch(() => {});
+  return {
+    info: i,
+    requests: () => requests.map((r) => ({ ...r })),
+    async stop() {
+      try {
+        child.kill("SIGTERM");
+      } catch { /* already gone */ }
+      await child.status;
+      await reading.catch(() => {});
+    },
+  };
+}
+
+/** Starts s3rver in a separate process on 127.0.0.1 with the bucket created. */
+export async function startS3rverProcess(): Promise<S3rverProcess> {
+  const p = await startServerProcess("bench/s3rver_process.ts");
+  const i = p.info;
   return {
     endpoint: i.endpoint,
     bucket: i.bucket,
     accessKeyId: i.accessKeyId,
     secretAccessKey: i.secretAccessKey,
-    requests: () => requests.map((r) => ({ ...r })),
+    requests: p.requests,
     target: (path) => ({
       type: "s3",
       endpoint: i.endpoint,
@@ -94,13 +126,7 @@ export async function startS3rverProcess(): Promise<S3rverProcess> {
       accessKeyId: i.accessKeyId,
       secretAccessKey: i.secretAccessKey,
     }),
-    async stop() {
-      try {
-        child.kill("SIGTERM");
-      } catch { /* already gone */ }
-      await child.status;
-      await reading.catch(() => {});
-    },
+    stop: p.stop,
   };
 }
 

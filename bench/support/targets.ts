@@ -24,7 +24,7 @@ export const DEFAULT_RUNS = 3;
  * `dir`; `cleanup` releases it (an S3 server process, for example).
  */
 export interface TargetFactory {
-  kind: "file" | "s3" | "sftp" | "abs";
+  kind: "file" | "s3" | "sftp" | "abs" | "gcs";
   /** How the time to the first snapshot is taken, when not from listings of a file replica. */
   snapshotTiming?: string;
   /** Milliseconds between listings while waiting for the replica. */
@@ -36,7 +36,7 @@ export interface TargetFactory {
 export interface PreparedTarget {
   target: ReplicaTarget;
   lister: ReplicaLister;
-  /** Requests the S3 server received so far (S3 only). */
+  /** Requests the object-store server received so far (S3 and GCS only). */
   requests?: () => S3Request[];
   /**
    * Waits until the first snapshot is complete on the replica; returns when that happened

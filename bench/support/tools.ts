@@ -84,9 +84,14 @@ export async function killQuietly(p: MeasuredProcess | undefined): Promise<void>
   if (p && !p.exited) await p.kill().catch(() => {});
 }
 
-/** Where a replicator writes: a directory, a prefix in an S3 bucket or an Azure container. */
+/**
+ * Where a replicator writes: a directory, a prefix in an S3 bucket or an Azure container, or one
+ * in a GCS bucket (on the server `STORAGE_EMULATOR_HOST` names, which both tools read from the
+ * environment).
+ */
 export type ReplicaTarget =
   | { type: "file"; path: string }
+  | { type: "gcs"; endpoint: string; bucket: string; path: string }
   | {
     type: "s3";
     endpoint: string;
@@ -162,6 +167,8 @@ function replicaKeys(replica: ReplicaTarget): Record<string, string | number> {
         "host-key": `"${replica.hostKey}"`,
         path: replica.path,
       };
+    case "gcs":
+      return { type: "gcs", bucket: replica.bucket, path: replica.path };
     case "abs":
       return {
         type: "abs",

@@ -35,6 +35,7 @@ import {
   GcsError,
   GcsHttp,
   type GcsTuning,
+  NO_BUCKET_HINT,
   TUNING_DEFAULTS,
 } from "./http.ts";
 import { uploadObject } from "./upload.ts";
@@ -322,12 +323,7 @@ export class GcsReplicaClient implements ReplicaClient {
           const detail = await errorDetail(res);
           const err = new GcsError("GET", url, 404, detail);
           if (/bucket/i.test(detail)) {
-            throw new GcsError(
-              "GET",
-              url,
-              404,
-              `${detail} (create the bucket or correct its name)`,
-            );
+            throw new GcsError("GET", url, 404, detail + NO_BUCKET_HINT);
           }
           throw new NotFoundError(`${url}: object not found`, { cause: err });
         }
@@ -361,7 +357,11 @@ export class GcsReplicaClient implements ReplicaClient {
           url: this.#objectPath(name),
           accept: [404],
         });
-        await res.body?.cancel();
+        // A missing object is fine; a missing bucket is not.
+        const detail = res.status === 404 ? await errorDetail(res) : await res.body?.cancel();
+        if (typeof detail === "string" && /bucket/i.test(detail)) {
+          throw new GcsError("DELETE", this.#url(name), 404, `${detail}${NO_BUCKET_HINT}`);
+        }
       }
     };
     await Promise.all(Array.from({ length: Math.min(DELETE_CONCURRENCY, names.length) }, worker));

@@ -68,6 +68,9 @@ const HINTS: Record<number, string> = {
   403: "check the credentials' permissions on this bucket",
 };
 
+/** Appended to errors about a bucket that does not exist. */
+export const NO_BUCKET_HINT = " (create the bucket or correct its name)";
+
 /** Statuses worth another attempt. */
 const TRANSIENT = new Set([408, 429, 500, 502, 503, 504]);
 
@@ -157,7 +160,11 @@ export class GcsHttp {
   }
 
   #error(req: GcsRequest, f: { status: number; detail: string; cause?: unknown }, n: number) {
-    const hint = HINTS[f.status] ? ` (${HINTS[f.status]})` : "";
+    const hint = HINTS[f.status]
+      ? ` (${HINTS[f.status]})`
+      : f.status === 404 && /bucket/i.test(f.detail)
+      ? NO_BUCKET_HINT
+      : "";
     const tries = n > 1 ? ` (after ${n} attempts)` : "";
     const status = f.status ? `HTTP ${f.status}: ` : "";
     return new GcsError(

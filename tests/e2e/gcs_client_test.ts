@@ -165,7 +165,7 @@ Deno.test("GCS client on the test server", async (t) => {
     const err = await rejectsWith(() => c.generations(), LitestreamError);
     assert.match(
       err.message,
-      /^gcs:\/\/no-such-bucket\/x\/generations\/: LIST failed: HTTP 404: The specified bucket does not exist\.$/,
+      /^gcs:\/\/no-such-bucket\/x\/generations\/: LIST failed: HTTP 404: The specified bucket does not exist\. \(create the bucket or correct its name\)$/,
     );
   });
 });

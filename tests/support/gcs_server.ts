@@ -22,7 +22,7 @@
 
 import {
   crc32c,
-  GcsObject,
+  type GcsObject,
   jsonError,
   listObjects,
   md5Base64,
@@ -40,6 +40,8 @@ export interface GcsServerOptions {
   token?: string;
   /** SPKI public key (PEM) whose signed JWT-bearer grants `POST /token` accepts. */
   serviceAccountKey?: string;
+  /** Told of every request as it arrives; the function it returns gets the answer's status. */
+  onRequest?: (req: Request) => (status: number) => void;
 }
 
 /** A running server. */
@@ -104,7 +106,7 @@ export function startGcsServer(options: GcsServerOptions = {}): TestGcsServer {
   const created = (bucket: string, obj: GcsObject) =>
     Response.json(objectResource(bucket, obj), { status: 200 });
 
-  const media = (req: Request, bucket: string, obj: GcsObject, xml: boolean): Response => {
+  const media = (req: Request, obj: GcsObject, xml: boolean): Response => {
     const headers = new Headers({
       "Content-Type": obj.contentType,
       "ETag": xml ? `"${obj.md5}"` : obj.generation,
@@ -246,7 +248,7 @@ export function startGcsServer(options: GcsServerOptions = {}): TestGcsServer {
     if (!obj) return jsonError(404, "notFound", `No such object: ${bucket}/${name}`);
     const failed = precondition(url.searchParams.get("ifGenerationMatch"), obj);
     if (failed) return failed;
-    if (url.searchParams.get("alt") === "media") return media(req, bucket, obj, false);
+    if (url.searchParams.get("alt") === "media") return media(req, obj, false);
     return Response.json(objectResource(bucket, obj));
   };
 
@@ -301,14 +303,21 @@ export function startGcsServer(options: GcsServerOptions = {}): TestGcsServer {
     if (xml && (req.method === "GET" || req.method === "HEAD")) {
       const bucket = decodeURIComponent(xml[1]);
       const obj = buckets.get(bucket)?.get(decodeURIComponent(xml[2]));
-      return obj ? media(req, bucket, obj, true) : xmlNotFound(!buckets.has(bucket));
+      return obj ? media(req, obj, true) : xmlNotFound(!buckets.has(bucket));
     }
     return jsonError(404, "notFound", `no route for ${req.method} ${url.pathname}`);
   };
 
   const server = Deno.serve(
     { hostname: "127.0.0.1", port: 0, onListen: () => {} },
-    (req) => route(req).catch((err) => jsonError(500, "backendError", String(err?.message ?? err))),
+    async (req) => {
+      const done = options.onRequest?.(req);
+      const res = await route(req).catch((err) =>
+        jsonError(500, "backendError", String(err?.message ?? err))
+      );
+      done?.(res.status);
+      return res;
+    },
   );
   const port = server.addr.port;
   const close = async () => {
