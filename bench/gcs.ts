@@ -45,6 +45,8 @@ function gcsTargets(pollMs: number): TargetFactory {
   return {
     kind: "gcs",
     pollMs,
+    snapshotTiming: `from spawning the replicator to the end of the first listing (every ` +
+      `${pollMs} ms) that shows a snapshot; a GCS object is listed only once its upload completed`,
     async setup(tool) {
       const srv = await gcsServer();
       const target = {

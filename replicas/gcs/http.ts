@@ -89,7 +89,12 @@ export interface GcsRequest {
   /** Absolute URL, or a path (with query) below the endpoint. */
   url: string;
   headers?: Record<string, string>;
-  body?: Uint8Array<ArrayBuffer> | Blob | string;
+  /**
+   * A small body, or the bytes of a large one: those are sent as a stream, made anew for each
+   * attempt (Deno's `fetch` keeps about 150 MB of native memory around after repeated 8 MiB
+   * `Uint8Array` bodies, against 65 MB streamed, and streams them half as fast).
+   */
+  body?: string | Uint8Array[];
   /** Statuses returned to the caller rather than thrown (404 for a missing object, 308, …). */
   accept?: number[];
   /** Attempts for this request; default the tuning's `maxAttempts`. */
@@ -151,7 +156,7 @@ export class GcsHttp {
       return await fetch(url, {
         method: req.method,
         headers,
-        body: req.body,
+        body: typeof req.body === "string" ? req.body : req.body && ReadableStream.from(req.body),
         signal: abort.signal,
       });
     } finally {

@@ -52,7 +52,8 @@ async function multipart(t: UploadTarget, data: Uint8Array): Promise<void> {
   const head = `--${boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n` +
     `${JSON.stringify({ name: t.name })}\r\n--${boundary}\r\n` +
     `Content-Type: application/octet-stream\r\n\r\n`;
-  const body = new Blob([head, data as Uint8Array<ArrayBuffer>, `\r\n--${boundary}--\r\n`]);
+  const text = new TextEncoder();
+  const body = [text.encode(head), data, text.encode(`\r\n--${boundary}--\r\n`)];
   const res = await t.http.send({
     operation: "PUT",
     object: t.url,
@@ -81,17 +82,25 @@ async function resumable(t: UploadTarget, first: Uint8Array, source: PartSource)
     throw new LitestreamError(`${t.url}: PUT failed: no session URI in the resumable answer`);
   }
   try {
+    // Two buffers: the next chunk is read from the source while the current one is sent.
     let chunk = first;
     let offset = 0;
+    let spare: Uint8Array | undefined;
     for (;;) {
       const last = await source.atEnd();
-      await sendChunk(t, session, chunk, offset, last);
-      if (last) return;
-      offset += chunk.length;
-      const buf = chunk.buffer.byteLength === http.tuning.chunkSize
+      const sending = sendChunk(t, session, chunk, offset, last);
+      if (last) return await sending;
+      const next = source.fill(
+        http.tuning.chunkSize,
+        spare ?? new Uint8Array(http.tuning.chunkSize),
+      );
+      next.catch(() => {}); // observed below, unless the send fails first
+      await sending;
+      spare = chunk.buffer.byteLength === http.tuning.chunkSize
         ? new Uint8Array(chunk.buffer as ArrayBuffer)
-        : new Uint8Array(http.tuning.chunkSize);
-      chunk = await source.fill(http.tuning.chunkSize, buf);
+        : undefined;
+      offset += chunk.length;
+      chunk = await next;
     }
   } catch (err) {
     // Cancel the session (best effort): its bytes never become an object.
@@ -128,13 +137,16 @@ async function sendChunk(
   for (let attempt = 1;; attempt++) {
     let state: { done: boolean; persisted: number } | undefined;
     try {
-      const body = chunk.subarray(from - offset) as Uint8Array<ArrayBuffer>;
+      const body = [chunk.subarray(from - offset)];
       const res = await http.send({
         operation: "PUT",
         object: t.url,
         method: "PUT",
         url: session,
-        headers: { "Content-Range": `bytes ${from}-${end - 1}/${total}` },
+        // Nothing left to send (all persisted, not yet final): just state the total.
+        headers: {
+          "Content-Range": from < end ? `bytes ${from}-${end - 1}/${total}` : `bytes */${total}`,
+        },
         body,
         accept: [308],
         attempts: 1,

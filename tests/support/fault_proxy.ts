@@ -2,7 +2,8 @@
  * A loopback HTTP/1.1 proxy in front of an S3 server that injects faults on
  * command: dropped connections, stalls, 5xx answers and responses cut off
  * mid-body. Bytes pass through unchanged (so SigV4 signatures stay valid);
- * only the unsigned `Connection` and `Expect` headers are rewritten, which
+ * only the unsigned `Connection` and `Expect` headers are rewritten (and a chunked request body
+ * is forwarded de-chunked, with its `Content-Length`), which
  * makes every request use its own connection and lets faults be decided per
  * request.
  *
@@ -230,7 +231,7 @@ function encodeHead(head: Head): Uint8Array {
 }
 
 /**
- * Reads one request (head and `Content-Length` body) and rewrites its head:
+ * Reads one request (head and body, by `Content-Length` or chunked) and rewrites its head:
  * `Connection: close`, and no `Expect: 100-continue` (the proxy answers the
  * 100 itself, because it buffers the body before forwarding).
  */
@@ -239,11 +240,18 @@ async function readRequest(conn: Deno.Conn): Promise<ParsedRequest | undefined> 
   const head = await readHead(r);
   if (!head) return undefined;
   const [method, target] = head.start.split(" ");
-  if (field(head, "transfer-encoding")) {
-    throw new Error("fault proxy: chunked request bodies unsupported");
-  }
   if (field(head, "expect")?.toLowerCase() === "100-continue") {
     await writeAll(conn, encoder.encode("HTTP/1.1 100 Continue\r\n\r\n"));
+  }
+  if (field(head, "transfer-encoding")?.toLowerCase().includes("chunked")) {
+    // A chunked body (streamed uploads: ours to GCS, Google's Go library) is forwarded
+    // de-chunked, with its length.
+    const body = await readChunked(r);
+    if (!body) return undefined;
+    const lines = head.lines.filter((l) => !/^content-length:/i.test(l));
+    lines.push(`Content-Length: ${body.length}`);
+    const encoded = encodeHead({ start: head.start, lines });
+    return { method, target, bytes: concat(encoded, body) };
   }
   const encoded = encodeHead(head);
   const bytes = new Uint8Array(encoded.length + Number(field(head, "content-length") ?? 0));
@@ -263,6 +271,30 @@ function withoutRange(bytes: Uint8Array): Uint8Array {
   const head = decoder.decode(bytes.subarray(0, end)).split("\r\n")
     .filter((l) => !/^range:/i.test(l)).join("\r\n");
   return concat(encoder.encode(head), bytes.subarray(end));
+}
+
+/** A chunked body, de-chunked (trailers dropped); `undefined` if the peer went away. */
+async function readChunked(r: ConnReader): Promise<Uint8Array | undefined> {
+  const parts: Uint8Array[] = [];
+  for (;;) {
+    const line = await r.until(CRLF);
+    if (!line) return undefined;
+    const size = parseInt(decoder.decode(line), 16);
+    if (!(size > 0)) break;
+    for (let left = size; left > 0;) {
+      const chunk = await r.some(left);
+      if (!chunk) return undefined;
+      parts.push(chunk.slice());
+      left -= chunk.length;
+    }
+    if (!await r.until(CRLF)) return undefined;
+  }
+  // Trailers, up to the empty line that ends the message.
+  for (let t = await r.until(CRLF); t && t.length > 2; t = await r.until(CRLF));
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) out.set(p, (at += p.length) - p.length);
+  return out;
 }
 
 /**

@@ -21,11 +21,10 @@
  */
 
 import {
-  crc32c,
   type GcsObject,
   jsonError,
   listObjects,
-  md5Base64,
+  ObjectHashes,
   objectResource,
   parseMultipart,
   verifyJwtBearer,
@@ -70,6 +69,8 @@ interface Session {
   name: string;
   parts: Uint8Array[];
   received: number;
+  /** Hashed as chunks arrive, so completing a large upload is quick. */
+  hashes: ObjectHashes;
   ifGenerationMatch?: string;
 }
 
@@ -81,7 +82,13 @@ export function startGcsServer(options: GcsServerOptions = {}): TestGcsServer {
   const requests: string[] = [];
   let nextGeneration = Date.now() * 1000;
 
-  const store = (bucket: string, name: string, data: Uint8Array, contentType?: string) => {
+  const store = (
+    bucket: string,
+    name: string,
+    data: Uint8Array,
+    contentType?: string,
+    hashes = new ObjectHashes().update(data),
+  ) => {
     const now = new Date();
     const obj: GcsObject = {
       name,
@@ -89,8 +96,8 @@ export function startGcsServer(options: GcsServerOptions = {}): TestGcsServer {
       generation: String(nextGeneration++),
       contentType: contentType || "application/octet-stream",
       created: now,
-      md5: md5Base64(data),
-      crc32c: crc32c(data),
+      md5: hashes.md5(),
+      crc32c: hashes.crc32c(),
     };
     buckets.get(bucket)!.set(name, obj);
     return obj;
@@ -178,6 +185,7 @@ export function startGcsServer(options: GcsServerOptions = {}): TestGcsServer {
         name,
         parts: [],
         received: 0,
+        hashes: new ObjectHashes(),
         ifGenerationMatch: q.get("ifGenerationMatch") ?? undefined,
       });
       const location = `${url.origin}/upload/storage/v1/b/${encodeURIComponent(bucket)}/o` +
@@ -212,6 +220,7 @@ export function startGcsServer(options: GcsServerOptions = {}): TestGcsServer {
     const fresh = data.subarray(s.received - start);
     if (fresh.length > 0) {
       s.parts.push(fresh.slice());
+      s.hashes.update(fresh);
       s.received += fresh.length;
     }
     if (total !== undefined && s.received >= total) {
@@ -221,7 +230,7 @@ export function startGcsServer(options: GcsServerOptions = {}): TestGcsServer {
       for (const p of s.parts) whole.set(p, (at += p.length) - p.length);
       const failed = precondition(s.ifGenerationMatch, buckets.get(s.bucket)!.get(s.name));
       if (failed) return failed;
-      return created(s.bucket, store(s.bucket, s.name, whole));
+      return created(s.bucket, store(s.bucket, s.name, whole, undefined, s.hashes));
     }
     const headers: Record<string, string> = s.received > 0
       ? { Range: `bytes=0-${s.received - 1}` }

@@ -147,11 +147,6 @@ function indexOf(hay: Uint8Array, needle: Uint8Array, from: number): number {
   return -1;
 }
 
-/** Base64 MD5, as in `md5Hash` and `x-goog-hash`. */
-export function md5Base64(data: Uint8Array): string {
-  return createHash("md5").update(data).digest("base64");
-}
-
 const CRC32C_TABLE = (() => {
   const t = new Uint32Array(256);
   for (let i = 0; i < 256; i++) {
@@ -164,12 +159,34 @@ const CRC32C_TABLE = (() => {
 
 /** Base64 of the big-endian CRC32C (Castagnoli), as in `crc32c` and `x-goog-hash`. */
 export function crc32c(data: Uint8Array): string {
-  let c = 0xffffffff;
-  for (let i = 0; i < data.length; i++) c = CRC32C_TABLE[(c ^ data[i]) & 0xff] ^ (c >>> 8);
-  c = (c ^ 0xffffffff) >>> 0;
-  const out = new Uint8Array(4);
-  new DataView(out.buffer).setUint32(0, c);
-  return out.toBase64();
+  return new ObjectHashes().update(data).crc32c();
+}
+
+/** MD5 and CRC32C of an object, fed as its bytes arrive (a resumable upload's chunks). */
+export class ObjectHashes {
+  #crc = 0xffffffff;
+  #md5 = createHash("md5");
+
+  /** Adds the next bytes. */
+  update(data: Uint8Array): this {
+    let c = this.#crc;
+    for (let i = 0; i < data.length; i++) c = CRC32C_TABLE[(c ^ data[i]) & 0xff] ^ (c >>> 8);
+    this.#crc = c;
+    this.#md5.update(data);
+    return this;
+  }
+
+  /** The CRC32C so far, base64 big-endian. */
+  crc32c(): string {
+    const out = new Uint8Array(4);
+    new DataView(out.buffer).setUint32(0, (this.#crc ^ 0xffffffff) >>> 0);
+    return out.toBase64();
+  }
+
+  /** The MD5, base64 (once: it finishes the digest). */
+  md5(): string {
+    return this.#md5.digest("base64");
+  }
 }
 
 /**
