@@ -9,7 +9,7 @@
  * @module
  */
 
-import { LitestreamError, NotFoundError } from "../../lib/errors.ts";
+import { LitestreamError } from "../../lib/errors.ts";
 import {
   comparePos,
   isGeneration,
@@ -20,13 +20,16 @@ import {
   walSegmentName,
 } from "../../lib/names.ts";
 import type {
+  ReadOptions,
   RecordInfo,
   ReplicaClient,
   SnapshotInfo,
   WalSegmentInfo,
 } from "../../lib/replica_client.ts";
 import { isRecordName, RECORDS_DIR } from "../../lib/core/checksum_record.ts";
-import { resumableDownload } from "../resumable_download.ts";
+import { type DownloadPart, resumableDownload } from "../resumable_download.ts";
+import { rangedStream, readExactly } from "../ranged_read.ts";
+import { getObject } from "./download.ts";
 import { type CredentialEnv, defaultCredentials } from "./auth.ts";
 import {
   emulatorEndpoint,
@@ -130,9 +133,47 @@ export class GcsReplicaClient implements ReplicaClient {
     return out.sort(comparePos);
   }
 
-  /** Streams a snapshot; a broken download resumes with a ranged read. */
-  readSnapshot(generation: string, index: number): Promise<ReadableStream<Uint8Array>> {
-    return this.#read(this.#snapshotKey(generation, index));
+  /**
+   * Streams a snapshot; a broken download resumes with a ranged read. With `parallelism` > 1
+   * a snapshot larger than one part is fetched as ranged parts side by side, all pinned to the
+   * first response's generation, each resumed on its own.
+   */
+  async readSnapshot(
+    generation: string,
+    index: number,
+    options: ReadOptions = {},
+  ): Promise<ReadableStream<Uint8Array>> {
+    const name = this.#snapshotKey(generation, index);
+    const parallelism = options.parallelism ?? 1;
+    if (parallelism <= 1) return await this.#read(name);
+    const { readPartSize: partSize } = this.#http.tuning;
+    let first;
+    try {
+      first = await getObject(this.#ref(name), 0, undefined, partSize);
+    } catch (err) {
+      // An empty object has no byte 0 to range over.
+      if (err instanceof GcsError && err.status === 416) return await this.#read(name);
+      throw err;
+    }
+    if (first.part.rangeStart === undefined) {
+      options.onSingleStream?.(`${this.#url(name)}: the server ignored Range; one stream`);
+      return await this.#read(name, { first: first.part });
+    }
+    if (first.size <= partSize) {
+      return await this.#read(name, { first: first.part, end: first.size });
+    }
+    const gen = first.part.etag;
+    return rangedStream(first.size, partSize, parallelism, async (start, end) =>
+      readExactly(
+        await this.#read(name, {
+          start,
+          end,
+          generation: gen,
+          first: start === 0 ? first.part : undefined,
+        }),
+        end - start,
+        `${this.#url(name)} bytes ${start}-${end - 1}`,
+      ));
   }
 
   /** Streams a WAL segment; a broken download resumes with a ranged read. */
@@ -297,51 +338,28 @@ export class GcsReplicaClient implements ReplicaClient {
   }
 
   /**
-   * Streams the object `name`; a body that breaks resumes with a ranged read
-   * pinned to the first response's generation (a replaced object is an error).
+   * Streams the object `name`, or its bytes `[start, end)`; a body that breaks or stalls resumes
+   * with a ranged read pinned to the object's generation (a replaced object is an error).
    */
-  #read(name: string): Promise<ReadableStream<Uint8Array>> {
-    const url = this.#url(name);
-    let generation: string | undefined;
+  #read(
+    name: string,
+    opts: { start?: number; end?: number; generation?: string; first?: DownloadPart } = {},
+  ): Promise<ReadableStream<Uint8Array>> {
+    const ref = this.#ref(name);
     return resumableDownload({
+      get: async (from, generation) => (await getObject(ref, from, generation, opts.end)).part,
       maxResumes: this.#http.tuning.maxResumes,
-      idleTimeoutMs: this.#http.tuning.idleTimeoutMs,
       onBytes: (n) => this.counters.bytes.GET += n,
-      fail: (detail, cause) => new GcsError("GET", url, 0, detail, { cause }),
-      open: async (from) => {
-        const q = new URLSearchParams({ alt: "media" });
-        if (generation) q.set("ifGenerationMatch", generation);
-        const res = await this.#http.send({
-          operation: "GET",
-          object: url,
-          method: "GET",
-          url: `${this.#objectPath(name)}?${q}`,
-          headers: from > 0 ? { Range: `bytes=${from}-` } : {},
-          accept: [404, 412],
-        });
-        if (res.status === 404) {
-          const detail = await errorDetail(res);
-          const err = new GcsError("GET", url, 404, detail);
-          if (/bucket/i.test(detail)) {
-            throw new GcsError("GET", url, 404, detail + NO_BUCKET_HINT);
-          }
-          throw new NotFoundError(`${url}: object not found`, { cause: err });
-        }
-        if (res.status === 412) {
-          await res.body?.cancel();
-          throw new GcsError("GET", url, 412, "the object was replaced during the download");
-        }
-        generation ??= res.headers.get("x-goog-generation") ?? undefined;
-        const range = /^bytes (\d+)-\d+\/(\d+)$/.exec(res.headers.get("content-range") ?? "");
-        const length = res.headers.get("x-goog-stored-content-length") ??
-          res.headers.get("content-length");
-        return {
-          body: res.body ?? ReadableStream.from([]),
-          start: range ? Number(range[1]) : 0,
-          total: range ? Number(range[2]) : length === null ? undefined : Number(length),
-        };
-      },
+      fail: (detail, { cause, replaced }) =>
+        new GcsError("GET", ref.url, replaced ? 412 : 0, detail, { cause }),
+      start: opts.start,
+      etag: opts.generation,
+      first: opts.first,
     });
+  }
+
+  #ref(name: string) {
+    return { http: this.#http, path: this.#objectPath(name), url: this.#url(name) };
   }
 
   /** Deletes objects, a few requests at a time; a missing object is not an error. */

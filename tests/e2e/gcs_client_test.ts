@@ -110,6 +110,28 @@ Deno.test("GCS client on the test server", async (t) => {
     assert.deepEqual(srv.openSessions(), 0);
   });
 
+  await t.step("a snapshot read as parallel ranged parts, some cut short, is exact", async () => {
+    const c = new GcsReplicaClient({ bucket: srv.bucket, path: "parts" }, {
+      ...FAST,
+      readPartSize: 256 * 1024,
+    }, { endpoint: proxy.endpoint, anonymous: true });
+    const gen = newGeneration();
+    const data = payload(9, 5 * 256 * 1024 + 77);
+    await c.writeSnapshot(gen, 0, chunked(data));
+    const empty = newGeneration();
+    await c.writeSnapshot(empty, 0, streamOf());
+    const before = c.counters.requests.GET;
+    proxy.setRules({ fault: { kind: "cut", afterBodyBytes: 100_000 }, method: "GET", times: 3 });
+    assert.deepEqual(await bytesOf(await c.readSnapshot(gen, 0, { parallelism: 4 })), data);
+    proxy.setRules();
+    // Six parts, and a ranged resumption for each of the three cut bodies.
+    assert.deepEqual(c.counters.requests.GET - before, 6 + 3);
+    assert.deepEqual(
+      await bytesOf(await c.readSnapshot(empty, 0, { parallelism: 4 })),
+      new Uint8Array(),
+    );
+  });
+
   await t.step("uploads survive dropped connections, whole and chunked", async () => {
     const c = anonymous(srv, "dropped", proxy.endpoint);
     const gen = newGeneration();

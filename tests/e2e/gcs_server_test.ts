@@ -97,7 +97,6 @@ Deno.test({
     await using srv = startGcsServer();
     await using dir = await tempDir("gcs-server-");
     const env = { STORAGE_EMULATOR_HOST: srv.host };
-    Deno.env.set("STORAGE_EMULATOR_HOST", srv.host); // for v0.3.13's replicate (inherits it)
     const db = `${dir.path}/db.sqlite`;
     await sqlite(
       db,
@@ -107,7 +106,7 @@ Deno.test({
     const url = `gcs://${srv.bucket}/big/db`;
     const cfg = `${dir.path}/v0313.yml`;
     await Deno.writeTextFile(cfg, configYaml([{ path: db, replicas: [{ url }] }]));
-    await using rep = await startV0313Replicate(cfg);
+    await using rep = await startV0313Replicate(cfg, { env });
     await waitFor(
       "v0.3.13's snapshot and first WAL segment",
       () => {

@@ -36,10 +36,16 @@ import { GcsReplicaClient } from "../../replicas/gcs/mod.ts";
 
 const NO_SANITIZERS = { sanitizeOps: false, sanitizeResources: false, sanitizeExit: false };
 
-/** One server for the file; every child process finds it through `STORAGE_EMULATOR_HOST`. */
+/** One server for the file; every child process is told of it by `STORAGE_EMULATOR_HOST`. */
 const srv: TestGcsServer = startGcsServer();
-Deno.env.set("STORAGE_EMULATOR_HOST", srv.host);
 globalThis.addEventListener("unload", () => void srv.close());
+/** The environment of every child: our server (test files may share a process: no Deno.env). */
+const EMU = { STORAGE_EMULATOR_HOST: srv.host };
+
+/** Our CLI against the server (`env` overrides). */
+function ours(args: string[], env: Record<string, string> = {}) {
+  return runLitestream(args, { env: { ...EMU, ...env } });
+}
 
 let seq = 0;
 const freshPath = (what: string) => `${what}-${++seq}/db`;
@@ -85,7 +91,10 @@ async function waitForIndexes(path: string, indexes: number, timeoutMs = 30_000)
 }
 
 async function v0313(args: string[], env: Record<string, string> = {}) {
-  return await runCommand(await litestreamV0313(), args, { env, timeoutMs: 60_000 });
+  return await runCommand(await litestreamV0313(), args, {
+    env: { ...EMU, ...env },
+    timeoutMs: 60_000,
+  });
 }
 
 async function startOurs(
@@ -96,7 +105,10 @@ async function startOurs(
 ) {
   const cfg = `${dir}/${name}.yml`;
   await Deno.writeTextFile(cfg, yaml);
-  return startReplicate(["-config", cfg], { logPath: `${dir}/${name}.log`, env });
+  return startReplicate(["-config", cfg], {
+    logPath: `${dir}/${name}.log`,
+    env: { ...EMU, ...env },
+  });
 }
 
 Deno.test({
@@ -115,12 +127,12 @@ Deno.test({
     await stopOk(rep);
 
     const mine = `${dir.path}/ours.db`;
-    assertOk(await runLitestream(["restore", "-o", mine, urlOf(path)]), "our restore");
+    assertOk(await ours(["restore", "-o", mine, urlOf(path)]), "our restore");
     await assertHoldsRows(mine, lastId, "our restore");
     const theirs = `${dir.path}/v0313.db`;
     assertOk(await v0313(["restore", "-o", theirs, urlOf(path)]), "v0.3.13 restore");
     assert.equal(await fileHash(theirs), await fileHash(mine), "v0.3.13's restore = ours");
-    const gens = await runLitestream(["generations", urlOf(path)]);
+    const gens = await ours(["generations", urlOf(path)]);
     assertOk(gens, "generations");
     assert.match(gens.out, /^gcs\s+[0-9a-f]{16}\s/m);
   },
@@ -136,7 +148,7 @@ Deno.test({
     await createWriterTable(db);
     const cfg = `${dir.path}/v0313.yml`;
     await Deno.writeTextFile(cfg, gcsConfig(db, path));
-    await using rep = await startV0313Replicate(cfg);
+    await using rep = await startV0313Replicate(cfg, { env: EMU });
     const writer = await Writer.start(db, { pauseMs: 10 });
     await using _w = stopping(writer);
     await waitForIndexes(path, 3);
@@ -148,11 +160,11 @@ Deno.test({
     assertOk(await v0313(["restore", "-o", theirs, urlOf(path)]), "v0.3.13 restore");
     await assertHoldsRows(theirs, lastId, "v0.3.13's restore");
     const mine = `${dir.path}/ours.db`;
-    assertOk(await runLitestream(["restore", "-o", mine, urlOf(path)]), "our restore");
+    assertOk(await ours(["restore", "-o", mine, urlOf(path)]), "our restore");
     assert.equal(await fileHash(mine), await fileHash(theirs), "our restore = v0.3.13's");
     const byConfig = `${dir.path}/ours-config.db`;
     assertOk(
-      await runLitestream(["restore", "-config", cfg, "-o", byConfig, db]),
+      await ours(["restore", "-config", cfg, "-o", byConfig, db]),
       "config restore",
     );
     assert.equal(await fileHash(byConfig), await fileHash(theirs), "config restore = v0.3.13's");
@@ -172,20 +184,20 @@ Deno.test({
     const writer = await Writer.start(db, { pauseMs: 10 });
     await using _w = stopping(writer);
 
-    const first = startReplicate(["-config", cfg], { logPath: `${dir.path}/ours-1.log` });
+    const first = startReplicate(["-config", cfg], { logPath: `${dir.path}/ours-1.log`, env: EMU });
     await waitForIndexes(path, 2);
     await stopOk(first);
-    const middle = await startV0313Replicate(cfg, { logPath: `${dir.path}/v0313.log` });
+    const middle = await startV0313Replicate(cfg, { logPath: `${dir.path}/v0313.log`, env: EMU });
     await waitForIndexes(path, 2);
     const { status } = await middle.stop();
     assert.ok(status.code === 0 || status.code === 1, `v0.3.13 exit ${status.code}`);
-    const last = startReplicate(["-config", cfg], { logPath: `${dir.path}/ours-2.log` });
+    const last = startReplicate(["-config", cfg], { logPath: `${dir.path}/ours-2.log`, env: EMU });
     await waitForIndexes(path, 2);
     const lastId = await writer.stop();
     await stopOk(last);
 
     const mine = `${dir.path}/ours.db`;
-    assertOk(await runLitestream(["restore", "-o", mine, urlOf(path)]), "our restore");
+    assertOk(await ours(["restore", "-o", mine, urlOf(path)]), "our restore");
     await assertHoldsRows(mine, lastId, "restore after the handovers");
     const theirs = `${dir.path}/v0313.db`;
     assertOk(await v0313(["restore", "-o", theirs, urlOf(path)]), "v0.3.13 restore");
@@ -230,7 +242,7 @@ Deno.test({
       `a restore holding ${lastId} rows`,
       async () => {
         const out = `${dir.path}/catchup-${crypto.randomUUID()}.db`;
-        const r = await runLitestream(["restore", "-o", out, urlOf(path)]);
+        const r = await ours(["restore", "-o", out, urlOf(path)]);
         if (r.code !== 0) return undefined;
         const got = await sqlite(out, "SELECT max(id) FROM t;");
         return got === String(lastId) ? out : undefined;
@@ -243,7 +255,7 @@ Deno.test({
 
     // Downloads: the first bodies cut short; the restore resumes with ranged reads.
     const clean = `${dir.path}/clean.db`;
-    assertOk(await runLitestream(["restore", "-o", clean, urlOf(path)]), "clean restore");
+    assertOk(await ours(["restore", "-o", clean, urlOf(path)]), "clean restore");
     await assertHoldsRows(clean, lastId, "clean restore");
     const cutAt = proxy.stats.faults;
     proxy.setRules({
@@ -254,7 +266,7 @@ Deno.test({
     });
     const resumed = `${dir.path}/resumed.db`;
     assertOk(
-      await runLitestream(["restore", "-o", resumed, urlOf(path)], { env: viaProxy }),
+      await ours(["restore", "-o", resumed, urlOf(path)], viaProxy),
       "restore with cut bodies",
     );
     assert.equal(proxy.stats.faults - cutAt, 3, "three bodies cut");
@@ -270,9 +282,7 @@ Deno.test({
     const bad = `${dir.path}/key.json`;
     await Deno.writeTextFile(bad, "{ not json");
     const env = { STORAGE_EMULATOR_HOST: "", GOOGLE_APPLICATION_CREDENTIALS: bad };
-    const r = await runLitestream(["restore", "-o", `${dir.path}/out.db`, urlOf("creds/db")], {
-      env,
-    });
+    const r = await ours(["restore", "-o", `${dir.path}/out.db`, urlOf("creds/db")], env);
     assert.equal(r.code, 1, describeResult(r));
     const lines = r.err.trim().split("\n");
     assert.equal(lines.length, 1, r.err);

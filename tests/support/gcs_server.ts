@@ -128,15 +128,11 @@ export function startGcsServer(options: GcsServerOptions = {}): TestGcsServer {
     const size = obj.data.length;
     const range = /^bytes=(\d*)-(\d*)$/.exec(req.headers.get("range") ?? "");
     if (range && (range[1] || range[2])) {
-      let start = range[1] ? Number(range[1]) : Math.max(0, size - Number(range[2]));
-      let end = range[1] && range[2] ? Math.min(Number(range[2]), size - 1) : size - 1;
+      const start = range[1] ? Number(range[1]) : Math.max(0, size - Number(range[2]));
+      const end = range[1] && range[2] ? Math.min(Number(range[2]), size - 1) : size - 1;
       if (start >= size) {
-        if (size !== 0) {
-          headers.set("Content-Range", `bytes */${size}`);
-          return new Response(null, { status: 416, headers });
-        }
-        start = 0;
-        end = -1;
+        headers.set("Content-Range", `bytes */${size}`);
+        return new Response(null, { status: 416, headers });
       }
       headers.set("Content-Range", `bytes ${start}-${end}/${size}`);
       const body = req.method === "HEAD" ? null : obj.data.slice(start, end + 1);

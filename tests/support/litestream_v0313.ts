@@ -114,16 +114,18 @@ export async function restoreWithV0313(dir: string, flags: string[], url: string
 export type V0313Replicate = LoggedProcess;
 
 /**
- * Starts `litestream replicate -config CONFIG` (v0.3.13). Output goes to `logPath`
- * (default: the config path plus `.log`), appended so restarts keep earlier output.
+ * Starts `litestream replicate -config CONFIG` (v0.3.13) with extra environment `env`. Output
+ * goes to `logPath` (default: the config path plus `.log`), appended so restarts keep earlier
+ * output.
  */
 export async function startV0313Replicate(
   configPath: string,
-  options: { logPath?: string; cwd?: string } = {},
+  options: { logPath?: string; cwd?: string; env?: Record<string, string> } = {},
 ): Promise<V0313Replicate> {
   return startLogged(await litestreamV0313(), ["replicate", "-config", configPath], {
     logPath: options.logPath ?? `${configPath}.log`,
     cwd: options.cwd,
+    env: options.env,
     name: "litestream v0.3.13",
   });
 }
