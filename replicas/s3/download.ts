@@ -1,15 +1,22 @@
 /**
- * Resumable S3 downloads: a body that breaks, or ends short of its
- * Content-Length, continues with a range GET from the byte where it stopped,
- * pinned to the first response's ETag so a replaced object is an error. The
- * same serves one part of an object fetched in parallel parts.
+ * Resumable S3 downloads: the SDK's GetObject responses fed to the shared
+ * `resumableDownload` (`../resumable_download.ts`), which continues a body
+ * that breaks or ends short with a range GET from the byte where it stopped,
+ * pinned to the first response's ETag. The same serves one part of an object
+ * fetched in parallel parts.
  *
  * @module
  */
 
 import type { GetObjectCommandOutput } from "@aws-sdk/client-s3";
+import {
+  type DownloadPart,
+  rangeStart,
+  resumableDownload as resumable,
+} from "../resumable_download.ts";
 import { describeError, S3Error } from "./errors.ts";
-import { backoff } from "../../lib/os/async.ts";
+
+export { contentRangeTotal } from "../resumable_download.ts";
 
 /** One object, or one byte range of it, to download. */
 export interface DownloadSource {
@@ -37,70 +44,22 @@ export interface DownloadSource {
  * ends short of Content-Length, continues with a range GET from the byte
  * where it stopped (pinned to the ETag, so a replaced object is an error).
  */
-export async function resumableDownload(
-  src: DownloadSource,
-): Promise<ReadableStream<Uint8Array>> {
-  let pos = src.start ?? 0;
-  const first = src.first ?? await src.get(pos, src.etag);
-  const end = first.ContentLength === undefined ? undefined : pos + first.ContentLength;
-  const etag = src.etag ?? first.ETag;
-  // Servers that ignore If-Match (s3rver does) still name the version they send.
-  const sameObject = (res: GetObjectCommandOutput) => {
-    if (etag && res.ETag && res.ETag !== etag) {
-      res.Body?.transformToWebStream().cancel();
-      throw new S3Error(
-        "GET",
-        src.url,
-        "PreconditionFailed",
-        "the object was replaced during the download (ETag changed)",
-      );
-    }
-  };
-  sameObject(first);
-  let body = first.Body!.transformToWebStream().getReader();
-  let resumes = 0;
-  const resume = async (cause: unknown) => {
-    if (++resumes > src.maxResumes) {
-      const detail = `download broke at byte ${pos}: ${describeError(cause)}`;
-      throw new S3Error("GET", src.url, "", detail, { cause });
-    }
-    body.cancel().catch(() => {});
-    await backoff(resumes);
-    const next = await src.get(pos, etag);
-    sameObject(next);
-    // A server that ignores Range would send the whole object again.
-    if (!next.ContentRange?.startsWith(`bytes ${pos}-`)) {
-      next.Body?.transformToWebStream().cancel();
-      throw new S3Error("GET", src.url, "", `range request from byte ${pos} not honoured`);
-    }
-    body = next.Body!.transformToWebStream().getReader();
-  };
-  return new ReadableStream<Uint8Array>({
-    pull: async (ctrl) => {
-      while (true) {
-        let chunk: ReadableStreamReadResult<Uint8Array>;
-        try {
-          chunk = await body.read();
-        } catch (err) {
-          await resume(err);
-          continue;
-        }
-        if (!chunk.done) {
-          pos += chunk.value.byteLength;
-          src.onBytes(chunk.value.byteLength);
-          resumes = 0;
-          return ctrl.enqueue(chunk.value);
-        }
-        if (end === undefined || pos >= end) return ctrl.close();
-        await resume(new Error(`body ended at byte ${pos} of ${end}`));
-      }
-    },
-    cancel: (reason) => body.cancel(reason),
+export function resumableDownload(src: DownloadSource): Promise<ReadableStream<Uint8Array>> {
+  const part = (out: GetObjectCommandOutput): DownloadPart => ({
+    body: out.Body!.transformToWebStream(),
+    length: out.ContentLength,
+    etag: out.ETag,
+    rangeStart: rangeStart(out.ContentRange),
   });
-}
-
-/** The object's total size from a `Content-Range: bytes a-b/TOTAL` header, if it has one. */
-export function contentRangeTotal(contentRange: string | undefined): number | undefined {
-  const m = contentRange?.match(/^bytes \d+-\d+\/(\d+)$/);
-  return m ? Number(m[1]) : undefined;
+  return resumable({
+    get: async (from, etag) => part(await src.get(from, etag)),
+    maxResumes: src.maxResumes,
+    onBytes: src.onBytes,
+    start: src.start,
+    etag: src.etag,
+    first: src.first && part(src.first),
+    fail: (detail, { cause, replaced }) =>
+      new S3Error("GET", src.url, replaced ? "PreconditionFailed" : "", detail, { cause }),
+    describe: describeError,
+  });
 }
