@@ -9,7 +9,7 @@
  * @module
  */
 
-import { LitestreamError } from "../../lib/errors.ts";
+import { LitestreamError, NotFoundError } from "../../lib/errors.ts";
 import {
   comparePos,
   isGeneration,
@@ -20,6 +20,7 @@ import {
   walSegmentName,
 } from "../../lib/names.ts";
 import type {
+  LeaseObject,
   ReadOptions,
   RecordInfo,
   ReplicaClient,
@@ -41,11 +42,13 @@ import {
   NO_BUCKET_HINT,
   TUNING_DEFAULTS,
 } from "./http.ts";
-import { uploadObject } from "./upload.ts";
+import { putIfGeneration, uploadObject } from "./upload.ts";
 import { type GcsOptions, gcsOptionsFromConfig, gcsPrefix, type GcsReplicaConfig } from "./url.ts";
 
 /** Google's endpoint. */
 const GOOGLE_ENDPOINT = "https://storage.googleapis.com";
+/** The lease object under the replica's path (outside `generations/`: v0.3.13 never lists it). */
+const LEASE_NAME = "lease.json";
 /** Deletes in flight at once. */
 const DELETE_CONCURRENCY = 8;
 
@@ -257,6 +260,33 @@ export class GcsReplicaClient implements ReplicaClient {
   /** Deletes checksum records. */
   async deleteRecords(generation: string, names: string[]): Promise<void> {
     await this.#delete(names.map((n) => this.#recordKey(generation, n)));
+  }
+
+  /** Reads `<path>/lease.json` and its generation. */
+  async readLease(): Promise<LeaseObject | undefined> {
+    const name = this.#key(LEASE_NAME);
+    let read;
+    try {
+      read = await getObject(this.#ref(name), 0);
+    } catch (err) {
+      if (err instanceof NotFoundError) return undefined;
+      throw err;
+    }
+    const data = await new Response(read.part.body).bytes();
+    this.counters.bytes.GET += data.length;
+    return { data, version: read.part.etag ?? "" };
+  }
+
+  /**
+   * Writes `<path>/lease.json` only if its generation is `expected` (`ifGenerationMatch`, 0:
+   * only if absent), atomically on GCS.
+   */
+  async writeLease(data: Uint8Array, expected: string | undefined): Promise<string | undefined> {
+    // A generation is a number: anything else can match no object.
+    if (expected !== undefined && !/^\d+$/.test(expected)) return undefined;
+    const name = this.#key(LEASE_NAME);
+    const target = { http: this.#http, bucket: this.#bucket, name, url: this.#url(name) };
+    return await putIfGeneration(target, data, expected ?? "0");
   }
 
   // ---- names ----

@@ -46,23 +46,52 @@ export async function uploadObject(
   return { size: source.size, createdAt };
 }
 
-/** One `uploadType=multipart` request: the JSON metadata part, then the data part. */
+/** The whole object in one `uploadType=multipart` request. */
 async function multipart(t: UploadTarget, data: Uint8Array): Promise<void> {
+  await (await sendMultipart(t, data)).body?.cancel();
+}
+
+/**
+ * Stores `data` as `t.name` in one request, only if the object's generation is
+ * `ifGenerationMatch` (`"0"`: only if absent). Returns the new generation, or `undefined` when
+ * the condition failed.
+ */
+export async function putIfGeneration(
+  t: UploadTarget,
+  data: Uint8Array,
+  ifGenerationMatch: string,
+): Promise<string | undefined> {
+  const res = await sendMultipart(t, data, ifGenerationMatch);
+  if (res.status === 412) {
+    await res.body?.cancel();
+    return undefined;
+  }
+  t.http.counters.bytes.PUT += data.length;
+  return String((await res.json()).generation);
+}
+
+/** One `uploadType=multipart` request: the JSON metadata part, then the data part. */
+async function sendMultipart(
+  t: UploadTarget,
+  data: Uint8Array,
+  ifGenerationMatch?: string,
+): Promise<Response> {
   const boundary = `litestream-${crypto.randomUUID()}`;
   const head = `--${boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n` +
     `${JSON.stringify({ name: t.name })}\r\n--${boundary}\r\n` +
     `Content-Type: application/octet-stream\r\n\r\n`;
   const text = new TextEncoder();
-  const body = [text.encode(head), data, text.encode(`\r\n--${boundary}--\r\n`)];
-  const res = await t.http.send({
+  const q = new URLSearchParams({ uploadType: "multipart" });
+  if (ifGenerationMatch !== undefined) q.set("ifGenerationMatch", ifGenerationMatch);
+  return await t.http.send({
     operation: "PUT",
     object: t.url,
     method: "POST",
-    url: `/upload/storage/v1/b/${encodeURIComponent(t.bucket)}/o?uploadType=multipart`,
+    url: `/upload/storage/v1/b/${encodeURIComponent(t.bucket)}/o?${q}`,
     headers: { "Content-Type": `multipart/related; boundary=${boundary}` },
-    body,
+    body: [text.encode(head), data, text.encode(`\r\n--${boundary}--\r\n`)],
+    accept: ifGenerationMatch !== undefined ? [412] : [],
   });
-  await res.body?.cancel();
 }
 
 /** A resumable session: `first` (a full chunk), then the rest of `source`, chunk by chunk. */
