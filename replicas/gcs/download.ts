@@ -27,19 +27,18 @@ export interface GcsRead {
 }
 
 /**
- * GETs the bytes `[from, end)` of the object (to its end without `end`), only from generation
- * `generation` when given. A missing object is `NotFoundError`; a replaced one (the generation
- * no longer current) and an unsatisfiable range are `GcsError`s (status 412, 416).
+ * GETs the object from byte `from`, only from generation `generation` when given. A missing
+ * object is `NotFoundError`; a replaced one (the generation no longer current) and an
+ * unsatisfiable range are `GcsError`s (status 412, 416).
  */
 export async function getObject(
   o: GcsObjectRef,
   from: number,
   generation?: string,
-  end?: number,
 ): Promise<GcsRead> {
   const q = new URLSearchParams({ alt: "media" });
   if (generation) q.set("ifGenerationMatch", generation);
-  const range = end !== undefined ? `bytes=${from}-${end - 1}` : from > 0 ? `bytes=${from}-` : "";
+  const range = from > 0 ? `bytes=${from}-` : "";
   const res = await o.http.send({
     operation: "GET",
     object: o.url,

@@ -36,11 +36,6 @@ export interface GcsTuning {
   idleTimeoutMs?: number;
   /** Ranged resumptions of a download without progress in between. Default 5. */
   maxResumes?: number;
-  /**
-   * Part size of a snapshot read in parallel parts (`ReadOptions.parallelism`). Default 4 MiB:
-   * 8 parts in flight, each held twice while it arrives, 64 MB at most.
-   */
-  readPartSize?: number;
 }
 
 /** The production values of every `GcsTuning` knob. */
@@ -51,7 +46,6 @@ export const TUNING_DEFAULTS: Required<GcsTuning> = {
   requestTimeoutMs: 120_000,
   idleTimeoutMs: 30_000,
   maxResumes: 5,
-  readPartSize: 4 * 1024 * 1024,
 };
 
 /** A GCS request failure, naming the object (`gcs://bucket/name`) and the operation. */

@@ -118,7 +118,10 @@ Deno.test({
       200,
     );
     const { status } = await rep.stop();
-    assert.ok(status.code === 0 || status.code === 1, `v0.3.13 exit ${status.code}`);
+    assert.ok(
+      status.code === 0 || status.code === 1,
+      `v0.3.13 exit ${status.code}; log:\n${await rep.log()}`,
+    );
     assert.ok(srv.requests.some((r) => r.includes("uploadType=resumable")), "a resumable upload");
     assert.ok(srv.requests.some((r) => r.includes("uploadType=multipart")), "a multipart upload");
 

@@ -69,7 +69,7 @@ async function assertHoldsRows(path: string, lastId: number, what: string): Prom
 }
 
 /** Waits until the replica holds WAL segments of at least `indexes` distinct (generation, index). */
-async function waitForIndexes(path: string, indexes: number, timeoutMs = 30_000): Promise<void> {
+async function waitForIndexes(path: string, indexes: number, timeoutMs = 60_000): Promise<void> {
   const c = new GcsReplicaClient({ bucket: srv.bucket, path }, {}, {
     endpoint: srv.endpoint,
     anonymous: true,
@@ -154,7 +154,10 @@ Deno.test({
     await waitForIndexes(path, 3);
     const lastId = await writer.stop();
     const { status } = await rep.stop();
-    assert.ok(status.code === 0 || status.code === 1, `v0.3.13 exit ${status.code}`);
+    assert.ok(
+      status.code === 0 || status.code === 1,
+      `v0.3.13 exit ${status.code}; log:\n${await rep.log()}`,
+    );
 
     const theirs = `${dir.path}/v0313.db`;
     assertOk(await v0313(["restore", "-o", theirs, urlOf(path)]), "v0.3.13 restore");
@@ -190,7 +193,10 @@ Deno.test({
     const middle = await startV0313Replicate(cfg, { logPath: `${dir.path}/v0313.log`, env: EMU });
     await waitForIndexes(path, 2);
     const { status } = await middle.stop();
-    assert.ok(status.code === 0 || status.code === 1, `v0.3.13 exit ${status.code}`);
+    assert.ok(
+      status.code === 0 || status.code === 1,
+      `v0.3.13 exit ${status.code}; log:\n${await middle.log()}`,
+    );
     const last = startReplicate(["-config", cfg], { logPath: `${dir.path}/ours-2.log`, env: EMU });
     await waitForIndexes(path, 2);
     const lastId = await writer.stop();
