@@ -3,8 +3,9 @@
  * layout: `<path>/generations/<gen>/snapshots|wal/<name>` (names built as Go's
  * `path.Join`, see `gcsPrefix`). Keys, listings and deletes here; requests,
  * retries and errors in `http.ts`, credentials in `auth.ts`, uploads in
- * `upload.ts`; downloads resume with ranged reads pinned to the object's
- * generation.
+ * `upload.ts`, reads in `download.ts` (resumed by the shared
+ * `../resumable_download.ts`, pinned to the object's generation); the lease
+ * object (`lease.json`) is a conditional write on its generation.
  *
  * @module
  */

@@ -1,7 +1,8 @@
 /**
  * GCS uploads of a byte stream of unknown length: one multipart request
  * (metadata and data) when it fits in a chunk, else a resumable session fed
- * chunk by chunk from one reused buffer. A chunk whose request fails is
+ * chunk by chunk from two reused buffers (the next chunk is read while one is
+ * sent). Bodies are streamed (see `GcsRequest.body`). A chunk whose request fails is
  * resent from the offset the session reports it persisted. GCS makes the
  * object visible only when the upload completes; a failed session is
  * cancelled, so nothing half-written ever carries the final name.
@@ -24,7 +25,7 @@ export interface UploadTarget {
 }
 
 /**
- * Uploads `data` as the object `target.name`; memory stays near one chunk
+ * Uploads `data` as the object `target.name`; memory stays near two chunks
  * whatever the size. `createdAt` is the start time, as in v0.3.13.
  */
 export async function uploadObject(
