@@ -192,8 +192,8 @@ Deno.test({
           // The next write reconnects, replaces the temporary file and leaves nothing else.
           await c.writeSnapshot(gen, 0, chunked(data));
           assert.deepEqual(await bytesOf(await c.readSnapshot(gen, 0)), data);
-        assert.deepEqual([c.counters.requests.PUT, c.counters.bytes.PUT], [1, data.length]);
-        assert.equal(c.counters.bytes.GET, data.length);
+          assert.deepEqual([c.counters.requests.PUT, c.counters.bytes.PUT], [1, data.length]);
+          assert.equal(c.counters.bytes.GET, data.length);
           assert.deepEqual(await filesUnder(join(root, "generations", gen)), [
             "snapshots/00000000.snapshot.lz4",
           ]);
