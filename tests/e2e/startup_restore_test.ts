@@ -8,7 +8,7 @@
  */
 
 import assert from "node:assert/strict";
-import { tempDir } from "../support/poll.ts";
+import { tempDir, waitFor } from "../support/poll.ts";
 import { createWriterTable, sqlite } from "../support/sqlite_cli.ts";
 import { configYaml, s3ReplicaKeys } from "../support/config_yaml.ts";
 import { replicaClient, startS3rver } from "../support/s3_server.ts";
@@ -58,7 +58,24 @@ Deno.test("replicate -restore-if-db-not-exists", async (t) => {
     await createWriterTable(db);
     const first = startReplicate(["-config", config], { logPath: `${dir}/first.log` });
     await first.waitForLog(/initialized db/);
-    await insertRows(db, 120); // several WAL indexes: the FAST_DB checkpoints every ~20 pages
+    // Rows in two batches, the second after the first snapshot: the rows after it go to WAL
+    // segments, and the FAST_DB checkpoints (every ~20 pages, or 1 s) spread them over indexes.
+    // In one batch they may all land before the first sync, in the snapshot.
+    await insertRows(db, 60);
+    const walIndexes = async () =>
+      new Set(
+        (await listReplicaObjects(replica)).filter((o) => o.kind === "wal").map((o) => o.index),
+      );
+    await waitFor(
+      "the first snapshot",
+      async () => (await listReplicaObjects(replica)).some((o) => o.kind === "snapshot"),
+    );
+    const firstIndexes = (await walIndexes()).size;
+    await insertRows(db, 60);
+    await waitFor(
+      "WAL segments of a later index",
+      async () => (await walIndexes()).size > firstIndexes,
+    );
     await waitForRestore(`${dir}/r`, source, [{ table: "t", lastId: 120 }]);
     await stopOk(first);
     const before = await listReplicaObjects(replica);
