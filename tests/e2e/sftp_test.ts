@@ -89,6 +89,17 @@ async function restoreBoth(dir: string, config: string, db: string, tag: string)
 }
 
 /** The WAL indexes (`generation/index`) the replica directory holds segments of. */
+/** The whole second of the newest snapshot's or WAL segment's mtime in the replica. */
+async function newestSecond(replicaDir: string): Promise<bigint> {
+  let newest = 0n;
+  for (const o of await listReplicaObjects(replicaDir)) {
+    if (o.kind !== "wal" && o.kind !== "snapshot") continue;
+    const second = o.mtimeNs / 1_000_000_000n;
+    if (second > newest) newest = second;
+  }
+  return newest;
+}
+
 async function walIndexes(replicaDir: string): Promise<Set<string>> {
   const objects = await listReplicaObjects(replicaDir);
   return new Set(objects.filter((o) => o.kind === "wal").map((o) => `${o.generation}/${o.index}`));
@@ -180,6 +191,7 @@ Deno.test({
     const app = await Writer.start(db, { pauseMs: 5 });
     let lastId = 0;
     let before = new Set<string>();
+    let previousSecond = 0n;
     try {
       for (const [i, who] of (["ours", "v0.3.13", "ours"] as const).entries()) {
         const logPath = join(dir.path, `phase${i}-${who}.log`);
@@ -188,10 +200,20 @@ Deno.test({
           : await startV0313Replicate(config, { logPath });
         // Each phase ships WAL indexes of its own before it stops.
         await waitForIndexes(replicaDir, 2, before);
-        if (i === 2) lastId = await app.stop();
+        if (i === 2) {
+          // SFTP gives object times in whole seconds, and a restore picks the generation updated
+          // last: the last phase must write in a later second than the one before it, or the
+          // two generations tie and the choice between them is the generation names' order.
+          await waitFor(
+            "an upload in a later second than the previous phase's",
+            async () => await newestSecond(replicaDir) > previousSecond,
+          );
+          lastId = await app.stop();
+        }
         // A v0.3.13 killed at a shutdown hang leaves its last commits to the next phase.
         await (who === "ours" ? stopOurs(rep) : stopV0313(rep));
         before = await walIndexes(replicaDir);
+        previousSecond = await newestSecond(replicaDir);
       }
     } finally {
       await app.stop().catch(() => {});
