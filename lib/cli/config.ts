@@ -12,6 +12,7 @@ import { parseReplica, type ReplicaConfig } from "./config_replica.ts";
 import { Validator } from "./config_validator.ts";
 import { requireSync } from "../os/require.ts";
 import { OPS_KEYS, type OpsConfig, parseOps } from "./config_ops.ts";
+import { DIR_KEYS, type DirConfig, LocationClaims, parseDirKeys } from "./config_dir.ts";
 
 export {
   type AgeConfig,
@@ -21,6 +22,7 @@ export {
   type ReplicaConfig,
   replicaConfigFromUrl,
 } from "./config_replica.ts";
+export { dbConfigUnder, type DirConfig, relativeUnder } from "./config_dir.ts";
 
 /**
  * The YAML parser, loaded when a config is first read rather than when this module is
@@ -59,7 +61,10 @@ export interface DbConfig {
 export interface Config extends OpsConfig {
   /** The file it was read from, for messages. */
   file: string;
+  /** The `path` entries. */
   dbs: DbConfig[];
+  /** The `dir` entries: their databases are found at run time (see `lib/dirs/`). */
+  dirs: DirConfig[];
   addr: string;
   exec: string;
   logging: { level: string; type: "text" | "json"; stderr: boolean };
@@ -95,6 +100,7 @@ const DB_KEYS = [
   "truncate-page-count",
   "restore-if-db-not-exists",
   "replicas",
+  ...DIR_KEYS,
 ];
 /** Where the config is read from: `-config`, else `LITESTREAM_CONFIG`, else the default path. */
 export function configPath(flag: string | undefined): string {
@@ -167,15 +173,23 @@ export function parseConfig(
     accessKeyId: v.string(root["access-key-id"], "access-key-id"),
     secretAccessKey: v.string(root["secret-access-key"], "secret-access-key"),
   };
-  const dbs = v.list(root[dbKey], dbKey).map((item, i) =>
+  const entries = v.list(root[dbKey], dbKey).map((item, i) =>
     parseDb(v, item, `${dbKey}[${i}]`, globalKeys)
   );
+  const dbs: DbConfig[] = [];
+  const dirs: DirConfig[] = [];
   const paths = new Set<string>();
-  dbs.forEach((db, i) => {
+  const claims = new LocationClaims();
+  entries.forEach((entry, i) => {
+    if ("dir" in entry) return dirs.push(entry);
+    const db = entry;
     if (paths.has(db.path)) {
       throw new ConfigError(file, `${dbKey}[${i}].path`, `duplicate database path ${db.path}`);
     }
     paths.add(db.path);
+    const clash = claims.claim(db);
+    if (clash) throw new ConfigError(file, `${dbKey}[${i}]`, clash.message);
+    dbs.push(db);
   });
   const addr = v.string(root.addr, "addr") ?? "";
   if (addr && !/:\d+$/.test(addr)) {
@@ -184,6 +198,7 @@ export function parseConfig(
   return {
     file,
     dbs,
+    dirs,
     addr,
     ...parseOps(v, root),
     exec: v.string(root.exec, "exec") ?? "",
@@ -200,11 +215,12 @@ function parseDb(
   raw: unknown,
   key: string,
   globalKeys: { accessKeyId?: string; secretAccessKey?: string },
-): DbConfig {
+): DbConfig | DirConfig {
   const o = v.object(raw, key);
   v.unknownKeys(o, DB_KEYS, `${key}.`);
-  const path = v.string(o.path, `${key}.path`);
-  if (!path) throw new ConfigError(v.file, `${key}.path`, "database path required");
+  const dir = parseDirKeys(v, o, key, expandPath);
+  const path = dir ? dir.dir : v.string(o.path, `${key}.path`);
+  if (!path) throw new ConfigError(v.file, `${key}.path`, "database path required (or dir with pattern)");
   const db: DbConfig = {
     path: expandPath(path),
     metaPath: v.string(o["meta-path"], `${key}.meta-path`),
@@ -250,5 +266,5 @@ function parseDb(
     }
     names.add(r.name);
   });
-  return db;
+  return dir ? { ...dir, db } : db;
 }

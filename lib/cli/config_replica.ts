@@ -250,3 +250,38 @@ export function replicaConfigFromUrl(url: string): ReplicaConfig {
   }
   return { name: type, type, url, skipVerify: false, ...REPLICA_DEFAULTS };
 }
+
+/**
+ * The replica of one database found under a `dir` entry: `cfg`'s location with `rel` (the
+ * database's path relative to `dir`, `/`-separated) appended. Generic over backends: a `url`
+ * gets `rel` appended to its path (each segment escaped, as URL paths are decoded when
+ * parsed); otherwise `path` is joined as a directory (`file`) or as a key prefix with `/`
+ * (every other type, whose `path` is a prefix inside a bucket, container or server).
+ */
+export function replicaForSubpath(cfg: ReplicaConfig, rel: string): ReplicaConfig {
+  const segments = rel.split("/").filter((s) => s !== "" && s !== ".");
+  if (segments.some((s) => s === "..")) {
+    throw new LitestreamError(`database path ${rel} is outside its dir`);
+  }
+  if (cfg.url) {
+    const cut = cfg.url.search(/[?#]/);
+    const [base, tail] = cut < 0 ? [cfg.url, ""] : [cfg.url.slice(0, cut), cfg.url.slice(cut)];
+    const joined = `${base.replace(/\/+$/, "")}/${segments.map(encodeURIComponent).join("/")}`;
+    return { ...cfg, url: joined + tail };
+  }
+  const prefix = (cfg.path ?? "").replace(/\/+$/, "");
+  const path = cfg.type === "file"
+    ? `${prefix}/${segments.join("/")}`
+    : [prefix, ...segments].filter((s) => s !== "").join("/");
+  return { ...cfg, path };
+}
+
+/**
+ * A key naming where a replica stores its objects, equal for two configs that would write
+ * the same objects (type, bucket, endpoint and the cleaned path or URL). For collision checks.
+ */
+export function replicaLocationKey(cfg: ReplicaConfig): string {
+  const clean = (s: string) => s.replace(/\/+$/, "").replace(/^\/+/, "");
+  const where = cfg.url ? clean(cfg.url) : clean(cfg.path ?? "");
+  return [cfg.type, cfg.bucket ?? "", cfg.endpoint ?? "", where].join("|");
+}
