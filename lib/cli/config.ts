@@ -220,7 +220,9 @@ function parseDb(
   v.unknownKeys(o, DB_KEYS, `${key}.`);
   const dir = parseDirKeys(v, o, key, expandPath);
   const path = dir ? dir.dir : v.string(o.path, `${key}.path`);
-  if (!path) throw new ConfigError(v.file, `${key}.path`, "database path required (or dir with pattern)");
+  if (!path) {
+    throw new ConfigError(v.file, `${key}.path`, "database path required (or dir with pattern)");
+  }
   const db: DbConfig = {
     path: expandPath(path),
     metaPath: v.string(o["meta-path"], `${key}.meta-path`),

@@ -13,6 +13,7 @@ import type { DbConfig } from "./config.ts";
 import { DB } from "../core/db.ts";
 import { checkDatabaseFile } from "../core/handles.ts";
 import { ConfigError, LitestreamError } from "../errors.ts";
+import { fileLimitMessage } from "../os/rlimit.ts";
 import { removeIfExists } from "../os/fs.ts";
 import type { Logger } from "../log.ts";
 import { Replica } from "../core/replica.ts";
@@ -42,88 +43,135 @@ export async function buildManaged(
   dbs: DbConfig[],
   log: Logger,
   options: BuildOptions = {},
+  stores: StoreHealthRegistry = new StoreHealthRegistry(),
 ): Promise<Managed[]> {
   const out: Managed[] = [];
-  const ttl = leaseTtl();
-  const stores = new StoreHealthRegistry(); // replicas of one store share its retry pacing
-  for (const cfg of dbs) {
-    await checkDatabaseFile(cfg.path); // bad paths fail at start-up, naming the file
-    const dbLog = log.with({ db: cfg.path });
-    const db = new DB(cfg, dbLog);
-    const modes = await modesFor(cfg.path);
-    const replicas: Replica[] = [];
-    for (const r of cfg.replicas) {
-      if (r.age && r.age.recipients.length === 0) {
-        // v0.3.13 would write such a replica unencrypted, then fail to read it back.
-        throw new ConfigError(
-          r.age.file,
-          `${r.age.key}.recipients`,
-          "replicate needs at least one age recipient to encrypt to (identities alone only read)",
-        );
-      }
-      const replicaLog = dbLog.with({ replica: r.name });
-      const client = await replicaClientFromConfig(r, modes, replicaLog);
-      if (client.type === "file") await checkWritable(client.location, r.name);
-      const lease = new Lease(
-        client,
-        () => replicatorIdentity(db.metaPath),
-        { ttl, syncInterval: r.syncInterval, force: options.force },
-        replicaLog,
-      );
-      const replica = new Replica(db, client, r, replicaLog, stores.for(client.location), lease);
-      db.replicas.push(replica);
-      replicas.push(replica);
-      dbLog.info("replicating to", {
-        name: r.name,
-        type: r.type,
-        "sync-interval": formatDuration(r.syncInterval),
-        location: client.location,
-      });
-    }
-    out.push({ db, replicas, monitorInterval: cfg.monitorInterval });
-  }
+  for (const cfg of dbs) out.push(await buildManagedDb(cfg, log, stores, options));
   return out;
+}
+
+/**
+ * Builds the monitor and replicas of one database; throws (naming it) when its path or a
+ * replica cannot be used. Replicas of one store share `stores`' retry pacing.
+ */
+export async function buildManagedDb(
+  cfg: DbConfig,
+  log: Logger,
+  stores: StoreHealthRegistry,
+  options: BuildOptions = {},
+): Promise<Managed> {
+  const ttl = leaseTtl();
+  await checkDatabaseFile(cfg.path); // bad paths fail at start-up, naming the file
+  const dbLog = log.with({ db: cfg.path });
+  const db = new DB(cfg, dbLog);
+  const modes = await modesFor(cfg.path);
+  const replicas: Replica[] = [];
+  for (const r of cfg.replicas) {
+    if (r.age && r.age.recipients.length === 0) {
+      // v0.3.13 would write such a replica unencrypted, then fail to read it back.
+      throw new ConfigError(
+        r.age.file,
+        `${r.age.key}.recipients`,
+        "replicate needs at least one age recipient to encrypt to (identities alone only read)",
+      );
+    }
+    const replicaLog = dbLog.with({ replica: r.name });
+    const client = await replicaClientFromConfig(r, modes, replicaLog);
+    if (client.type === "file") await checkWritable(client.location, r.name);
+    const lease = new Lease(
+      client,
+      () => replicatorIdentity(db.metaPath),
+      { ttl, syncInterval: r.syncInterval, force: options.force },
+      replicaLog,
+    );
+    const replica = new Replica(db, client, r, replicaLog, stores.for(client.location), lease);
+    db.replicas.push(replica);
+    replicas.push(replica);
+    dbLog.info("replicating to", {
+      name: r.name,
+      type: r.type,
+      "sync-interval": formatDuration(r.syncInterval),
+      location: client.location,
+    });
+  }
+  return { db, replicas, monitorInterval: cfg.monitorInterval };
 }
 
 /** Runs the loops of every managed database until `stop()`. */
 export class Server {
   readonly #abort = new AbortController();
-  #running: Promise<unknown> = Promise.resolve();
+  /** The loops of each started database, and what ends them alone (see `remove`). */
+  readonly #running = new Map<Managed, { abort: AbortController; done: Promise<unknown> }>();
+  #started = false;
 
-  /** Creates a server for the managed databases; call `start()`. */
+  /**
+   * Creates a server for the managed databases; call `start()`. `managed` is the live list:
+   * `add` and `remove` change it (metrics read it).
+   */
   constructor(readonly managed: Managed[], readonly log: Logger) {}
 
   /** Starts every loop. */
   start(): void {
-    const signal = this.#abort.signal;
-    this.#running = Promise.all(this.managed.flatMap((m) => [
+    this.#started = true;
+    for (const m of this.managed) this.#run(m);
+  }
+
+  /** Adds a database found while running (see `dir_dbs.ts`) and starts its loops. */
+  add(m: Managed): void {
+    this.managed.push(m);
+    if (this.#started && !this.#abort.signal.aborted) this.#run(m);
+  }
+
+  /**
+   * Stops one database's loops, ships what its shadow WAL holds, and closes it; its replicas
+   * are left as they are. For a database deleted while replicated.
+   */
+  async remove(m: Managed): Promise<void> {
+    const i = this.managed.indexOf(m);
+    if (i < 0) return;
+    this.managed.splice(i, 1);
+    const running = this.#running.get(m);
+    this.#running.delete(m);
+    running?.abort.abort();
+    await running?.done;
+    await this.#finish(m, false);
+  }
+
+  #run(m: Managed): void {
+    const abort = new AbortController();
+    const signal = AbortSignal.any([this.#abort.signal, abort.signal]);
+    const done = Promise.all([
       this.#monitor(m, signal),
       ...m.replicas.map((r) => r.run(signal)),
       ...m.replicas.map((r) => validationLoop(m.db, r, signal)),
-    ]));
+    ]).catch((err) => m.db.log.error("replication stopped", { error: err }));
+    this.#running.set(m, { abort, done });
   }
 
   /** Stops the loops, runs a final sync of each database and replica, and closes the databases. */
   async stop(): Promise<void> {
     this.#abort.abort();
-    await this.#running;
-    await Promise.all(this.managed.map(async ({ db, replicas }) => {
-      // Standing by (see `standBy`): nothing to ship, and no reason to open the database again.
-      if (!db.open && replicas.length > 0 && replicas.every((r) => r.refused())) return;
-      try {
-        await db.sync();
-        await Promise.all(
-          replicas.map(async (r) => {
-            await r.sync().catch((err) => r.log.error("final replica sync failed", { error: err }));
-            await r.release().catch((err) => r.log.warn("lease not released", { error: err }));
-          }),
-        );
-      } catch (err) {
-        db.log.error("final sync failed", { error: err });
-      } finally {
-        await db.close().catch((err) => db.log.error("close failed", { error: err }));
-      }
-    }));
+    await Promise.all([...this.#running.values()].map((r) => r.done));
+    await Promise.all(this.managed.map((m) => this.#finish(m, true)));
+  }
+
+  /** A final sync (of the database too when `syncDb`) and its replicas, then close. */
+  async #finish({ db, replicas }: Managed, syncDb: boolean): Promise<void> {
+    // Standing by (see `standBy`): nothing to ship, and no reason to open the database again.
+    if (!db.open && replicas.length > 0 && replicas.every((r) => r.refused())) return;
+    try {
+      if (syncDb) await db.sync();
+      await Promise.all(
+        replicas.map(async (r) => {
+          await r.sync().catch((err) => r.log.error("final replica sync failed", { error: err }));
+          await r.release().catch((err) => r.log.warn("lease not released", { error: err }));
+        }),
+      );
+    } catch (err) {
+      db.log.error("final sync failed", { error: err });
+    } finally {
+      await db.close().catch((err) => db.log.error("close failed", { error: err }));
+    }
   }
 
   /**
@@ -149,7 +197,7 @@ export class Server {
         await db.sync();
         lastError = "";
       } catch (err) {
-        const msg = err instanceof Error ? err.message : String(err);
+        const msg = fileLimitMessage(err) ?? (err instanceof Error ? err.message : String(err));
         // Log a repeating failure once, not every second.
         if (msg !== lastError) db.log.error("sync error", { error: msg });
         lastError = msg;

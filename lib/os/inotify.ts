@@ -85,11 +85,27 @@ export interface DirWatch {
   /** Ends the current `wait` (and every later one) with "woken". */
   wake(): void;
   /**
+   * Forgets the events seen so far: the next `wait` waits for a new one. For a long-lived
+   * waiter that re-reads its directory after each wake (rearm first, then re-read).
+   */
+  rearm(): void;
+  /**
    * Leaves the directory's watch (removed with its last waiter; the instance
    * is closed with the last watch). Resolves once the reader has seen it.
    */
   close(): Promise<void>;
 }
+
+/**
+ * Which events wake a waiter: a file name (events naming it or its `-` companions), or a
+ * predicate on each event's name and mask (the `IN_*` bits, `IN_ISDIR` for directories).
+ */
+export type WatchFilter = string | ((name: string, mask: number) => boolean);
+
+/** `IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO`: a name appeared or went away. */
+export const IN_NAME_CHANGES = 0x100 | 0x200 | 0x40 | 0x80;
+/** The event is about a subdirectory. */
+export const IN_ISDIR = 0x40000000;
 
 /** Options of {@link Inotify}. */
 export interface InotifyOptions {
@@ -127,13 +143,13 @@ export class Inotify {
 
   /**
    * Starts watching `dir` (not its subdirectories): every change after this
-   * returns is seen. With `file`, only events naming it or its `-wal`, `-shm`
-   * and other `-` companions wake this waiter (events about the directory
-   * itself and queue overflows wake every one). Throws a LitestreamError
+   * returns is seen. With a `filter`, only the events it accepts wake this waiter
+   * (see {@link WatchFilter}; events about the directory itself and queue
+   * overflows wake every one). Throws a LitestreamError
    * saying why when inotify cannot be had here, a {@link WatchLimitError}
    * when the watches have run out.
    */
-  watch(dir: string, file?: string): DirWatch {
+  watch(dir: string, filter?: WatchFilter): DirWatch {
     const lib = libc();
     if (typeof lib === "string") throw new LitestreamError(inotifyUnavailable()!);
     if (this.#fd < 0) this.#open(lib);
@@ -152,7 +168,7 @@ export class Inotify {
     }
     let waiters = this.#watches.get(wd);
     if (!waiters) this.#watches.set(wd, waiters = new Set());
-    const waiter = new Waiter(file, (w) => this.#leave(lib, wd, w));
+    const waiter = new Waiter(filter, (w) => this.#leave(lib, wd, w));
     waiters.add(waiter);
     if (!this.#reading) this.#read(lib);
     return waiter;
@@ -262,7 +278,7 @@ export class Inotify {
       }
       const waiters = this.#watches.get(wd);
       if (!waiters) continue; // a watch removed since
-      for (const w of waiters) if (name === "" || w.concerns(name)) w.notify();
+      for (const w of waiters) if (name === "" || w.concerns(name, mask)) w.notify();
       // The directory is gone: its waiters were told; a later `watch` adds it afresh.
       if (mask & IN_IGNORED) this.#watches.delete(wd);
     }
@@ -286,15 +302,18 @@ class Waiter implements DirWatch {
   readonly #companions: string | undefined;
 
   constructor(
-    readonly file: string | undefined,
+    readonly filter: WatchFilter | undefined,
     readonly leave: (waiter: Waiter) => Promise<void>,
   ) {
-    this.#companions = file === undefined ? undefined : `${file}-`;
+    this.#companions = typeof filter === "string" ? `${filter}-` : undefined;
   }
 
-  /** Whether an event naming `name` concerns this waiter. */
-  concerns(name: string): boolean {
-    return this.file === undefined || name === this.file || name.startsWith(this.#companions!);
+  /** Whether an event naming `name` with `mask` concerns this waiter. */
+  concerns(name: string, mask: number): boolean {
+    const f = this.filter;
+    if (f === undefined) return true;
+    if (typeof f === "function") return f(name, mask);
+    return name === f || name.startsWith(this.#companions!);
   }
 
   /** Records an event and ends the current wait with it. */
@@ -317,6 +336,10 @@ class Waiter implements DirWatch {
         resolve(wake);
       };
     });
+  }
+
+  rearm(): void {
+    this.#fired = false;
   }
 
   wake(): void {

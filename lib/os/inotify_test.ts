@@ -7,7 +7,7 @@
  */
 
 import assert from "node:assert/strict";
-import { Inotify, WatchLimitError } from "./inotify.ts";
+import { IN_ISDIR, IN_NAME_CHANGES, Inotify, WatchLimitError } from "./inotify.ts";
 import { tempDir, waitFor } from "../../tests/support/poll.ts";
 import { inotifyInstances } from "../../tests/support/proc_inotify.ts";
 import { inOwnProcess } from "../../tests/support/own_process.ts";
@@ -200,3 +200,31 @@ function assertLimit(fn: () => unknown): WatchLimitError {
   }
   assert.fail("no WatchLimitError thrown");
 }
+
+Deno.test("inotify: a predicate filter sees each event's name and mask; rearm waits for a new one", async () => {
+  await using dir = await tempDir("inotify-");
+  const hub = new Inotify();
+  const seen: string[] = [];
+  // Names appearing or going away, and subdirectories: what a directory search cares about.
+  const w = hub.watch(dir.path, (name, mask) => {
+    const wanted = (mask & IN_NAME_CHANGES) !== 0 && !name.endsWith("-wal");
+    if (wanted) seen.push(`${name}${mask & IN_ISDIR ? "/" : ""}`);
+    return wanted;
+  });
+  try {
+    await Deno.writeFile(`${dir.path}/x.db-wal`, new Uint8Array(8));
+    await Deno.mkdir(`${dir.path}/sub`);
+    assert.equal(await w.wait(EVENT_MS), "event");
+    assert.deepEqual(seen, ["sub/"]);
+    assert.equal(await w.wait(0), "event", "kept until rearmed");
+    w.rearm();
+    assert.equal(await w.wait(0), "timeout");
+    await Deno.writeFile(`${dir.path}/sub/inner`, new Uint8Array(8)); // another directory's
+    await Deno.remove(`${dir.path}/sub/inner`);
+    await Deno.writeFile(`${dir.path}/new.db`, new Uint8Array(8));
+    assert.equal(await w.wait(EVENT_MS), "event");
+    assert.deepEqual(seen, ["sub/", "new.db"]);
+  } finally {
+    await w.close();
+  }
+});

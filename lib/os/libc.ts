@@ -2,9 +2,10 @@
  * The few libc functions called through FFI on Linux: `stat` for
  * nanosecond mtimes, inotify with `eventfd`, `poll` and `read` for
  * waiting on file changes (see `inotify.ts`), and `open`, `fcntl(F_GETLK)` and
- * `pread` for seeing other processes' locks on SQLite's -shm (see `lock_probe.ts`), and
+ * `pread` for seeing other processes' locks on SQLite's -shm (see `lock_probe.ts`),
  * `fcntl(F_SETLK)`, `pwrite`, `ftruncate`, `lseek` and `fsync` for the follower's writes under SQLite's
- * own locks (see `db_lock.ts`). Loaded once, on first use, only on Linux
+ * own locks (see `db_lock.ts`), and `getrlimit`/`setrlimit` for the open-file limit (see
+ * `rlimit.ts`). Loaded once, on first use, only on Linux
  * and only when `--allow-ffi` is granted; callers fall back otherwise.
  *
  * @module
@@ -33,6 +34,9 @@ const SYMBOLS = {
   lseek: { parameters: ["i32", "i64", "i32"], result: "i64" },
   // On a thread of its own: it waits for the disk.
   fsync: { parameters: ["i32"], result: "i32", nonblocking: true },
+  // For rlimit.ts: the open-file limit raised to its hard limit at start-up, as Go's runtime does.
+  getrlimit: { parameters: ["i32", "buffer"], result: "i32" },
+  setrlimit: { parameters: ["i32", "buffer"], result: "i32" },
   // The calling thread's errno: read right after a failed call on the same (JS) thread.
   __errno_location: { parameters: [], result: "pointer" },
 } as const;

@@ -10,6 +10,7 @@ import {
   type Config,
   DB_DEFAULTS,
   type DbConfig,
+  dbConfigUnder,
   expandPath,
   type ReplicaConfig,
   replicaConfigFromUrl,
@@ -18,6 +19,10 @@ import { LitestreamError, UsageError } from "../../errors.ts";
 import { parseFlags } from "../flags.ts";
 import type { Logger } from "../../log.ts";
 import { buildManaged, Server } from "../server.ts";
+import { DirDbs } from "../dir_dbs.ts";
+import { findDatabases } from "../../dirs/discover.ts";
+import { StoreHealthRegistry } from "../../core/store_health.ts";
+import { raiseOpenFileLimit } from "../../os/rlimit.ts";
 import { serveMetrics } from "../metrics.ts";
 import { DEFAULT_MAX_LAG_INTERVALS } from "../config_ops.ts";
 import { healthReport, healthzResponse } from "../health.ts";
@@ -63,6 +68,7 @@ const FLAGS = {
 export async function run(args: string[]): Promise<number> {
   const { values, positionals } = parseFlags(args, FLAGS);
   let dbs: DbConfig[];
+  let config: Config | undefined;
   let log: Logger;
   let exec = values.exec as string | undefined;
   let addr = "";
@@ -75,7 +81,7 @@ export async function run(args: string[]): Promise<number> {
     log = loggerFor(undefined);
     dbs = [directDb(positionals[0], positionals.slice(1))];
   } else {
-    const config: Config = await loadConfigFromFlags(values, new PlainLogger({ format: "plain" }));
+    config = await loadConfigFromFlags(values, new PlainLogger({ format: "plain" }));
     log = loggerFor(config);
     dbs = config.dbs;
     exec ||= config.exec || undefined;
@@ -88,7 +94,10 @@ export async function run(args: string[]): Promise<number> {
     throw new UsageError("cannot specify -force-snapshot flag without -once");
   }
   log.info("litestream", { version: VERSION });
-  if (dbs.length === 0) log.warn("no databases specified in configuration");
+  if (dbs.length === 0 && !config?.dirs.length) {
+    log.warn("no databases specified in configuration");
+  }
+  raiseOpenFileLimit(log);
   const restored = new Set<string>();
   for (const db of dbs) {
     if (values["restore-if-db-not-exists"] || db.restoreIfDbNotExists) {
@@ -98,6 +107,11 @@ export async function run(args: string[]): Promise<number> {
   }
 
   if (once) {
+    // The databases under dir entries as they are now.
+    for (const entry of config?.dirs ?? []) {
+      const { dbs: found } = await findDatabases(entry);
+      dbs = [...dbs, ...found.map((path) => dbConfigUnder(entry, path))];
+    }
     const managed = await buildManaged(dbs.map(onceSettings), log, {
       force: values.force === true,
     });
@@ -110,7 +124,8 @@ export async function run(args: string[]): Promise<number> {
     return 0;
   }
 
-  const managed = await buildManaged(dbs, log, { force: values.force === true });
+  const stores = new StoreHealthRegistry();
+  const managed = await buildManaged(dbs, log, { force: values.force === true }, stores);
   // A restored database is opened before anything else can be started (-exec): a connection
   // that closed it first, as the last one, would delete the restored WAL and with it the
   // continuity of the generation.
@@ -119,6 +134,14 @@ export async function run(args: string[]): Promise<number> {
   }
   const server = new Server(managed, log);
   server.start();
+  const dirs = config?.dirs.length ? new DirDbs(config, server, log, stores) : undefined;
+  try {
+    await dirs?.start();
+  } catch (err) {
+    await dirs?.stop();
+    await server.stop();
+    throw err;
+  }
   const metricsStop = new AbortController();
   if (addr) {
     log.info(
@@ -159,6 +182,7 @@ export async function run(args: string[]): Promise<number> {
     const sig = await stopping;
     log.info("signal received, litestream shutting down", { signal: sig });
   }
+  await dirs?.stop();
   await server.stop();
   metricsStop.abort();
   await heartbeat;
