@@ -8,11 +8,13 @@
 import {
   type Config,
   configPath,
+  dbConfigUnder,
   type DbConfig,
   expandPath,
   isUrl,
   loadConfig,
   replicaConfigFromUrl,
+  relativeUnder,
 } from "../config.ts";
 import { LitestreamError, UsageError } from "../../errors.ts";
 import type { FlagSpec } from "../flags.ts";
@@ -84,12 +86,17 @@ export async function resolveReplicas(
   return { clients, db, config };
 }
 
-/** Finds a database in the config by its absolute path. */
+/**
+ * Finds a database in the config by its absolute path: a `path` entry, or a database under a
+ * `dir` entry (whether or not it exists now: its path names its replicas).
+ */
 export function findDb(config: Config, path: string): DbConfig {
   const abs = expandPath(path);
   const db = config.dbs.find((d) => d.path === abs);
-  if (!db) throw new LitestreamError(`database not found in config ${config.file}: ${abs}`);
-  return db;
+  if (db) return db;
+  const entry = config.dirs.find((d) => relativeUnder(d, abs) !== undefined);
+  if (entry) return dbConfigUnder(entry, abs);
+  throw new LitestreamError(`database not found in config ${config.file}: ${abs}`);
 }
 
 /** Exactly one positional argument, or v0.3.13's usage errors. */

@@ -7,12 +7,15 @@
 import { UsageError } from "../../errors.ts";
 import { parseFlags } from "../flags.ts";
 import { Logger } from "../../log.ts";
+import { dbConfigUnder } from "../config.ts";
+import { findDatabases } from "../../dirs/discover.ts";
 import { CONFIG_FLAGS, loadConfigFromFlags, printRows } from "./common.ts";
 
 /** Usage text of the command. */
 export const usage = `Usage: litestream databases [arguments]
 
-Lists the databases in the config file and their replicas.
+Lists the databases in the config file (those under dir entries as found now) and
+their replicas.
 
 Arguments:
   -config PATH     config file (default $LITESTREAM_CONFIG or /etc/litestream.yml)
@@ -24,8 +27,15 @@ Arguments:
 export async function run(args: string[]): Promise<number> {
   const { values, positionals } = parseFlags(args, { ...CONFIG_FLAGS, json: "boolean" });
   if (positionals.length > 0) throw new UsageError("too many arguments");
-  const config = await loadConfigFromFlags(values, new Logger({ format: "plain" }));
-  const rows = config.dbs.map((db) => [db.path, db.replicas.map((r) => r.name).join(",")]);
+  const log = new Logger({ format: "plain" });
+  const config = await loadConfigFromFlags(values, log);
+  const dbs = [...config.dbs];
+  for (const entry of config.dirs) {
+    const { dbs: found, problems } = await findDatabases(entry);
+    for (const p of problems) log.warn("cannot read", { path: p.path, error: p.error });
+    dbs.push(...found.map((path) => dbConfigUnder(entry, path)));
+  }
+  const rows = dbs.map((db) => [db.path, db.replicas.map((r) => r.name).join(",")]);
   printRows(["path", "replicas"], rows, Boolean(values.json));
   return 0;
 }
