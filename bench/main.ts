@@ -21,6 +21,7 @@ import * as validate from "./validate.ts";
 import * as appCheckpoint from "./app_checkpoint.ts";
 import * as s3Restore from "./s3_restore.ts";
 import * as follow from "./follow.ts";
+import * as manyDbs from "./many_dbs.ts";
 
 /** Every scenario module, in run order. */
 const MODULES: { scenarios: Scenario[] }[] = [
@@ -34,6 +35,7 @@ const MODULES: { scenarios: Scenario[] }[] = [
   validate,
   appCheckpoint,
   follow,
+  manyDbs,
 ];
 
 const ALL: Scenario[] = MODULES.flatMap((m) => m.scenarios);

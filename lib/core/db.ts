@@ -215,8 +215,11 @@ export class DB {
       });
       try {
         if (!pos) throw new LitestreamError(`${this.path}: no generation available`);
-        // Blocks of the frame size (4 MiB), which the LZ4 encoder takes without copying them.
-        return await fn(pos, syncReadStream(this.#h!.file, 4 * 1024 * 1024));
+        // Blocks of the frame size (4 MiB), which the LZ4 encoder takes without copying them;
+        // a smaller database needs no bigger buffer than itself. (fstat: sync, see readAtSync.)
+        const size = this.#h!.file.statSync().size;
+        const chunk = Math.max(64 * 1024, Math.min(4 * 1024 * 1024, size + 1));
+        return await fn(pos, syncReadStream(this.#h!.file, chunk));
       } finally {
         this.#snapshots--;
       }

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { Mutex, sleep } from "../os/async.ts";
+import { Mutex, Semaphore, sleep } from "../os/async.ts";
 import type { DB, PositionHolder } from "./db.ts";
 import { DecryptionError, LitestreamError } from "../errors.ts";
 import type { Logger } from "../log.ts";
@@ -40,6 +40,12 @@ export interface ReplicaStats {
   snapshots: number;
   syncErrors: number;
 }
+
+/**
+ * Snapshots taken at once in the whole process: each holds a read buffer and an encoder's
+ * work area, and a start-up with a thousand new databases must not hold a thousand of them.
+ */
+const snapshotSlots = new Semaphore(4);
 
 /** A local shadow file a replica needs is gone; the replica recovers with a snapshot. */
 class ShadowMissing extends LitestreamError {}
@@ -276,7 +282,11 @@ export class Replica implements PositionHolder {
     });
   }
 
-  async #snapshot(): Promise<SnapshotInfo> {
+  #snapshot(): Promise<SnapshotInfo> {
+    return snapshotSlots.run(() => this.#snapshotNow());
+  }
+
+  async #snapshotNow(): Promise<SnapshotInfo> {
     return await this.db.snapshot(async (pos, data) => {
       if (this.#pos?.generation !== pos.generation) {
         // Continue from what the replica holds: restarting an index at offset 0 would overlap its segments.

@@ -76,3 +76,27 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
 export function backoff(attempt: number, baseMs = 100, signal?: AbortSignal): Promise<void> {
   return sleep(Math.random() * baseMs * 2 ** (attempt - 1), signal);
 }
+
+/** At most `limit` holders at a time, served in FIFO order. */
+export class Semaphore {
+  #free: number;
+  readonly #waiting: (() => void)[] = [];
+
+  /** Allows `limit` concurrent holders. */
+  constructor(readonly limit: number) {
+    this.#free = limit;
+  }
+
+  /** Runs `fn` once a place is free, and frees it when `fn` settles. */
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.#free > 0) this.#free--;
+    else await new Promise<void>((resolve) => this.#waiting.push(resolve));
+    try {
+      return await fn();
+    } finally {
+      const next = this.#waiting.shift();
+      if (next) next();
+      else this.#free++;
+    }
+  }
+}

@@ -64,3 +64,26 @@ Deno.test("sleep ends early on abort and leaves no timer behind", async () => {
   await sleep(60_000, ac.signal); // already aborted: returns at once
   await sleep(1); // without a signal it simply ends
 });
+
+Deno.test("Semaphore: at most limit holders, in call order, past a failing one", async () => {
+  const { Semaphore } = await import("./async.ts");
+  const s = new Semaphore(2);
+  let holders = 0;
+  let most = 0;
+  const order: number[] = [];
+  const task = (i: number) =>
+    s.run(async () => {
+      holders++;
+      most = Math.max(most, holders);
+      order.push(i);
+      await sleep(5);
+      holders--;
+      if (i === 1) throw new Error("fails");
+      return i;
+    });
+  const results = await Promise.allSettled([0, 1, 2, 3, 4].map(task));
+  assert.equal(most, 2);
+  assert.deepEqual(order, [0, 1, 2, 3, 4]);
+  assert.equal(results.filter((r) => r.status === "rejected").length, 1);
+  assert.equal(await task(5), 5, "the failing holder freed its place");
+});

@@ -27,8 +27,14 @@ export type DirWake =
 
 /** Options of {@link waitForDirChange}. */
 export interface DirWaitOptions {
-  /** How often `unchanged()` is asked again while no event arrives. */
+  /** How often `unchanged()` is asked again while no event arrives (at first). */
   recheckMs: number;
+  /**
+   * Each re-check that finds nothing doubles the period, up to this (default: `recheckMs`,
+   * no backoff): a long-idle waiter costs ever less, and a file system that misses events is
+   * still found out, only later.
+   */
+  maxRecheckMs?: number;
   /** Longest wait in all (default: no limit). */
   maxWaitMs?: number;
   /**
@@ -68,9 +74,10 @@ export async function waitForDirChange(
   const ended = () => opts.signal.aborted ? "aborted" : opts.interrupt?.aborted && "interrupted";
   try {
     if (!await unchanged()) return "changed";
-    for (;;) {
+    let recheckMs = opts.recheckMs;
+    for (;; recheckMs = Math.min(2 * recheckMs, opts.maxRecheckMs ?? opts.recheckMs)) {
       const left = deadline - performance.now();
-      const woke = await watcher.wait(Math.max(0, Math.min(opts.recheckMs, left)));
+      const woke = await watcher.wait(Math.max(0, Math.min(recheckMs, left)));
       if (woke !== "timeout") return ended() || "event";
       if (!await unchanged()) {
         const late = await watcher.wait(opts.graceMs);

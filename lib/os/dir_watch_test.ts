@@ -183,3 +183,24 @@ Deno.test("dir watch: a directory that cannot be watched throws, so the caller p
     /missing: cannot watch with inotify/,
   );
 });
+
+Deno.test("dir watch: each quiet re-check doubles the period up to maxRecheckMs", async () => {
+  await using dir = await tempDir("dir-watch-");
+  const at: number[] = [];
+  const t0 = performance.now();
+  const woke = await waitForDirChange(dir.path, () => {
+    at.push(performance.now() - t0);
+    return Promise.resolve(true);
+  }, {
+    recheckMs: 20,
+    maxRecheckMs: 80,
+    maxWaitMs: 500,
+    graceMs: 1000,
+    signal: new AbortController().signal,
+  });
+  assert.equal(woke, "timeout");
+  // Checks at about 0, 20, 60, 140, 220, 300, 380, 460 ms (every 20 ms would be 26 checks).
+  assert.ok(at.length >= 5 && at.length <= 10, `${at.length} checks at ${at.map(Math.round)}`);
+  const gaps = at.slice(1).map((t, i) => t - at[i]);
+  assert.ok(Math.max(...gaps) >= 70, `the longest gap reaches the cap: ${gaps.map(Math.round)}`);
+});
