@@ -4,7 +4,7 @@
  * replica at `<replicas>/<name>` (the same layout for both). Per run and tool, on fresh copies:
  *
  * 1. start-up: time from spawning the replicator until every replica lists a snapshot;
- * 2. idle: CPU over {@link IDLE_S} s of steady state (after {@link SETTLE_S} s), RSS at its end;
+ * 2. idle: CPU over {@link IDLE_S} s of steady state (see {@link STEADY_AFTER_S}), RSS at its end;
  * 3. fan-out: one commit to every database (one writer process, in order); the time from the
  *    last commit until every replica lists a new WAL segment (the database was idle, so a new
  *    segment holds that commit);
@@ -41,8 +41,13 @@ import {
 
 /** Idle window, seconds. */
 export const IDLE_S = 60;
-/** Settling time after the last snapshot before the idle window, seconds. */
+/**
+ * The idle window opens at least {@link SETTLE_S} s after the last snapshot and no sooner than
+ * {@link STEADY_AFTER_S} s after start: both tools checkpoint every database once, a minute
+ * (the default checkpoint-interval) after start-up wrote to it.
+ */
 const SETTLE_S = 5;
+const STEADY_AFTER_S = 75;
 /** Spread load: transactions a second across all databases, and for how long. */
 const LOAD_RATE = 2000;
 const LOAD_S = 20;
@@ -142,7 +147,9 @@ async function manyRun(tool: Tool, n: number, dir: string, log: (m: string) => v
     );
     const startupS = (performance.now() - p.startedAt) / 1000;
     log(`  ${tool} N=${n}: every snapshot after ${startupS.toFixed(1)} s`);
-    await sleep(SETTLE_S * 1000);
+    await sleep(
+      Math.max(SETTLE_S * 1000, STEADY_AFTER_S * 1000 - (performance.now() - p.startedAt)),
+    );
     const cpu0 = await p.cpuS();
     const t0 = performance.now();
     await sleep(IDLE_S * 1000);
