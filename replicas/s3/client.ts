@@ -38,7 +38,8 @@ import type {
 import { isRecordName, RECORDS_DIR } from "../../lib/core/checksum_record.ts";
 import { cleanS3Path, type S3Options, s3OptionsFromConfig, type S3ReplicaConfig } from "./url.ts";
 import { callS3, S3Error, type S3Operation } from "./errors.ts";
-import { createSdkClient, type S3Counters, type S3Tuning, TUNING_DEFAULTS } from "./sdk.ts";
+import { type S3Counters, type S3Tuning, TUNING_DEFAULTS } from "./sdk.ts";
+import { leaseSdkClient, type SdkLease } from "./shared_sdk.ts";
 import { uploadObject } from "./upload.ts";
 import { contentRangeTotal, type DownloadSource, resumableDownload } from "./download.ts";
 import { rangedStream, readExactly } from "../ranged_read.ts";
@@ -75,6 +76,7 @@ export class S3ReplicaClient implements ReplicaClient {
   readonly #options: S3Options;
   readonly #tuning: Required<S3Tuning>;
   #client?: Promise<S3Client>;
+  #lease?: SdkLease;
 
   /** Validates `options` (throws `LitestreamError`); no request is made until the first operation. */
   constructor(options: S3Options, tuning: S3Tuning = {}) {
@@ -288,11 +290,12 @@ export class S3ReplicaClient implements ReplicaClient {
     }
   }
 
-  /** Closes idle connections; the client reconnects if used again. */
+  /** Gives up the SDK client (shared, see `shared_sdk.ts`); it is taken again if used again. */
   async close(): Promise<void> {
-    const client = await this.#client?.catch(() => undefined);
+    await this.#client?.catch(() => undefined);
     this.#client = undefined;
-    client?.destroy();
+    this.#lease?.release();
+    this.#lease = undefined;
   }
 
   // ---- keys ----
@@ -447,13 +450,25 @@ export class S3ReplicaClient implements ReplicaClient {
 
   // ---- SDK client ----
 
-  /** The SDK client, created on first use (looking up the bucket's region if needed). */
+  /**
+   * The SDK client, taken on first use (created, looking up the bucket's region if needed, by
+   * the first replica client of this store: see `shared_sdk.ts`).
+   */
   #sdk(): Promise<S3Client> {
-    this.#client ??= createSdkClient(this.#options, this.#tuning, this.counters, this.location)
-      .catch((err) => {
-        this.#client = undefined; // Retry the set-up on the next call.
-        throw err;
-      });
+    if (this.#client) return this.#client;
+    const lease = this.#lease = leaseSdkClient(
+      this.#options,
+      this.#tuning,
+      this.counters,
+      this.location,
+    );
+    this.#client = lease.client.catch((err) => {
+      // Retry the set-up on the next call.
+      this.#client = undefined;
+      this.#lease = undefined;
+      lease.release();
+      throw err;
+    });
     return this.#client;
   }
 }

@@ -74,19 +74,22 @@ const COMMAND_OPERATIONS: Record<string, S3Operation> = {
 /**
  * The SDK client for the replica at `location` (looking up the bucket's
  * region when neither a region nor an endpoint is set); every request it
- * sends is counted in `counters`.
+ * sends is counted in `counters`, or, for a `shared` client, only the region
+ * look-up (its users count their own requests per command: see `shared_sdk.ts`).
  */
 export async function createSdkClient(
   options: S3Options,
   tuning: Required<S3Tuning>,
   counters: S3Counters,
   location: string,
+  shared = false,
 ): Promise<S3Client> {
   const { region, endpoint, bucket } = options;
-  const create = (region: string) => newClient(options, tuning, counters, region);
+  const create = (region: string) =>
+    newClient(options, tuning, shared ? undefined : counters, region);
   if (region) return create(region);
   if (endpoint) return create("us-east-1");
-  const probe = create("us-east-1");
+  const probe = newClient(options, tuning, counters, "us-east-1");
   try {
     const out = await callS3(
       "GET",
@@ -106,10 +109,26 @@ export async function createSdkClient(
   }
 }
 
+/**
+ * Counts every request sent through `stack` (a client's, or one command's) into `counters`,
+ * each attempt of a retried request included.
+ */
+export function countRequests(stack: S3Client["middlewareStack"], counters: S3Counters): void {
+  stack.add(
+    (next, context) => (args) => {
+      const op = COMMAND_OPERATIONS[context.commandName ?? ""];
+      if (op) counters.requests[op]++;
+      return next(args);
+    },
+    // Below the retry middleware, so every attempt counts.
+    { step: "finalizeRequest", priority: "low", name: "litestreamRequestCounter" },
+  );
+}
+
 function newClient(
   options: S3Options,
   t: Required<S3Tuning>,
-  counters: S3Counters,
+  counters: S3Counters | undefined,
   region: string,
 ): S3Client {
   const { endpoint, skipVerify } = options;
@@ -141,15 +160,7 @@ function newClient(
     config.responseChecksumValidation = "WHEN_REQUIRED";
   }
   const client = new S3Client(config);
-  client.middlewareStack.add(
-    (next, context) => (args) => {
-      const op = COMMAND_OPERATIONS[context.commandName ?? ""];
-      if (op) counters.requests[op]++;
-      return next(args);
-    },
-    // Below the retry middleware, so every attempt counts.
-    { step: "finalizeRequest", priority: "low", name: "litestreamRequestCounter" },
-  );
+  if (counters) countRequests(client.middlewareStack, counters);
   if (custom) {
     client.middlewareStack.add(
       (next, context) => (args) => {
