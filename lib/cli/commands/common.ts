@@ -8,13 +8,13 @@
 import {
   type Config,
   configPath,
-  dbConfigUnder,
   type DbConfig,
+  dbConfigUnder,
   expandPath,
   isUrl,
   loadConfig,
-  replicaConfigFromUrl,
   relativeUnder,
+  replicaConfigFromUrl,
 } from "../config.ts";
 import { LitestreamError, UsageError } from "../../errors.ts";
 import type { FlagSpec } from "../flags.ts";
