@@ -313,6 +313,9 @@ export class DB {
     }
     const mode = this.#snapshots === 0 ? await this.#checkpointMode() : undefined;
     if (mode) {
+      // Replicas ship what was just copied while the checkpoint runs, not after it: a commit
+      // to a thousand idle databases makes a thousand time-based checkpoints due at once.
+      if (changed) this.changed.notify();
       await this.#checkpoint(mode);
       changed = true;
     }
