@@ -40,8 +40,12 @@ import { buildManagedDb, type Managed, type Server } from "./server.ts";
 /** How often directories are read again where file-system events cannot be had. */
 export const POLL_MS = 1000;
 
-/** Events arriving within this long after a wake are taken in by the same read of the directory. */
-const SETTLE_MS = 50;
+/**
+ * Events arriving within this long after a wake are taken in by the same read of the directory:
+ * a directory is read at most 5 times a second, however busily a file the pattern matches (but
+ * that is not a database) is written.
+ */
+const SETTLE_MS = 200;
 
 /** The databases of every `dir` entry of a config, added to and removed from a server. */
 export class DirDbs {
