@@ -88,6 +88,8 @@ export class DB {
   readonly #log: ShadowLog;
   #snapshots = 0;
   #quietSyncs = 0;
+  /** The last sync put off a time-based checkpoint (see `#sync`). */
+  #timeDeferred = false;
   /** Other processes' checkpoints we let through (see `admission.ts`). */
   readonly #admission = new CheckpointAdmission();
   readonly #mutex = new Mutex();
@@ -311,7 +313,12 @@ export class DB {
         if (admitted) this.log.info("let another process's checkpoint through", admitted);
       }
     }
-    const mode = this.#snapshots === 0 ? await this.#checkpointMode() : undefined;
+    // A checkpoint due only to time waits one tick after new frames were copied (never two in
+    // a row), so replicas ship them first: a commit to a thousand idle databases made a
+    // thousand time-based checkpoints due at once, and every upload waited behind them.
+    const defer = changed && !this.#timeDeferred;
+    const mode = this.#snapshots === 0 ? await this.#checkpointMode(defer) : undefined;
+    this.#timeDeferred = defer && !mode && this.#checkpointDueIn() === 0;
     if (mode) {
       // Replicas ship what was just copied while the checkpoint runs, not after it: a commit
       // to a thousand idle databases makes a thousand time-based checkpoints due at once.
@@ -359,14 +366,14 @@ export class DB {
     return true;
   }
 
-  /** Which checkpoint is due, by v0.3.13's policy (spec §4.9). */
-  async #checkpointMode(): Promise<CheckpointMode | undefined> {
+  /** Which checkpoint is due, by v0.3.13's policy (spec §4.9); `deferTime` leaves rule 4 out. */
+  async #checkpointMode(deferTime: boolean): Promise<CheckpointMode | undefined> {
     const real = (await Deno.stat(this.walPath).catch(() => ({ size: 0 }))).size;
     return checkpointModeFor(this.settings, {
       shadow: this.#log.shadow!.size,
       wal: frameAlign(real, this.pageSize),
       frame: frameSize(this.pageSize),
-    }, this.#checkpointDueIn() === 0);
+    }, !deferTime && this.#checkpointDueIn() === 0);
   }
 
   /**
