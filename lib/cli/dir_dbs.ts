@@ -31,7 +31,7 @@ import {
   type ListedEntry,
   planDir,
 } from "../dirs/discover.ts";
-import { fileLimitMessage } from "../os/rlimit.ts";
+import { FDS_PER_DB, fileLimitMessage, fitsOpenFileLimit, openFileLimit } from "../os/rlimit.ts";
 import { StoreHealthRegistry } from "../core/store_health.ts";
 import { type Config, dbConfigUnder, type DirConfig } from "./config.ts";
 import { LocationClaims } from "./config_dir.ts";
@@ -57,6 +57,8 @@ export class DirDbs {
   /** The last problem logged per path, so a repeated one is logged once. */
   readonly #reported = new Map<string, string>();
   readonly #claims = new LocationClaims();
+  /** Databases left out for want of descriptors (see `#refuse`). */
+  #refused = 0;
   readonly #pathDbs: Set<string>;
   /** Adds and removals one at a time: a database is never added twice or while removed. */
   #queue: Promise<unknown> = Promise.resolve();
@@ -111,6 +113,7 @@ export class DirDbs {
         recursive: entry.recursive,
         watch: entry.watch,
         databases: [...this.#dbs.values()].filter((d) => d.entry === entry).length,
+        ...(this.#refused > 0 ? { "not-replicated-open-file-limit": this.#refused } : {}),
       });
     }
   }
@@ -243,6 +246,7 @@ export class DirDbs {
   #add(entry: DirConfig, path: string): Promise<void> {
     return this.#serial(async () => {
       if (this.#known(path) || this.#abort.signal.aborted) return;
+      if (!fitsOpenFileLimit(this.#dbs.size + this.#pathDbs.size)) return this.#refuse(path);
       const cfg = dbConfigUnder(entry, path);
       const clash = this.#claims.claim(cfg);
       if (clash) return this.#report(path, "not replicated", clash);
@@ -258,6 +262,19 @@ export class DirDbs {
       this.server.add(managed);
       this.log.debug("database found", { db: path });
     });
+  }
+
+  /**
+   * Leaves `path` out: the databases replicated already hold nearly every descriptor the
+   * open-file limit allows. Said once with the limit, then once per database at debug level.
+   */
+  #refuse(path: string): void {
+    const limit = openFileLimit();
+    const msg = `not replicated: ${this.#dbs.size + this.#pathDbs.size} databases hold about ` +
+      `${FDS_PER_DB} descriptors each, the open-file limit is ${limit?.soft}; raise it ` +
+      `(ulimit -n, systemd LimitNOFILE=) and restart`;
+    if (this.#refused++ === 0) this.log.error(msg, { db: path });
+    else this.log.debug(msg, { db: path });
   }
 
   /** Stops replicating `path` (deleted); its replicas are left as they are. */

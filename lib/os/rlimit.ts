@@ -59,3 +59,19 @@ export function fileLimitMessage(err: unknown): string | undefined {
   const which = limit ? ` (RLIMIT_NOFILE ${limit.soft})` : "";
   return `open files ran out${which}: raise the limit (ulimit -n, systemd LimitNOFILE=): ${msg}`;
 }
+
+/** Descriptors a replicated database holds (two connections' database and WAL files, the `-shm`, ours, the meta lock) plus one it opens now and then. */
+export const FDS_PER_DB = 8;
+
+/** Descriptors kept free for everything else (logs, sockets, restores, the application's `-exec`). */
+const FD_RESERVE = 256n;
+
+/**
+ * Whether one more database fits under the open-file limit with `dbs` already replicated; a
+ * database admitted past it would take the descriptors the others need for their next sync.
+ * True where the limit cannot be read.
+ */
+export function fitsOpenFileLimit(dbs: number): boolean {
+  const limit = openFileLimit();
+  return !limit || BigInt((dbs + 1) * FDS_PER_DB) + FD_RESERVE <= limit.soft;
+}
