@@ -76,7 +76,7 @@ export class S3ReplicaClient implements ReplicaClient {
   readonly #options: S3Options;
   readonly #tuning: Required<S3Tuning>;
   #client?: Promise<S3Client>;
-  #lease?: SdkLease;
+  #sdkLease?: SdkLease;
 
   /** Validates `options` (throws `LitestreamError`); no request is made until the first operation. */
   constructor(options: S3Options, tuning: S3Tuning = {}) {
@@ -294,8 +294,8 @@ export class S3ReplicaClient implements ReplicaClient {
   async close(): Promise<void> {
     await this.#client?.catch(() => undefined);
     this.#client = undefined;
-    this.#lease?.release();
-    this.#lease = undefined;
+    this.#sdkLease?.release();
+    this.#sdkLease = undefined;
   }
 
   // ---- keys ----
@@ -456,7 +456,7 @@ export class S3ReplicaClient implements ReplicaClient {
    */
   #sdk(): Promise<S3Client> {
     if (this.#client) return this.#client;
-    const lease = this.#lease = leaseSdkClient(
+    const lease = this.#sdkLease = leaseSdkClient(
       this.#options,
       this.#tuning,
       this.counters,
@@ -465,7 +465,7 @@ export class S3ReplicaClient implements ReplicaClient {
     this.#client = lease.client.catch((err) => {
       // Retry the set-up on the next call.
       this.#client = undefined;
-      this.#lease = undefined;
+      this.#sdkLease = undefined;
       lease.release();
       throw err;
     });
