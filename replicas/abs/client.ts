@@ -30,7 +30,11 @@ import type {
 import { isRecordName, RECORDS_DIR } from "../../lib/core/checksum_record.ts";
 import { type AbsOptions, absOptionsFromConfig, type AbsReplicaConfig, goPathJoin } from "./url.ts";
 import { AbsError, type AbsOperation, callAbs, describeError } from "./errors.ts";
-import { type DownloadPart, type DownloadSource, resumableDownload } from "../resumable_download.ts";
+import {
+  type DownloadPart,
+  type DownloadSource,
+  resumableDownload,
+} from "../resumable_download.ts";
 import { rangedStream, readExactly } from "../ranged_read.ts";
 import { type AbsTuning, createContainerClient, createCredential, TUNING_DEFAULTS } from "./sdk.ts";
 import { fetchBlob } from "./download.ts";
