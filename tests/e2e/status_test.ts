@@ -3,7 +3,8 @@
  * replica on s3rver behind the fault proxy: a healthy replicate (live figures, exit 0, 80
  * columns, `-json` parsed); a stalled store (`/healthz` 503 naming the replica, status exit
  * 1, then both healthy again once the store answers); a stopped replicate whose replica goes
- * stale (figures from files, exit 0, then 1); databases never replicated or missing (exit 1).
+ * stale (figures from files, exit 0, then 1); databases never replicated or missing (exit 1);
+ * databases under a `dir` entry.
  */
 
 import assert from "node:assert/strict";
@@ -162,5 +163,30 @@ Deno.test("status and /healthz", async (t) => {
     const one = await statusJson("-config", config2, missing);
     assert.equal(one.status.dbs.length, 1);
     assert.equal(one.code, 1);
+  });
+
+  await t.step("databases under a dir entry: each listed, healthy once replicated", async () => {
+    const data = `${dir}/tenants`;
+    await Deno.mkdir(`${data}/eu`, { recursive: true });
+    for (const db of [`${data}/a.db`, `${data}/eu/b.db`]) await createWriterTable(db);
+    const config3 = await writeConfig(
+      `${dir}/tenants.yml`,
+      `dbs:\n  - dir: ${data}\n    pattern: "*.db"\n    recursive: true\n` +
+        `    replicas:\n      - path: ${dir}/tenant-replicas\n`,
+    );
+    const before = await statusJson("-config", config3);
+    assert.deepEqual(before.status.dbs.map((d) => d.path).sort(), [
+      `${data}/a.db`,
+      `${data}/eu/b.db`,
+    ]);
+    assert.equal(before.code, 1, "never replicated");
+    const once = await runLitestream(["replicate", "-once", "-config", config3]);
+    assert.equal(once.code, 0, describeResult(once));
+    const after = await statusJson("-config", config3);
+    assert.equal(after.code, 0, JSON.stringify(after.status));
+    assert.ok(after.status.dbs.every((d) => d.replicas.every((r) => r.healthy)));
+    // One database of the entry by its path.
+    const one = await statusJson("-config", config3, `${data}/eu/b.db`);
+    assert.deepEqual(one.status.dbs.map((d) => d.path), [`${data}/eu/b.db`]);
   });
 });

@@ -21,6 +21,7 @@ import type { FlagSpec } from "../flags.ts";
 import { Logger } from "../../log.ts";
 import type { ReplicaClient } from "../../replica_client.ts";
 import { replicaClientFromConfig } from "../replica_client_from_config.ts";
+import { findDatabases } from "../../dirs/discover.ts";
 
 /** Flags every config-reading command accepts. */
 export const CONFIG_FLAGS: FlagSpec = { config: "string", "no-expand-env": "boolean" };
@@ -84,6 +85,20 @@ export async function resolveReplicas(
     replicas.map(async (r) => ({ name: r.name, client: await replicaClientFromConfig(r) })),
   );
   return { clients, db, config };
+}
+
+/**
+ * Every database of the config: its `path` entries, then those its `dir` entries hold now
+ * (a directory that cannot be read is logged and skipped).
+ */
+export async function configDatabases(config: Config, log: Logger): Promise<DbConfig[]> {
+  const dbs = [...config.dbs];
+  for (const entry of config.dirs) {
+    const { dbs: found, problems } = await findDatabases(entry);
+    for (const p of problems) log.warn("cannot read", { path: p.path, error: p.error });
+    dbs.push(...found.map((path) => dbConfigUnder(entry, path)));
+  }
+  return dbs;
 }
 
 /**

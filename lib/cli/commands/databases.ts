@@ -7,9 +7,7 @@
 import { UsageError } from "../../errors.ts";
 import { parseFlags } from "../flags.ts";
 import { Logger } from "../../log.ts";
-import { dbConfigUnder } from "../config.ts";
-import { findDatabases } from "../../dirs/discover.ts";
-import { CONFIG_FLAGS, loadConfigFromFlags, printRows } from "./common.ts";
+import { CONFIG_FLAGS, configDatabases, loadConfigFromFlags, printRows } from "./common.ts";
 
 /** Usage text of the command. */
 export const usage = `Usage: litestream databases [arguments]
@@ -29,12 +27,7 @@ export async function run(args: string[]): Promise<number> {
   if (positionals.length > 0) throw new UsageError("too many arguments");
   const log = new Logger({ format: "plain" });
   const config = await loadConfigFromFlags(values, log);
-  const dbs = [...config.dbs];
-  for (const entry of config.dirs) {
-    const { dbs: found, problems } = await findDatabases(entry);
-    for (const p of problems) log.warn("cannot read", { path: p.path, error: p.error });
-    dbs.push(...found.map((path) => dbConfigUnder(entry, path)));
-  }
+  const dbs = await configDatabases(config, log);
   const rows = dbs.map((db) => [db.path, db.replicas.map((r) => r.name).join(",")]);
   printRows(["path", "replicas"], rows, Boolean(values.json));
   return 0;

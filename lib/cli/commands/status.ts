@@ -15,7 +15,7 @@ import { Logger } from "../../log.ts";
 import { parseDuration } from "../duration.ts";
 import { collectStatus } from "../status/collect.ts";
 import { renderStatus } from "../status/render.ts";
-import { CONFIG_FLAGS, findDb, loadConfigFromFlags } from "./common.ts";
+import { CONFIG_FLAGS, configDatabases, findDb, loadConfigFromFlags } from "./common.ts";
 
 /** Usage text of the command. */
 export const usage = `Usage: litestream status [arguments] [DB_PATH]
@@ -46,8 +46,11 @@ export async function run(args: string[]): Promise<number> {
   if (timeoutMs === undefined || timeoutMs <= 0) {
     throw new UsageError(`invalid value ${JSON.stringify(values.timeout)} for flag -timeout`);
   }
-  const config = await loadConfigFromFlags(values, new Logger({ format: "plain" }));
-  const dbs = positionals.length ? [findDb(config, positionals[0])] : config.dbs;
+  const log = new Logger({ format: "plain" });
+  const config = await loadConfigFromFlags(values, log);
+  const dbs = positionals.length
+    ? [findDb(config, positionals[0])]
+    : await configDatabases(config, log);
   const status = await collectStatus(config, dbs, timeoutMs);
   const text = values.json ? JSON.stringify(status, null, 2) : renderStatus(status);
   Deno.stdout.writeSync(new TextEncoder().encode(text + "\n"));
