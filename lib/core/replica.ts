@@ -20,6 +20,7 @@ import { encodeRecord, recordName } from "./checksum_record.ts";
 import { StoreHealth } from "./store_health.ts";
 import { type Lease, LeaseRefusedError } from "./lease.ts";
 import { SyncActivity } from "./activity.ts";
+import { enforceRetention } from "./retention.ts";
 
 /** Replica timing settings (milliseconds). */
 export interface ReplicaSettings {
@@ -355,46 +356,12 @@ export class Replica implements PositionHolder {
     return this.#mutex.run(async () => {
       const current = this.db.generation;
       if (!current || !await this.#mayWrite(current)) return;
-      const cutoff = now - this.settings.retention;
-      const generations = await this.client.generations();
-      const snapshots = (await Promise.all(generations.map((g) => this.client.snapshots(g))))
-        .flat();
-      const retained = snapshots.filter((s) => s.createdAt.getTime() >= cutoff);
-      if (retained.length === 0) retained.push(await this.#snapshot());
-      for (const generation of generations) {
-        const keep = retained.filter((s) =>
-          s.generation === generation
-        ).sort((a, b) => a.index - b.index)[0];
-        if (!keep) {
-          if (generation === current) continue;
-          await this.client.deleteGeneration(generation);
-          this.log.info("generation deleted", { generation });
-          continue;
-        }
-        for (const s of snapshots) {
-          if (s.generation === generation && s.index < keep.index) {
-            await this.client.deleteSnapshot(generation, s.index);
-          }
-        }
-        const records = (await this.client.records(generation)).filter((r) =>
-          parseInt(r.name, 16) < keep.index
-        );
-        if (records.length > 0) {
-          await this.client.deleteRecords(
-            generation,
-            records.map((r) => r.name),
-          );
-        }
-        const old = (await this.client.walSegments(generation)).filter((s) => s.index < keep.index);
-        if (old.length > 0) {
-          await this.client.deleteWalSegments(old);
-          this.log.info("wal segments deleted", {
-            generation,
-            before: keep.index,
-            count: old.length,
-          });
-        }
-      }
+      await enforceRetention(this.client, {
+        current,
+        cutoff: now - this.settings.retention,
+        snapshot: () => this.#snapshot(),
+        log: this.log,
+      });
     });
   }
 
