@@ -1,8 +1,8 @@
 /**
- * The S3 `ReplicaClient` methods, with v0.3.13's key layout:
- * `<path>/generations/<gen>/snapshots|wal/<name>`: keys, listings and
- * deletes here; SDK set-up in `sdk.ts`, uploads in `upload.ts`, resumable
- * downloads in `download.ts`, errors in `errors.ts`. Import this module
+ * The S3 `ReplicaClient`: the store primitives under `../object_store.ts` (which holds
+ * v0.3.13's key layout). Key join (empty parts dropped, no leading `/`), listings, ranged
+ * snapshot reads, batched deletes and the lease here; SDK set-up in `sdk.ts`, uploads in
+ * `upload.ts`, resumable downloads in `download.ts`, errors in `errors.ts`. Import this module
  * dynamically, only when an S3 replica is configured: it loads the SDK.
  *
  * @module
@@ -18,24 +18,8 @@ import {
   type S3Client,
 } from "@aws-sdk/client-s3";
 import { LitestreamError, NotFoundError } from "../../lib/errors.ts";
-import {
-  comparePos,
-  isGeneration,
-  parseSnapshotName,
-  parseWalSegmentName,
-  type Pos,
-  snapshotName,
-  walSegmentName,
-} from "../../lib/names.ts";
-import type {
-  LeaseObject,
-  ReadOptions,
-  RecordInfo,
-  ReplicaClient,
-  SnapshotInfo,
-  WalSegmentInfo,
-} from "../../lib/replica_client.ts";
-import { isRecordName, RECORDS_DIR } from "../../lib/core/checksum_record.ts";
+import type { LeaseObject, ReadOptions } from "../../lib/replica_client.ts";
+import { type Listing, ObjectStoreClient } from "../object_store.ts";
 import { cleanS3Path, type S3Options, s3OptionsFromConfig, type S3ReplicaConfig } from "./url.ts";
 import { callS3, S3Error, type S3Operation } from "./errors.ts";
 import { type S3Counters, type S3Tuning, TUNING_DEFAULTS } from "./sdk.ts";
@@ -59,7 +43,7 @@ export function s3ClientFromConfig(cfg: S3ReplicaConfig, tuning?: S3Tuning): S3R
 }
 
 /** A replica in an S3 bucket (AWS or any S3-compatible server). */
-export class S3ReplicaClient implements ReplicaClient {
+export class S3ReplicaClient extends ObjectStoreClient {
   /** Backend type as v0.3.13 names it. */
   readonly type = "s3";
   /** `s3://bucket[/path]`. */
@@ -91,46 +75,12 @@ export class S3ReplicaClient implements ReplicaClient {
         `s3://${options.bucket}: invalid endpoint "${options.endpoint}": expected a URL such as https://host:port`,
       );
     }
+    super();
     this.#bucket = options.bucket;
     this.#path = cleanS3Path(options.path);
     this.#options = options;
     this.#tuning = { ...TUNING_DEFAULTS, ...tuning };
-    this.location = this.#url(this.#path);
-  }
-
-  /** Lists `<path>/generations/` with a delimiter and keeps valid generation names. */
-  async generations(): Promise<string[]> {
-    const { prefixes } = await this.#list(this.#key("generations") + "/", "/");
-    return prefixes
-      .map((p) => p.slice(0, -1).split("/").pop()!)
-      .filter(isGeneration)
-      .sort();
-  }
-
-  /** Snapshots of a generation sorted by index, with LastModified as `createdAt`. */
-  async snapshots(generation: string): Promise<SnapshotInfo[]> {
-    const dir = this.#dir(generation, "snapshots");
-    const { objects } = await this.#list(dir, "/");
-    const out: SnapshotInfo[] = [];
-    for (const obj of objects) {
-      const index = parseSnapshotName(obj.key.slice(dir.length));
-      if (index !== undefined) {
-        out.push({ generation, index, size: obj.size, createdAt: obj.modified });
-      }
-    }
-    return out.sort((a, b) => a.index - b.index);
-  }
-
-  /** WAL segments of a generation sorted by (index, offset). */
-  async walSegments(generation: string): Promise<WalSegmentInfo[]> {
-    const dir = this.#dir(generation, "wal");
-    const { objects } = await this.#list(dir, "/");
-    const out: WalSegmentInfo[] = [];
-    for (const obj of objects) {
-      const pos = parseWalSegmentName(obj.key.slice(dir.length));
-      if (pos) out.push({ generation, ...pos, size: obj.size, createdAt: obj.modified });
-    }
-    return out.sort(comparePos);
+    this.location = this.url(this.#path);
   }
 
   /**
@@ -138,124 +88,41 @@ export class S3ReplicaClient implements ReplicaClient {
    * a snapshot larger than one part is fetched as ranged parts side by side, all pinned to
    * the first response's ETag, each resumed on its own.
    */
-  async readSnapshot(
+  override async readSnapshot(
     generation: string,
     index: number,
     options: ReadOptions = {},
   ): Promise<ReadableStream<Uint8Array>> {
-    const key = this.#snapshotKey(generation, index);
+    const key = this.snapshotKey(generation, index);
     const parallelism = options.parallelism ?? 1;
-    if (parallelism <= 1) return await this.#read(key);
+    if (parallelism <= 1) return await this.read(key);
     const { readPartSize: partSize } = this.#tuning;
     let first: GetObjectCommandOutput;
     try {
       first = await this.#get(key, 0, undefined, partSize);
     } catch (err) {
       // An empty object has no byte 0 to range over.
-      if (err instanceof S3Error && err.code === "InvalidRange") return await this.#read(key);
+      if (err instanceof S3Error && err.code === "InvalidRange") return await this.read(key);
       throw err;
     }
     const size = contentRangeTotal(first.ContentRange);
     if (size === undefined) {
-      options.onSingleStream?.(`${this.#url(key)}: the server ignored Range; one stream`);
-      return await this.#read(key, { first });
+      options.onSingleStream?.(`${this.url(key)}: the server ignored Range; one stream`);
+      return await this.read(key, { first });
     }
-    if (size <= partSize) return await this.#read(key, { first });
+    if (size <= partSize) return await this.read(key, { first });
     const etag = first.ETag;
     return rangedStream(size, partSize, parallelism, async (start, end) =>
       readExactly(
-        await this.#read(key, { start, end, etag, first: start === 0 ? first : undefined }),
+        await this.read(key, { start, end, etag, first: start === 0 ? first : undefined }),
         end - start,
-        `${this.#url(key)} bytes ${start}-${end - 1}`,
+        `${this.url(key)} bytes ${start}-${end - 1}`,
       ));
-  }
-
-  /** Streams a WAL segment; a broken download resumes with a range GET. */
-  async readWalSegment(pos: Pos): Promise<ReadableStream<Uint8Array>> {
-    return await this.#read(this.#segmentKey(pos));
-  }
-
-  /** Uploads a snapshot (multipart when larger than one part); S3 makes it visible only when complete. */
-  async writeSnapshot(
-    generation: string,
-    index: number,
-    data: ReadableStream<Uint8Array>,
-  ): Promise<SnapshotInfo> {
-    const { size, createdAt } = await this.#write(this.#snapshotKey(generation, index), data);
-    return { generation, index, size, createdAt };
-  }
-
-  /** Uploads a WAL segment. */
-  async writeWalSegment(pos: Pos, data: ReadableStream<Uint8Array>): Promise<WalSegmentInfo> {
-    const { size, createdAt } = await this.#write(this.#segmentKey(pos), data);
-    return { generation: pos.generation, index: pos.index, offset: pos.offset, size, createdAt };
-  }
-
-  /** Deletes one snapshot; a missing one is not an error. */
-  async deleteSnapshot(generation: string, index: number): Promise<void> {
-    await this.#delete([this.#snapshotKey(generation, index)]);
-  }
-
-  /** Deletes WAL segments in batches of up to 1000 keys. */
-  async deleteWalSegments(segments: Pos[]): Promise<void> {
-    await this.#delete(segments.map((pos) => this.#segmentKey(pos)));
-  }
-
-  /** Deletes every object under `<path>/generations/<gen>/`. */
-  async deleteGeneration(generation: string): Promise<void> {
-    const { objects } = await this.#list(this.#key("generations", this.#gen(generation)) + "/");
-    await this.#delete(objects.map((o) => o.key));
-  }
-
-  /** `s3://bucket/<key>` of a snapshot or WAL segment. */
-  describe(kind: "snapshot" | "wal", pos: Pos): string {
-    return this.#url(
-      kind === "snapshot" ? this.#snapshotKey(pos.generation, pos.index) : this.#segmentKey(pos),
-    );
-  }
-
-  /** `s3://bucket/<key>` of a checksum record. */
-  describeRecord(generation: string, name: string): string {
-    return this.#url(this.#recordKey(generation, name));
-  }
-
-  /** Checksum records of a generation, sorted by name. */
-  async records(generation: string): Promise<RecordInfo[]> {
-    const dir = this.#key("generations", this.#gen(generation), RECORDS_DIR) + "/";
-    const { objects } = await this.#list(dir, "/");
-    return objects
-      .map((o) => ({
-        generation,
-        name: o.key.slice(dir.length),
-        size: o.size,
-        createdAt: o.modified,
-      }))
-      .filter((r) => isRecordName(r.name))
-      .sort((a, b) => a.name < b.name ? -1 : 1);
-  }
-
-  /** Reads one checksum record. */
-  async readRecord(generation: string, name: string): Promise<Uint8Array> {
-    return await new Response(await this.#read(this.#recordKey(generation, name))).bytes();
-  }
-
-  /** Uploads one checksum record. */
-  async writeRecord(generation: string, name: string, data: Uint8Array): Promise<RecordInfo> {
-    const { size, createdAt } = await this.#write(
-      this.#recordKey(generation, name),
-      ReadableStream.from([data]),
-    );
-    return { generation, name, size, createdAt };
-  }
-
-  /** Deletes checksum records. */
-  async deleteRecords(generation: string, names: string[]): Promise<void> {
-    await this.#delete(names.map((n) => this.#recordKey(generation, n)));
   }
 
   /** Reads `<path>/lease.json` and its ETag. */
   async readLease(): Promise<LeaseObject | undefined> {
-    const key = this.#key(LEASE_KEY);
+    const key = this.key(LEASE_KEY);
     try {
       const out = await this.#get(key);
       const data = await out.Body!.transformToByteArray();
@@ -274,7 +141,7 @@ export class S3ReplicaClient implements ReplicaClient {
    */
   async writeLease(data: Uint8Array, expected: string | undefined): Promise<string | undefined> {
     if ((await this.readLease())?.version !== expected) return undefined;
-    const key = this.#key(LEASE_KEY);
+    const key = this.key(LEASE_KEY);
     const client = await this.#sdk();
     const condition = expected === undefined ? { IfNoneMatch: "*" } : { IfMatch: expected };
     try {
@@ -300,34 +167,13 @@ export class S3ReplicaClient implements ReplicaClient {
 
   // ---- keys ----
 
-  #key(...parts: string[]): string {
+  /** Parts joined by `/`, empty ones dropped (the cleaned path has no leading `/`). */
+  protected key(...parts: string[]): string {
     return [this.#path, ...parts].filter((p) => p !== "").join("/");
   }
 
-  #gen(generation: string): string {
-    if (!isGeneration(generation)) {
-      throw new LitestreamError(`invalid generation name: ${generation}`);
-    }
-    return generation;
-  }
-
-  #dir(generation: string, kind: "snapshots" | "wal"): string {
-    return this.#key("generations", this.#gen(generation), kind) + "/";
-  }
-
-  #snapshotKey(generation: string, index: number): string {
-    return this.#dir(generation, "snapshots") + snapshotName(index);
-  }
-
-  #recordKey(generation: string, name: string): string {
-    return this.#key("generations", this.#gen(generation), RECORDS_DIR, name);
-  }
-
-  #segmentKey(pos: Pos): string {
-    return this.#dir(pos.generation, "wal") + walSegmentName(pos.index, pos.offset);
-  }
-
-  #url(key: string): string {
+  /** `s3://bucket/<key>`. */
+  protected url(key: string): string {
     return key ? `s3://${this.#bucket}/${key}` : `s3://${this.#bucket}`;
   }
 
@@ -338,9 +184,9 @@ export class S3ReplicaClient implements ReplicaClient {
    * pages. ListObjects v1 as in v0.3.13: every S3-compatible server has it
    * (s3rver's v2 continuation tokens need DES, which Deno's crypto lacks).
    */
-  async #list(prefix: string, delimiter?: string) {
+  protected async list(prefix: string, delimited = false): Promise<Listing> {
     const client = await this.#sdk();
-    const objects: { key: string; size: number; modified: Date }[] = [];
+    const objects: Listing["objects"] = [];
     const prefixes: string[] = [];
     let marker: string | undefined;
     do {
@@ -349,13 +195,13 @@ export class S3ReplicaClient implements ReplicaClient {
           new ListObjectsCommand({
             Bucket: this.#bucket,
             Prefix: prefix,
-            Delimiter: delimiter,
+            Delimiter: delimited ? "/" : undefined,
             Marker: marker,
           }),
         ));
       const keys = (page.Contents ?? []).map((o) => o.Key!);
       for (const o of page.Contents ?? []) {
-        objects.push({ key: o.Key!, size: o.Size ?? 0, modified: o.LastModified ?? new Date(0) });
+        objects.push({ key: o.Key!, size: o.Size ?? 0, createdAt: o.LastModified ?? new Date(0) });
       }
       const common = (page.CommonPrefixes ?? []).map((p) => p.Prefix!);
       prefixes.push(...common);
@@ -368,7 +214,7 @@ export class S3ReplicaClient implements ReplicaClient {
   }
 
   /** Uploads `data` to `key` (see `uploadObject`) and counts its bytes. */
-  async #write(
+  protected async write(
     key: string,
     data: ReadableStream<Uint8Array>,
   ): Promise<{ size: number; createdAt: Date }> {
@@ -386,13 +232,13 @@ export class S3ReplicaClient implements ReplicaClient {
    * Streams the object at `key`, or its bytes `[start, end)`, resuming a broken body with
    * range GETs (see `resumableDownload`).
    */
-  #read(
+  protected read(
     key: string,
     range: Pick<DownloadSource, "start" | "etag" | "first"> & { end?: number } = {},
   ): Promise<ReadableStream<Uint8Array>> {
     return resumableDownload({
       ...range,
-      url: this.#url(key),
+      url: this.url(key),
       get: (from, etag) => this.#get(key, from, etag, range.end),
       maxResumes: this.#tuning.maxResumes,
       onBytes: (n) => this.counters.bytes.GET += n,
@@ -412,13 +258,14 @@ export class S3ReplicaClient implements ReplicaClient {
       return await this.#call("GET", key, () => client.send(new GetObjectCommand(input)));
     } catch (err) {
       if (err instanceof S3Error && err.code === "NoSuchKey") {
-        throw new NotFoundError(`${this.#url(key)}: object not found`, { cause: err });
+        throw new NotFoundError(`${this.url(key)}: object not found`, { cause: err });
       }
       throw err;
     }
   }
 
-  async #delete(keys: string[]): Promise<void> {
+  /** Deletes in batches of up to 1000 keys. */
+  protected async delete(keys: string[]): Promise<void> {
     if (keys.length === 0) return;
     const client = await this.#sdk();
     for (let i = 0; i < keys.length; i += DELETE_BATCH) {
@@ -436,7 +283,7 @@ export class S3ReplicaClient implements ReplicaClient {
         const more = failed.length > 1 ? ` (and ${failed.length - 1} more keys)` : "";
         throw new S3Error(
           "DELETE",
-          this.#url(e.Key ?? ""),
+          this.url(e.Key ?? ""),
           e.Code ?? "",
           `${e.Message ?? "failed"}${more}`,
         );
@@ -446,7 +293,7 @@ export class S3ReplicaClient implements ReplicaClient {
 
   /** Runs one SDK call, turning its failure into an `S3Error` that names the object and operation. */
   readonly #call = <T>(operation: S3Operation, key: string, fn: () => Promise<T>): Promise<T> =>
-    callS3(operation, this.#url(key), this.location, fn);
+    callS3(operation, this.url(key), this.location, fn);
 
   // ---- SDK client ----
 
