@@ -1,7 +1,7 @@
 /**
- * The GCS `ReplicaClient`, on the JSON API with `fetch`, in v0.3.13's
- * layout: `<path>/generations/<gen>/snapshots|wal/<name>` (names built as Go's
- * `path.Join`, see `gcsPrefix`). Keys, listings and deletes here; requests,
+ * The GCS `ReplicaClient`, on the JSON API with `fetch`: the store primitives under
+ * `../object_store.ts` (which holds v0.3.13's layout), with names built as Go's `path.Join`
+ * (see `gcsPrefix`; a leading `/` kept). Name join, listings and deletes here; requests,
  * retries and errors in `http.ts`, credentials in `auth.ts`, uploads in
  * `upload.ts`, reads in `download.ts` (resumed by the shared
  * `../resumable_download.ts`, pinned to the object's generation); the lease
@@ -11,23 +11,8 @@
  */
 
 import { LitestreamError, NotFoundError } from "../../lib/errors.ts";
-import {
-  comparePos,
-  isGeneration,
-  parseSnapshotName,
-  parseWalSegmentName,
-  type Pos,
-  snapshotName,
-  walSegmentName,
-} from "../../lib/names.ts";
-import type {
-  LeaseObject,
-  RecordInfo,
-  ReplicaClient,
-  SnapshotInfo,
-  WalSegmentInfo,
-} from "../../lib/replica_client.ts";
-import { isRecordName, RECORDS_DIR } from "../../lib/core/checksum_record.ts";
+import type { LeaseObject } from "../../lib/replica_client.ts";
+import { type Listing, ObjectStoreClient } from "../object_store.ts";
 import { resumableDownload } from "../resumable_download.ts";
 import { getObject } from "./download.ts";
 import { type CredentialEnv, defaultCredentials } from "./auth.ts";
@@ -66,8 +51,12 @@ export function gcsClientFromConfig(cfg: GcsReplicaConfig, tuning?: GcsTuning): 
   return new GcsReplicaClient(gcsOptionsFromConfig(cfg), tuning);
 }
 
-/** A replica in a Google Cloud Storage bucket. */
-export class GcsReplicaClient implements ReplicaClient {
+/**
+ * A replica in a Google Cloud Storage bucket. Snapshots are read in one stream whatever
+ * `ReadOptions.parallelism` asks: parallel ranged parts cost Deno's `fetch` 40–75 MB more
+ * (1–4 MiB parts, 4–8 at once), which a restore's 150 MB budget does not allow.
+ */
+export class GcsReplicaClient extends ObjectStoreClient {
   /** Backend type as v0.3.13 names it. */
   readonly type = "gcs";
   /** `gcs://bucket[/path]`. */
@@ -85,10 +74,11 @@ export class GcsReplicaClient implements ReplicaClient {
 
   /** Validates `options`; no request is made (and no credential read) until the first operation. */
   constructor(options: GcsOptions, tuning: GcsTuning = {}, conn: GcsConnection = {}) {
+    super();
     if (!options.bucket) throw new LitestreamError("bucket required for gcs replica");
     this.#bucket = options.bucket;
     this.#prefix = gcsPrefix(options.path);
-    this.location = this.#url(this.#prefix);
+    this.location = this.url(this.#prefix);
     const t = { ...TUNING_DEFAULTS, ...tuning };
     if (!(t.chunkSize > 0 && t.chunkSize % (256 * 1024) === 0)) {
       throw new LitestreamError(`${this.location}: chunk size must be a multiple of 256 KiB`);
@@ -100,136 +90,9 @@ export class GcsReplicaClient implements ReplicaClient {
     this.#http = new GcsHttp(endpoint.replace(/\/+$/, ""), auth, this.counters, t);
   }
 
-  /** Lists `<path>/generations/` with a delimiter and keeps valid generation names. */
-  async generations(): Promise<string[]> {
-    const { prefixes } = await this.#list(this.#key("generations") + "/", "/");
-    return prefixes
-      .map((p) => p.slice(0, -1).split("/").pop()!)
-      .filter(isGeneration)
-      .sort();
-  }
-
-  /** Snapshots of a generation sorted by index, with the objects' creation time. */
-  async snapshots(generation: string): Promise<SnapshotInfo[]> {
-    const dir = this.#dir(generation, "snapshots");
-    const { objects } = await this.#list(dir, "/");
-    const out: SnapshotInfo[] = [];
-    for (const obj of objects) {
-      const index = parseSnapshotName(obj.name.slice(dir.length));
-      if (index !== undefined) {
-        out.push({ generation, index, size: obj.size, createdAt: obj.created });
-      }
-    }
-    return out.sort((a, b) => a.index - b.index);
-  }
-
-  /** WAL segments of a generation sorted by (index, offset). */
-  async walSegments(generation: string): Promise<WalSegmentInfo[]> {
-    const dir = this.#dir(generation, "wal");
-    const { objects } = await this.#list(dir, "/");
-    const out: WalSegmentInfo[] = [];
-    for (const obj of objects) {
-      const pos = parseWalSegmentName(obj.name.slice(dir.length));
-      if (pos) out.push({ generation, ...pos, size: obj.size, createdAt: obj.created });
-    }
-    return out.sort(comparePos);
-  }
-
-  /**
-   * Streams a snapshot; a broken or stalled download resumes with a ranged read. One stream
-   * whatever `ReadOptions.parallelism` asks: parallel ranged parts cost Deno's `fetch` 40–75 MB
-   * more (1–4 MiB parts, 4–8 at once), which a restore's 150 MB budget does not allow.
-   */
-  readSnapshot(generation: string, index: number): Promise<ReadableStream<Uint8Array>> {
-    return this.#read(this.#snapshotKey(generation, index));
-  }
-
-  /** Streams a WAL segment; a broken download resumes with a ranged read. */
-  readWalSegment(pos: Pos): Promise<ReadableStream<Uint8Array>> {
-    return this.#read(this.#segmentKey(pos));
-  }
-
-  /** Uploads a snapshot (resumable, chunk by chunk, past one chunk); visible only when complete. */
-  async writeSnapshot(
-    generation: string,
-    index: number,
-    data: ReadableStream<Uint8Array>,
-  ): Promise<SnapshotInfo> {
-    const { size, createdAt } = await this.#write(this.#snapshotKey(generation, index), data);
-    return { generation, index, size, createdAt };
-  }
-
-  /** Uploads a WAL segment. */
-  async writeWalSegment(pos: Pos, data: ReadableStream<Uint8Array>): Promise<WalSegmentInfo> {
-    const { size, createdAt } = await this.#write(this.#segmentKey(pos), data);
-    return { generation: pos.generation, index: pos.index, offset: pos.offset, size, createdAt };
-  }
-
-  /** Deletes one snapshot; a missing one is not an error. */
-  async deleteSnapshot(generation: string, index: number): Promise<void> {
-    await this.#delete([this.#snapshotKey(generation, index)]);
-  }
-
-  /** Deletes WAL segments (several requests in flight). */
-  async deleteWalSegments(segments: Pos[]): Promise<void> {
-    await this.#delete(segments.map((pos) => this.#segmentKey(pos)));
-  }
-
-  /** Deletes every object under `<path>/generations/<gen>/`. */
-  async deleteGeneration(generation: string): Promise<void> {
-    const { objects } = await this.#list(this.#key("generations", this.#gen(generation)) + "/");
-    await this.#delete(objects.map((o) => o.name));
-  }
-
-  /** `gcs://bucket/<name>` of a snapshot or WAL segment. */
-  describe(kind: "snapshot" | "wal", pos: Pos): string {
-    return this.#url(
-      kind === "snapshot" ? this.#snapshotKey(pos.generation, pos.index) : this.#segmentKey(pos),
-    );
-  }
-
-  /** `gcs://bucket/<name>` of a checksum record. */
-  describeRecord(generation: string, name: string): string {
-    return this.#url(this.#recordKey(generation, name));
-  }
-
-  /** Checksum records of a generation, sorted by name. */
-  async records(generation: string): Promise<RecordInfo[]> {
-    const dir = this.#key("generations", this.#gen(generation), RECORDS_DIR) + "/";
-    const { objects } = await this.#list(dir, "/");
-    return objects
-      .map((o) => ({
-        generation,
-        name: o.name.slice(dir.length),
-        size: o.size,
-        createdAt: o.created,
-      }))
-      .filter((r) => isRecordName(r.name))
-      .sort((a, b) => a.name < b.name ? -1 : 1);
-  }
-
-  /** Reads one checksum record. */
-  async readRecord(generation: string, name: string): Promise<Uint8Array> {
-    return await new Response(await this.#read(this.#recordKey(generation, name))).bytes();
-  }
-
-  /** Uploads one checksum record. */
-  async writeRecord(generation: string, name: string, data: Uint8Array): Promise<RecordInfo> {
-    const { size, createdAt } = await this.#write(
-      this.#recordKey(generation, name),
-      ReadableStream.from([data]),
-    );
-    return { generation, name, size, createdAt };
-  }
-
-  /** Deletes checksum records. */
-  async deleteRecords(generation: string, names: string[]): Promise<void> {
-    await this.#delete(names.map((n) => this.#recordKey(generation, n)));
-  }
-
   /** Reads `<path>/lease.json` and its generation. */
   async readLease(): Promise<LeaseObject | undefined> {
-    const name = this.#key(LEASE_NAME);
+    const name = this.key(LEASE_NAME);
     let read;
     try {
       read = await getObject(this.#ref(name), 0);
@@ -249,43 +112,21 @@ export class GcsReplicaClient implements ReplicaClient {
   async writeLease(data: Uint8Array, expected: string | undefined): Promise<string | undefined> {
     // A generation is a number: anything else can match no object.
     if (expected !== undefined && !/^\d+$/.test(expected)) return undefined;
-    const name = this.#key(LEASE_NAME);
-    const target = { http: this.#http, bucket: this.#bucket, name, url: this.#url(name) };
+    const name = this.key(LEASE_NAME);
+    const target = { http: this.#http, bucket: this.#bucket, name, url: this.url(name) };
     return await putIfGeneration(target, data, expected ?? "0");
   }
 
   // ---- names ----
 
   /** Go's `path.Join(prefix, parts…)`. */
-  #key(...parts: string[]): string {
+  protected key(...parts: string[]): string {
     if (this.#prefix === "" || this.#prefix === "/") return this.#prefix + parts.join("/");
     return [this.#prefix, ...parts].join("/");
   }
 
-  #gen(generation: string): string {
-    if (!isGeneration(generation)) {
-      throw new LitestreamError(`invalid generation name: ${generation}`);
-    }
-    return generation;
-  }
-
-  #dir(generation: string, kind: "snapshots" | "wal"): string {
-    return this.#key("generations", this.#gen(generation), kind) + "/";
-  }
-
-  #snapshotKey(generation: string, index: number): string {
-    return this.#dir(generation, "snapshots") + snapshotName(index);
-  }
-
-  #recordKey(generation: string, name: string): string {
-    return this.#key("generations", this.#gen(generation), RECORDS_DIR, name);
-  }
-
-  #segmentKey(pos: Pos): string {
-    return this.#dir(pos.generation, "wal") + walSegmentName(pos.index, pos.offset);
-  }
-
-  #url(name: string): string {
+  /** `gcs://bucket/<name>`, without the name's leading `/`. */
+  protected url(name: string): string {
     return name ? `gcs://${this.#bucket}/${name.replace(/^\//, "")}` : `gcs://${this.#bucket}`;
   }
 
@@ -296,18 +137,18 @@ export class GcsReplicaClient implements ReplicaClient {
   // ---- requests ----
 
   /** All objects (and, with a delimiter, common prefixes) under `prefix`, across pages. */
-  async #list(prefix: string, delimiter?: string) {
-    const objects: { name: string; size: number; created: Date }[] = [];
+  protected async list(prefix: string, delimited = false): Promise<Listing> {
+    const objects: Listing["objects"] = [];
     const prefixes: string[] = [];
     let pageToken = "";
     do {
       const q = new URLSearchParams({ prefix, maxResults: "1000" });
-      if (delimiter) q.set("delimiter", delimiter);
+      if (delimited) q.set("delimiter", "/");
       if (pageToken) q.set("pageToken", pageToken);
       q.set("fields", "items(name,size,timeCreated),prefixes,nextPageToken");
       const res = await this.#http.send({
         operation: "LIST",
-        object: this.#url(prefix),
+        object: this.url(prefix),
         method: "GET",
         url: `/storage/v1/b/${encodeURIComponent(this.#bucket)}/o?${q}`,
       });
@@ -317,7 +158,7 @@ export class GcsReplicaClient implements ReplicaClient {
         nextPageToken?: string;
       };
       for (const o of page.items ?? []) {
-        objects.push({ name: o.name, size: Number(o.size), created: new Date(o.timeCreated) });
+        objects.push({ key: o.name, size: Number(o.size), createdAt: new Date(o.timeCreated) });
       }
       prefixes.push(...page.prefixes ?? []);
       pageToken = page.nextPageToken ?? "";
@@ -325,9 +166,10 @@ export class GcsReplicaClient implements ReplicaClient {
     return { objects, prefixes };
   }
 
-  #write(name: string, data: ReadableStream<Uint8Array>) {
+  /** Uploads `data` (resumable, chunk by chunk, past one chunk). */
+  protected write(name: string, data: ReadableStream<Uint8Array>) {
     return uploadObject(
-      { http: this.#http, bucket: this.#bucket, name, url: this.#url(name) },
+      { http: this.#http, bucket: this.#bucket, name, url: this.url(name) },
       data,
     );
   }
@@ -336,7 +178,7 @@ export class GcsReplicaClient implements ReplicaClient {
    * Streams the object `name`; a body that breaks or stalls resumes with a ranged read pinned
    * to the object's generation (a replaced object is an error).
    */
-  #read(name: string): Promise<ReadableStream<Uint8Array>> {
+  protected read(name: string): Promise<ReadableStream<Uint8Array>> {
     const ref = this.#ref(name);
     return resumableDownload({
       get: async (from, generation) => (await getObject(ref, from, generation)).part,
@@ -348,18 +190,18 @@ export class GcsReplicaClient implements ReplicaClient {
   }
 
   #ref(name: string) {
-    return { http: this.#http, path: this.#objectPath(name), url: this.#url(name) };
+    return { http: this.#http, path: this.#objectPath(name), url: this.url(name) };
   }
 
   /** Deletes objects, a few requests at a time; a missing object is not an error. */
-  async #delete(names: string[]): Promise<void> {
+  protected async delete(names: string[]): Promise<void> {
     let next = 0;
     const worker = async () => {
       while (next < names.length) {
         const name = names[next++];
         const res = await this.#http.send({
           operation: "DELETE",
-          object: this.#url(name),
+          object: this.url(name),
           method: "DELETE",
           url: this.#objectPath(name),
           accept: [404],
@@ -367,7 +209,7 @@ export class GcsReplicaClient implements ReplicaClient {
         // A missing object is fine; a missing bucket is not.
         const detail = res.status === 404 ? await errorDetail(res) : await res.body?.cancel();
         if (typeof detail === "string" && /bucket/i.test(detail)) {
-          throw new GcsError("DELETE", this.#url(name), 404, `${detail}${NO_BUCKET_HINT}`);
+          throw new GcsError("DELETE", this.url(name), 404, `${detail}${NO_BUCKET_HINT}`);
         }
       }
     };
