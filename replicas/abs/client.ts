@@ -1,7 +1,7 @@
 /**
- * The Azure Blob Storage `ReplicaClient`, with v0.3.13's blob names
- * (`path.Join(path, "generations", <gen>, "snapshots"|"wal", <name>)`):
- * names, listings, reads and deletes here; SDK set-up in `sdk.ts`, uploads
+ * The Azure Blob Storage `ReplicaClient`: the store primitives under `../object_store.ts`
+ * (which holds v0.3.13's layout), with blob names joined as Go's `path.Join` (a leading `/`
+ * kept): name join, listings, reads, deletes and the lease here; SDK set-up in `sdk.ts`, uploads
  * in `upload.ts`, errors in `errors.ts`. Import this module dynamically, only
  * when an `abs` replica is configured: it loads the Azure SDK.
  *
@@ -9,25 +9,9 @@
  */
 
 import type { ContainerClient, StorageSharedKeyCredential } from "@azure/storage-blob";
-import { LitestreamError, NotFoundError } from "../../lib/errors.ts";
-import {
-  comparePos,
-  isGeneration,
-  parseSnapshotName,
-  parseWalSegmentName,
-  type Pos,
-  snapshotName,
-  walSegmentName,
-} from "../../lib/names.ts";
-import type {
-  LeaseObject,
-  ReadOptions,
-  RecordInfo,
-  ReplicaClient,
-  SnapshotInfo,
-  WalSegmentInfo,
-} from "../../lib/replica_client.ts";
-import { isRecordName, RECORDS_DIR } from "../../lib/core/checksum_record.ts";
+import { NotFoundError } from "../../lib/errors.ts";
+import type { LeaseObject, ReadOptions } from "../../lib/replica_client.ts";
+import { type Listing, ObjectStoreClient } from "../object_store.ts";
 import { type AbsOptions, absOptionsFromConfig, type AbsReplicaConfig, goPathJoin } from "./url.ts";
 import { AbsError, type AbsOperation, callAbs, describeError } from "./errors.ts";
 import {
@@ -59,7 +43,7 @@ export function absClientFromConfig(cfg: AbsReplicaConfig, tuning?: AbsTuning): 
 }
 
 /** A replica in an Azure Blob Storage container (or Azurite, or a sovereign cloud). */
-export class AbsReplicaClient implements ReplicaClient {
+export class AbsReplicaClient extends ObjectStoreClient {
   /** Backend type as v0.3.13 names it. */
   readonly type = "abs";
   /** `abs://account@container[/path]`. */
@@ -79,44 +63,12 @@ export class AbsReplicaClient implements ReplicaClient {
 
   /** No request is made until the first operation. */
   constructor(options: AbsOptions, tuning: AbsTuning = {}) {
+    super();
     this.#options = options;
     const path = goPathJoin(options.path);
     this.#path = path === "." ? "" : path;
     this.#tuning = { ...TUNING_DEFAULTS, ...tuning };
-    this.location = this.#url(this.#path);
-  }
-
-  /** Lists `<path>/generations/` by hierarchy and keeps valid generation names. */
-  async generations(): Promise<string[]> {
-    const { prefixes } = await this.#list(this.#key("generations") + "/", true);
-    return prefixes
-      .map((p) => p.slice(0, -1).split("/").pop()!)
-      .filter(isGeneration)
-      .sort();
-  }
-
-  /** Snapshots of a generation sorted by index, with Creation-Time as `createdAt`. */
-  async snapshots(generation: string): Promise<SnapshotInfo[]> {
-    const dir = this.#dir(generation, "snapshots");
-    const { blobs } = await this.#list(dir, true);
-    const out: SnapshotInfo[] = [];
-    for (const b of blobs) {
-      const index = parseSnapshotName(b.name.slice(dir.length));
-      if (index !== undefined) out.push({ generation, index, size: b.size, createdAt: b.created });
-    }
-    return out.sort((a, b) => a.index - b.index);
-  }
-
-  /** WAL segments of a generation sorted by (index, offset). */
-  async walSegments(generation: string): Promise<WalSegmentInfo[]> {
-    const dir = this.#dir(generation, "wal");
-    const { blobs } = await this.#list(dir, true);
-    const out: WalSegmentInfo[] = [];
-    for (const b of blobs) {
-      const pos = parseWalSegmentName(b.name.slice(dir.length));
-      if (pos) out.push({ generation, ...pos, size: b.size, createdAt: b.created });
-    }
-    return out.sort(comparePos);
+    this.location = this.url(this.#path);
   }
 
   /**
@@ -124,12 +76,12 @@ export class AbsReplicaClient implements ReplicaClient {
    * snapshot larger than one part is fetched as ranged parts side by side, all pinned to the
    * first response's ETag, each resumed on its own.
    */
-  async readSnapshot(
+  override async readSnapshot(
     generation: string,
     index: number,
     options: ReadOptions = {},
   ): Promise<ReadableStream<Uint8Array>> {
-    const key = this.#snapshotKey(generation, index);
+    const key = this.snapshotKey(generation, index);
     const parallelism = options.parallelism ?? 1;
     const { readPartSize: partSize } = this.#tuning;
     let first;
@@ -137,106 +89,23 @@ export class AbsReplicaClient implements ReplicaClient {
       first = await this.#get(key, 0, undefined, parallelism > 1 ? partSize : undefined);
     } catch (err) {
       // An empty blob has no byte 0 to range over.
-      if (err instanceof AbsError && err.code === "InvalidRange") return await this.#read(key);
+      if (err instanceof AbsError && err.code === "InvalidRange") return await this.read(key);
       throw err;
     }
     const size = first.size;
-    if (parallelism <= 1 || size <= partSize) return await this.#read(key, { first: first.part });
+    if (parallelism <= 1 || size <= partSize) return await this.read(key, { first: first.part });
     const etag = first.part.etag;
     return rangedStream(size, partSize, parallelism, async (start, end) =>
       readExactly(
-        await this.#read(key, { start, end, etag, first: start === 0 ? first.part : undefined }),
+        await this.read(key, { start, end, etag, first: start === 0 ? first.part : undefined }),
         end - start,
-        `${this.#url(key)} bytes ${start}-${end - 1}`,
+        `${this.url(key)} bytes ${start}-${end - 1}`,
       ));
-  }
-
-  /** Streams a WAL segment; a broken download resumes with ranged reads. */
-  async readWalSegment(pos: Pos): Promise<ReadableStream<Uint8Array>> {
-    return await this.#read(this.#segmentKey(pos));
-  }
-
-  /** Uploads a snapshot (staged blocks past one block): visible only once committed. */
-  async writeSnapshot(
-    generation: string,
-    index: number,
-    data: ReadableStream<Uint8Array>,
-  ): Promise<SnapshotInfo> {
-    const { size, createdAt } = await this.#write(this.#snapshotKey(generation, index), data);
-    return { generation, index, size, createdAt };
-  }
-
-  /** Uploads a WAL segment. */
-  async writeWalSegment(pos: Pos, data: ReadableStream<Uint8Array>): Promise<WalSegmentInfo> {
-    const { size, createdAt } = await this.#write(this.#segmentKey(pos), data);
-    return { generation: pos.generation, index: pos.index, offset: pos.offset, size, createdAt };
-  }
-
-  /** Deletes one snapshot; a missing one is not an error. */
-  async deleteSnapshot(generation: string, index: number): Promise<void> {
-    await this.#delete([this.#snapshotKey(generation, index)]);
-  }
-
-  /** Deletes WAL segments, several requests in flight. */
-  async deleteWalSegments(segments: Pos[]): Promise<void> {
-    await this.#delete(segments.map((pos) => this.#segmentKey(pos)));
-  }
-
-  /** Deletes every blob under `<path>/generations/<gen>/`. */
-  async deleteGeneration(generation: string): Promise<void> {
-    const { blobs } = await this.#list(this.#key("generations", this.#gen(generation)) + "/");
-    await this.#delete(blobs.map((b) => b.name));
-  }
-
-  /** `abs://account@container/<name>` of a snapshot or WAL segment. */
-  describe(kind: "snapshot" | "wal", pos: Pos): string {
-    return this.#url(
-      kind === "snapshot" ? this.#snapshotKey(pos.generation, pos.index) : this.#segmentKey(pos),
-    );
-  }
-
-  /** `abs://account@container/<name>` of a checksum record. */
-  describeRecord(generation: string, name: string): string {
-    return this.#url(this.#recordKey(generation, name));
-  }
-
-  /** Checksum records of a generation, sorted by name. */
-  async records(generation: string): Promise<RecordInfo[]> {
-    const dir = this.#key("generations", this.#gen(generation), RECORDS_DIR) + "/";
-    const { blobs } = await this.#list(dir, true);
-    return blobs
-      .map((b) => ({
-        generation,
-        name: b.name.slice(dir.length),
-        size: b.size,
-        createdAt: b.created,
-      }))
-      .filter((r) => isRecordName(r.name))
-      .sort((a, b) => a.name < b.name ? -1 : 1);
-  }
-
-  /** Reads one checksum record. */
-  async readRecord(generation: string, name: string): Promise<Uint8Array> {
-    return await new Response(await this.#read(this.#recordKey(generation, name))).bytes();
-  }
-
-  /** Uploads one checksum record. */
-  async writeRecord(generation: string, name: string, data: Uint8Array): Promise<RecordInfo> {
-    const { size, createdAt } = await this.#write(
-      this.#recordKey(generation, name),
-      ReadableStream.from([data]),
-    );
-    return { generation, name, size, createdAt };
-  }
-
-  /** Deletes checksum records. */
-  async deleteRecords(generation: string, names: string[]): Promise<void> {
-    await this.#delete(names.map((n) => this.#recordKey(generation, n)));
   }
 
   /** Reads `<path>/lease.json`; its ETag is the version. */
   async readLease(): Promise<LeaseObject | undefined> {
-    const key = this.#key(LEASE_KEY);
+    const key = this.key(LEASE_KEY);
     try {
       const { part } = await this.#get(key);
       const data = await new Response(part.body).bytes();
@@ -250,7 +119,7 @@ export class AbsReplicaClient implements ReplicaClient {
 
   /** Writes `<path>/lease.json` if its version is still `expected` (see `putIfVersion`). */
   async writeLease(data: Uint8Array, expected: string | undefined): Promise<string | undefined> {
-    const key = this.#key(LEASE_KEY);
+    const key = this.key(LEASE_KEY);
     const blob = this.#client().getBlockBlobClient(serviceName(key));
     const version = await putIfVersion(blob, data, expected, (fn) => this.#counted("PUT", key, fn));
     if (version !== undefined) this.counters.bytes.PUT += data.length;
@@ -259,34 +128,13 @@ export class AbsReplicaClient implements ReplicaClient {
 
   // ---- names ----
 
-  #key(...parts: string[]): string {
+  /** Go's `path.Join(path, parts…)`, as v0.3.13 names blobs. */
+  protected key(...parts: string[]): string {
     return goPathJoin(this.#path, ...parts);
   }
 
-  #gen(generation: string): string {
-    if (!isGeneration(generation)) {
-      throw new LitestreamError(`invalid generation name: ${generation}`);
-    }
-    return generation;
-  }
-
-  #dir(generation: string, kind: "snapshots" | "wal"): string {
-    return this.#key("generations", this.#gen(generation), kind) + "/";
-  }
-
-  #snapshotKey(generation: string, index: number): string {
-    return this.#dir(generation, "snapshots") + snapshotName(index);
-  }
-
-  #recordKey(generation: string, name: string): string {
-    return this.#key("generations", this.#gen(generation), RECORDS_DIR, name);
-  }
-
-  #segmentKey(pos: Pos): string {
-    return this.#dir(pos.generation, "wal") + walSegmentName(pos.index, pos.offset);
-  }
-
-  #url(key: string): string {
+  /** `abs://account@container/<key>`. */
+  protected url(key: string): string {
     const root = `abs://${this.#options.accountName}@${this.#options.container}`;
     return key ? `${root}/${key}` : root;
   }
@@ -294,7 +142,7 @@ export class AbsReplicaClient implements ReplicaClient {
   // ---- requests ----
 
   /** Every blob (and, by hierarchy, every virtual directory) under `prefix`, across pages. */
-  async #list(prefix: string, hierarchy = false) {
+  protected async list(prefix: string, hierarchy = false): Promise<Listing> {
     return await this.#call(
       "LIST",
       prefix,
@@ -309,7 +157,7 @@ export class AbsReplicaClient implements ReplicaClient {
   }
 
   /** Uploads `data` to `key` (see `uploadBlob`) and counts its bytes. */
-  async #write(
+  protected async write(
     key: string,
     data: ReadableStream<Uint8Array>,
   ): Promise<{ size: number; createdAt: Date }> {
@@ -327,11 +175,11 @@ export class AbsReplicaClient implements ReplicaClient {
    * Streams the blob at `key`, or its bytes `[start, end)`, resuming a broken body with ranged
    * reads (see `resumableDownload`).
    */
-  #read(
+  protected read(
     key: string,
     range: Pick<DownloadSource, "start" | "etag" | "first"> & { end?: number } = {},
   ): Promise<ReadableStream<Uint8Array>> {
-    const url = this.#url(key);
+    const url = this.url(key);
     return resumableDownload({
       ...range,
       get: async (from, etag) => (await this.#get(key, from, etag, range.end)).part,
@@ -353,7 +201,7 @@ export class AbsReplicaClient implements ReplicaClient {
     etag?: string,
     end?: number,
   ): Promise<{ part: DownloadPart; size: number }> {
-    const url = this.#url(key);
+    const url = this.url(key);
     const blobName = serviceName(key);
     const read = {
       blobUrl: this.#client().getBlobClient(blobName).url,
@@ -373,7 +221,8 @@ export class AbsReplicaClient implements ReplicaClient {
       });
   }
 
-  async #delete(keys: string[]): Promise<void> {
+  /** Deletes blobs, several requests in flight; a missing blob is not an error. */
+  protected async delete(keys: string[]): Promise<void> {
     const container = keys.length > 0 ? this.#client() : undefined;
     let next = 0;
     const worker = async () => {
@@ -393,7 +242,7 @@ export class AbsReplicaClient implements ReplicaClient {
 
   /** Runs one SDK call, turning its failure into an `AbsError` naming the blob and operation. */
   readonly #call = <T>(operation: AbsOperation, key: string, fn: () => Promise<T>): Promise<T> =>
-    callAbs(operation, this.#url(key), fn);
+    callAbs(operation, this.url(key), fn);
 
   /** `#call`, counting the operation (listings count their pages instead). */
   readonly #counted = <T>(

@@ -6,15 +6,7 @@
  */
 
 import type { BlobItem, ContainerClient } from "@azure/storage-blob";
-
-/** One listed blob. */
-export interface ListedBlob {
-  /** The blob's full name in the container. */
-  name: string;
-  size: number;
-  /** Creation-Time, as v0.3.13 reports it (Last-Modified where absent). */
-  created: Date;
-}
+import type { ListedObject, Listing } from "../object_store.ts";
 
 /**
  * Every blob under `prefix` (a service name) and, by hierarchy, every virtual directory
@@ -25,16 +17,17 @@ export async function listBlobs(
   prefix: string,
   hierarchy: boolean,
   onPage: () => void,
-): Promise<{ blobs: ListedBlob[]; prefixes: string[] }> {
-  const blobs: ListedBlob[] = [];
+): Promise<Listing> {
+  const objects: ListedObject[] = [];
   const prefixes: string[] = [];
   const add = (items: BlobItem[]) => {
     for (const b of items) {
       const p = b.properties;
-      blobs.push({
-        name: b.name,
+      // Creation-Time, as v0.3.13 reports it (Last-Modified where absent).
+      objects.push({
+        key: b.name,
         size: p.contentLength ?? 0,
-        created: p.createdOn ?? p.lastModified,
+        createdAt: p.createdOn ?? p.lastModified,
       });
     }
   };
@@ -47,7 +40,7 @@ export async function listBlobs(
     const segment = page.segment as { blobPrefixes?: { name: string }[] };
     prefixes.push(...(segment.blobPrefixes ?? []).map((p) => p.name));
   }
-  return { blobs, prefixes };
+  return { objects, prefixes };
 }
 
 /**
