@@ -16,7 +16,11 @@ import { tempDir, waitFor } from "../support/poll.ts";
 import { createWriterTable, integrityCheck, sqlite, Writer } from "../support/sqlite_cli.ts";
 import { configYaml, type YamlKeys } from "../support/config_yaml.ts";
 import { fileHash } from "../support/hash.ts";
-import { litestreamV0313, startV0313Replicate } from "../support/litestream_v0313.ts";
+import {
+  litestreamV0313,
+  startV0313Replicate,
+  stopV0313Replicate,
+} from "../support/litestream_v0313.ts";
 import {
   type CliResult,
   describeResult,
@@ -96,12 +100,6 @@ async function theirRestore(cfg: string, db: string, out: string) {
   });
 }
 
-/** Stops v0.3.13's replicate: it may exit 1 from its shutdown checkpoint after the final sync. */
-async function stopV0313(p: { stop(): Promise<{ status: Deno.CommandStatus }> }) {
-  const { status } = await p.stop();
-  assert.ok(status.code === 0 || status.code === 1, `v0.3.13 exit ${status.code}`);
-}
-
 Deno.test({
   name: "abs on Azurite: round trips with v0.3.13, handover, faults, wrong key",
   ...NO_SANITIZERS,
@@ -162,7 +160,7 @@ Deno.test({
           await waitFor("150 rows written", () => writer.lastId >= 150);
         } finally {
           await writer.stop();
-          await stopV0313(rep);
+          await stopV0313Replicate(rep);
         }
         const theirs = `${dir.path}/theirs.db`;
         assertOk(await theirRestore(cfg, db, theirs), "v0.3.13 restore");
@@ -206,7 +204,7 @@ Deno.test({
       await phase(ours("ours1.log"));
       await phase(async () => {
         const p = await startV0313Replicate(cfg);
-        return { stop: () => stopV0313(p) };
+        return { stop: () => stopV0313Replicate(p) };
       });
       const lastId = await phase(ours("ours2.log"));
       const mine = `${dir.path}/ours.db`;

@@ -20,7 +20,11 @@ import assert from "node:assert/strict";
 import { generateIdentity, identityToRecipient } from "age-encryption";
 import { tempDir, waitFor } from "../support/poll.ts";
 import { listReplicaObjects } from "../support/fixtures.ts";
-import { startV0313Replicate, v0313Restore } from "../support/litestream_v0313.ts";
+import {
+  startV0313Replicate,
+  stopV0313Replicate,
+  v0313Restore,
+} from "../support/litestream_v0313.ts";
 import { createWriterTable, integrityCheck, sqlite, Writer } from "../support/sqlite_cli.ts";
 import {
   describeResult,
@@ -82,12 +86,7 @@ async function theirs(configPath: string, logPath: string): Promise<Tool> {
   return {
     proc,
     async stop() {
-      const { status } = await proc.stop();
-      const log = await proc.log();
-      assert.ok(
-        status.success || /release read lock: context canceled|\.wal\.lz4\.tmp/.test(log),
-        `v0.3.13 exited ${status.code}; log:\n${log}`,
-      );
+      await stopV0313Replicate(proc);
     },
   };
 }

@@ -17,7 +17,11 @@ import { createWriterTable, integrityCheck, sqlite, Writer } from "../support/sq
 import { configYaml, type YamlKeys } from "../support/config_yaml.ts";
 import { fileHash } from "../support/hash.ts";
 import { listReplicaObjects } from "../support/fixtures.ts";
-import { litestreamV0313, startV0313Replicate } from "../support/litestream_v0313.ts";
+import {
+  litestreamV0313,
+  startV0313Replicate,
+  stopV0313Replicate,
+} from "../support/litestream_v0313.ts";
 import { type CliResult, describeResult, runCommand, runLitestream } from "../support/cli.ts";
 import { startReplicate, waitForRestore } from "../support/replicate_process.ts";
 import type { LoggedProcess } from "../support/logged_process.ts";
@@ -27,28 +31,10 @@ const NO_SANITIZERS = { sanitizeOps: false, sanitizeResources: false, sanitizeEx
 const ignore = sshdAvailable() !== undefined;
 if (ignore) console.warn(`sftp tests skipped: ${sshdAvailable()}`);
 
-/** v0.3.13's known failures at SIGTERM after its replica is up to date (see replicate_interop). */
-const V0313_SHUTDOWN = /release read lock: context canceled|client write: .*\.tmp/;
-
 /** Stops our replicate; asserts it exited 0. */
 async function stopOurs(rep: LoggedProcess): Promise<void> {
   const { status } = await rep.stop();
   assert.ok(status.success, `ours exited ${status.code}; log:\n${await rep.log()}`);
-}
-
-/**
- * Stops v0.3.13, accepting its known shutdown failures: exit 1 with one of its shutdown errors,
- * or a hang in its final sync (SIGKILLed after 15 s; said so on the console).
- */
-async function stopV0313(rep: LoggedProcess): Promise<void> {
-  try {
-    const { status } = await rep.stop();
-    const log = await rep.log();
-    assert.ok(status.success || V0313_SHUTDOWN.test(log), `v0.3.13 exited ${status.code}:\n${log}`);
-  } catch (err) {
-    if (!rep.exited || !/did not exit within/.test((err as Error).message)) throw err;
-    console.log("  v0.3.13 hung in its shutdown sync and was killed");
-  }
 }
 
 function assertOk(r: CliResult, what: string): void {
@@ -161,7 +147,7 @@ Deno.test({
             // v0.3.13's shutdown sync can race its replica loop for one segment and hang: let it
             // ship everything before the signal.
             await waitForRestore(dir.path, ["-config", config, db], [{ table: "t", lastId }]);
-            await stopV0313(rep);
+            await stopV0313Replicate(rep);
           }
           const out = await restoreBoth(dir.path, config, db, name);
           await assertHoldsRows(out, lastId, `restore of the replica ${name} wrote`);
@@ -211,7 +197,7 @@ Deno.test({
           lastId = await app.stop();
         }
         // A v0.3.13 killed at a shutdown hang leaves its last commits to the next phase.
-        await (who === "ours" ? stopOurs(rep) : stopV0313(rep));
+        await (who === "ours" ? stopOurs(rep) : stopV0313Replicate(rep));
         before = await walIndexes(replicaDir);
         previousSecond = await newestSecond(replicaDir);
       }

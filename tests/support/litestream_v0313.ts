@@ -129,3 +129,45 @@ export async function startV0313Replicate(
     name: "litestream v0.3.13",
   });
 }
+
+/**
+ * v0.3.13's own failures at SIGTERM (exit 1), after its replica is up to date: its shutdown sync
+ * caught about to checkpoint, or racing its replica loop for the same segment's temporary file
+ * (one of the two writes renames it away from the other).
+ */
+const V0313_SHUTDOWN_ERRORS = [
+  "release read lock: context canceled",
+  // File replicas: "stat ….wal.lz4.tmp: no such file or directory"; SFTP: its own wording.
+  /client write: .*\.tmp/,
+];
+
+/** True when a v0.3.13 log line is one of its known shutdown errors. */
+export function isV0313ShutdownError(line: string): boolean {
+  return V0313_SHUTDOWN_ERRORS.some((e) => typeof e === "string" ? line.includes(e) : e.test(line));
+}
+
+/**
+ * Stops a v0.3.13 replicate (SIGTERM) and judges how it ended. Accepted: exit 0; exit 1 with one
+ * of its known shutdown errors; and a hang in its shutdown sync, which races its own replica
+ * loop and sometimes never returns (seen over S3, GCS and SFTP): it is killed after `timeoutMs`
+ * and said so. Callers that need its last commits wait until the replica has them before
+ * stopping it. Anything else throws with its log.
+ */
+export async function stopV0313Replicate(
+  rep: V0313Replicate,
+  timeoutMs = 15_000,
+): Promise<"exited" | "hung"> {
+  try {
+    const { status } = await rep.stop(timeoutMs);
+    const log = await rep.log();
+    assert.ok(
+      status.success || (status.code === 1 && log.split("\n").some(isV0313ShutdownError)),
+      `v0.3.13 exited ${status.code}; log:\n${log}`,
+    );
+    return "exited";
+  } catch (err) {
+    if (!rep.exited || !/did not exit within/.test((err as Error).message)) throw err;
+    console.log("  v0.3.13 hung in its shutdown sync and was killed");
+    return "hung";
+  }
+}

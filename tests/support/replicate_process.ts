@@ -70,15 +70,16 @@ let restoreCounter = 0;
 
 /**
  * Restores `source` (a replica URL, or a DB path with `-config`) into a fresh file under `dir`
- * with any extra flags.
+ * with any extra flags, and extra environment (credentials, an emulator's address).
  */
 export async function restoreTo(
   dir: string,
   source: string[],
   extra: string[] = [],
+  env: Record<string, string> = {},
 ): Promise<RestoreOutcome> {
   const path = `${dir}/restored-${++restoreCounter}-${crypto.randomUUID().slice(0, 8)}.db`;
-  const result = await runLitestream(["restore", "-o", path, ...extra, ...source]);
+  const result = await runLitestream(["restore", "-o", path, ...extra, ...source], { env });
   return result.code === 0 ? { path, result } : { result };
 }
 
@@ -109,6 +110,7 @@ export async function waitForRestore(
   source: string[],
   tables: TableExpectation[],
   timeoutMs = 20_000,
+  env: Record<string, string> = {},
 ): Promise<{ path: string; ms: number }> {
   const started = performance.now();
   let last = "";
@@ -116,7 +118,7 @@ export async function waitForRestore(
     const path = await waitFor(
       `a restore of ${source.join(" ")} holding ${JSON.stringify(tables)}`,
       async () => {
-        const { path, result } = await restoreTo(dir, source);
+        const { path, result } = await restoreTo(dir, source, [], env);
         if (!path) {
           last = describeResult(result);
           return undefined;
