@@ -17,7 +17,7 @@ import {
   stopOk,
   writeConfig,
 } from "../support/replicate_process.ts";
-import { startV0313Replicate } from "../support/litestream_v0313.ts";
+import { startV0313Replicate, stopV0313Replicate } from "../support/litestream_v0313.ts";
 import { integrityCheck, sqlite } from "../support/sqlite_cli.ts";
 import {
   checkSamples,
@@ -166,7 +166,7 @@ Deno.test("restore -f: follows a replica written by the real v0.3.13", async () 
       const { status } = await follower.stop(20_000);
       assert.equal(status.code, 0);
     }
-    await rep.stop();
+    await stopV0313Replicate(rep);
   }
 });
 
