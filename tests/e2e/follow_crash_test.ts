@@ -8,18 +8,18 @@
  */
 
 import assert from "node:assert/strict";
-import { tempDir, waitFor } from "../support/poll.ts";
+import { tempDir } from "../support/poll.ts";
 import { configYaml } from "../support/config_yaml.ts";
 import { startReplicate, stopOk, writeConfig } from "../support/replicate_process.ts";
-import { integrityCheck } from "../support/sqlite_cli.ts";
 import {
   checkSamples,
-  dumpOf,
+  type dumpOf,
   type Reader,
   READER_KINDS,
   startFollower,
   startReader,
   startWriter,
+  waitForConvergence,
   waitForSnapshot,
 } from "../support/follow_load.ts";
 
@@ -57,22 +57,7 @@ Deno.test("restore -f: SIGKILLed at random moments under load, it resumes and co
     }
     await writer.reach(MIGRATE_AT + 100, 60_000);
     const last = await writer.stop();
-    await waitFor(
-      "the follower to reach the primary's content",
-      async () => {
-        // Fresh each time: replicate itself writes to the primary (its _litestream_seq table).
-        return await dumpOf(out) === await dumpOf(db);
-      },
-      40_000,
-      200,
-    );
-    assert.equal(await integrityCheck(out), "ok");
-    await waitFor(
-      "every reader to see the last commit",
-      () => readers.every((r) => checkSamples(r.lines, MIGRATE_AT).maxN === last),
-      20_000,
-      100,
-    );
+    await waitForConvergence({ out, db, readers, last, migrateAt: MIGRATE_AT, timeoutMs: 40_000 });
   } finally {
     await Deno.writeTextFile(stop, "");
     await Promise.all(readers.map((r) => r.done));

@@ -23,6 +23,7 @@ import {
   startFollower,
   startReader,
   startWriter,
+  waitForConvergence,
   waitForSnapshot,
 } from "../support/follow_load.ts";
 
@@ -71,22 +72,7 @@ Deno.test("restore -f: readers of three SQLite implementations see only committe
     assert.match(metrics, /litestream_follow_batch_count\{db="[^"]+"\} [1-9]/);
     const last = await writer.stop();
 
-    await waitFor(
-      "the follower to reach the primary's content",
-      async () => {
-        // Fresh each time: replicate itself writes to the primary (its _litestream_seq table).
-        return await dumpOf(out) === await dumpOf(db);
-      },
-      30_000,
-      200,
-    );
-    assert.equal(await integrityCheck(out), "ok");
-    await waitFor(
-      "every reader to see the last commit",
-      () => readers.every((r) => checkSamples(r.lines, MIGRATE_AT).maxN === last),
-      20_000,
-      100,
-    );
+    await waitForConvergence({ out, db, readers, last, migrateAt: MIGRATE_AT, timeoutMs: 30_000 });
   } finally {
     await Deno.writeTextFile(stop, "");
     await Promise.all(readers.map((r) => r.done));

@@ -15,7 +15,8 @@
  * @module
  */
 
-import { readLines, SQLITE3 } from "./sqlite_cli.ts";
+import assert from "node:assert/strict";
+import { integrityCheck, readLines, SQLITE3 } from "./sqlite_cli.ts";
 import { MAIN_TS } from "./cli.ts";
 import { waitFor } from "./poll.ts";
 import { type LoggedProcess, startLogged } from "./logged_process.ts";
@@ -373,4 +374,34 @@ export function waitForSnapshot(replica: string, timeoutMs = 30_000): Promise<bo
     }
     return false;
   }, timeoutMs);
+}
+
+/**
+ * Waits until the follower's output `out` holds the primary `db`'s exact content (`.dump`, read
+ * afresh each time: replicate itself writes to the primary) and passes `integrity_check`, and
+ * every reader has seen the writer's last commit `last` (`migrateAt` as the writer was given).
+ */
+export async function waitForConvergence(
+  { out, db, readers, last, migrateAt, timeoutMs }: {
+    out: string;
+    db: string;
+    readers: Reader[];
+    last: number;
+    migrateAt: number;
+    timeoutMs: number;
+  },
+): Promise<void> {
+  await waitFor(
+    "the follower to reach the primary's content",
+    async () => await dumpOf(out) === await dumpOf(db),
+    timeoutMs,
+    200,
+  );
+  assert.equal(await integrityCheck(out), "ok");
+  await waitFor(
+    "every reader to see the last commit",
+    () => readers.every((r) => checkSamples(r.lines, migrateAt).maxN === last),
+    20_000,
+    100,
+  );
 }
