@@ -25,17 +25,13 @@ import { fetchBlob } from "./download.ts";
 import { listBlobs, serviceName } from "./listing.ts";
 import { uploadBlob } from "./upload.ts";
 import { LEASE_KEY, putIfVersion } from "./lease.ts";
+import { newStoreCounters, type StoreCounters } from "../counters.ts";
 
 /** Deletes in flight at once (Blob Storage deletes one blob per request). */
 const DELETE_CONCURRENCY = 8;
 
 /** Request and byte counters of one client; read by metrics and tests. */
-export interface AbsCounters {
-  /** Operations sent (the SDK's own retries not counted), by kind. */
-  readonly requests: Record<AbsOperation, number>;
-  /** Blob bytes uploaded (`PUT`) and downloaded (`GET`). */
-  readonly bytes: Record<"GET" | "PUT", number>;
-}
+export type AbsCounters = StoreCounters;
 
 /** Creates the client for a replica config entry (`url` and fields combined as in v0.3.13). */
 export function absClientFromConfig(cfg: AbsReplicaConfig, tuning?: AbsTuning): AbsReplicaClient {
@@ -49,10 +45,7 @@ export class AbsReplicaClient extends ObjectStoreClient {
   /** `abs://account@container[/path]`. */
   readonly location: string;
   /** Operations and bytes so far; never reset. */
-  readonly counters: AbsCounters = {
-    requests: { GET: 0, PUT: 0, LIST: 0, DELETE: 0 },
-    bytes: { GET: 0, PUT: 0 },
-  };
+  readonly counters: AbsCounters = newStoreCounters();
 
   readonly #options: AbsOptions;
   /** Key prefix as v0.3.13 joins it; `""` = container root. */

@@ -9,9 +9,10 @@
 
 import { explainPermission, LitestreamError } from "../../lib/errors.ts";
 import { ACCOUNT_KEY_ENV } from "./url.ts";
+import type { StoreOperation } from "../counters.ts";
 
 /** Blob operations, labelled as v0.3.13's `litestream_replica_operation_total`. */
-export type AbsOperation = "GET" | "PUT" | "LIST" | "DELETE";
+export type AbsOperation = StoreOperation;
 
 /** A Blob Storage request failure, naming the blob URL and the operation. */
 export class AbsError extends LitestreamError {

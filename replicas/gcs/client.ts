@@ -28,6 +28,7 @@ import {
 } from "./http.ts";
 import { putIfGeneration, uploadObject } from "./upload.ts";
 import { type GcsOptions, gcsOptionsFromConfig, gcsPrefix, type GcsReplicaConfig } from "./url.ts";
+import { newStoreCounters } from "../counters.ts";
 
 /** Google's endpoint. */
 const GOOGLE_ENDPOINT = "https://storage.googleapis.com";
@@ -62,10 +63,7 @@ export class GcsReplicaClient extends ObjectStoreClient {
   /** `gcs://bucket[/path]`. */
   readonly location: string;
   /** Requests and bytes so far; never reset. */
-  readonly counters: GcsCounters = {
-    requests: { GET: 0, PUT: 0, LIST: 0, DELETE: 0 },
-    bytes: { GET: 0, PUT: 0 },
-  };
+  readonly counters: GcsCounters = newStoreCounters();
 
   readonly #bucket: string;
   /** Object-name prefix; `""` = bucket root. */

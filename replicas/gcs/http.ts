@@ -10,17 +10,13 @@
 import { LitestreamError } from "../../lib/errors.ts";
 import { backoff } from "../../lib/os/async.ts";
 import type { TokenSource } from "./auth.ts";
+import type { StoreCounters, StoreOperation } from "../counters.ts";
 
 /** Operations, labelled as v0.3.13's `litestream_replica_operation_total`. */
-export type GcsOperation = "GET" | "PUT" | "LIST" | "DELETE";
+export type GcsOperation = StoreOperation;
 
 /** Request and byte counters of one client; read by metrics and tests. */
-export interface GcsCounters {
-  /** HTTP requests sent (each retry counts), by operation. */
-  readonly requests: Record<GcsOperation, number>;
-  /** Object bytes uploaded (`PUT`) and downloaded (`GET`). */
-  readonly bytes: Record<"GET" | "PUT", number>;
-}
+export type GcsCounters = StoreCounters;
 
 /** Transfer and resilience knobs; the defaults suit production, tests shrink them. */
 export interface GcsTuning {

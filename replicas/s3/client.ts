@@ -23,6 +23,7 @@ import { type Listing, ObjectStoreClient } from "../object_store.ts";
 import { cleanS3Path, type S3Options, s3OptionsFromConfig, type S3ReplicaConfig } from "./url.ts";
 import { callS3, S3Error, type S3Operation } from "./errors.ts";
 import { type S3Counters, type S3Tuning, TUNING_DEFAULTS } from "./sdk.ts";
+import { newStoreCounters } from "../counters.ts";
 import { leaseSdkClient, type SdkLease } from "./shared_sdk.ts";
 import { uploadObject } from "./upload.ts";
 import { contentRangeTotal, type DownloadSource, resumableDownload } from "./download.ts";
@@ -49,10 +50,7 @@ export class S3ReplicaClient extends ObjectStoreClient {
   /** `s3://bucket[/path]`. */
   readonly location: string;
   /** Requests and bytes so far; never reset. */
-  readonly counters: S3Counters = {
-    requests: { GET: 0, PUT: 0, LIST: 0, DELETE: 0 },
-    bytes: { GET: 0, PUT: 0 },
-  };
+  readonly counters: S3Counters = newStoreCounters();
 
   readonly #bucket: string;
   /** Cleaned key prefix; `""` = bucket root. */

@@ -8,9 +8,10 @@
  */
 
 import { LitestreamError } from "../../lib/errors.ts";
+import type { StoreOperation } from "../counters.ts";
 
 /** Object-store operations, labelled as v0.3.13's `litestream_replica_operation_total`. */
-export type S3Operation = "GET" | "PUT" | "LIST" | "DELETE";
+export type S3Operation = StoreOperation;
 
 /** An S3 request failure, naming the object URL and the operation. */
 export class S3Error extends LitestreamError {

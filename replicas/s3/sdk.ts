@@ -14,14 +14,10 @@ import { LitestreamError } from "../../lib/errors.ts";
 import { VERSION } from "../../lib/version.ts";
 import { callS3, type S3Operation } from "./errors.ts";
 import type { S3Options } from "./url.ts";
+import type { StoreCounters } from "../counters.ts";
 
 /** Request and byte counters of one client; read by metrics and tests. */
-export interface S3Counters {
-  /** HTTP requests sent (each retry counts), by operation. */
-  readonly requests: Record<S3Operation, number>;
-  /** Object bytes uploaded (`PUT`) and downloaded (`GET`). */
-  readonly bytes: Record<"GET" | "PUT", number>;
-}
+export type S3Counters = StoreCounters;
 
 /** Transfer and resilience knobs; the defaults suit production, tests shrink them. */
 export interface S3Tuning {

@@ -36,6 +36,7 @@ import { type SessionTuning, SftpSession } from "./session.ts";
 import { download, isNoSuchFile, request, unlink, upload } from "./transfer.ts";
 import { readSftpLease, writeSftpLease } from "./lease.ts";
 import { LEASE_DIR } from "../file/lease.ts";
+import { newStoreCounters, type StoreCounters } from "../counters.ts";
 
 /** Deletes in flight at once (each is one request on the shared channel). */
 const DELETE_WINDOW = 32;
@@ -58,10 +59,7 @@ export class SftpReplicaClient implements ReplicaClient {
   /** The connection, opened on first use and closed when idle. */
   readonly session: SftpSession;
   /** Operations and bytes so far, as v0.3.13 counts them (`litestream_replica_operation_*`). */
-  readonly counters = {
-    requests: { GET: 0, PUT: 0, LIST: 0, DELETE: 0 },
-    bytes: { GET: 0, PUT: 0 },
-  };
+  readonly counters: StoreCounters = newStoreCounters();
   readonly #root: string;
 
   /** A client for `options`; no connection is made until the first operation. */
