@@ -11,34 +11,15 @@
  */
 
 import { startGcsServer } from "../tests/support/gcs_server.ts";
-
-const encoder = new TextEncoder();
-let requestId = 0;
-const now = () => (performance.timeOrigin + performance.now()).toFixed(1);
-
-/** Writes synchronously so lines are never reordered or lost at exit. */
-function emit(line: string): void {
-  const bytes = encoder.encode(line + "\n");
-  let n = 0;
-  while (n < bytes.length) n += Deno.stdout.writeSync(bytes.subarray(n));
-}
+import { logRequest, serveUntilSignal } from "./support/request_log.ts";
 
 const server = startGcsServer({
   onRequest(req) {
-    const id = ++requestId;
     const url = new URL(req.url);
-    const ua = encodeURIComponent(req.headers.get("user-agent") || "-");
-    emit(`REQ ${id} ${now()} ${req.method} ${ua} ${url.pathname}${url.search}`);
-    return (status) => emit(`END ${id} ${now()} ${status}`);
+    return logRequest(req.method, req.headers.get("user-agent") ?? "", url.pathname + url.search);
   },
 });
-let closing = false;
-const shutdown = async () => {
-  if (closing) return;
-  closing = true;
-  await server.close();
-  Deno.exit(0);
-};
-Deno.addSignalListener("SIGTERM", shutdown);
-Deno.addSignalListener("SIGINT", shutdown);
-emit(JSON.stringify({ endpoint: server.endpoint, host: server.host, bucket: server.bucket }));
+serveUntilSignal(
+  { endpoint: server.endpoint, host: server.host, bucket: server.bucket },
+  () => server.close(),
+);

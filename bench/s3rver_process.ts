@@ -22,6 +22,7 @@
 
 import S3rver from "s3rver";
 import { startS3rver } from "../tests/support/s3_server.ts";
+import { logRequest, serveUntilSignal } from "./support/request_log.ts";
 
 /** Koa's context, as far as the request log goes. */
 interface KoaContext {
@@ -32,17 +33,6 @@ interface KoaContext {
 }
 type Middleware = (ctx: KoaContext, next: () => Promise<void>) => Promise<void>;
 
-const encoder = new TextEncoder();
-let requestId = 0;
-const now = () => (performance.timeOrigin + performance.now()).toFixed(1);
-
-/** Writes synchronously so lines are never reordered or lost at exit. */
-function emit(line: string): void {
-  const bytes = encoder.encode(line + "\n");
-  let n = 0;
-  while (n < bytes.length) n += Deno.stdout.writeSync(bytes.subarray(n));
-}
-
 // S3rver is a Koa application that composes its middleware when it starts listening: putting
 // the logger first in the list before `run` makes it see every request.
 const proto = S3rver.prototype as unknown as {
@@ -52,31 +42,20 @@ const proto = S3rver.prototype as unknown as {
 const originalRun = proto.run;
 proto.run = function (this: typeof proto, ...args: unknown[]) {
   this.middleware.unshift(async (ctx, next) => {
-    const id = ++requestId;
-    const ua = encodeURIComponent(ctx.get("user-agent") || "-");
-    emit(`REQ ${id} ${now()} ${ctx.method} ${ua} ${ctx.url}`);
+    const answered = logRequest(ctx.method, ctx.get("user-agent"), ctx.url);
     try {
       await next();
     } finally {
-      emit(`END ${id} ${now()} ${ctx.status}`);
+      answered(ctx.status);
     }
   });
   return originalRun.apply(this, args);
 };
 
 const server = await startS3rver();
-let closing = false;
-const shutdown = async () => {
-  if (closing) return;
-  closing = true;
-  await server.close();
-  Deno.exit(0);
-};
-Deno.addSignalListener("SIGTERM", shutdown);
-Deno.addSignalListener("SIGINT", shutdown);
-emit(JSON.stringify({
+serveUntilSignal({
   endpoint: server.endpoint,
   bucket: server.bucket,
   accessKeyId: server.accessKeyId,
   secretAccessKey: server.secretAccessKey,
-}));
+}, () => server.close());
