@@ -3,9 +3,9 @@
  * connections from checkpointing past frames we have not copied (spec §4.2); an application's
  * FULL, RESTART or TRUNCATE checkpoint then waits its whole busy timeout holding SQLite's write
  * lock, and the application's writers freeze behind it. Once the WAL-index shows every
- * committed frame in the shadow WAL, nothing is lost by letting it through: the checkpointer's
- * write lock keeps anything from being committed meanwhile, and the WAL restart it makes is
- * the next index of the same generation, as if we had checkpointed.
+ * committed frame in the shadow WAL, nothing is lost by letting it through, provided our read
+ * never lets a frame beyond the shadow be backfilled (see `admit`): the WAL restart it makes
+ * is the next index of the same generation, as if we had checkpointed.
  *
  * SQLite facts this rests on: a checkpointer backfills past a reader only up to its read mark,
  * restarts the WAL only when no reader holds read marks 1–4, and backfills nothing while a
@@ -71,24 +71,41 @@ export class CheckpointAdmission {
    * limits the backfill but still blocks a restart; then, once everything is backfilled,
    * afresh, which SQLite serves from read mark 0: that lets the restart through but blocks
    * the backfill of any later frame, so no later restart can drop a frame before we copy it.
+   *
+   * The checkpointer seen waiting may give up (its busy timeout) at any moment, and a commit
+   * land before our new read begins: that read would let the commit be backfilled, and read
+   * mark 0 would then let a restart drop it. So the WAL-index is read again once the new
+   * read has begun, and only one still at the shadow's end goes on to read mark 0.
    */
   async admit(
     h: DbHandles,
     shadow: ShadowState,
     pageSize: number,
   ): Promise<{ pid?: number; ms: number } | undefined> {
-    if (!complete(h, shadow, pageSize)) return undefined;
+    if (walState(h, shadow, pageSize) !== "copied") return undefined;
     const pid = h.checkpointerPid();
     const started = performance.now();
     this.#under = shadow.headerBytes;
     await h.renewReadTx();
-    while (h.checkpointerHoldsLocks() && performance.now() - started < ADMIT_MAX_MS) {
+    const state = walState(h, shadow, pageSize);
+    if (state !== "copied" && state !== "restarted") {
+      // Frames beyond the shadow: our read pins them against a restart until they are copied.
+      this.#under = undefined;
+      return undefined;
+    }
+    while (
+      state === "copied" && h.checkpointerHoldsLocks() &&
+      performance.now() - started < ADMIT_MAX_MS
+    ) {
       const index = h.walIndex();
-      if (index && index.nBackfill < index.mxFrame) {
+      // Restarted: what we let through is done, and the new WAL's frames are not copied yet.
+      if (!index || !equalBytes(index.salt, salt(shadow))) break;
+      if (index.nBackfill < index.mxFrame) {
         await sleep(1);
         continue;
       }
-      // Backfilled (or restarted already): our read mark must no longer hold the restart back.
+      // Backfilled, so no further than the shadow's end: our read mark must no longer hold the
+      // restart back.
       await h.renewReadTx();
       break;
     }
@@ -114,9 +131,24 @@ export class CheckpointAdmission {
   }
 }
 
-/** True when the WAL-index says every committed frame of the WAL is in the shadow. */
-function complete(h: DbHandles, shadow: ShadowState, pageSize: number): boolean {
+/** The shadow's salts, as the WAL header and the WAL-index hold them. */
+function salt(shadow: ShadowState): Uint8Array {
+  return shadow.headerBytes.subarray(16, 24);
+}
+
+/**
+ * What the WAL-index says of the WAL against `shadow`: every committed frame copied, frames
+ * beyond it (or an unreadable index: the same caution), or restarted since.
+ */
+function walState(
+  h: DbHandles,
+  shadow: ShadowState,
+  pageSize: number,
+): "copied" | "beyond" | "restarted" {
   const index = h.walIndex();
-  return !!index && equalBytes(index.salt, shadow.headerBytes.subarray(16, 24)) &&
-    index.mxFrame === (shadow.size - WAL_HEADER_SIZE) / frameSize(pageSize);
+  if (!index) return "beyond";
+  if (!equalBytes(index.salt, salt(shadow))) return "restarted";
+  return index.mxFrame === (shadow.size - WAL_HEADER_SIZE) / frameSize(pageSize)
+    ? "copied"
+    : "beyond";
 }
