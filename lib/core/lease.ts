@@ -3,10 +3,14 @@
  * `writeLease`, a compare-and-swap) names the replicator that writes it. A second replicator
  * finds it on its first sync, refuses to write, logs the holder and how to resolve it, and
  * notes itself in the lease; the holder reads the lease before its next upload (at most once a
- * sync interval, and only when it has something to upload) and logs the contender. The holder
- * renews the lease every third of its time-to-live; that write and a listing of the
- * generations (to notice a writer that takes no lease, such as v0.3.13) are the only requests
- * an idle replica makes.
+ * sync interval, and only when it has something to upload) and logs the contender. While it
+ * uploads, the holder renews the lease every third of its time-to-live and lists the
+ * generations (to notice a writer that takes no lease, such as v0.3.13). A holder that uploaded
+ * nothing since its last renewal parks the lease instead: one renewal with a time-to-live
+ * {@linkcode PARKED_TTL_FACTOR} times longer, after which it makes no request until its next
+ * upload, which renews it first. Idle replicas cost nothing, and a second replicator still
+ * finds an idle holder's lease alive; the price is that a holder killed while idle keeps its
+ * replica from another host for the longer time-to-live (or until `-force`).
  *
  * Who may take the lease: anyone when there is none, it was released by a clean shutdown, or it
  * expired; the same replicator (same meta directory, id and host) after a restart; anyone with
@@ -18,7 +22,7 @@
  * @module
  */
 
-import { Mutex, sleep } from "../os/async.ts";
+import { ChangeSignal, Mutex, sleep } from "../os/async.ts";
 import { LitestreamError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { LeaseObject, ReplicaClient } from "../replica_client.ts";
@@ -45,6 +49,9 @@ export const SYSTEM_CLOCK: LeaseClock = {
 
 /** Default time-to-live of a lease (renewed every third of it). */
 export const DEFAULT_LEASE_TTL = 15 * 60_000;
+
+/** A parked lease lasts this many time-to-lives: 24 hours at the default. */
+export const PARKED_TTL_FACTOR = 96;
 
 /** Lease timing and policy. */
 export interface LeaseSettings {
@@ -79,6 +86,12 @@ export class Lease {
   #lastRead = -Infinity;
   #lastRenew = -Infinity;
   #lastAttempt = -Infinity;
+  /** Uploads since the last renewal: none when the next one is due means the holder is idle. */
+  #wrote = false;
+  /** Parked: renewed with the long time-to-live; nothing to do until the next upload. */
+  #parked = false;
+  /** Notified when an upload renews a parked lease, to wake `run`. */
+  readonly #unparked = new ChangeSignal();
   /** The unrenewed lease being watched for expiry, since when (monotonic). */
   #watch: { key: string; since: number } | undefined;
   /** Contenders already logged. */
@@ -134,7 +147,11 @@ export class Lease {
    * `acquired` means the lease was just taken: what the replica holds must be re-read.
    */
   beforeWrite(generation: string): Promise<LeaseVerdict> {
-    return this.#mutex.run(() => this.#orOff(() => this.#beforeWrite(generation), "write"));
+    return this.#mutex.run(async () => {
+      const verdict = await this.#orOff(() => this.#beforeWrite(generation), "write");
+      if (verdict !== "refused") this.#wrote = true;
+      return verdict;
+    });
   }
 
   async #beforeWrite(generation: string): Promise<LeaseVerdict> {
@@ -144,7 +161,10 @@ export class Lease {
       if (now - this.#lastAttempt < this.renewInterval) return "refused";
       return await this.#acquire(generation) ? "acquired" : "refused";
     }
-    if (this.#record?.generation !== generation || now - this.#lastRenew >= this.renewInterval) {
+    if (
+      this.#parked || this.#record?.generation !== generation ||
+      now - this.#lastRenew >= this.renewInterval
+    ) {
       return await this.#renew(generation) ? "write" : "refused";
     }
     if (now - this.#lastRead >= this.settings.syncInterval) {
@@ -175,16 +195,21 @@ export class Lease {
     }
   }
 
-  /** Milliseconds until `tick` has something to do (a renewal, or another attempt). */
+  /**
+   * Milliseconds until `tick` has something to do (a renewal, or another attempt); Infinity
+   * while the lease is parked.
+   */
   dueIn(): number {
+    if (this.#state === "held" && this.#parked) return Infinity;
     const last = this.#state === "held" ? this.#lastRenew : this.#lastAttempt;
     return Math.max(0, last + this.renewInterval - this.clock.monotonic());
   }
 
   /**
-   * The periodic part, run every `dueIn()` even while idle: the holder renews the lease and
-   * lists the generations (warning about one nobody holding a lease wrote); any other
-   * replicator tries to take it. Returns whether the lease is held afterwards.
+   * The periodic part, run every `dueIn()`: the holder renews the lease and lists the
+   * generations (warning about one nobody holding a lease wrote), or parks it when it uploaded
+   * nothing since the last renewal; any other replicator tries to take it. Returns whether the
+   * lease is held afterwards.
    */
   tick(generation: string | undefined): Promise<boolean> {
     return this.#mutex.run(() => this.#orOff(() => this.#tick(generation), true));
@@ -193,7 +218,10 @@ export class Lease {
   async #tick(generation: string | undefined): Promise<boolean> {
     if (this.#state === "off" || this.dueIn() > 0) return this.held;
     if (this.#state === "held") {
-      if (await this.#renew(generation ?? this.#record?.generation)) await this.#foreign();
+      const idle = !this.#wrote;
+      if (await this.#renew(generation ?? this.#record?.generation, idle) && !idle) {
+        await this.#foreign();
+      }
     } else if (generation) {
       await this.#acquire(generation);
     }
@@ -211,7 +239,9 @@ export class Lease {
     signal: AbortSignal,
   ): Promise<void> {
     while (!signal.aborted && this.#state !== "off") {
-      await sleep(this.dueIn(), signal);
+      const due = this.dueIn();
+      if (due === Infinity) await this.#unparked.wait(this.#unparked.version, signal);
+      else await sleep(due, signal);
       if (signal.aborted) return;
       const held = this.held;
       try {
@@ -324,6 +354,9 @@ export class Lease {
       replica: this.client.location,
       holder: describeHolder(record),
       renewed: record.renewed,
+      ...(record.parked
+        ? { parked: "the holder is idle: its lease is renewed when it uploads" }
+        : {}),
       resolve: sameId
         ? `the other has this replicator's meta directory id on another host (a copied meta ` +
           `directory, or a replaced container whose lease expires ${
@@ -364,6 +397,7 @@ export class Lease {
     const version = await this.client.writeLease(encodeLease(record), expected);
     if (version === undefined) return false;
     this.#state = "held";
+    this.#parked = false;
     this.#version = version;
     this.#record = record;
     this.#lastRenew = this.#lastRead = this.clock.monotonic();
@@ -372,14 +406,25 @@ export class Lease {
     return true;
   }
 
-  async #renew(generation: string | undefined): Promise<boolean> {
-    const { contender: _, ...rest } = this.#record!;
-    const record: LeaseRecord = { ...rest, generation, renewed: this.#stamp() };
+  /** Renews the lease, or with `park` parks it (see the module's documentation). */
+  async #renew(generation: string | undefined, park = false): Promise<boolean> {
+    const { contender: _, parked: __, ...rest } = this.#record!;
+    const record: LeaseRecord = {
+      ...rest,
+      generation,
+      renewed: this.#stamp(),
+      ttl: park ? this.settings.ttl * PARKED_TTL_FACTOR : this.settings.ttl,
+      ...(park ? { parked: true } : {}),
+    };
     const version = await this.client.writeLease(encodeLease(record), this.#version);
     if (version === undefined) return await this.#verify(generation);
     this.#version = version;
     this.#record = record;
     this.#lastRenew = this.#lastRead = this.clock.monotonic();
+    this.#wrote = false;
+    if (this.#parked && !park) this.#unparked.notify();
+    this.#parked = park;
+    if (park) this.log.debug("replica lease parked: idle", { replica: this.client.location });
     if (generation) this.#known.add(generation);
     return true;
   }

@@ -39,6 +39,8 @@ export interface LeaseRecord extends LeaseIdentity {
   ttl: number;
   /** Taken over with `replicate -force`. */
   forced?: boolean;
+  /** Parked by an idle holder: renewed once with a long `ttl`, then not until it uploads. */
+  parked?: boolean;
   /** Released by a clean shutdown: the next replicator takes it at once. */
   released?: boolean;
   /** The last replicator refused while this one held the lease. */

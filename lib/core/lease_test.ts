@@ -4,7 +4,7 @@
  */
 
 import assert from "node:assert/strict";
-import { Lease, type LeaseClock } from "./lease.ts";
+import { Lease, type LeaseClock, PARKED_TTL_FACTOR } from "./lease.ts";
 import { decodeLease, encodeLease, type LeaseIdentity } from "./lease_record.ts";
 import { Logger } from "../log.ts";
 import { newGeneration } from "../names.ts";
@@ -188,9 +188,11 @@ Deno.test("lease: hosts' clocks apart by less than a TTL never take a live lease
     const b = replicator(client, time, B);
     await a.lease.beforeWrite(a.generation);
     assert.equal(await b.lease.beforeWrite(b.generation), "refused");
-    // Both alive for ten TTLs: A renews when due, B tries when due.
+    // Both alive for ten TTLs: A uploads every sync interval and renews when due, B tries
+    // when due.
     for (let i = 0; i < 10 * TTL / SYNC; i++) {
       time.advance(SYNC);
+      assert.equal(await a.lease.beforeWrite(a.generation), "write");
       if (a.lease.dueIn() === 0) assert.equal(await a.lease.tick(a.generation), true);
       if (b.lease.dueIn() === 0) {
         assert.equal(await b.lease.tick(b.generation), false, `skew ${skew}`);
@@ -233,7 +235,7 @@ Deno.test("lease: -force takes a live lease once and the holder stops at its nex
   assert.equal(c.lease.takeForced(), false);
 });
 
-Deno.test("lease: an idle holder makes one write and one listing per renewal period, and no reads", async () => {
+Deno.test("lease: while uploading, the holder makes one write and one listing per renewal period", async () => {
   const { client, time } = setup();
   const a = replicator(client, time, A);
   await a.lease.beforeWrite(a.generation);
@@ -242,13 +244,74 @@ Deno.test("lease: an idle holder makes one write and one listing per renewal per
     time.advance(a.lease.dueIn());
     assert.equal(await a.lease.tick(a.generation), true);
     assert.equal(await a.lease.tick(a.generation), true, "not due again: no request");
+    assert.equal(await a.lease.beforeWrite(a.generation), "write", "an upload");
   }
   const calls = client.faults.calls;
   assert.deepEqual(
     [calls.writeLease - before.writeLease, calls.generations - before.generations],
     [10, 10],
   );
-  assert.equal(calls.readLease, before.readLease);
+});
+
+Deno.test("lease: an idle holder parks its lease with one write, then makes no request at all", async () => {
+  const { client, time } = setup();
+  const a = replicator(client, time, A);
+  await a.lease.beforeWrite(a.generation);
+  time.advance(a.lease.dueIn());
+  assert.equal(await a.lease.tick(a.generation), true, "uploaded since: an ordinary renewal");
+  const before = { ...client.faults.calls };
+  time.advance(a.lease.dueIn());
+  assert.equal(await a.lease.tick(a.generation), true, "nothing uploaded since: parked");
+  const parked = decodeLease((await client.readLease())!.data)!;
+  assert.deepEqual([parked.parked, parked.ttl], [true, TTL * PARKED_TTL_FACTOR]);
+  const afterPark = { ...client.faults.calls, readLease: client.faults.calls.readLease - 1 };
+  assert.equal(afterPark.writeLease - before.writeLease, 1);
+  assert.equal(afterPark.generations, before.generations, "no listing while idle");
+  assert.equal(a.lease.dueIn(), Infinity);
+  time.advance(100 * TTL);
+  assert.equal(await a.lease.tick(a.generation), true);
+  assert.deepEqual(
+    { ...client.faults.calls, readLease: client.faults.calls.readLease - 1 },
+    afterPark,
+  );
+
+  // The next upload renews it first, unparked, with the ordinary time-to-live.
+  assert.equal(await a.lease.beforeWrite(a.generation), "write");
+  const renewed = decodeLease((await client.readLease())!.data)!;
+  assert.deepEqual([renewed.parked, renewed.ttl], [undefined, TTL]);
+  assert.equal(a.lease.dueIn(), RENEW);
+});
+
+Deno.test("lease: a parked lease is alive for its longer time-to-live; the next upload renews it first", async () => {
+  const { client, time } = setup();
+  const a = replicator(client, time, A);
+  const b = replicator(client, time, B);
+  await a.lease.beforeWrite(a.generation);
+  time.advance(a.lease.dueIn());
+  await a.lease.tick(a.generation);
+  time.advance(a.lease.dueIn());
+  await a.lease.tick(a.generation); // parked
+  // B watches the parked lease for ten ordinary TTLs: refused throughout, told why.
+  assert.equal(await b.lease.beforeWrite(b.generation), "refused");
+  assert.match(String(b.errors()[0].parked), /idle/);
+  for (let watched = 0; watched < 10 * TTL; watched += b.lease.dueIn()) {
+    time.advance(b.lease.dueIn());
+    assert.equal(await b.lease.tick(b.generation), false);
+  }
+  // A's run loop waits without a timer until an upload unparks the lease.
+  const stop = new AbortController();
+  const running = a.lease.run(() => a.generation, () => {}, stop.signal);
+  const writes = client.faults.calls.writeLease;
+  assert.equal(await a.lease.beforeWrite(a.generation), "write");
+  assert.equal(client.faults.calls.writeLease, writes + 1, "one renewal, before the upload");
+  stop.abort();
+  await running;
+  // Killed while parked, A's lease expires once watched for the parked time-to-live.
+  for (let waited = 0; !b.lease.held; waited += b.lease.dueIn()) {
+    assert.ok(waited <= TTL * PARKED_TTL_FACTOR + RENEW, `still refused after ${waited} ms`);
+    time.advance(b.lease.dueIn());
+    await b.lease.tick(b.generation);
+  }
 });
 
 Deno.test("lease: a generation nobody holding the lease wrote is reported once (v0.3.13 takes none)", async () => {
