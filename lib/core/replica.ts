@@ -36,6 +36,8 @@ export interface ReplicaSettings {
 /** Counters for metrics and tests. */
 export interface ReplicaStats {
   validations: { ok: number; error: number };
+  /** Retention passes run, and those skipped because nothing could have changed. */
+  retention: { passes: number; skipped: number };
   segments: number;
   walBytes: number;
   snapshots: number;
@@ -55,6 +57,7 @@ class ShadowMissing extends LitestreamError {}
 export class Replica implements PositionHolder {
   readonly stats: ReplicaStats = {
     validations: { ok: 0, error: 0 },
+    retention: { passes: 0, skipped: 0 },
     segments: 0,
     walBytes: 0,
     snapshots: 0,
@@ -350,13 +353,14 @@ export class Replica implements PositionHolder {
 
   /**
    * Deletes what no restore inside the retention window needs (spec §5.5),
-   * never the current generation and never the last restorable snapshot.
+   * never the current generation and never the last restorable snapshot. Returns the creation
+   * time of the oldest snapshot kept (see `enforceRetention` in `retention.ts`), when it ran.
    */
-  enforceRetention(now = Date.now()): Promise<void> {
+  enforceRetention(now = Date.now()): Promise<number | undefined> {
     return this.#mutex.run(async () => {
       const current = this.db.generation;
-      if (!current || !await this.#mayWrite(current)) return;
-      await enforceRetention(this.client, {
+      if (!current || !await this.#mayWrite(current)) return undefined;
+      return await enforceRetention(this.client, {
         current,
         cutoff: now - this.settings.retention,
         snapshot: () => this.#snapshot(),
@@ -438,12 +442,25 @@ export class Replica implements PositionHolder {
 
   async #retentionLoop(signal: AbortSignal): Promise<void> {
     const period = Math.min(this.settings.retentionCheckInterval, this.settings.retention);
+    const uploads = () => this.stats.segments + this.stats.snapshots;
+    // After a pass: nothing changes in the replica until an upload or until the oldest snapshot
+    // kept leaves the window, so an idle replica's passes make no request.
+    let quiet: { uploads: number; until: number } | undefined;
     while (!signal.aborted) {
       await sleep(period, signal);
       if (signal.aborted || !this.db.pos()) continue;
-      await this.enforceRetention().catch((err) =>
-        this.log.error("retention enforcement failed", { error: err })
-      );
+      if (quiet && quiet.uploads === uploads() && Date.now() < quiet.until) {
+        this.stats.retention.skipped++;
+        continue;
+      }
+      this.stats.retention.passes++;
+      const oldest = await this.enforceRetention().catch((err) => {
+        this.log.error("retention enforcement failed", { error: err });
+        return undefined;
+      });
+      quiet = oldest === undefined
+        ? undefined
+        : { uploads: uploads(), until: oldest + this.settings.retention };
     }
   }
 

@@ -70,7 +70,13 @@ async function start(
     lines,
     log,
     /** Stops the running replica, if any, and starts a new one on the same client (a restart). */
-    async replicate(lease?: Lease) {
+    async replicate(
+      lease?: Lease,
+      retention: { retention: number; retentionCheckInterval: number } = {
+        retention: 0,
+        retentionCheckInterval: 0,
+      },
+    ) {
       abort.abort();
       await running;
       abort = new AbortController();
@@ -82,8 +88,7 @@ async function start(
           name: "memory",
           syncInterval: 10,
           snapshotInterval: 0,
-          retention: 0,
-          retentionCheckInterval: 0,
+          ...retention,
         },
         log,
         new StoreHealth(FAST_CLOCK),
@@ -122,6 +127,25 @@ async function start(
   };
   return h;
 }
+
+Deno.test("replica loop: an idle replica's retention passes make no request; an upload brings them back", async () => {
+  await using h = await start();
+  await h.write(10);
+  await h.replicate(undefined, { retention: 3_600_000, retentionCheckInterval: 5 });
+  await h.caughtUp();
+  const { stats } = h.replica;
+  await waitFor("a retention pass after the upload", () => stats.retention.passes > 0);
+  await waitFor("idle passes skipped", () => stats.retention.skipped >= 5);
+  const calls = { ...h.client.faults.calls };
+  const passes = stats.retention.passes;
+  await waitFor("more idle passes skipped", () => stats.retention.skipped >= 10);
+  assert.equal(stats.retention.passes, passes, "no pass while idle");
+  assert.deepEqual(h.client.faults.calls, calls, "no request while idle");
+  await h.write(5);
+  await h.caughtUp();
+  await waitFor("a pass after the new upload", () => stats.retention.passes > passes);
+  assert.ok(h.client.faults.calls.generations > calls.generations, "it lists the replica again");
+});
 
 Deno.test("replica loop: a failed WAL segment upload is retried and every frame arrives", async () => {
   await using h = await start();

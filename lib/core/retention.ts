@@ -20,11 +20,15 @@ export interface RetentionContext {
   log: Logger;
 }
 
-/** Deletes the snapshots, WAL segments, checksum records and generations the window no longer needs. */
+/**
+ * Deletes the snapshots, WAL segments, checksum records and generations the window no longer
+ * needs. Returns the creation time (ms since the epoch) of the oldest snapshot it kept: until
+ * that one leaves the window, only new uploads give a later pass anything to do.
+ */
 export async function enforceRetention(
   client: ReplicaClient,
   { current, cutoff, snapshot, log }: RetentionContext,
-): Promise<void> {
+): Promise<number> {
   const generations = await client.generations();
   const snapshots = (await Promise.all(generations.map((g) => client.snapshots(g)))).flat();
   const retained = snapshots.filter((s) => s.createdAt.getTime() >= cutoff);
@@ -55,4 +59,5 @@ export async function enforceRetention(
       log.info("wal segments deleted", { generation, before: keep.index, count: old.length });
     }
   }
+  return Math.min(...retained.map((s) => s.createdAt.getTime()));
 }
