@@ -134,10 +134,11 @@ async function startOurs(
   dir: string,
   yaml: string,
   name = "litestream",
+  env: Record<string, string> = {},
 ): Promise<ReplicateProcess> {
   const cfg = `${dir}/${name}.yml`;
   await Deno.writeTextFile(cfg, yaml);
-  return startReplicate(["-config", cfg], { logPath: `${dir}/${name}.log` });
+  return startReplicate(["-config", cfg], { logPath: `${dir}/${name}.log`, env });
 }
 
 /** `litestream_replica_operation_total` by operation, from our replicate's metrics endpoint. */
@@ -411,7 +412,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: "s3: idle — once the database stops changing, no PUT and no LIST requests for 5 s",
+  name:
+    "s3: idle — once the database stops changing and the lease is parked, no request at all for 5 s",
   ...NO_SANITIZERS,
   fn: (t) =>
     onEachServer(t, async (srv) => {
@@ -431,6 +433,9 @@ Deno.test({
           { "checkpoint-interval": "1h" },
           `addr: 127.0.0.1:${metricsPort}\n`,
         ),
+        "litestream",
+        // A lease renewed every second: unparked, it would renew within the window.
+        { LITESTREAM_LEASE_TTL: "3s" },
       );
       const writer = await Writer.start(db, { pauseMs: 10 });
       await using _w = stopping(writer);
@@ -455,15 +460,16 @@ Deno.test({
         // Requests seen by the server: moto's log (nothing but replicate talks to it now), or
         // for s3rver what passed through the proxy; and replicate's own counters (metrics).
         const serverCount = () => srv.requestLog?.().length ?? proxy.stats.requests;
-        // Settled: no request for 1 s (the first idle sync has passed).
+        // Settled: no request for 2.5 s (the first idle sync has passed, the lease renewed once
+        // more for the last uploads and then parked, a renewal period later).
         let prev = serverCount();
         let quietSince = Date.now();
         await waitFor(
-          "1 s without requests",
+          "2.5 s without requests",
           () => {
             const now = serverCount();
             if (now !== prev) [prev, quietSince] = [now, Date.now()];
-            return Date.now() - quietSince >= 1000;
+            return Date.now() - quietSince >= 2500;
           },
           15_000,
           100,
