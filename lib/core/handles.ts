@@ -33,10 +33,11 @@ export class DbHandles {
     /** Our writes (`_litestream_seq`, the write lock) and checkpoints. */
     readonly conn: Sqlite,
     /**
-     * The connections of the long read transaction: the first holds it; a second, where
-     * checkpoints are let through, takes it over without a moment unheld (`renewReadTx`).
+     * The connections of the long read transaction: the first holds it; a second, opened when a
+     * checkpoint is first let through, takes it over without a moment unheld (`renewReadTx`).
      */
     readonly readers: Sqlite[],
+    readonly path: string,
     /** The database file, for snapshots: read with sync calls only (see `readAtSync`). */
     readonly file: Deno.FsFile,
     readonly pageSize: number,
@@ -62,17 +63,10 @@ export class DbHandles {
     }
     const opened: { close(): unknown }[] = [lock];
     try {
-      const conn = await openDatabase(path, { busyTimeoutMs: 1000 });
+      const conn = await openConnection(path);
       opened.unshift(conn);
-      const readers: Sqlite[] = [];
-      for (let i = admitCheckpointsEnabled() ? 2 : 1; i > 0; i--) {
-        readers.push(await openDatabase(path, { busyTimeoutMs: 1000 }));
-        opened.unshift(readers.at(-1)!);
-      }
-      for (const c of [conn, ...readers]) {
-        if (c.canPersistWal) await c.setPersistWal(true);
-        await c.exec("PRAGMA wal_autocheckpoint = 0");
-      }
+      const reader = await openConnection(path);
+      opened.unshift(reader);
       if (!conn.canPersistWal) {
         log.warn(
           "sqlite driver cannot keep the WAL on close; a restart may begin a new generation",
@@ -99,14 +93,15 @@ export class DbHandles {
       // After SQLite opened the -shm (our connections did, reading the database in WAL mode).
       const shm = admitCheckpointsEnabled()
         ? LockProbe.open(`${path}-shm`)
-        : "off unless LITESTREAM_EXPERIMENTAL_ADMIT_CHECKPOINTS=1";
+        : "LITESTREAM_ADMIT_CHECKPOINTS=0";
       if (typeof shm === "string") {
         log.debug("other processes' checkpoints wait for ours", { reason: shm });
       } else opened.splice(opened.indexOf(lock), 0, shm);
       const pageSize = Number((await conn.queryRow("PRAGMA page_size"))![0]);
       const handles = new DbHandles(
         conn,
-        readers,
+        [reader],
+        path,
         file,
         pageSize,
         lock,
@@ -150,11 +145,10 @@ export class DbHandles {
    * could restart the WAL, commit, backfill and restart it again.)
    */
   async renewReadTx(): Promise<void> {
+    if (!this.#rtxHeld) return await this.acquireReadTx();
+    // Opened here, not with the others: most databases never need it.
+    if (this.readers.length === 1) this.readers.push(await openConnection(this.path));
     const [held, next] = this.readers;
-    if (!this.#rtxHeld || !next) {
-      await this.releaseReadTx().catch(() => {}); // one reader: with a gap (admission is off)
-      return await this.acquireReadTx();
-    }
     await beginRead(next);
     this.readers.reverse();
     this.#rtxHeld = true;
@@ -216,6 +210,19 @@ export class DbHandles {
     this.shm?.close();
     this.file.close();
     this.lock.close();
+  }
+}
+
+/** Opens a connection of ours: WAL kept on close (persist-WAL), no auto-checkpoint. */
+async function openConnection(path: string): Promise<Sqlite> {
+  const db = await openDatabase(path, { busyTimeoutMs: 1000 });
+  try {
+    if (db.canPersistWal) await db.setPersistWal(true);
+    await db.exec("PRAGMA wal_autocheckpoint = 0");
+    return db;
+  } catch (err) {
+    await db.close().catch(() => {});
+    throw err;
   }
 }
 
