@@ -11,7 +11,7 @@
  * restarts the WAL only when no reader holds read marks 1–4, and backfills nothing while a
  * reader holds read mark 0, which SQLite gives a read begun on a fully backfilled WAL.
  *
- * Experimental: off unless `LITESTREAM_EXPERIMENTAL_ADMIT_CHECKPOINTS=1` (see `checkpoint.ts`).
+ * `LITESTREAM_ADMIT_CHECKPOINTS=0` turns it off (see `checkpoint.ts`).
  *
  * @module
  */

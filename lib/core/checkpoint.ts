@@ -58,17 +58,14 @@ export function checkpointDueIn(
 }
 
 /**
- * Whether other processes' checkpoints are let through (`DB.checkpointerWaiting`). Off unless
- * `LITESTREAM_EXPERIMENTAL_ADMIT_CHECKPOINTS=1`: under an application that checkpoints after
- * every commit while writing (tests/e2e/replicate_test.ts, case 3), on a heavily loaded
- * machine, replicas lacked one or two committed transactions in 13 of 126 runs; the race is not
- * found yet.
+ * Whether other processes' checkpoints are let through (`DB.checkpointerWaiting`): yes unless
+ * `LITESTREAM_ADMIT_CHECKPOINTS=0`, which makes them wait for ours, as with v0.3.13.
  */
 export function admitCheckpointsEnabled(): boolean {
   try {
-    return Deno.env.get("LITESTREAM_EXPERIMENTAL_ADMIT_CHECKPOINTS") === "1";
+    return Deno.env.get("LITESTREAM_ADMIT_CHECKPOINTS") !== "0";
   } catch {
-    return false; // no --allow-env: off
+    return true; // no --allow-env: the default
   }
 }
 

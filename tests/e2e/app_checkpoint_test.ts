@@ -66,11 +66,7 @@ async function startApp(dir: string): Promise<App> {
       },
     }]),
   );
-  // Letting checkpoints through is experimental and off by default (lib/core/checkpoint.ts).
-  const rep = startReplicate(["-config", cfg], {
-    logPath: `${dir}/replicate.log`,
-    env: { LITESTREAM_EXPERIMENTAL_ADMIT_CHECKPOINTS: "1" },
-  });
+  const rep = startReplicate(["-config", cfg], { logPath: `${dir}/replicate.log` });
   await rep.waitForLog(/snapshot written/);
   const gens = await generationsOf(replica);
   assert.equal(gens.length, 1, `one generation after the first snapshot: ${gens}`);
