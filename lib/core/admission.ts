@@ -119,10 +119,18 @@ export class CheckpointAdmission {
    * restarted the WAL itself writes random ones.
    */
   isRestart(shadow: ShadowState, walHeader: Uint8Array): boolean {
-    if (!this.#under || !equalBytes(this.#under, shadow.headerBytes)) return false;
+    if (!this.admittedUnder(shadow)) return false;
     if (equalBytes(walHeader, shadow.headerBytes)) return false;
     const next = decodeWalHeader(walHeader);
     return typeof next !== "string" && next.pageSize === shadow.header.pageSize;
+  }
+
+  /**
+   * True when a checkpoint was let through under `shadow`'s header: the WAL's one restart since
+   * (a new header, or a TRUNCATE emptying it) may be under way or done.
+   */
+  admittedUnder(shadow: ShadowState): boolean {
+    return !!this.#under && equalBytes(this.#under, shadow.headerBytes);
   }
 
   /** Forgets what was let through: our read transaction was not held throughout. */

@@ -118,6 +118,8 @@ export class ShadowLog {
     if (!walSt || !walHeader) return { reason: "primary wal header missing" };
     if (admission.isRestart(shadow, walHeader)) return { restarted: true };
     if (shadow.size > frameAlign(walSt.size, pageSize)) {
+      // A TRUNCATE we let through, emptying the WAL after we read its header: its restart.
+      if (admission.admittedUnder(shadow)) return { restarted: true };
       return { reason: "wal truncated by another process" };
     }
     // Only our own checkpoint restarts the WAL while we hold the read transaction. A restart we
