@@ -15,6 +15,7 @@ import { readAt } from "../os/fs.ts";
 import { decodeDbHeader } from "../sqlite/header.ts";
 import type { Logger } from "../log.ts";
 import { LockProbe } from "../os/lock_probe.ts";
+import { holdFile } from "../os/held_files.ts";
 import { admitCheckpointsEnabled } from "./checkpoint.ts";
 import {
   decodeWalIndex,
@@ -47,6 +48,8 @@ export class DbHandles {
      * our read transaction. Undefined without FFI: such checkpoints then wait, as with v0.3.13.
      */
     readonly shm: LockProbe | undefined,
+    /** Ends this process's note that `file` carries SQLite's locks (see `held_files.ts`). */
+    readonly unhold: () => void,
   ) {}
 
   /**
@@ -90,6 +93,8 @@ export class DbHandles {
       // Closed after every connection: closing them drops the process's locks on the files.
       const file = await Deno.open(path, { read: true });
       opened.splice(opened.indexOf(lock), 0, file);
+      const unhold = holdFile(file);
+      opened.unshift({ close: unhold });
       // After SQLite opened the -shm (our connections did, reading the database in WAL mode).
       const shm = admitCheckpointsEnabled()
         ? LockProbe.open(`${path}-shm`)
@@ -106,6 +111,7 @@ export class DbHandles {
         pageSize,
         lock,
         typeof shm === "string" ? undefined : shm,
+        unhold,
       );
       await handles.acquireReadTx();
       return handles;
@@ -208,6 +214,7 @@ export class DbHandles {
     await this.conn.close();
     // Only after SQLite has closed: closing these releases the process's locks on the files.
     this.shm?.close();
+    this.unhold();
     this.file.close();
     this.lock.close();
   }

@@ -12,6 +12,7 @@
  */
 
 import { join, relative, sep } from "node:path";
+import { isHeldFile } from "../os/held_files.ts";
 
 /** What decides which files under a directory are databases. */
 export interface DirRule {
@@ -106,10 +107,12 @@ export async function listDir(dir: string): Promise<ListedEntry[]> {
 
 /**
  * True when the file at `path` begins with the SQLite header; false while it is shorter
- * (being created) or holds something else; throws when it cannot be read (EACCES, …). Never
- * call it on a file this process's SQLite has open (see the module doc).
+ * (being created) or holds something else; throws when it cannot be read (EACCES, …). A file
+ * this process's SQLite has open, under this name or another (renamed while replicated), is a
+ * database and is not opened (see the module doc).
  */
 export async function beginsWithSqliteHeader(path: string): Promise<boolean> {
+  if (isHeldFile(path)) return true;
   using file = await Deno.open(path, { read: true });
   const buf = new Uint8Array(MAGIC.length);
   let n = 0;

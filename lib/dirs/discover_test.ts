@@ -8,7 +8,14 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { tempDir } from "../../tests/support/poll.ts";
 import { compileGlob } from "./glob.ts";
-import { type DirRule, findDatabases, hasSqliteMagic, planDir } from "./discover.ts";
+import {
+  beginsWithSqliteHeader,
+  type DirRule,
+  findDatabases,
+  hasSqliteMagic,
+  planDir,
+} from "./discover.ts";
+import { holdFile } from "../os/held_files.ts";
 
 const HEADER = new TextEncoder().encode("SQLite format 3\0");
 
@@ -78,4 +85,19 @@ Deno.test("findDatabases: real tree; problems reported with their path, the rest
     }
   }
   await assert.rejects(() => findDatabases(rule(join(dir, "missing"))), Deno.errors.NotFound);
+});
+
+Deno.test("beginsWithSqliteHeader: a file this process holds SQLite's locks on is a database, never opened", async () => {
+  await using dir = await tempDir();
+  const moved = join(dir.path, "moved.db");
+  // Not SQLite content: only the held-file note can make it a database, so nothing read it.
+  await Deno.writeTextFile(moved, "not read");
+  using file = await Deno.open(moved, { read: true });
+  assert.equal(await beginsWithSqliteHeader(moved), false);
+  const unhold = holdFile(file);
+  try {
+    assert.equal(await beginsWithSqliteHeader(moved), true);
+  } finally {
+    unhold();
+  }
 });
