@@ -7,11 +7,13 @@
  * @module
  */
 
-import { LitestreamError } from "../lib/errors.ts";
 import { prefetch } from "../lib/os/prefetch.ts";
 
-/** Reads the bytes `[start, end)` of the object whole; retrying and resuming are its job. */
-export type PartReader = (start: number, end: number) => Promise<Uint8Array>;
+/**
+ * Reads the bytes `[start, end)` of the object into `into` (which holds exactly that many) and
+ * returns it filled; retrying and resuming are its job (see `downloadInto`).
+ */
+export type PartReader = (start: number, end: number, into: Uint8Array) => Promise<Uint8Array>;
 
 /** Where the parts of an object begin: `from`, then every `partSize` bytes up to `size`. */
 export function partStarts(size: number, partSize: number, from = 0): number[] {
@@ -21,11 +23,16 @@ export function partStarts(size: number, partSize: number, from = 0): number[] {
   return starts;
 }
 
+/** Bytes handed to a reader that brings no buffer of its own (a default reader). */
+const CHUNK_BYTES = 256 * 1024;
+
 /**
  * Streams the bytes `[from, size)` of an object as parts of `partSize` read by `readPart`, up
- * to `parallelism` at once, in order. Parts are read only as the consumer makes room, so
- * memory stays near (parallelism + 1) × partSize whatever the object's size. A part that
- * fails errors the stream when its turn comes; cancelling lets parts in flight settle.
+ * to `parallelism` at once, in order. Parts are read only as the consumer makes room, into
+ * part buffers that are reused once the consumer has taken their bytes, so memory stays at
+ * (parallelism + 1) × partSize whatever the object's size. The stream is a byte stream: a BYOB
+ * reader gets the bytes copied into its own buffer. A part that fails errors the stream when
+ * its turn comes; cancelling lets parts in flight settle.
  */
 export function rangedStream(
   size: number,
@@ -34,43 +41,40 @@ export function rangedStream(
   readPart: PartReader,
   from = 0,
 ): ReadableStream<Uint8Array> {
-  const parts = prefetch(
-    partStarts(size, partSize, from),
-    parallelism,
-    (start) => readPart(start, Math.min(size, start + partSize)),
-  );
-  return new ReadableStream<Uint8Array>({
+  const free: Uint8Array[] = [];
+  const parts = prefetch(partStarts(size, partSize, from), parallelism, (start) => {
+    const end = Math.min(size, start + partSize);
+    const buf = free.pop() ?? new Uint8Array(partSize);
+    return readPart(start, end, buf.subarray(0, end - start));
+  });
+  let part: Uint8Array | undefined;
+  let at = 0;
+  return new ReadableStream({
+    type: "bytes",
+    autoAllocateChunkSize: CHUNK_BYTES,
     async pull(controller) {
-      const next = await parts.next();
-      if (next.done) controller.close();
-      else controller.enqueue(next.value);
+      if (!part) {
+        const next = await parts.next();
+        if (next.done) {
+          controller.close();
+          controller.byobRequest?.respond(0);
+          return;
+        }
+        part = next.value;
+        at = 0;
+      }
+      const request = controller.byobRequest!;
+      const view = request.view!;
+      const n = Math.min(view.byteLength, part.length - at);
+      new Uint8Array(view.buffer, view.byteOffset, n).set(part.subarray(at, at += n));
+      request.respond(n);
+      if (at === part.length) {
+        if (part.buffer.byteLength === partSize) free.push(new Uint8Array(part.buffer));
+        part = undefined;
+      }
     },
     async cancel() {
       await parts.return(undefined);
     },
-  }, { highWaterMark: 0 });
-}
-
-/**
- * Reads a stream that must hold exactly `size` bytes into one array of that size. More or
- * fewer bytes is an error naming `name`: a part that is not the requested range must never be
- * spliced into an object.
- */
-export async function readExactly(
-  stream: ReadableStream<Uint8Array>,
-  size: number,
-  name: string,
-): Promise<Uint8Array> {
-  const out = new Uint8Array(size);
-  let n = 0;
-  for await (const chunk of stream) {
-    // Leaving the loop by a throw cancels the stream.
-    if (n + chunk.length > size) {
-      throw new LitestreamError(`${name}: more than the ${size} bytes requested`);
-    }
-    out.set(chunk, n);
-    n += chunk.length;
-  }
-  if (n !== size) throw new LitestreamError(`${name}: ${n} of the ${size} bytes requested`);
-  return out;
+  });
 }

@@ -1,14 +1,15 @@
 /**
  * Parallel ranged reads (replicas/ranged_read.ts): an object read as parts comes out whole and
  * in order whatever the part size, parallelism and completion order; no more than
- * `parallelism` parts are read at once, and no part is read before the consumer makes room.
+ * `parallelism` parts are read at once, no part is read before the consumer makes room, and
+ * part buffers are reused.
  */
 
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { LitestreamError } from "../lib/errors.ts";
-import { partStarts, rangedStream, readExactly } from "./ranged_read.ts";
-import { bytesOf, rejectsWith, streamOf } from "./test_streams.ts";
+import { partStarts, rangedStream } from "./ranged_read.ts";
+import { bytesOf, rejectsWith } from "./test_streams.ts";
 
 const object = (size: number) => Uint8Array.from({ length: size }, (_, i) => (i * 7 + 3) & 255);
 
@@ -32,17 +33,22 @@ Deno.test("rangedStream: whole object in order, whatever the timing", async () =
         let inFlight = 0;
         let most = 0;
         let reads = 0;
-        const stream = rangedStream(size, partSize, parallelism, async (start, end) => {
+        const buffers = new Set<ArrayBufferLike>();
+        const stream = rangedStream(size, partSize, parallelism, async (start, end, into) => {
+          assert.deepEqual(into.length, end - start);
+          buffers.add(into.buffer);
           inFlight++;
           most = Math.max(most, inFlight);
           // Let later parts finish first now and then.
           for (let i = delays[reads++ % delays.length]; i > 0; i--) await Promise.resolve();
           inFlight--;
-          return data.slice(start, end);
+          into.set(data.subarray(start, end));
+          return into;
         });
         assert.deepEqual(await bytesOf(stream), data);
         assert.ok(most <= parallelism, `${most} parts in flight, parallelism ${parallelism}`);
         assert.deepEqual(reads, Math.ceil(size / partSize));
+        assert.ok(buffers.size <= parallelism + 1, `${buffers.size} part buffers`);
       },
     ),
   );
@@ -50,9 +56,9 @@ Deno.test("rangedStream: whole object in order, whatever the timing", async () =
 
 Deno.test("rangedStream: parts are read only as the consumer makes room", async () => {
   const started: number[] = [];
-  const stream = rangedStream(100, 10, 3, (start, end) => {
+  const stream = rangedStream(100, 10, 3, (start, _end, into) => {
     started.push(start);
-    return Promise.resolve(object(end - start));
+    return Promise.resolve(into);
   });
   const reader = stream.getReader();
   await reader.read();
@@ -66,10 +72,8 @@ Deno.test("rangedStream: a failed part errors the stream when its turn comes", a
     40,
     10,
     4,
-    (start, end) =>
-      start === 20
-        ? Promise.reject(new LitestreamError("part 20 broke"))
-        : Promise.resolve(object(end - start)),
+    (start, _end, into) =>
+      start === 20 ? Promise.reject(new LitestreamError("part 20 broke")) : Promise.resolve(into),
   );
   const reader = stream.getReader();
   assert.deepEqual((await reader.read()).value?.length, 10);
@@ -77,19 +81,20 @@ Deno.test("rangedStream: a failed part errors the stream when its turn comes", a
   await rejectsWith(() => reader.read(), LitestreamError, "part 20 broke");
 });
 
-Deno.test("readExactly: exactly the bytes asked for, or an error naming the part", async () => {
-  assert.deepEqual(
-    await readExactly(streamOf("ab", "cd"), 4, "p"),
-    new TextEncoder().encode("abcd"),
-  );
-  await rejectsWith(
-    () => readExactly(streamOf("abc"), 4, "obj bytes 0-3"),
-    LitestreamError,
-    "obj bytes 0-3: 3 of the 4",
-  );
-  await rejectsWith(
-    () => readExactly(streamOf("abcde"), 4, "obj"),
-    LitestreamError,
-    "more than the 4",
-  );
+Deno.test("rangedStream: a BYOB reader gets the bytes in its own buffer, in any sizes", async () => {
+  const data = object(1000);
+  const stream = rangedStream(data.length, 64, 4, (start, end, into) => {
+    into.set(data.subarray(start, end));
+    return Promise.resolve(into);
+  });
+  const reader = stream.getReader({ mode: "byob" });
+  const out: number[] = [];
+  let buf = new Uint8Array(100);
+  for (let want = 1;; want = (want * 7) % 100 + 1) {
+    const { value, done } = await reader.read(new Uint8Array(buf.buffer, 0, want));
+    if (done) break;
+    out.push(...value);
+    buf = new Uint8Array(value.buffer);
+  }
+  assert.deepEqual(Uint8Array.from(out), data);
 });

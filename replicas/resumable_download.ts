@@ -1,8 +1,9 @@
 /**
- * Resumable downloads for object stores (S3, Azure Blob Storage): a body that breaks, or ends
- * short of its length, continues with a ranged read from the byte where it stopped, pinned to
- * the first response's ETag so a replaced object is an error. The same serves one part of an
- * object fetched in parallel parts. Each backend supplies how to send one read.
+ * Resumable downloads for object stores (S3, Azure Blob Storage, GCS): a body that breaks,
+ * stalls, or ends short of its length, continues with a ranged read from the byte where it
+ * stopped, pinned to the first response's ETag so a replaced object is an error. An object is
+ * read as a stream, or one byte range of it into a caller's buffer (a part of an object fetched
+ * in parallel parts). Each backend supplies how to send one read.
  *
  * @module
  */
@@ -40,70 +41,199 @@ export interface DownloadSource {
   etag?: string;
   /** The response to the first read, when the caller already sent it. */
   first?: DownloadPart;
+  /**
+   * A body that delivers nothing for this long is abandoned and the read resumed (a stalled
+   * connection would otherwise hang the download for ever). Default: no limit.
+   */
+  idleTimeoutMs?: number;
 }
 
+/** Bytes read from a body at a time into a download's own buffer (see `downloadInto`). */
+const SCRATCH_BYTES = 256 * 1024;
+
 /**
- * Opens a download and wraps it in a stream that, when the body breaks or ends short of its
- * length, continues with a ranged read from the byte where it stopped (pinned to the ETag, so a
- * replaced object is an error).
+ * Opens a download and wraps it in a stream that, when the body breaks, stalls or ends short of
+ * its length, continues with a ranged read from the byte where it stopped (pinned to the ETag,
+ * so a replaced object is an error).
  */
 export async function resumableDownload(
   src: DownloadSource,
 ): Promise<ReadableStream<Uint8Array>> {
-  let pos = src.start ?? 0;
-  const first = src.first ?? await src.get(pos, src.etag);
-  const end = first.length === undefined ? undefined : pos + first.length;
-  const etag = src.etag ?? first.etag;
-  const describe = src.describe ?? ((err: unknown) => (err as Error)?.message ?? String(err));
-  // Servers that ignore If-Match (s3rver does) still name the version they send.
-  const sameObject = (res: DownloadPart) => {
-    if (etag && res.etag && res.etag !== etag) {
-      res.body.cancel().catch(() => {});
-      throw src.fail("the object was replaced during the download (ETag changed)", {
-        replaced: true,
-      });
-    }
-  };
-  sameObject(first);
-  let body = first.body.getReader();
-  let resumes = 0;
-  const resume = async (cause: unknown) => {
-    if (++resumes > src.maxResumes) {
-      throw src.fail(`download broke at byte ${pos}: ${describe(cause)}`, { cause });
-    }
-    body.cancel().catch(() => {});
-    await backoff(resumes);
-    const next = await src.get(pos, etag);
-    sameObject(next);
-    // A server that ignores the range would send the whole object again.
-    if (next.rangeStart !== pos) {
-      next.body.cancel().catch(() => {});
-      throw src.fail(`range request from byte ${pos} not honoured`, {});
-    }
-    body = next.body.getReader();
-  };
+  const download = await Download.open(src, false);
   return new ReadableStream<Uint8Array>({
     pull: async (ctrl) => {
-      while (true) {
-        let chunk: ReadableStreamReadResult<Uint8Array>;
-        try {
-          chunk = await body.read();
-        } catch (err) {
-          await resume(err);
-          continue;
-        }
-        if (!chunk.done) {
-          pos += chunk.value.byteLength;
-          src.onBytes(chunk.value.byteLength);
-          resumes = 0;
-          return ctrl.enqueue(chunk.value);
-        }
-        if (end === undefined || pos >= end) return ctrl.close();
-        await resume(new Error(`body ended at byte ${pos} of ${end}`));
-      }
+      const chunk = await download.next(Infinity);
+      if (chunk) ctrl.enqueue(chunk);
+      else ctrl.close();
     },
-    cancel: (reason) => body.cancel(reason),
+    cancel: () => download.close(),
   });
+}
+
+/**
+ * Downloads exactly `into.length` bytes from `src.start` into `into`, resuming as
+ * `resumableDownload` does; returns the filled array (`into`). More or fewer bytes than that is
+ * an error: a response that is not the requested range must never be spliced into an object.
+ * Bodies that allow it are read into a buffer of the download's own, so no array is allocated
+ * per chunk.
+ */
+export async function downloadInto(src: DownloadSource, into: Uint8Array): Promise<Uint8Array> {
+  const start = src.start ?? 0;
+  const range = `bytes ${start}-${start + into.length - 1}`;
+  const download = await Download.open(src, true);
+  try {
+    for (let n = 0; n < into.length;) {
+      const chunk = await download.next(into.length - n);
+      if (!chunk) throw src.fail(`${range}: ${n} of the ${into.length} bytes requested`, {});
+      into.set(chunk, n);
+      n += chunk.length;
+    }
+    if (await download.next(1)) {
+      throw src.fail(`${range}: more than the ${into.length} bytes requested`, {});
+    }
+    return into;
+  } finally {
+    await download.close();
+  }
+}
+
+/** A download in progress: its position, its current body and its resumptions. */
+class Download {
+  readonly #src: DownloadSource;
+  readonly #etag: string | undefined;
+  /** End of the range (from the first response's length), if known. */
+  readonly #end: number | undefined;
+  /** Whether to read bodies into `#scratch` (a view of it is valid until the next read). */
+  readonly #intoScratch: boolean;
+  #pos: number;
+  #body!: ReadableStreamDefaultReader<Uint8Array> | ReadableStreamBYOBReader;
+  #scratch: Uint8Array | undefined;
+  /** What a default reader's last chunk held beyond what was asked for. */
+  #rest: Uint8Array | undefined;
+  #resumes = 0;
+
+  private constructor(src: DownloadSource, first: DownloadPart, intoScratch: boolean) {
+    this.#src = src;
+    this.#pos = src.start ?? 0;
+    this.#end = first.length === undefined ? undefined : this.#pos + first.length;
+    this.#etag = src.etag ?? first.etag;
+    this.#intoScratch = intoScratch;
+    this.#use(first);
+  }
+
+  /** Sends the first read (unless the caller did); `intoScratch` as in `next`. */
+  static async open(src: DownloadSource, intoScratch: boolean): Promise<Download> {
+    return new Download(src, src.first ?? await src.get(src.start ?? 0, src.etag), intoScratch);
+  }
+
+  /**
+   * The next bytes (at most `max`), or undefined at the end. Without `intoScratch` each chunk
+   * is the caller's; with it, a view valid until the next call.
+   */
+  async next(max: number): Promise<Uint8Array | undefined> {
+    while (true) {
+      let chunk: Uint8Array | undefined;
+      try {
+        chunk = await this.#read(max);
+      } catch (err) {
+        await this.#resume(err);
+        continue;
+      }
+      if (chunk) {
+        this.#pos += chunk.byteLength;
+        this.#src.onBytes(chunk.byteLength);
+        this.#resumes = 0;
+        return chunk;
+      }
+      if (this.#end === undefined || this.#pos >= this.#end) return undefined;
+      await this.#resume(new Error(`body ended at byte ${this.#pos} of ${this.#end}`));
+    }
+  }
+
+  /** Gives up the current body. */
+  async close(): Promise<void> {
+    await this.#body.cancel().catch(() => {});
+  }
+
+  /** One read of the current body (within the idle timeout); undefined at its end. */
+  async #read(max: number): Promise<Uint8Array | undefined> {
+    if (this.#rest) return this.#cut(this.#rest, max);
+    const body = this.#body;
+    let read: Promise<ReadableStreamReadResult<Uint8Array>>;
+    if (body instanceof ReadableStreamBYOBReader) {
+      const buf = this.#scratch ?? new Uint8Array(SCRATCH_BYTES);
+      // The read takes the buffer over; a failed one keeps it.
+      this.#scratch = undefined;
+      read = body.read(new Uint8Array(buf.buffer, 0, Math.min(buf.byteLength, max)));
+    } else {
+      read = body.read();
+    }
+    const ms = this.#src.idleTimeoutMs;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      const { value, done } = ms === undefined ? await read : await Promise.race([
+        read,
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`no data for ${ms} ms`)), ms);
+        }),
+      ]);
+      if (value && body instanceof ReadableStreamBYOBReader) {
+        this.#scratch = new Uint8Array(value.buffer);
+      }
+      return done || !value ? undefined : this.#cut(value, max);
+    } finally {
+      clearTimeout(timer);
+      read.catch(() => {}); // a stalled read settles when its body is cancelled
+    }
+  }
+
+  /** The first `max` bytes of `chunk`; the rest is kept for the next read. */
+  #cut(chunk: Uint8Array, max: number): Uint8Array {
+    this.#rest = chunk.length > max ? chunk.subarray(max) : undefined;
+    return chunk.length > max ? chunk.subarray(0, max) : chunk;
+  }
+
+  /** Continues from `#pos` with a ranged read, or throws once resumptions are used up. */
+  async #resume(cause: unknown): Promise<void> {
+    const src = this.#src;
+    if (++this.#resumes > src.maxResumes) {
+      const describe = src.describe ?? ((err: unknown) => (err as Error)?.message ?? String(err));
+      throw src.fail(`download broke at byte ${this.#pos}: ${describe(cause)}`, { cause });
+    }
+    this.#body.cancel().catch(() => {});
+    await backoff(this.#resumes);
+    this.#use(await src.get(this.#pos, this.#etag));
+  }
+
+  /**
+   * Continues with the body of `res` after checking it is the object's version (servers that
+   * ignore If-Match, as s3rver does, still name the version they send) and starts at `#pos` (a
+   * server that ignores the range would send the whole object again).
+   */
+  #use(res: DownloadPart): void {
+    const fail = (detail: string, replaced: boolean) => {
+      res.body.cancel().catch(() => {});
+      return this.#src.fail(detail, { replaced });
+    };
+    if (this.#etag && res.etag && res.etag !== this.#etag) {
+      throw fail("the object was replaced during the download (ETag changed)", true);
+    }
+    if ((res.rangeStart ?? 0) !== this.#pos) {
+      throw fail(`range request from byte ${this.#pos} not honoured`, false);
+    }
+    this.#body = this.#intoScratch ? byobOrDefault(res.body) : res.body.getReader();
+  }
+}
+
+/** A BYOB reader of `body` where it is a byte stream (`fetch` bodies are), else a default one. */
+function byobOrDefault(
+  body: ReadableStream<Uint8Array>,
+): ReadableStreamBYOBReader | ReadableStreamDefaultReader<Uint8Array> {
+  try {
+    return body.getReader({ mode: "byob" });
+  } catch {
+    return body.getReader();
+  }
 }
 
 /** The first byte of a `Content-Range: bytes FIRST-LAST/SIZE` header, if it has one. */

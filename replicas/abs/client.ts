@@ -15,11 +15,12 @@ import { type Listing, ObjectStoreClient } from "../object_store.ts";
 import { type AbsOptions, absOptionsFromConfig, type AbsReplicaConfig, goPathJoin } from "./url.ts";
 import { AbsError, type AbsOperation, callAbs, describeError } from "./errors.ts";
 import {
+  downloadInto,
   type DownloadPart,
   type DownloadSource,
   resumableDownload,
 } from "../resumable_download.ts";
-import { rangedStream, readExactly } from "../ranged_read.ts";
+import { rangedStream } from "../ranged_read.ts";
 import { type AbsTuning, createContainerClient, createCredential, TUNING_DEFAULTS } from "./sdk.ts";
 import { fetchBlob } from "./download.ts";
 import { listBlobs, serviceName } from "./listing.ts";
@@ -37,6 +38,9 @@ export type AbsCounters = StoreCounters;
 export function absClientFromConfig(cfg: AbsReplicaConfig, tuning?: AbsTuning): AbsReplicaClient {
   return new AbsReplicaClient(absOptionsFromConfig(cfg), tuning);
 }
+
+/** Which bytes of a blob to read, and what is known of it already. */
+type Range = Pick<DownloadSource, "start" | "etag" | "first"> & { end?: number };
 
 /** A replica in an Azure Blob Storage container (or Azurite, or a sovereign cloud). */
 export class AbsReplicaClient extends ObjectStoreClient {
@@ -88,11 +92,10 @@ export class AbsReplicaClient extends ObjectStoreClient {
     const size = first.size;
     if (parallelism <= 1 || size <= partSize) return await this.read(key, { first: first.part });
     const etag = first.part.etag;
-    return rangedStream(size, partSize, parallelism, async (start, end) =>
-      readExactly(
-        await this.read(key, { start, end, etag, first: start === 0 ? first.part : undefined }),
-        end - start,
-        `${this.url(key)} bytes ${start}-${end - 1}`,
+    return rangedStream(size, partSize, parallelism, (start, end, into) =>
+      downloadInto(
+        this.#source(key, { start, end, etag, first: start === 0 ? first.part : undefined }),
+        into,
       ));
   }
 
@@ -168,12 +171,14 @@ export class AbsReplicaClient extends ObjectStoreClient {
    * Streams the blob at `key`, or its bytes `[start, end)`, resuming a broken body with ranged
    * reads (see `resumableDownload`).
    */
-  protected read(
-    key: string,
-    range: Pick<DownloadSource, "start" | "etag" | "first"> & { end?: number } = {},
-  ): Promise<ReadableStream<Uint8Array>> {
+  protected read(key: string, range: Range = {}): Promise<ReadableStream<Uint8Array>> {
+    return resumableDownload(this.#source(key, range));
+  }
+
+  /** The blob at `key`, or its bytes `[start, end)`, for the shared download. */
+  #source(key: string, range: Range): DownloadSource {
     const url = this.url(key);
-    return resumableDownload({
+    return {
       ...range,
       get: async (from, etag) => (await this.#get(key, from, etag, range.end)).part,
       maxResumes: this.#tuning.maxResumes,
@@ -181,7 +186,8 @@ export class AbsReplicaClient extends ObjectStoreClient {
       fail: (detail, { cause, replaced }) =>
         new AbsError("GET", url, replaced ? "ConditionNotMet" : "", detail, { cause }),
       describe: describeError,
-    });
+      idleTimeoutMs: this.#tuning.tryTimeoutMs,
+    };
   }
 
   /**

@@ -28,7 +28,10 @@ export interface AbsTuning {
   retryDelayMs?: number;
   /** Longest retry delay. Default 10 s. */
   maxRetryDelayMs?: number;
-  /** Time limit of one attempt (an upload's body included; a read's until its headers). Default 5 min. */
+  /**
+   * Time limit of one attempt (an upload's body included; a read's until its headers, and a
+   * read's body that delivers nothing for this long is resumed). Default 5 min.
+   */
   tryTimeoutMs?: number;
   /** Ranged re-reads of a download that broke, without progress in between. Default 5. */
   maxResumes?: number;

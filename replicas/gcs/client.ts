@@ -181,6 +181,7 @@ export class GcsReplicaClient extends ObjectStoreClient {
     return resumableDownload({
       get: async (from, generation) => (await getObject(ref, from, generation)).part,
       maxResumes: this.#http.tuning.maxResumes,
+      idleTimeoutMs: this.#http.tuning.idleTimeoutMs,
       onBytes: (n) => this.counters.bytes.GET += n,
       fail: (detail, { cause, replaced }) =>
         new GcsError("GET", ref.url, replaced ? 412 : 0, detail, { cause }),

@@ -1,7 +1,6 @@
 /**
  * GCS reads for the shared resumable download (`replicas/resumable_download.ts`): one media GET
- * of an object or a byte range of it, pinned to a generation (the role an ETag plays for S3),
- * its body guarded against stalls.
+ * of an object or a byte range of it, pinned to a generation (the role an ETag plays for S3).
  *
  * @module
  */
@@ -65,35 +64,11 @@ export async function getObject(
   const cr = /^bytes (\d+)-\d+\/(\d+)$/.exec(res.headers.get("content-range") ?? "");
   return {
     part: {
-      body: withIdleTimeout(res.body ?? ReadableStream.from([]), o.http.tuning.idleTimeoutMs),
+      body: res.body ?? ReadableStream.from([]),
       length: length === null ? undefined : Number(length),
       etag: res.headers.get("x-goog-generation") ?? undefined,
       rangeStart: cr ? Number(cr[1]) : undefined,
     },
     size: cr ? Number(cr[2]) : Number(length ?? 0),
   };
-}
-
-/**
- * `body`, erroring when nothing arrives for `ms` (a stalled connection would otherwise hang
- * the download for ever; the error lets it resume with a ranged read).
- */
-function withIdleTimeout(body: ReadableStream<Uint8Array>, ms: number) {
-  const reader = body.getReader();
-  return new ReadableStream<Uint8Array>({
-    async pull(ctrl) {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const stalled = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`no data for ${ms} ms`)), ms);
-      });
-      try {
-        const r = await Promise.race([reader.read(), stalled]);
-        if (r.done) ctrl.close();
-        else ctrl.enqueue(r.value);
-      } finally {
-        clearTimeout(timer);
-      }
-    },
-    cancel: (reason) => reader.cancel(reason),
-  });
 }

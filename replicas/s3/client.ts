@@ -15,19 +15,19 @@ import {
   ListObjectsCommand,
   type ListObjectsCommandOutput,
   PutObjectCommand,
-  type S3Client,
 } from "@aws-sdk/client-s3";
 import { LitestreamError, NotFoundError } from "../../lib/errors.ts";
 import type { LeaseObject, ReadOptions } from "../../lib/replica_client.ts";
 import { type Listing, ObjectStoreClient } from "../object_store.ts";
 import { cleanS3Path, type S3Options, s3OptionsFromConfig, type S3ReplicaConfig } from "./url.ts";
 import { callS3, S3Error, type S3Operation } from "./errors.ts";
-import { type S3Counters, type S3Tuning, TUNING_DEFAULTS } from "./sdk.ts";
+import { type S3Counters, type S3Tuning, type SdkClients, TUNING_DEFAULTS } from "./sdk.ts";
 import { newStoreCounters } from "../counters.ts";
 import { leaseSdkClient, type SdkLease } from "./shared_sdk.ts";
 import { uploadObject } from "./upload.ts";
-import { contentRangeTotal, type DownloadSource, resumableDownload } from "./download.ts";
-import { rangedStream, readExactly } from "../ranged_read.ts";
+import { contentRangeTotal, downloadSource, type S3DownloadSource } from "./download.ts";
+import { downloadInto, resumableDownload } from "../resumable_download.ts";
+import { rangedStream } from "../ranged_read.ts";
 
 /** Key of the lease object under the replica's path (outside `generations/`: v0.3.13 never lists it). */
 const LEASE_KEY = "lease.json";
@@ -37,6 +37,9 @@ const CONDITION_FAILED = new Set(["PreconditionFailed", "ConditionalRequestConfl
 
 /** Maximum keys per DeleteObjects request (an S3 limit). */
 const DELETE_BATCH = 1000;
+
+/** Which bytes of an object to read, and what is known of it already. */
+type Range = Pick<S3DownloadSource, "start" | "etag" | "first"> & { end?: number };
 
 /** Creates the client for a replica config entry (`url` and fields combined as in v0.3.13). */
 export function s3ClientFromConfig(cfg: S3ReplicaConfig, tuning?: S3Tuning): S3ReplicaClient {
@@ -57,7 +60,7 @@ export class S3ReplicaClient extends ObjectStoreClient {
   readonly #path: string;
   readonly #options: S3Options;
   readonly #tuning: Required<S3Tuning>;
-  #client?: Promise<S3Client>;
+  #client?: Promise<SdkClients>;
   #sdkLease?: SdkLease;
 
   /** Validates `options` (throws `LitestreamError`); no request is made until the first operation. */
@@ -110,11 +113,10 @@ export class S3ReplicaClient extends ObjectStoreClient {
     }
     if (size <= partSize) return await this.read(key, { first });
     const etag = first.ETag;
-    return rangedStream(size, partSize, parallelism, async (start, end) =>
-      readExactly(
-        await this.read(key, { start, end, etag, first: start === 0 ? first : undefined }),
-        end - start,
-        `${this.url(key)} bytes ${start}-${end - 1}`,
+    return rangedStream(size, partSize, parallelism, (start, end, into) =>
+      downloadInto(
+        this.#source(key, { start, end, etag, first: start === 0 ? first : undefined }),
+        into,
       ));
   }
 
@@ -140,7 +142,7 @@ export class S3ReplicaClient extends ObjectStoreClient {
   async writeLease(data: Uint8Array, expected: string | undefined): Promise<string | undefined> {
     if ((await this.readLease())?.version !== expected) return undefined;
     const key = this.key(LEASE_KEY);
-    const client = await this.#sdk();
+    const { client } = await this.#sdk();
     const condition = expected === undefined ? { IfNoneMatch: "*" } : { IfMatch: expected };
     try {
       const out = await this.#call("PUT", key, () =>
@@ -183,7 +185,7 @@ export class S3ReplicaClient extends ObjectStoreClient {
    * (s3rver's v2 continuation tokens need DES, which Deno's crypto lacks).
    */
   protected async list(prefix: string, delimited = false): Promise<Listing> {
-    const client = await this.#sdk();
+    const { client } = await this.#sdk();
     const objects: Listing["objects"] = [];
     const prefixes: string[] = [];
     let marker: string | undefined;
@@ -216,7 +218,7 @@ export class S3ReplicaClient extends ObjectStoreClient {
     key: string,
     data: ReadableStream<Uint8Array>,
   ): Promise<{ size: number; createdAt: Date }> {
-    const client = await this.#sdk();
+    const { client } = await this.#sdk();
     const { partSize, queueSize } = this.#tuning;
     const out = await uploadObject(
       { client, bucket: this.#bucket, key, partSize, queueSize, call: this.#call },
@@ -230,22 +232,25 @@ export class S3ReplicaClient extends ObjectStoreClient {
    * Streams the object at `key`, or its bytes `[start, end)`, resuming a broken body with
    * range GETs (see `resumableDownload`).
    */
-  protected read(
-    key: string,
-    range: Pick<DownloadSource, "start" | "etag" | "first"> & { end?: number } = {},
-  ): Promise<ReadableStream<Uint8Array>> {
-    return resumableDownload({
+  protected read(key: string, range: Range = {}): Promise<ReadableStream<Uint8Array>> {
+    return resumableDownload(this.#source(key, range));
+  }
+
+  /** The object at `key`, or its bytes `[start, end)`, for the shared download. */
+  #source(key: string, range: Range) {
+    return downloadSource({
       ...range,
       url: this.url(key),
       get: (from, etag) => this.#get(key, from, etag, range.end),
       maxResumes: this.#tuning.maxResumes,
+      idleTimeoutMs: this.#tuning.idleTimeoutMs,
       onBytes: (n) => this.counters.bytes.GET += n,
     });
   }
 
   /** GETs the object from byte `from` up to `end` (exclusive; default the end), pinned to `etag`. */
   async #get(key: string, from = 0, etag?: string, end?: number): Promise<GetObjectCommandOutput> {
-    const client = await this.#sdk();
+    const { reader } = await this.#sdk();
     const input = {
       Bucket: this.#bucket,
       Key: key,
@@ -253,7 +258,7 @@ export class S3ReplicaClient extends ObjectStoreClient {
       ...(etag ? { IfMatch: etag } : {}),
     };
     try {
-      return await this.#call("GET", key, () => client.send(new GetObjectCommand(input)));
+      return await this.#call("GET", key, () => reader.send(new GetObjectCommand(input)));
     } catch (err) {
       if (err instanceof S3Error && err.code === "NoSuchKey") {
         throw new NotFoundError(`${this.url(key)}: object not found`, { cause: err });
@@ -265,7 +270,7 @@ export class S3ReplicaClient extends ObjectStoreClient {
   /** Deletes in batches of up to 1000 keys. */
   protected async delete(keys: string[]): Promise<void> {
     if (keys.length === 0) return;
-    const client = await this.#sdk();
+    const { client } = await this.#sdk();
     for (let i = 0; i < keys.length; i += DELETE_BATCH) {
       const batch = keys.slice(i, i + DELETE_BATCH);
       const out = await this.#call("DELETE", batch[0], () =>
@@ -296,10 +301,10 @@ export class S3ReplicaClient extends ObjectStoreClient {
   // ---- SDK client ----
 
   /**
-   * The SDK client, taken on first use (created, looking up the bucket's region if needed, by
+   * The SDK clients, taken on first use (created, looking up the bucket's region if needed, by
    * the first replica client of this store: see `shared_sdk.ts`).
    */
-  #sdk(): Promise<S3Client> {
+  #sdk(): Promise<SdkClients> {
     if (this.#client) return this.#client;
     const lease = this.#sdkLease = leaseSdkClient(
       this.#options,

@@ -1,13 +1,19 @@
 /**
- * Set-up of the AWS SDK client for one S3 replica: region look-up,
+ * Set-up of the AWS SDK clients for one S3 replica: region look-up,
  * credentials, timeouts and retries, request counting, and the settings that
  * S3-compatible servers need. Loads the SDK: import only when an S3 replica
  * is used.
+ *
+ * Objects are read through Deno's `fetch` (the SDK's `FetchHttpHandler`), everything else
+ * through `node:http`: under Deno, `node:http` delivers a body as many short-lived `Buffer`s
+ * that V8 frees late (a restore of a large snapshot in parallel parts peaked near 300 MB),
+ * while a `fetch` body reads straight into the caller's buffer.
  *
  * @module
  */
 
 import { GetBucketLocationCommand, S3Client, type S3ClientConfig } from "@aws-sdk/client-s3";
+import { FetchHttpHandler } from "@smithy/fetch-http-handler";
 import { createHash } from "node:crypto";
 import { Agent as HttpsAgent } from "node:https";
 import { LitestreamError } from "../../lib/errors.ts";
@@ -37,7 +43,7 @@ export interface S3Tuning {
   maxResumes?: number;
   /**
    * Bytes per ranged part when a snapshot is read in parallel. Default 4 MiB: with the default
-   * 8 parts in flight, each held twice while it arrives, 64 MB at most.
+   * 8 parts in flight and one being consumed, 36 MiB of part buffers.
    */
   readPartSize?: number;
 }
@@ -67,11 +73,18 @@ const COMMAND_OPERATIONS: Record<string, S3Operation> = {
   AbortMultipartUploadCommand: "DELETE",
 };
 
+/** The SDK clients of one replica: one for reading objects, one for everything else. */
+export interface SdkClients {
+  client: S3Client;
+  /** Sends GetObject (the same client as `client` where `fetch` cannot be used). */
+  reader: S3Client;
+}
+
 /**
- * The SDK client for the replica at `location` (looking up the bucket's
- * region when neither a region nor an endpoint is set); every request it
- * sends is counted in `counters`, or, for a `shared` client, only the region
- * look-up (its users count their own requests per command: see `shared_sdk.ts`).
+ * The SDK clients for the replica at `location` (looking up the bucket's
+ * region when neither a region nor an endpoint is set); every request they
+ * send is counted in `counters`, or, for `shared` clients, only the region
+ * look-up (their users count their own requests per command: see `shared_sdk.ts`).
  */
 export async function createSdkClient(
   options: S3Options,
@@ -79,10 +92,15 @@ export async function createSdkClient(
   counters: S3Counters,
   location: string,
   shared = false,
-): Promise<S3Client> {
+): Promise<SdkClients> {
   const { region, endpoint, bucket } = options;
-  const create = (region: string) =>
-    newClient(options, tuning, shared ? undefined : counters, region);
+  const create = (region: string): SdkClients => {
+    const client = newClient(options, tuning, shared ? undefined : counters, region);
+    // Deno's fetch cannot skip certificate checks.
+    if (options.skipVerify) return { client, reader: client };
+    const reader = newClient(options, tuning, shared ? undefined : counters, region, true);
+    return { client, reader };
+  };
   if (region) return create(region);
   if (endpoint) return create("us-east-1");
   const probe = newClient(options, tuning, counters, "us-east-1");
@@ -121,11 +139,13 @@ export function countRequests(stack: S3Client["middlewareStack"], counters: S3Co
   );
 }
 
+/** A client sending through `node:http`, or through `fetch` for a `reader` (GETs only). */
 function newClient(
   options: S3Options,
   t: Required<S3Tuning>,
   counters: S3Counters | undefined,
   region: string,
+  reader = false,
 ): S3Client {
   const { endpoint, skipVerify } = options;
   const config: S3ClientConfig = {
@@ -137,16 +157,22 @@ function newClient(
     retryMode: "standard",
     // The default user agent reads os.release(), which needs --allow-sys (not granted on Deno Deploy).
     defaultUserAgentProvider: () => Promise.resolve([["litestream-deno", VERSION]]),
-    requestHandler: {
-      connectionTimeout: t.connectTimeoutMs,
-      socketTimeout: t.idleTimeoutMs,
-      requestTimeout: t.requestTimeoutMs,
-      throwOnRequestTimeout: true,
-      // Deno's fetch cannot skip certificate checks; its node:https can.
-      ...(skipVerify
-        ? { httpsAgent: new HttpsAgent({ keepAlive: true, rejectUnauthorized: false }) }
-        : {}),
-    },
+    requestHandler: reader
+      // A GET sends no body: until its headers arrive the connection is idle.
+      ? new FetchHttpHandler({
+        requestTimeout: Math.min(t.requestTimeoutMs, t.idleTimeoutMs),
+        customFetch: retryableFetch,
+      })
+      : {
+        connectionTimeout: t.connectTimeoutMs,
+        socketTimeout: t.idleTimeoutMs,
+        requestTimeout: t.requestTimeoutMs,
+        throwOnRequestTimeout: true,
+        // Deno's fetch cannot skip certificate checks; its node:https can.
+        ...(skipVerify
+          ? { httpsAgent: new HttpsAgent({ keepAlive: true, rejectUnauthorized: false }) }
+          : {}),
+      },
   };
   const custom = !!endpoint && !isAwsEndpoint(endpoint);
   if (custom) {
@@ -168,6 +194,18 @@ function newClient(
     );
   }
   return client;
+}
+
+/**
+ * `fetch`, its network failures marked retryable: Deno fails a dropped or refused connection
+ * with a `TypeError` ("fetch failed") that the SDK's retry does not recognise (it knows the
+ * browsers' messages only).
+ */
+function retryableFetch(input: RequestInfo | URL, init?: RequestInit): Promise<Response> {
+  return fetch(input, init).catch((err) => {
+    if (err instanceof TypeError) Object.assign(err, { $retryable: {} });
+    throw err;
+  });
 }
 
 /**

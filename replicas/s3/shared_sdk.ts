@@ -10,11 +10,17 @@
  */
 
 import type { S3Client } from "@aws-sdk/client-s3";
-import { countRequests, createSdkClient, type S3Counters, type S3Tuning } from "./sdk.ts";
+import {
+  countRequests,
+  createSdkClient,
+  type S3Counters,
+  type S3Tuning,
+  type SdkClients,
+} from "./sdk.ts";
 import type { S3Options } from "./url.ts";
 
 interface Entry {
-  client: Promise<S3Client>;
+  client: Promise<SdkClients>;
   users: number;
 }
 
@@ -22,8 +28,8 @@ const shared = new Map<string, Entry>();
 
 /** One replica client's use of a shared SDK client. */
 export interface SdkLease {
-  /** The SDK client, counting every request it sends into this lease's counters. */
-  client: Promise<S3Client>;
+  /** The SDK clients, counting every request they send into this lease's counters. */
+  client: Promise<SdkClients>;
   /** Ends the use; the SDK client is destroyed with its last user. */
   release(): void;
 }
@@ -50,13 +56,19 @@ export function leaseSdkClient(
   e.users++;
   let released = false;
   return {
-    client: e.client.then((c) => counting(c, counters)),
+    client: e.client.then(({ client, reader }) => ({
+      client: counting(client, counters),
+      reader: counting(reader, counters),
+    })),
     release() {
       if (released) return;
       released = true;
       if (--e.users > 0) return;
       if (shared.get(key) === e) shared.delete(key);
-      e.client.then((c) => c.destroy(), () => {});
+      e.client.then(({ client, reader }) => {
+        client.destroy();
+        if (reader !== client) reader.destroy();
+      }, () => {});
     },
   };
 }

@@ -27,6 +27,11 @@ const MiB = 1024 * 1024;
 /** The smallest part S3 allows for uploads; reads use the same part size here. */
 const PART = 5 * MiB;
 
+/** Whether `a` and `b` hold the same bytes (without a diff of megabytes on failure). */
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
 /** Deterministic, incompressible-looking bytes. */
 function payload(size: number): Uint8Array {
   const out = new Uint8Array(size);
@@ -116,8 +121,10 @@ Deno.test("S3 snapshots read as parallel ranged parts", async (t) => {
 
   await t.step("a snapshot replaced between parts is an error, not a splice", async () => {
     const c = client("ranged");
-    const reader = (await c.readSnapshot(gen, 0, { parallelism: 1 + 1 })).getReader();
-    assert.deepEqual((await reader.read()).value, data.subarray(0, PART));
+    const stream = await c.readSnapshot(gen, 0, { parallelism: 1 + 1 });
+    const reader = stream.getReader({ mode: "byob" });
+    const { value: head } = await reader.read(new Uint8Array(PART));
+    assert.ok(head && sameBytes(head, data.subarray(0, PART)), "the first part");
     // Replaced while parts 2.. are still to be read: they are pinned to the first ETag.
     await writer.writeSnapshot(
       gen,
@@ -125,7 +132,7 @@ Deno.test("S3 snapshots read as parallel ranged parts", async (t) => {
       ReadableStream.from([payload(4 * PART + 123_457).reverse()]),
     );
     const err = await rejectsWith(async () => {
-      for (;;) if ((await reader.read()).done) break;
+      for (;;) if ((await reader.read(new Uint8Array(PART))).done) break;
     }, S3Error);
     assert.match(err.message, /PreconditionFailed|412/);
     await c.close();
