@@ -48,23 +48,39 @@ export interface DownloadSource {
   idleTimeoutMs?: number;
 }
 
-/** Bytes read from a body at a time into a download's own buffer (see `downloadInto`). */
+/**
+ * Bytes read from a body at a time into a download's own buffer (fewer for a shorter body):
+ * `fetch` bodies read by default allocate 64 KiB a read, even for a 4 KB WAL segment.
+ */
 const SCRATCH_BYTES = 256 * 1024;
+
+/** Bytes handed to a reader of a download that brings no buffer of its own (a default reader). */
+const CHUNK_BYTES = 64 * 1024;
 
 /**
  * Opens a download and wraps it in a stream that, when the body breaks, stalls or ends short of
  * its length, continues with a ranged read from the byte where it stopped (pinned to the ETag,
- * so a replaced object is an error).
+ * so a replaced object is an error). The stream is a byte stream: a BYOB reader gets the bytes
+ * copied into its own buffer.
  */
 export async function resumableDownload(
   src: DownloadSource,
 ): Promise<ReadableStream<Uint8Array>> {
-  const download = await Download.open(src, false);
-  return new ReadableStream<Uint8Array>({
+  const download = await Download.open(src);
+  return new ReadableStream({
+    type: "bytes",
+    autoAllocateChunkSize: CHUNK_BYTES,
     pull: async (ctrl) => {
-      const chunk = await download.next(Infinity);
-      if (chunk) ctrl.enqueue(chunk);
-      else ctrl.close();
+      const request = ctrl.byobRequest!;
+      const view = request.view!;
+      const chunk = await download.next(view.byteLength);
+      if (!chunk) {
+        ctrl.close();
+        request.respond(0);
+        return;
+      }
+      new Uint8Array(view.buffer, view.byteOffset, chunk.length).set(chunk);
+      request.respond(chunk.length);
     },
     cancel: () => download.close(),
   });
@@ -74,13 +90,11 @@ export async function resumableDownload(
  * Downloads exactly `into.length` bytes from `src.start` into `into`, resuming as
  * `resumableDownload` does; returns the filled array (`into`). More or fewer bytes than that is
  * an error: a response that is not the requested range must never be spliced into an object.
- * Bodies that allow it are read into a buffer of the download's own, so no array is allocated
- * per chunk.
  */
 export async function downloadInto(src: DownloadSource, into: Uint8Array): Promise<Uint8Array> {
   const start = src.start ?? 0;
   const range = `bytes ${start}-${start + into.length - 1}`;
-  const download = await Download.open(src, true);
+  const download = await Download.open(src);
   try {
     for (let n = 0; n < into.length;) {
       const chunk = await download.next(into.length - n);
@@ -97,14 +111,17 @@ export async function downloadInto(src: DownloadSource, into: Uint8Array): Promi
   }
 }
 
-/** A download in progress: its position, its current body and its resumptions. */
+/**
+ * A download in progress: its position, its current body and its resumptions. Bodies that allow
+ * it (`fetch` bodies are byte streams) are read into a buffer of the download's own, so no
+ * array is allocated per read; a failed read takes only that buffer with it, never bytes
+ * already delivered.
+ */
 class Download {
   readonly #src: DownloadSource;
   readonly #etag: string | undefined;
   /** End of the range (from the first response's length), if known. */
   readonly #end: number | undefined;
-  /** Whether to read bodies into `#scratch` (a view of it is valid until the next read). */
-  readonly #intoScratch: boolean;
   #pos: number;
   #body!: ReadableStreamDefaultReader<Uint8Array> | ReadableStreamBYOBReader;
   #scratch: Uint8Array | undefined;
@@ -112,24 +129,20 @@ class Download {
   #rest: Uint8Array | undefined;
   #resumes = 0;
 
-  private constructor(src: DownloadSource, first: DownloadPart, intoScratch: boolean) {
+  private constructor(src: DownloadSource, first: DownloadPart) {
     this.#src = src;
     this.#pos = src.start ?? 0;
     this.#end = first.length === undefined ? undefined : this.#pos + first.length;
     this.#etag = src.etag ?? first.etag;
-    this.#intoScratch = intoScratch;
     this.#use(first);
   }
 
-  /** Sends the first read (unless the caller did); `intoScratch` as in `next`. */
-  static async open(src: DownloadSource, intoScratch: boolean): Promise<Download> {
-    return new Download(src, src.first ?? await src.get(src.start ?? 0, src.etag), intoScratch);
+  /** Sends the first read (unless the caller did). */
+  static async open(src: DownloadSource): Promise<Download> {
+    return new Download(src, src.first ?? await src.get(src.start ?? 0, src.etag));
   }
 
-  /**
-   * The next bytes (at most `max`), or undefined at the end. Without `intoScratch` each chunk
-   * is the caller's; with it, a view valid until the next call.
-   */
+  /** The next bytes (at most `max`), or undefined at the end; valid until the next call. */
   async next(max: number): Promise<Uint8Array | undefined> {
     while (true) {
       let chunk: Uint8Array | undefined;
@@ -161,7 +174,8 @@ class Download {
     const body = this.#body;
     let read: Promise<ReadableStreamReadResult<Uint8Array>>;
     if (body instanceof ReadableStreamBYOBReader) {
-      const buf = this.#scratch ?? new Uint8Array(SCRATCH_BYTES);
+      const left = this.#end === undefined ? SCRATCH_BYTES : this.#end - this.#pos;
+      const buf = this.#scratch ?? new Uint8Array(Math.max(1, Math.min(SCRATCH_BYTES, left)));
       // The read takes the buffer over; a failed one keeps it.
       this.#scratch = undefined;
       read = body.read(new Uint8Array(buf.buffer, 0, Math.min(buf.byteLength, max)));
@@ -221,7 +235,7 @@ class Download {
     if ((res.rangeStart ?? 0) !== this.#pos) {
       throw fail(`range request from byte ${this.#pos} not honoured`, false);
     }
-    this.#body = this.#intoScratch ? byobOrDefault(res.body) : res.body.getReader();
+    this.#body = byobOrDefault(res.body);
   }
 }
 

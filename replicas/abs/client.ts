@@ -139,16 +139,18 @@ export class AbsReplicaClient extends ObjectStoreClient {
 
   /** Every blob (and, by hierarchy, every virtual directory) under `prefix`, across pages. */
   protected async list(prefix: string, hierarchy = false): Promise<Listing> {
-    return await this.#call(
-      "LIST",
-      prefix,
-      () =>
-        listBlobs(
-          this.#client(),
-          serviceName(prefix),
-          hierarchy,
-          () => this.counters.requests.LIST++,
-        ),
+    const ref = {
+      containerUrl: this.#client().url,
+      container: this.#options.container,
+      credential: this.#credential(),
+      tuning: this.#tuning,
+      url: this.url(prefix),
+    };
+    return await listBlobs(
+      ref,
+      serviceName(prefix),
+      hierarchy,
+      () => this.counters.requests.LIST++,
     );
   }
 
