@@ -11,9 +11,15 @@ import { prefetch } from "../lib/os/prefetch.ts";
 
 /**
  * Reads the bytes `[start, end)` of the object into `into` (which holds exactly that many) and
- * returns it filled; retrying and resuming are its job (see `downloadInto`).
+ * returns it filled; retrying and resuming are its job, and giving up once `signal` is aborted
+ * (see `downloadInto`).
  */
-export type PartReader = (start: number, end: number, into: Uint8Array) => Promise<Uint8Array>;
+export type PartReader = (
+  start: number,
+  end: number,
+  into: Uint8Array,
+  signal: AbortSignal,
+) => Promise<Uint8Array>;
 
 /** Where the parts of an object begin: `from`, then every `partSize` bytes up to `size`. */
 export function partStarts(size: number, partSize: number, from = 0): number[] {
@@ -32,7 +38,7 @@ const CHUNK_BYTES = 256 * 1024;
  * part buffers that are reused once the consumer has taken their bytes, so memory stays at
  * (parallelism + 1) × partSize whatever the object's size. The stream is a byte stream: a BYOB
  * reader gets the bytes copied into its own buffer. A part that fails errors the stream when
- * its turn comes; cancelling lets parts in flight settle.
+ * its turn comes; cancelling aborts the parts in flight.
  */
 export function rangedStream(
   size: number,
@@ -42,10 +48,11 @@ export function rangedStream(
   from = 0,
 ): ReadableStream<Uint8Array> {
   const free: Uint8Array[] = [];
+  const abort = new AbortController();
   const parts = prefetch(partStarts(size, partSize, from), parallelism, (start) => {
     const end = Math.min(size, start + partSize);
     const buf = free.pop() ?? new Uint8Array(partSize);
-    return readPart(start, end, buf.subarray(0, end - start));
+    return readPart(start, end, buf.subarray(0, end - start), abort.signal);
   });
   let part: Uint8Array | undefined;
   let at = 0;
@@ -74,6 +81,7 @@ export function rangedStream(
       }
     },
     async cancel() {
+      abort.abort(new Error("the read was cancelled"));
       await parts.return(undefined);
     },
   });

@@ -67,6 +67,19 @@ Deno.test("rangedStream: parts are read only as the consumer makes room", async 
   await reader.cancel();
 });
 
+Deno.test("rangedStream: cancelling aborts the parts in flight", async () => {
+  const signals: AbortSignal[] = [];
+  const stream = rangedStream(100, 10, 3, (start, _end, into, signal) => {
+    signals.push(signal);
+    return start === 0 ? Promise.resolve(into) : new Promise<never>(() => {});
+  });
+  const reader = stream.getReader();
+  await reader.read();
+  assert.ok(signals.length > 1 && signals.every((s) => !s.aborted));
+  await reader.cancel();
+  assert.ok(signals.every((s) => s.aborted));
+});
+
 Deno.test("rangedStream: a failed part errors the stream when its turn comes", async () => {
   const stream = rangedStream(
     40,

@@ -90,12 +90,20 @@ export async function resumableDownload(
  * Downloads exactly `into.length` bytes from `src.start` into `into`, resuming as
  * `resumableDownload` does; returns the filled array (`into`). More or fewer bytes than that is
  * an error: a response that is not the requested range must never be spliced into an object.
+ * Once `signal` is aborted the download stops (its body cancelled) and rejects with its reason.
  */
-export async function downloadInto(src: DownloadSource, into: Uint8Array): Promise<Uint8Array> {
+export async function downloadInto(
+  src: DownloadSource,
+  into: Uint8Array,
+  signal?: AbortSignal,
+): Promise<Uint8Array> {
   const start = src.start ?? 0;
   const range = `bytes ${start}-${start + into.length - 1}`;
   const download = await Download.open(src);
+  const stop = () => download.close();
+  signal?.addEventListener("abort", stop);
   try {
+    signal?.throwIfAborted();
     for (let n = 0; n < into.length;) {
       const chunk = await download.next(into.length - n);
       if (!chunk) throw src.fail(`${range}: ${n} of the ${into.length} bytes requested`, {});
@@ -106,7 +114,11 @@ export async function downloadInto(src: DownloadSource, into: Uint8Array): Promi
       throw src.fail(`${range}: more than the ${into.length} bytes requested`, {});
     }
     return into;
+  } catch (err) {
+    signal?.throwIfAborted();
+    throw err;
   } finally {
+    signal?.removeEventListener("abort", stop);
     await download.close();
   }
 }
@@ -128,6 +140,7 @@ class Download {
   /** What a default reader's last chunk held beyond what was asked for. */
   #rest: Uint8Array | undefined;
   #resumes = 0;
+  #closed = false;
 
   private constructor(src: DownloadSource, first: DownloadPart) {
     this.#src = src;
@@ -149,6 +162,7 @@ class Download {
       try {
         chunk = await this.#read(max);
       } catch (err) {
+        if (this.#closed) throw err;
         await this.#resume(err);
         continue;
       }
@@ -158,13 +172,14 @@ class Download {
         this.#resumes = 0;
         return chunk;
       }
-      if (this.#end === undefined || this.#pos >= this.#end) return undefined;
+      if (this.#end === undefined || this.#pos >= this.#end || this.#closed) return undefined;
       await this.#resume(new Error(`body ended at byte ${this.#pos} of ${this.#end}`));
     }
   }
 
-  /** Gives up the current body. */
+  /** Gives up the current body, and the download: it resumes no more. */
   async close(): Promise<void> {
+    this.#closed = true;
     await this.#body.cancel().catch(() => {});
   }
 
@@ -216,7 +231,12 @@ class Download {
     }
     this.#body.cancel().catch(() => {});
     await backoff(this.#resumes);
-    this.#use(await src.get(this.#pos, this.#etag));
+    const next = await src.get(this.#pos, this.#etag);
+    if (this.#closed) {
+      await next.body.cancel().catch(() => {});
+      throw src.fail("the download was given up", { cause });
+    }
+    this.#use(next);
   }
 
   /**

@@ -160,6 +160,21 @@ for (const byteStream of [false, true]) {
   });
 }
 
+Deno.test("downloadInto: an abort stops a stalled download with the abort's reason", async () => {
+  const data = object(10_000);
+  const { src, gets } = source(data, { faults: [{ after: 1_000, how: "stall" }] });
+  const abort = new AbortController();
+  const done = downloadInto(
+    { ...src, idleTimeoutMs: 60_000 },
+    new Uint8Array(10_000),
+    abort.signal,
+  );
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  abort.abort(new LitestreamError("given up"));
+  await rejectsWith(() => done, LitestreamError, "given up");
+  assert.deepEqual(gets, [0], "not resumed");
+});
+
 Deno.test("resumableDownload: the whole object, resumed where it broke", async () => {
   const data = object(10_000);
   const { src, gets, counted } = source(data, { faults: [{ after: 4_321, how: "break" }] });

@@ -92,10 +92,11 @@ export class AbsReplicaClient extends ObjectStoreClient {
     const size = first.size;
     if (parallelism <= 1 || size <= partSize) return await this.read(key, { first: first.part });
     const etag = first.part.etag;
-    return rangedStream(size, partSize, parallelism, (start, end, into) =>
+    return rangedStream(size, partSize, parallelism, (start, end, into, signal) =>
       downloadInto(
         this.#source(key, { start, end, etag, first: start === 0 ? first.part : undefined }),
         into,
+        signal,
       ));
   }
 

@@ -113,10 +113,11 @@ export class S3ReplicaClient extends ObjectStoreClient {
     }
     if (size <= partSize) return await this.read(key, { first });
     const etag = first.ETag;
-    return rangedStream(size, partSize, parallelism, (start, end, into) =>
+    return rangedStream(size, partSize, parallelism, (start, end, into, signal) =>
       downloadInto(
         this.#source(key, { start, end, etag, first: start === 0 ? first : undefined }),
         into,
+        signal,
       ));
   }
 
