@@ -159,10 +159,7 @@ function newClient(
     defaultUserAgentProvider: () => Promise.resolve([["litestream-deno", VERSION]]),
     requestHandler: reader
       // A GET sends no body: until its headers arrive the connection is idle.
-      ? new FetchHttpHandler({
-        requestTimeout: Math.min(t.requestTimeoutMs, t.idleTimeoutMs),
-        customFetch: retryableFetch,
-      })
+      ? new ReadHandler(Math.min(t.requestTimeoutMs, t.idleTimeoutMs))
       : {
         connectionTimeout: t.connectTimeoutMs,
         socketTimeout: t.idleTimeoutMs,
@@ -197,15 +194,30 @@ function newClient(
 }
 
 /**
- * `fetch`, its network failures marked retryable: Deno fails a dropped or refused connection
- * with a `TypeError` ("fetch failed") that the SDK's retry does not recognise (it knows the
- * browsers' messages only).
+ * The SDK's `fetch` handler with a connection pool of its own, closed with the SDK client (the
+ * global `fetch` pool would keep idle connections open after the replica is closed), and network
+ * failures marked retryable: Deno fails a dropped or refused connection with a `TypeError`
+ * ("fetch failed") that the SDK's retry does not recognise (it knows the browsers' messages only).
  */
-function retryableFetch(input: RequestInfo | URL, init?: RequestInit): Promise<Response> {
-  return fetch(input, init).catch((err) => {
-    if (err instanceof TypeError) Object.assign(err, { $retryable: {} });
-    throw err;
-  });
+class ReadHandler extends FetchHttpHandler {
+  readonly #pool: Deno.HttpClient;
+
+  constructor(requestTimeout: number) {
+    const pool = Deno.createHttpClient({});
+    super({
+      requestTimeout,
+      customFetch: (input: RequestInfo | URL, init?: RequestInit) =>
+        fetch(input, { ...init, client: pool }).catch((err) => {
+          if (err instanceof TypeError) Object.assign(err, { $retryable: {} });
+          throw err;
+        }),
+    });
+    this.#pool = pool;
+  }
+
+  override destroy(): void {
+    this.#pool.close();
+  }
 }
 
 /**
