@@ -13,7 +13,7 @@ import { startFaultProxy } from "../support/fault_proxy.ts";
 import { credentialsEnv, replicaClient, replicaUrl, startS3rver } from "../support/s3_server.ts";
 import { configYaml, s3ReplicaKeys } from "../support/config_yaml.ts";
 import { tempDir, waitFor } from "../support/poll.ts";
-import { fileHash } from "../support/hash.ts";
+import { fileHash, sha256Hex } from "../support/hash.ts";
 import { sqlite } from "../support/sqlite_cli.ts";
 import {
   describeResult,
@@ -142,7 +142,7 @@ Deno.test("S3 snapshots read as parallel ranged parts", async (t) => {
 });
 
 Deno.test({
-  name: "restore -parallelism 1, 8 and 32 of a 20 MB snapshot from S3: the same bytes",
+  name: "restore -parallelism 1, 8 and 32 (and -o -) of a 20 MB snapshot from S3: the same bytes",
   sanitizeOps: false,
   sanitizeResources: false,
   fn: async () => {
@@ -182,6 +182,14 @@ Deno.test({
       assert.equal(r.code, 0, describeResult(r));
       outputs.push(await fileHash(out));
     }
+    // To stdout without write permission: the snapshot's decoded blocks merged with the WAL's
+    // pages in memory, the same bytes.
+    const piped = await runLitestream(
+      ["restore", "-parallelism", "8", "-o", "-", replicaUrl(srv, path)],
+      { env: credentialsEnv(srv), permissions: ["--allow-read", "--allow-net", "--allow-env"] },
+    );
+    assert.equal(piped.code, 0, describeResult(piped));
+    outputs.push(await sha256Hex(piped.stdout.slice()));
     assert.deepEqual(new Set(outputs).size, 1, "every parallelism restores the same bytes");
     assert.equal(
       await sqlite(`${dir.path}/p8.db`, "SELECT count(*), sum(length(b)) FROM t"),
