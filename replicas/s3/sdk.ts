@@ -200,14 +200,17 @@ function newClient(
  * ("fetch failed") that the SDK's retry does not recognise (it knows the browsers' messages only).
  */
 class ReadHandler extends FetchHttpHandler {
-  readonly #pool: Deno.HttpClient;
+  readonly #pool: Deno.HttpClient | undefined;
 
   constructor(requestTimeout: number) {
-    const pool = Deno.createHttpClient({});
+    // Not every runtime has it (Deno Deploy may not): the global pool then.
+    const pool = typeof Deno.createHttpClient === "function"
+      ? Deno.createHttpClient({})
+      : undefined;
     super({
       requestTimeout,
       customFetch: (input: RequestInfo | URL, init?: RequestInit) =>
-        fetch(input, { ...init, client: pool }).catch((err) => {
+        fetch(input, pool ? { ...init, client: pool } : init).catch((err) => {
           if (err instanceof TypeError) Object.assign(err, { $retryable: {} });
           throw err;
         }),
@@ -216,7 +219,7 @@ class ReadHandler extends FetchHttpHandler {
   }
 
   override destroy(): void {
-    this.#pool.close();
+    this.#pool?.close();
   }
 }
 

@@ -13,7 +13,6 @@ import { configYaml } from "../support/config_yaml.ts";
 import { startReplicate, stopOk, writeConfig } from "../support/replicate_process.ts";
 import {
   checkSamples,
-  type dumpOf,
   type Reader,
   READER_KINDS,
   startFollower,
