@@ -117,10 +117,13 @@ export class ShadowLog {
     const walSt = await Deno.stat(this.walPath).catch(() => undefined);
     if (!walSt || !walHeader) return { reason: "primary wal header missing" };
     if (admission.isRestart(shadow, walHeader)) return { restarted: true };
+    // After we let a checkpoint through, its restart may be under way as we look: the header we
+    // read still the old one, but the WAL emptied (TRUNCATE) or its frames being overwritten
+    // (RESTART). That is the one restart since, every frame before it proven copied: followed.
+    const unlessAdmitted = (reason: string) =>
+      admission.admittedUnder(shadow) ? { restarted: true } : { reason };
     if (shadow.size > frameAlign(walSt.size, pageSize)) {
-      // A TRUNCATE we let through, emptying the WAL after we read its header: its restart.
-      if (admission.admittedUnder(shadow)) return { restarted: true };
-      return { reason: "wal truncated by another process" };
+      return unlessAdmitted("wal truncated by another process");
     }
     // Only our own checkpoint restarts the WAL while we hold the read transaction. A restart we
     // did not make may have truncated frames we never copied, so continuity cannot be proven.
@@ -128,7 +131,7 @@ export class ShadowLog {
       return { reason: "wal restarted by another process" };
     }
     if (shadow.size > WAL_HEADER_SIZE && !await lastFrameMatches(this.walPath, shadow, pageSize)) {
-      return { reason: "wal overwritten by another process" };
+      return unlessAdmitted("wal overwritten by another process");
     }
     return {};
   }
