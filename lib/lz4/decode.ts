@@ -6,6 +6,7 @@
  * @module
  */
 
+import { chunksOf } from "../os/fs.ts";
 import { concat } from "./bytes.ts";
 import { blockMaxSize, WINDOW } from "./format.ts";
 import { checkEnd, failWith, type Need, parseFrames, type Parser, reusable } from "./parse.ts";
@@ -162,7 +163,8 @@ const READ_AHEAD = 64 << 10;
  */
 class StreamSource {
   readonly #byob: ReadableStreamBYOBReader | undefined;
-  readonly #reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
+  /** Chunks of a stream without BYOB support, lent where its producer lends (see `chunksOf`). */
+  readonly #chunks: AsyncIterator<Uint8Array> | undefined;
   #buf: Uint8Array;
   #start = 0;
   #end = 0;
@@ -177,7 +179,7 @@ class StreamSource {
     try {
       this.#byob = stream.getReader({ mode: "byob" });
     } catch {
-      this.#reader = stream.getReader();
+      this.#chunks = chunksOf(stream)[Symbol.asyncIterator]();
     }
   }
 
@@ -227,7 +229,7 @@ class StreamSource {
       return;
     }
     if (this.#chunk.length === 0) {
-      const { value, done } = await this.#reader!.read();
+      const { value, done } = await this.#chunks!.next();
       if (done) {
         this.#done = true;
         return;
@@ -242,7 +244,8 @@ class StreamSource {
   }
 
   async cancel(): Promise<void> {
-    await (this.#byob ?? this.#reader)!.cancel().catch(() => {});
+    if (this.#byob) await this.#byob.cancel().catch(() => {});
+    else await this.#chunks!.return?.().catch(() => {});
   }
 }
 

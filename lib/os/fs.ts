@@ -123,9 +123,13 @@ const lenders = new WeakMap<ReadableStream<Uint8Array>, () => Chunks>();
  * buffers, each valid only until the next chunk is asked for; `source(false)` must yield
  * chunks the consumer may keep. Read as an ordinary stream, it uses `source(false)` and pulls
  * only on demand (no read-ahead). {@linkcode chunksOf} uses `source(true)`: large objects then
- * move through a few reused buffers instead of a fresh buffer per chunk.
+ * move through a few reused buffers instead of a fresh buffer per chunk. `cancelUnread` runs
+ * when the stream is cancelled before it was read at all.
  */
-export function lendingStream(source: (lend: boolean) => Chunks): ReadableStream<Uint8Array> {
+export function lendingStream(
+  source: (lend: boolean) => Chunks,
+  cancelUnread: (reason: unknown) => Promise<void> = async () => {},
+): ReadableStream<Uint8Array> {
   let it: AsyncIterator<Uint8Array> | Iterator<Uint8Array> | undefined;
   let used = false;
   const stream = new ReadableStream<Uint8Array>({
@@ -139,8 +143,9 @@ export function lendingStream(source: (lend: boolean) => Chunks): ReadableStream
       if (r.done) controller.close();
       else controller.enqueue(r.value);
     },
-    async cancel() {
-      await it?.return?.();
+    async cancel(reason) {
+      if (it) await it.return?.();
+      else if (!used) await cancelUnread(reason);
     },
   }, { highWaterMark: 0 });
   lenders.set(stream, () => {
@@ -164,6 +169,29 @@ export async function* chunksOf(stream: ReadableStream<Uint8Array>): AsyncGenera
     return;
   }
   yield* stream;
+}
+
+/**
+ * `stream` as a {@linkcode lendingStream}, for a producer whose chunks each own their whole
+ * buffer and are held by no one else (the age library's output): read through
+ * {@linkcode chunksOf}, a chunk's memory is freed (its buffer detached) as soon as the next one
+ * is asked for, instead of at V8's next garbage collection. Read as an ordinary stream, every
+ * chunk is left as it is. Cancelling the result cancels `stream`.
+ */
+export function releasingStream(stream: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> {
+  return lendingStream(async function* (lend) {
+    let used: ArrayBuffer | undefined;
+    // Leaving the loop early (the consumer stopped) cancels `stream`.
+    for await (const chunk of stream) {
+      used?.transfer(0);
+      used = undefined;
+      yield chunk;
+      const { buffer } = chunk;
+      const whole = buffer instanceof ArrayBuffer && chunk.byteOffset === 0 &&
+        chunk.byteLength === buffer.byteLength;
+      if (lend && whole) used = buffer;
+    }
+  }, (reason) => stream.cancel(reason));
 }
 
 /** Copies of lent chunks, for consumers that keep them. */

@@ -15,6 +15,7 @@
 
 import { Decrypter, Encrypter } from "age-encryption";
 import { CorruptionError, DecryptionError, LitestreamError } from "../../lib/errors.ts";
+import { releasingStream } from "../../lib/os/fs.ts";
 import type { Pos } from "../../lib/names.ts";
 import type {
   LeaseObject,
@@ -167,9 +168,10 @@ export class AgeReplicaClient implements ReplicaClient {
     );
   }
 
+  /** Encrypts `data`; the library's 64 KiB output chunks are freed as soon as they are written. */
   async #encrypt(data: ReadableStream<Uint8Array>): Promise<ReadableStream<Uint8Array>> {
     const encrypter = this.#encrypterOrThrow();
-    return await encrypter.encrypt(data);
+    return releasingStream(await encrypter.encrypt(data));
   }
 
   /**
@@ -216,24 +218,27 @@ export class AgeReplicaClient implements ReplicaClient {
       throw new CorruptionError(name, `bad age header: ${msg}`);
     }
     const reader = plain.getReader();
-    return new ReadableStream<Uint8Array>({
-      async pull(ctrl) {
-        try {
-          const { value, done } = await reader.read();
-          if (done) ctrl.close();
-          else ctrl.enqueue(value);
-        } catch (err) {
+    // The library's 64 KiB output chunks are freed as soon as the consumer has taken them.
+    return releasingStream(
+      new ReadableStream<Uint8Array>({
+        async pull(ctrl) {
+          try {
+            const { value, done } = await reader.read();
+            if (done) ctrl.close();
+            else ctrl.enqueue(value);
+          } catch (err) {
+            await source.cancel();
+            if (source.error !== undefined) return ctrl.error(source.error);
+            const msg = err instanceof Error ? err.message : String(err);
+            ctrl.error(new CorruptionError(name, `age payload does not authenticate (${msg})`));
+          }
+        },
+        async cancel(reason) {
+          await reader.cancel(reason).catch(() => {});
           await source.cancel();
-          if (source.error !== undefined) return ctrl.error(source.error);
-          const msg = err instanceof Error ? err.message : String(err);
-          ctrl.error(new CorruptionError(name, `age payload does not authenticate (${msg})`));
-        }
-      },
-      async cancel(reason) {
-        await reader.cancel(reason).catch(() => {});
-        await source.cancel();
-      },
-    }, { highWaterMark: 0 });
+        },
+      }, { highWaterMark: 0 }),
+    );
   }
 }
 
