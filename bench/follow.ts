@@ -17,10 +17,10 @@
 
 import { removeTree, scratchDir } from "./support/cache.ts";
 import { startMeasured } from "./support/measure.ts";
+import { OURS_RUN } from "./support/tools.ts";
 import type { BenchContext, Scenario, ScenarioReport, TargetResult } from "./support/report.ts";
 import { MAX_RSS_MB } from "./support/targets.ts";
 import { configYaml } from "../tests/support/config_yaml.ts";
-import { MAIN_TS } from "../tests/support/cli.ts";
 import { startReplicate, writeConfig } from "../tests/support/replicate_process.ts";
 import { waitFor } from "../tests/support/poll.ts";
 import {
@@ -121,9 +121,7 @@ async function followRun(dir: string, log: (m: string) => void): Promise<FollowS
     follower = await startMeasured(
       Deno.execPath(),
       [
-        "run",
-        "-A",
-        MAIN_TS,
+        ...OURS_RUN,
         "restore",
         "-f",
         "-follow-interval",

@@ -30,7 +30,7 @@ import {
   type Scenario,
   type ScenarioReport,
 } from "./support/report.ts";
-import { replicateConfig, startReplicator, stopReplicator } from "./support/tools.ts";
+import { OURS_RUN, replicateConfig, startReplicator, stopReplicator } from "./support/tools.ts";
 
 const KEY = "validate-200mb-v1";
 const DB_BYTES = 200e6;
@@ -129,7 +129,7 @@ async function validateScenario(ctx: BenchContext, variant: Variant): Promise<Sc
     : ["validate", `file://${f.replicaPath}`];
   const once = async (): Promise<RunStats> => {
     await new Deno.Command("sync").output();
-    return await timeCommand(Deno.execPath(), ["run", "-A", `${REPO_ROOT}/main.ts`, ...args], {
+    return await timeCommand(Deno.execPath(), [...OURS_RUN, ...args], {
       cwd: REPO_ROOT,
     });
   };

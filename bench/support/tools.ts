@@ -30,10 +30,17 @@ export function toolSlug(tool: Tool): string {
   return tool === "ours" ? "ours" : "v0313";
 }
 
+/**
+ * `deno` arguments running our `main.ts` as the README documents and the release binary is
+ * compiled (`deno.json`'s `compile` task): all permissions, and V8's young generation capped at
+ * 1 MB per semi-space, which frees the SFTP and age libraries' per-packet buffers early.
+ */
+export const OURS_RUN = ["run", "-A", "--v8-flags=--max-semi-space-size=1", `${REPO_ROOT}/main.ts`];
+
 /** `[command, args]` running `litestream SUBCOMMAND ARGS...` with `tool`. */
 export async function toolCommand(tool: Tool, args: string[]): Promise<[string, string[]]> {
   return tool === "ours"
-    ? [Deno.execPath(), ["run", "-A", `${REPO_ROOT}/main.ts`, ...args]]
+    ? [Deno.execPath(), [...OURS_RUN, ...args]]
     : [await litestreamV0313(), args];
 }
 
