@@ -4,7 +4,8 @@
  * journal is "hot" once no process holds the RESERVED lock, and SQLite then refuses read-only
  * readers (SQLITE_READONLY_ROLLBACK) or rolls it back for read-write ones; a restarted follower
  * rolls it back itself. Format: SQLite's file-format document, section "The Rollback Journal".
- * Encoding and decoding are pure.
+ * The follower also records, in the header's padding (which SQLite ignores), which change the
+ * journal protects (see {@linkcode ChangeMark}). Encoding and decoding are pure.
  *
  * @module
  */
@@ -28,6 +29,23 @@ export function pageChecksum(nonce: number, page: Uint8Array): number {
   return sum;
 }
 
+/**
+ * What a follower's journal says about its change: the machine's boot id when it was written and
+ * the change counter the database header takes once every page of the change is written. A
+ * follower that made a change visible and was killed before deleting the journal left a
+ * database holding that counter; in the same boot (the page cache survived) the change is whole
+ * and is kept instead of rolled back, so readers that saw it never see the older state again.
+ */
+export interface ChangeMark {
+  boot: string;
+  counter: number;
+}
+
+/** Where the mark sits in the header's padding: a tag, the counter, the boot id. */
+const MARK_AT = 28;
+const MARK_TAG = new TextEncoder().encode("lsfollow");
+const BOOT_ID_LENGTH = 36;
+
 /** One journalled page: its number and its content before the change. */
 export interface JournalRecord {
   pgno: number;
@@ -40,6 +58,7 @@ export function encodeJournal(
   dbPages: number,
   pageSize: number,
   nonce: number,
+  mark?: ChangeMark,
 ): Uint8Array {
   const recordSize = 8 + pageSize;
   const out = new Uint8Array(JOURNAL_SECTOR + records.length * recordSize);
@@ -50,6 +69,11 @@ export function encodeJournal(
   dv.setUint32(16, dbPages);
   dv.setUint32(20, JOURNAL_SECTOR);
   dv.setUint32(24, pageSize);
+  if (mark && mark.boot.length === BOOT_ID_LENGTH) {
+    out.set(MARK_TAG, MARK_AT);
+    dv.setUint32(MARK_AT + 8, mark.counter >>> 0);
+    out.set(new TextEncoder().encode(mark.boot), MARK_AT + 12);
+  }
   let at = JOURNAL_SECTOR;
   for (const r of records) {
     dv.setUint32(at, r.pgno);
@@ -65,6 +89,8 @@ export interface Journal {
   dbPages: number;
   pageSize: number;
   records: JournalRecord[];
+  /** The follower's mark, when the journal has one. */
+  mark?: ChangeMark;
 }
 
 /**
@@ -90,5 +116,16 @@ export function decodeJournal(bytes: Uint8Array, name: string): Journal | undefi
     if (dv.getUint32(at + 4 + pageSize) !== pageChecksum(nonce, page)) break;
     records.push({ pgno, page });
   }
-  return { dbPages, pageSize, records };
+  const journal: Journal = { dbPages, pageSize, records };
+  const markEnd = MARK_AT + 12 + BOOT_ID_LENGTH;
+  if (
+    sector >= markEnd && bytes.length >= markEnd &&
+    MARK_TAG.every((b, i) => bytes[MARK_AT + i] === b)
+  ) {
+    journal.mark = {
+      counter: dv.getUint32(MARK_AT + 8),
+      boot: new TextDecoder().decode(bytes.subarray(MARK_AT + 12, MARK_AT + 12 + BOOT_ID_LENGTH)),
+    };
+  }
+  return journal;
 }

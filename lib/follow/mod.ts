@@ -122,7 +122,7 @@ export class Follower {
       }
     } finally {
       if (this.#out?.dirty) {
-        log.error("follow: stopped inside a batch; its journal is rolled back at the next start", {
+        log.error("follow: stopped inside a batch; its journal is settled at the next start", {
           output,
         });
       }
@@ -152,8 +152,11 @@ export class Follower {
     }
     this.#pos = pos;
     this.#out = FollowedOutput.open(output, log);
-    if (await this.#out.rollBack()) {
+    const outcome = await this.#out.rollBack();
+    if (outcome === "rolled back") {
       log.warn("follow: rolled back a batch the previous follower did not finish", { output });
+    } else if (outcome === "kept") {
+      log.warn("follow: finished a batch the previous follower had made visible", { output });
     }
     await this.#chooseClient(pos!.generation);
     if (pos!.recovering) this.#recover = "a recovery from a snapshot was interrupted";
@@ -217,8 +220,8 @@ export class Follower {
   /** One poll: applies one batch or recovers; true when more is waiting. */
   async #step(): Promise<boolean> {
     if (this.#out!.dirty) {
-      await this.#out!.rollBack();
-      this.options.log.warn("follow: a failed batch was rolled back", {
+      const outcome = await this.#out!.rollBack();
+      this.options.log.warn(`follow: a failed batch was ${outcome ?? "abandoned"}`, {
         position: formatPos(this.#pos),
       });
     }

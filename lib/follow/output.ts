@@ -1,7 +1,11 @@
 /**
  * The follower's output database: transactions and whole replacement images written under
  * SQLite's EXCLUSIVE lock (see `db_lock.ts`), each ended by the header edits that make readers
- * see the new state (see `header.ts`) and an fsync, before the lock is released.
+ * see the new state (see `header.ts`). Readers are held off only while pages are written: the
+ * lock then drops back to RESERVED for the fsync and the journal's deletion (the journal stays
+ * not hot meanwhile). A follower killed in that window leaves a hot journal whose mark (see
+ * `journal.ts`) tells the next one that the change was whole and visible: it is kept, not
+ * rolled back, so a reader never sees the state before it again.
  *
  * @module
  */
@@ -12,11 +16,31 @@ import { DB_HEADER_SIZE, decodeDbHeader } from "../sqlite/header.ts";
 import type { PageSink } from "../restore/page_map.ts";
 import type { Logger } from "../log.ts";
 import { followerHeader, nextChangeCounter } from "./header.ts";
-import { decodeJournal, encodeJournal, journalPath } from "./journal.ts";
+import { type ChangeMark, decodeJournal, encodeJournal, journalPath } from "./journal.ts";
 import { removeIfExists, writeAll } from "../os/fs.ts";
 
 /** Bytes copied per write when an image replaces the output. */
 const COPY_CHUNK = 1 << 20;
+
+/** What {@linkcode FollowedOutput.rollBack} did with a journal left behind. */
+export type JournalOutcome = "rolled back" | "kept" | undefined;
+
+let boot: string | undefined | null = null;
+
+/**
+ * This boot of the machine (Linux's boot id), or undefined when unknown: a change is kept after
+ * a crash only when the page cache that holds its writes cannot have been lost since.
+ */
+function bootId(): string | undefined {
+  if (boot === null) {
+    try {
+      boot = Deno.readTextFileSync("/proc/sys/kernel/random/boot_id").trim();
+    } catch {
+      boot = undefined;
+    }
+  }
+  return boot;
+}
 
 /** The output database, open for writing under SQLite's locks. */
 export class FollowedOutput {
@@ -27,7 +51,7 @@ export class FollowedOutput {
   #dirty = false;
   /** Milliseconds spent waiting for readers in the last lock acquisition. */
   lastLockWaitMs = 0;
-  /** Milliseconds the last finished change held readers off (exclusive lock to release). */
+  /** Milliseconds the last finished change held readers off (exclusive lock to its downgrade). */
   lastHoldMs = 0;
   #lockedAt = 0;
 
@@ -109,7 +133,11 @@ export class FollowedOutput {
       return { pgno, page };
     });
     const nonce = crypto.getRandomValues(new Uint32Array(1))[0];
-    const bytes = encodeJournal(records, dbPages, this.#pageSize, nonce);
+    const boot = bootId();
+    const mark: ChangeMark | undefined = boot === undefined
+      ? undefined
+      : { boot, counter: nextChangeCounter(this.#counter) };
+    const bytes = encodeJournal(records, dbPages, this.#pageSize, nonce, mark);
     const journal = await Deno.open(journalPath(this.#file.path), {
       write: true,
       create: true,
@@ -146,8 +174,9 @@ export class FollowedOutput {
   }
 
   /**
-   * Ends a change leaving `pages` pages (the lock must be held): header edits, fsync, the
-   * journal deleted, unlock.
+   * Ends a change leaving `pages` pages (the lock must be held): header edits (written last:
+   * the new counter in the file means every page is written), the lock back to RESERVED (readers
+   * see the change), fsync, the journal deleted, unlock.
    */
   async finish(pages: number): Promise<void> {
     if (!this.#file.locked) throw new Error("finish without the lock");
@@ -156,20 +185,30 @@ export class FollowedOutput {
     this.#file.read(head, 0);
     const counter = nextChangeCounter(this.#counter);
     this.#file.write(followerHeader(head, counter, pages), 0);
-    await this.#file.sync();
-    // Still under the lock: no reader ever finds the journal hot.
-    await removeIfExists(journalPath(this.#file.path));
-    this.#counter = counter;
-    this.#dirty = false;
-    this.#file.unlock();
+    this.#file.downgrade();
     this.lastHoldMs = performance.now() - this.#lockedAt;
+    this.#counter = counter;
+    await this.#settle();
   }
 
   /**
-   * Puts back what a follower killed inside a change had journalled (see `journal.ts`), under
-   * the lock; a journal that is not hot is removed. Returns true when pages were put back.
+   * Makes a whole, written change durable and final: fsync, then the journal deleted while
+   * RESERVED is still held (no reader ever finds it hot), unlock.
    */
-  async rollBack(signal?: AbortSignal): Promise<boolean> {
+  async #settle(): Promise<void> {
+    await this.#file.sync();
+    await removeIfExists(journalPath(this.#file.path));
+    this.#dirty = false;
+    this.#file.unlock();
+  }
+
+  /**
+   * Ends a change that a follower (this one after a failure, or one killed) left with its
+   * journal (see `journal.ts`): kept when the journal's mark shows it whole and visible in this
+   * boot, else its pages put back under the lock; a journal that is not hot is removed. Says
+   * which it did, or undefined when there was nothing to do.
+   */
+  async rollBack(signal?: AbortSignal): Promise<JournalOutcome> {
     const path = journalPath(this.#file.path);
     let bytes: Uint8Array;
     try {
@@ -179,10 +218,17 @@ export class FollowedOutput {
       // Failed before the journal existed: nothing was written.
       this.#dirty = false;
       this.#file.unlock();
-      return false;
+      return undefined;
     }
-    if (!this.#file.locked && !await this.lock(signal)) return false;
     const journal = decodeJournal(bytes, path);
+    if (journal && this.#whole(journal.mark)) {
+      if (!await this.reserve(signal)) return undefined;
+      this.#file.downgrade();
+      this.#counter = journal.mark!.counter;
+      await this.#settle();
+      return "kept";
+    }
+    if (!this.#file.locked && !await this.lock(signal)) return undefined;
     if (journal) {
       if (journal.pageSize !== this.#pageSize) this.#pageSize = journal.pageSize;
       for (const r of journal.records) this.#file.write(r.page, (r.pgno - 1) * r.page.length);
@@ -192,7 +238,16 @@ export class FollowedOutput {
     await removeIfExists(path);
     this.#dirty = false;
     this.#file.unlock();
-    return journal !== undefined;
+    return journal ? "rolled back" : undefined;
+  }
+
+  /** True when the change `mark` describes was written whole in this boot (see `ChangeMark`). */
+  #whole(mark: ChangeMark | undefined): boolean {
+    if (!mark || mark.boot !== bootId()) return false;
+    const head = new Uint8Array(DB_HEADER_SIZE);
+    if (this.#file.read(head, 0) < DB_HEADER_SIZE) return false;
+    const dv = new DataView(head.buffer);
+    return dv.getUint32(24) === mark.counter && dv.getUint32(92) === mark.counter;
   }
 
   /**
@@ -221,6 +276,9 @@ export class FollowedOutput {
       for (let at = 0; at < size;) {
         const n = await image.read(buf);
         if (n === null) throw new CorruptionError(imagePath, "image ended early");
+        // The image's own change counter might equal the journal's mark: the file takes the
+        // marked counter only in `finish`, once the whole image is written.
+        if (at === 0) new DataView(buf.buffer).setUint32(24, this.#counter);
         this.#file.write(buf.subarray(0, n), at);
         at += n;
       }

@@ -2,7 +2,9 @@
  * The output under SQLite's locks, against the sqlite3 CLI: a change killed half-way (its
  * descriptor closed, as a killed process's would be) leaves a hot journal that a read-only
  * reader refuses rather than read a torn state, and that the next follower rolls back to the
- * exact bytes before; a finished change is visible at once, with the header in follower form.
+ * exact bytes before; a finished change is visible at once, with the header in follower form; a
+ * change made visible whose journal was left behind (killed before deleting it) is kept in the
+ * same boot and rolled back after a reboot.
  *
  * @module
  */
@@ -62,7 +64,7 @@ Deno.test("a change cut off half-way is refused to readers and rolled back by th
 
   const next = FollowedOutput.open(db, log);
   try {
-    assert.equal(await next.rollBack(), true);
+    assert.equal(await next.rollBack(), "rolled back");
   } finally {
     next.close();
   }
@@ -102,4 +104,69 @@ Deno.test("a finished change is visible at once and bumps the change counter", a
   assert.deepEqual(after.subarray(24, 28), after.subarray(92, 96), "version-valid-for equals it");
   assert.deepEqual([after[18], after[19]], [1, 1]);
   assert.equal(await Deno.stat(journalPath(db)).then(() => true, () => false), false);
+});
+
+Deno.test("a visible change whose journal was left behind is kept in the same boot, rolled back after a reboot", async () => {
+  await using dir = await tempDir();
+  const db = join(dir.path, "k.db");
+  await sqlite(
+    db,
+    "PRAGMA page_size=1024; CREATE TABLE t(v); " +
+      "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i<50) " +
+      "INSERT INTO t SELECT randomblob(300) FROM c;",
+  );
+  await prepareImage(db, log);
+  const before = await Deno.readFile(db);
+  const pages = before.length / 1024;
+  // A change deleting half the rows, made with the sqlite3 CLI on a copy: its pages are the donor.
+  const donor = join(dir.path, "donor.db");
+  await Deno.writeFile(donor, before);
+  await sqlite(donor, "DELETE FROM t WHERE rowid % 2 = 0;");
+  const image = await Deno.readFile(donor);
+
+  /** Applies the change, keeping a copy of its journal as a follower killed after the writes would. */
+  async function change(): Promise<Uint8Array> {
+    const out = FollowedOutput.open(db, log);
+    try {
+      assert.equal(await out.reserve(), true);
+      await out.beginChange(Array.from({ length: pages }, (_, i) => i + 1), pages);
+      const journal = await Deno.readFile(journalPath(db));
+      assert.equal(await out.lock(), true);
+      const sink = out.sink();
+      for (let p = 1; p <= image.length / 1024; p++) {
+        await sink.write(p, image.subarray((p - 1) * 1024, p * 1024));
+      }
+      await out.finish(image.length / 1024);
+      return journal;
+    } finally {
+      out.close();
+    }
+  }
+
+  const journal = await change();
+  const after = await Deno.readFile(db);
+  const expected = (await readOnly(db)).out;
+  assert.equal(expected, "25|7500");
+  await Deno.writeFile(journalPath(db), journal);
+  const next = FollowedOutput.open(db, log);
+  try {
+    assert.equal(await next.rollBack(), "kept");
+  } finally {
+    next.close();
+  }
+  assert.deepEqual(await Deno.readFile(db), after, "the change stays");
+  assert.equal(await Deno.stat(journalPath(db)).then(() => true, () => false), false);
+  assert.equal((await readOnly(db)).out, expected);
+
+  // The same journal written in another boot: the page cache may have lost writes, roll back.
+  const other = journal.slice();
+  other[40] = other[40] === 0x30 ? 0x31 : 0x30; // first character of the mark's boot id
+  await Deno.writeFile(journalPath(db), other);
+  const again = FollowedOutput.open(db, log);
+  try {
+    assert.equal(await again.rollBack(), "rolled back");
+  } finally {
+    again.close();
+  }
+  assert.deepEqual(await Deno.readFile(db), before, "back to the exact bytes before");
 });

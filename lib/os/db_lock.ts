@@ -121,6 +121,18 @@ export class DbFile {
     return true;
   }
 
+  /**
+   * Drops the EXCLUSIVE lock back to RESERVED, as SQLite does after a commit in WAL-less modes:
+   * readers may take SHARED again, no other process may start writing, and a rollback journal
+   * beside the database stays not hot.
+   */
+  downgrade(): void {
+    if (!this.#locked) return;
+    this.#set(F_UNLCK, PENDING_BYTE, 1);
+    this.#set(F_UNLCK, SHARED_FIRST, SHARED_SIZE);
+    this.#locked = false;
+  }
+
   /** Releases every lock this descriptor holds (EXCLUSIVE or RESERVED). */
   unlock(): void {
     if (!this.#reserved && !this.#locked) return;

@@ -1,6 +1,7 @@
 /**
  * `DbFile` against the real thing: with RESERVED the sqlite3 CLI in another process still reads;
- * while it holds SQLite's EXCLUSIVE lock, it cannot (busy); a reader in a transaction keeps it waiting, and it is
+ * while it holds SQLite's EXCLUSIVE lock, it cannot (busy), and can again once the lock is
+ * dropped back to RESERVED (which still keeps writers out); a reader in a transaction keeps it waiting, and it is
  * reported; once released, reading works again.
  *
  * @module
@@ -34,6 +35,17 @@ Deno.test("DbFile's lock excludes SQLite readers, waits for one in a transaction
     assert.equal((await tryRead(db)).out, "2");
     assert.equal(await file.lock(), true);
     assert.match((await tryRead(db)).err, /database is locked/);
+    // Back to RESERVED: readers read again, a writer still cannot start.
+    file.downgrade();
+    assert.equal(file.locked, false);
+    assert.equal(file.reserved, true);
+    assert.equal((await tryRead(db)).out, "2");
+    const write = await new Deno.Command(SQLITE3, {
+      args: ["-batch", db, "INSERT INTO t VALUES (3);"],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.match(new TextDecoder().decode(write.stderr), /database is locked/);
     file.unlock();
     assert.equal((await tryRead(db)).out, "2");
 
