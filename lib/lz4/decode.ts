@@ -149,8 +149,17 @@ export function* decodeFrameBlocks(data: Uint8Array, objectName: string): Genera
     }
     checkEnd(fail, data.length, need, data.length - pos);
   } finally {
-    if (targetPool.length < 2) targetPool.push(buf);
+    // One is enough: frames are decoded one object at a time.
+    if (targetPool.length < 1) targetPool.push(buf);
   }
+}
+
+/**
+ * Drops the output area kept for the next {@linkcode decodeFrameBlocks} run (up to a block,
+ * 4 MiB): for a long-lived process going idle.
+ */
+export function releaseDecodeBuffers(): void {
+  targetPool.length = 0;
 }
 
 /** How far a {@linkcode StreamSource} reads beyond what is needed. */

@@ -16,4 +16,5 @@ export {
   decodeFrameStream,
   decompressFrame,
   lz4FrameDecoder,
+  releaseDecodeBuffers,
 } from "./decode.ts";

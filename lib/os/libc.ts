@@ -4,7 +4,7 @@
  * waiting on file changes (see `inotify.ts`), and `open`, `fcntl(F_GETLK)` and
  * `pread` for seeing other processes' locks on SQLite's -shm (see `lock_probe.ts`),
  * `fcntl(F_SETLK)`, `pwrite`, `ftruncate`, `lseek` and `fsync` for the follower's writes under SQLite's
- * own locks (see `db_lock.ts`), and `getrlimit`/`setrlimit` for the open-file limit (see
+ * own locks (see `db_lock.ts`), `malloc_trim` for a long-lived process's footprint, and `getrlimit`/`setrlimit` for the open-file limit (see
  * `rlimit.ts`). Loaded once, on first use, only on Linux
  * and only when `--allow-ffi` is granted; callers fall back otherwise.
  *
@@ -37,6 +37,8 @@ const SYMBOLS = {
   // For rlimit.ts: the open-file limit raised to its hard limit at start-up, as Go's runtime does.
   getrlimit: { parameters: ["i32", "buffer"], result: "i32" },
   setrlimit: { parameters: ["i32", "buffer"], result: "i32" },
+  // glibc only: gives the C heap's free memory (buffers V8 released) back to the OS.
+  malloc_trim: { parameters: ["usize"], result: "i32", optional: true },
   // The calling thread's errno: read right after a failed call on the same (JS) thread.
   __errno_location: { parameters: [], result: "pointer" },
 } as const;
@@ -74,4 +76,14 @@ const encoder = new TextEncoder();
 /** `path` as the NUL-terminated bytes C functions take. */
 export function cString(path: string): Uint8Array {
   return encoder.encode(path + "\0");
+}
+
+/**
+ * Gives the C heap's free memory back to the OS (glibc's `malloc_trim`), where there is one.
+ * glibc keeps memory freed by V8's buffers mapped for reuse: a long-lived process that handles a
+ * few MB every second would otherwise keep its peak footprint for good.
+ */
+export function trimNativeHeap(): void {
+  const lib = libc();
+  if (typeof lib !== "string") lib.malloc_trim?.(0n);
 }

@@ -117,6 +117,16 @@ export class PageMap {
       await sink.write(pgno, this.#get(pgno)!);
     }
     if (committed && this.#size !== undefined) await sink.truncate(this.#size);
+    this.#empty();
+  }
+
+  /** Forgets everything held, keeping the slabs for reuse. */
+  clear(): void {
+    this.#empty();
+    this.#size = undefined;
+  }
+
+  #empty(): void {
     this.#slots.clear();
     this.#free = [];
     this.#used = 0;

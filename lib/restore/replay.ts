@@ -52,15 +52,22 @@ export class WalReplayer {
   frames = 0;
 
   /**
-   * @param pageSize the database's page size when known (file mode); otherwise taken from the first WAL header
+   * @param pageSize the database's page size when known (file mode), or a map of that page size
+   * to fill (emptied first: a long-lived caller reuses its slabs); otherwise taken from the
+   * first WAL header
    * @param sink where to flush pages when over `flushBytes`; without one, pages stay in memory
    */
   constructor(
-    pageSize: number | undefined,
+    pageSize: number | PageMap | undefined,
     readonly sink?: PageSink,
     readonly flushBytes = DEFAULT_FLUSH_BYTES,
   ) {
-    if (pageSize !== undefined) this.#map = new PageMap(pageSize);
+    if (pageSize instanceof PageMap) {
+      pageSize.clear();
+      this.#map = pageSize;
+    } else if (pageSize !== undefined) {
+      this.#map = new PageMap(pageSize);
+    }
   }
 
   /** Where the replay stands: the last applied index and the WAL offset reached in it. */

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { WalReplayer } from "./replay.ts";
 import { CorruptionError } from "../errors.ts";
-import type { PageSink } from "./page_map.ts";
+import { PageMap, type PageSink } from "./page_map.ts";
 import { payload, splitAtCommits, WalSource } from "../../tests/support/wal_source.ts";
 import { tempDir } from "../../tests/support/poll.ts";
 
@@ -187,4 +187,15 @@ Deno.test("replay errors name the object: flipped byte, gap, missing header, tra
   const open = segs[0][1].slice();
   new DataView(open.buffer).setUint32(open.length - 1024 - 24 + 4, 0);
   await assert.rejects(apply([[0, open]]), /checksum|inside a transaction/);
+});
+
+Deno.test("WalReplayer: a map handed in is emptied first and filled as its own", () => {
+  const map = new PageMap(1024);
+  map.put(3, new Uint8Array(1024).fill(7));
+  map.commit(5);
+  const r = new WalReplayer(map);
+  assert.equal(r.pages, map);
+  assert.equal(map.bytes, 0);
+  assert.equal(map.size, undefined);
+  assert.equal(map.floor, Infinity);
 });

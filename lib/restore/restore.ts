@@ -13,6 +13,7 @@ import { decodeFrameBlocks, decodeFrameStream, lz4FrameDecoder } from "../lz4/mo
 import type { PageSink } from "./page_map.ts";
 import { formatPos } from "../names.ts";
 import { prefetch } from "../os/prefetch.ts";
+import type { BufferPool } from "../os/buffer_pool.ts";
 import type { ReplicaClient, WalSegmentInfo } from "../replica_client.ts";
 import {
   chooseGeneration,
@@ -342,22 +343,28 @@ async function* lentBlocks(
 }
 
 /**
- * Fetches a segment's stored bytes ahead of time, or for a large one a function that opens
- * it as a stream when its turn comes.
+ * Fetches a segment's stored bytes ahead of time (into a buffer of `pool` when given: the
+ * caller gives it back once done), or for a large one a function that opens it as a stream
+ * when its turn comes.
  */
 export async function fetchSegment(
   client: ReplicaClient,
   seg: WalSegmentInfo,
+  pool?: BufferPool,
 ): Promise<Uint8Array | (() => Promise<ReadableStream<Uint8Array>>)> {
   if (seg.size > PREFETCH_MAX_BYTES) return () => client.readWalSegment(seg);
-  return await readObject(await client.readWalSegment(seg), seg.size);
+  return await readObject(await client.readWalSegment(seg), seg.size, pool);
 }
 
 /**
- * Reads a whole object, expected to be `size` bytes: straight into one array of that size when
- * the stream allows (a file's stream), instead of collecting 64 KiB chunks.
+ * Reads a whole object, expected to be `size` bytes: straight into one array of that size (or
+ * one from `pool`) when the stream allows (a file's stream), instead of collecting 64 KiB chunks.
  */
-async function readObject(stream: ReadableStream<Uint8Array>, size: number): Promise<Uint8Array> {
+async function readObject(
+  stream: ReadableStream<Uint8Array>,
+  size: number,
+  pool?: BufferPool,
+): Promise<Uint8Array> {
   let reader: ReadableStreamBYOBReader;
   try {
     reader = stream.getReader({ mode: "byob" });
@@ -366,7 +373,7 @@ async function readObject(stream: ReadableStream<Uint8Array>, size: number): Pro
   }
   try {
     // One spare byte, so a read that fills the array is not mistaken for the end.
-    let buf = new Uint8Array(size + 1);
+    let buf = pool ? pool.take(size + 1) : new Uint8Array(size + 1);
     let n = 0;
     for (;;) {
       if (n === buf.length) {
