@@ -52,36 +52,50 @@ export interface JournalRecord {
   page: Uint8Array;
 }
 
-/** The bytes of a journal holding `records`, for a database of `dbPages` pages before the change. */
+/** Bytes of a journal of `pages` records of `pageSize` bytes. */
+export function journalSize(pages: number, pageSize: number): number {
+  return JOURNAL_SECTOR + pages * (8 + pageSize);
+}
+
+/**
+ * Encodes, into `out` (at least {@linkcode journalSize} bytes, reused across changes), the
+ * journal of the pages `pgnos` for a database of `dbPages` pages before the change;
+ * `readPage(pgno, into)` fills each page's current content straight into its record. Returns
+ * the journal's bytes (a view of `out`).
+ */
 export function encodeJournal(
-  records: readonly JournalRecord[],
+  out: Uint8Array,
+  pgnos: readonly number[],
+  readPage: (pgno: number, into: Uint8Array) => void,
   dbPages: number,
   pageSize: number,
   nonce: number,
   mark?: ChangeMark,
 ): Uint8Array {
   const recordSize = 8 + pageSize;
-  const out = new Uint8Array(JOURNAL_SECTOR + records.length * recordSize);
-  const dv = new DataView(out.buffer);
-  out.set(MAGIC, 0);
-  dv.setUint32(8, records.length);
+  const bytes = out.subarray(0, journalSize(pgnos.length, pageSize));
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  bytes.fill(0, 0, JOURNAL_SECTOR);
+  bytes.set(MAGIC, 0);
+  dv.setUint32(8, pgnos.length);
   dv.setUint32(12, nonce >>> 0);
   dv.setUint32(16, dbPages);
   dv.setUint32(20, JOURNAL_SECTOR);
   dv.setUint32(24, pageSize);
   if (mark && mark.boot.length === BOOT_ID_LENGTH) {
-    out.set(MARK_TAG, MARK_AT);
+    bytes.set(MARK_TAG, MARK_AT);
     dv.setUint32(MARK_AT + 8, mark.counter >>> 0);
-    out.set(new TextEncoder().encode(mark.boot), MARK_AT + 12);
+    bytes.set(new TextEncoder().encode(mark.boot), MARK_AT + 12);
   }
   let at = JOURNAL_SECTOR;
-  for (const r of records) {
-    dv.setUint32(at, r.pgno);
-    out.set(r.page, at + 4);
-    dv.setUint32(at + 4 + pageSize, pageChecksum(nonce, r.page));
+  for (const pgno of pgnos) {
+    const page = bytes.subarray(at + 4, at + 4 + pageSize);
+    dv.setUint32(at, pgno);
+    readPage(pgno, page);
+    dv.setUint32(at + 4 + pageSize, pageChecksum(nonce, page));
     at += recordSize;
   }
-  return out;
+  return bytes;
 }
 
 /** A decoded journal: the database's size before the change and the pages to put back. */

@@ -11,7 +11,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { tempDir } from "../../tests/support/poll.ts";
 import { sqlite, SQLITE3 } from "../../tests/support/sqlite_cli.ts";
-import { decodeJournal, encodeJournal, journalPath, pageChecksum } from "./journal.ts";
+import { decodeJournal, encodeJournal, journalPath, journalSize, pageChecksum } from "./journal.ts";
 
 Deno.test("pageChecksum adds every 200th byte from the end to the nonce", () => {
   const page = new Uint8Array(1024);
@@ -35,13 +35,14 @@ Deno.test("a journal we write is rolled back by SQLite itself", async () => {
   const pageSize = 1024;
   const dbPages = before.length / pageSize;
   // Journal pages 1 and 3, then damage them and grow the file, as a killed follower would.
-  const records = [1, 3].map((pgno) => ({
-    pgno,
-    page: before.slice((pgno - 1) * pageSize, pgno * pageSize),
-  }));
+  const read = (pgno: number, into: Uint8Array) =>
+    into.set(before.subarray((pgno - 1) * pageSize, pgno * pageSize));
   // With the follower's mark in the header's padding, which SQLite must ignore.
   const mark = { boot: "0b6f3c1e-2d4a-4c5b-9e8f-7a6b5c4d3e2f", counter: 0xfffffffe };
-  const journal = encodeJournal(records, dbPages, pageSize, 0x12345678, mark);
+  // Into a reused buffer larger than needed, holding old bytes.
+  const out = new Uint8Array(journalSize(3, pageSize)).fill(0xaa);
+  const journal = encodeJournal(out, [1, 3], read, dbPages, pageSize, 0x12345678, mark);
+  assert.equal(journal.length, journalSize(2, pageSize));
   const decoded = decodeJournal(journal, "j");
   assert.deepEqual(decoded?.records.map((r) => r.pgno), [1, 3]);
   assert.deepEqual(decoded?.mark, mark);
@@ -69,7 +70,14 @@ Deno.test("decodeJournal: empty or zeroed is not hot; records stop at a bad chec
   assert.equal(decodeJournal(new Uint8Array(0), "j"), undefined);
   assert.equal(decodeJournal(new Uint8Array(600), "j"), undefined);
   const page = (v: number) => new Uint8Array(512).fill(v);
-  const bytes = encodeJournal([{ pgno: 1, page: page(1) }, { pgno: 2, page: page(2) }], 2, 512, 7);
+  const bytes = encodeJournal(
+    new Uint8Array(journalSize(2, 512)),
+    [1, 2],
+    (pgno, into) => into.set(page(pgno)),
+    2,
+    512,
+    7,
+  );
   assert.equal(decodeJournal(bytes, "j")?.mark, undefined, "no mark unless given");
   bytes[bytes.length - 1] ^= 1; // the second record's checksum
   assert.deepEqual(decodeJournal(bytes, "j")?.records.map((r) => r.pgno), [1]);

@@ -24,9 +24,12 @@ import {
 import { chooseGeneration } from "../restore/plan.ts";
 import { prefetch } from "../os/prefetch.ts";
 import { WalReplayer } from "../restore/replay.ts";
-import { decodeFrameBlocks, lz4FrameDecoder } from "../lz4/mod.ts";
+import { PageMap } from "../restore/page_map.ts";
+import { decodeFrameBlocks, lz4FrameDecoder, releaseDecodeBuffers } from "../lz4/mod.ts";
+import { BufferPool } from "../os/buffer_pool.ts";
 import { exists, removeIfExists } from "../os/fs.ts";
 import { sleep } from "../os/async.ts";
+import { trimNativeHeap } from "../os/libc.ts";
 import { FollowedOutput, prepareImage } from "./output.ts";
 import { type FollowPosition, positionPath, readPosition, writePosition } from "./position.ts";
 import { nextSegments } from "./batch.ts";
@@ -78,6 +81,10 @@ export class Follower {
   #checkedGenerations = "";
   /** Why the next step must recover from a snapshot, when it must. */
   #recover: string | undefined;
+  /** Buffers segments are fetched into, reused by every batch (emptied when idle). */
+  readonly #buffers = new BufferPool(BATCH_PARALLELISM, 2 * BATCH_BYTES);
+  /** Where batches gather their pages, its slabs reused by every batch (dropped when idle). */
+  #pages: PageMap | undefined;
 
   constructor(readonly options: FollowOptions) {
     if (options.clients.length === 0) throw new LitestreamError("no replica to follow");
@@ -255,6 +262,11 @@ export class Follower {
     }
     if (next.batch.length === 0) {
       this.status.caughtUpAt = Date.now();
+      // Nothing new: the buffers wait for the next write on the primary, maybe for long.
+      this.#buffers.clear();
+      this.#pages = undefined;
+      releaseDecodeBuffers();
+      trimNativeHeap();
       return false;
     }
     try {
@@ -277,12 +289,13 @@ export class Follower {
     const pos = this.#pos!;
     const started = performance.now();
     // No sink: pages stay in memory until the whole batch is checked and journalled.
-    const replayer = new WalReplayer(out.pageSize);
+    if (this.#pages?.pageSize !== out.pageSize) this.#pages = new PageMap(out.pageSize);
+    const replayer = new WalReplayer(this.#pages);
     if (pos.chain) replayer.resume(pos.chain);
     const fetches = prefetch(
       batch,
       Math.min(this.options.parallelism ?? 8, BATCH_PARALLELISM),
-      (seg) => fetchSegment(client, seg),
+      (seg) => fetchSegment(client, seg, this.#buffers),
     );
     let i = 0;
     let replayed = 0;
@@ -295,6 +308,7 @@ export class Follower {
           ? decodeFrameBlocks(fetched, name)
           : (await fetched()).pipeThrough(lz4FrameDecoder(name));
         await replayer.apply(seg, name, data);
+        if (fetched instanceof Uint8Array) this.#buffers.give(fetched.buffer);
       }
       const pages = replayer.pages;
       if (!pages || pages.size === undefined) throw new Error("replay committed nothing");
@@ -314,6 +328,8 @@ export class Follower {
     const chain = replayer.chain!;
     this.#pos = positionOf(pos.generation, chain.index, chain);
     await writePosition(this.options.output, this.#pos);
+    // What V8 freed of this batch's buffers goes back to the OS, not into a growing peak.
+    trimNativeHeap();
     const newest = batch.reduce((t, s) => Math.max(t, s.createdAt.getTime()), 0);
     this.status.batches++;
     this.status.position = this.#pos;
@@ -329,6 +345,7 @@ export class Follower {
       exclusiveMs: Math.round(out.lastHoldMs),
       elapsedMs: Math.round(performance.now() - started),
       lag: `${this.status.applyLagSeconds.toFixed(3)}s`,
+      rss: `${(Deno.memoryUsage().rss / 1048576).toFixed(1)}MB`,
     });
   }
 

@@ -16,11 +16,20 @@ import { DB_HEADER_SIZE, decodeDbHeader } from "../sqlite/header.ts";
 import type { PageSink } from "../restore/page_map.ts";
 import type { Logger } from "../log.ts";
 import { followerHeader, nextChangeCounter } from "./header.ts";
-import { type ChangeMark, decodeJournal, encodeJournal, journalPath } from "./journal.ts";
+import {
+  type ChangeMark,
+  decodeJournal,
+  encodeJournal,
+  journalPath,
+  journalSize,
+} from "./journal.ts";
 import { removeIfExists, writeAll } from "../os/fs.ts";
 
 /** Bytes copied per write when an image replaces the output. */
 const COPY_CHUNK = 1 << 20;
+
+/** Largest journal buffer kept for the next change. */
+const KEPT_JOURNAL_BYTES = 8 << 20;
 
 /** What {@linkcode FollowedOutput.rollBack} did with a journal left behind. */
 export type JournalOutcome = "rolled back" | "kept" | undefined;
@@ -54,6 +63,7 @@ export class FollowedOutput {
   /** Milliseconds the last finished change held readers off (exclusive lock to its downgrade). */
   lastHoldMs = 0;
   #lockedAt = 0;
+  #journalBuffer = new Uint8Array(0);
 
   private constructor(file: DbFile, pageSize: number, counter: number, readonly log: Logger) {
     this.#file = file;
@@ -127,17 +137,29 @@ export class FollowedOutput {
     const wanted = new Set<number>();
     for (const p of pgnos) if (p <= dbPages) wanted.add(p);
     for (let p = Math.max(1, cut + 1); p <= dbPages; p++) wanted.add(p);
-    const records = [...wanted].sort((a, b) => a - b).map((pgno) => {
-      const page = new Uint8Array(this.#pageSize);
-      this.#file.read(page, (pgno - 1) * this.#pageSize);
-      return { pgno, page };
-    });
+    const sorted = [...wanted].sort((a, b) => a - b);
+    const size = journalSize(sorted.length, this.#pageSize);
+    // A batch's journal is written into one buffer kept for the next (a recovery's, of the
+    // whole database, is not kept).
+    let out = this.#journalBuffer;
+    if (out.length < size) {
+      out = new Uint8Array(size);
+      if (size <= KEPT_JOURNAL_BYTES) this.#journalBuffer = out;
+    }
     const nonce = crypto.getRandomValues(new Uint32Array(1))[0];
     const boot = bootId();
     const mark: ChangeMark | undefined = boot === undefined
       ? undefined
       : { boot, counter: nextChangeCounter(this.#counter) };
-    const bytes = encodeJournal(records, dbPages, this.#pageSize, nonce, mark);
+    const bytes = encodeJournal(
+      out,
+      sorted,
+      (pgno, into) => this.#file.read(into, (pgno - 1) * this.#pageSize),
+      dbPages,
+      this.#pageSize,
+      nonce,
+      mark,
+    );
     const journal = await Deno.open(journalPath(this.#file.path), {
       write: true,
       create: true,
