@@ -159,6 +159,12 @@ async function followRun(dir: string, log: (m: string) => void): Promise<FollowS
     await Deno.writeTextFile(stop, "");
     await Promise.all(readers.map((r) => r.done));
     const { stats } = await follower.stop(30_000);
+    if (Deno.env.get("BENCH_KEEP") === "1") {
+      // Every sample (value|…|ms|epoch ms), to set slow queries against the follower's batches.
+      for (const r of readers) {
+        await Deno.writeTextFile(`${dir}/${r.kind}.samples`, r.lines.join("\n"));
+      }
+    }
 
     // Lag: the first sample (any reader) showing each transaction.
     const samples: Sample[] = readers.flatMap((r) =>
