@@ -7,6 +7,7 @@
  */
 
 import type { Pos } from "./names.ts";
+import type { DirWatch } from "./os/inotify.ts";
 
 /** A snapshot object in a replica. */
 export interface SnapshotInfo {
@@ -73,6 +74,12 @@ export interface ReplicaClient {
   snapshots(generation: string): Promise<SnapshotInfo[]>;
   /** WAL segments of a generation sorted by (index, offset); a missing generation lists as empty. */
   walSegments(generation: string): Promise<WalSegmentInfo[]>;
+  /**
+   * Optional: a watch that wakes when WAL segments of `generation` may have been added, so a
+   * follower looks at once instead of at its next poll (undefined when it cannot be had now).
+   * Only backends that learn of new objects for free have it (a local directory: inotify).
+   */
+  watchWal?(generation: string): DirWatch | undefined;
 
   /**
    * Streams a snapshot object's stored bytes; throws `NotFoundError` when absent. Backends

@@ -27,6 +27,7 @@ import { WalReplayer } from "../restore/replay.ts";
 import { PageMap } from "../restore/page_map.ts";
 import { decodeFrameBlocks, lz4FrameDecoder, releaseDecodeBuffers } from "../lz4/mod.ts";
 import { BufferPool } from "../os/buffer_pool.ts";
+import type { DirWatch } from "../os/inotify.ts";
 import { exists, removeIfExists } from "../os/fs.ts";
 import { sleep } from "../os/async.ts";
 import { trimNativeHeap } from "../os/libc.ts";
@@ -83,6 +84,8 @@ export class Follower {
   #recover: string | undefined;
   /** Buffers segments are fetched into, reused by every batch (emptied when idle). */
   readonly #buffers = new BufferPool(BATCH_PARALLELISM, 2 * BATCH_BYTES);
+  /** The watch on the followed generation's WAL, when the client has one (see `#pause`). */
+  #watch: { key: string; watch: DirWatch | undefined } | undefined;
   /** Where batches gather their pages, its slabs reused by every batch (dropped when idle). */
   #pages: PageMap | undefined;
 
@@ -125,7 +128,7 @@ export class Follower {
         // Polls start every interval (a slow poll shortens the wait), not an interval after one
         // ends: the lag stays within one interval plus one poll.
         const wait = backoff || Math.max(0, this.options.intervalMs - (performance.now() - began));
-        if (!more) await sleep(wait, signal);
+        if (!more) await this.#pause(wait);
       }
     } finally {
       if (this.#out?.dirty) {
@@ -135,8 +138,34 @@ export class Follower {
       }
       this.#out?.close();
       this.#out = undefined;
+      await this.#watch?.watch?.close();
     }
     log.info("follow stopped", { output, position: formatPos(this.#pos) });
+  }
+
+  /**
+   * Waits `ms` for the next poll, or less when the client can tell that segments were added
+   * to the followed generation's WAL (a local directory: the follower then applies an upload as
+   * it lands, not up to an interval later).
+   */
+  async #pause(ms: number): Promise<void> {
+    const { signal } = this.options;
+    const generation = this.#pos?.generation;
+    const key = `${this.#client.location}\n${generation}`;
+    if (this.#watch?.key !== key || !this.#watch.watch) {
+      await this.#watch?.watch?.close();
+      const watch = generation ? this.#client.watchWal?.(generation) : undefined;
+      this.#watch = { key, watch };
+    }
+    const watch = this.#watch.watch;
+    if (!watch) return await sleep(ms, signal);
+    const wake = () => watch.wake();
+    signal.addEventListener("abort", wake, { once: true });
+    try {
+      await watch.wait(ms);
+    } finally {
+      signal.removeEventListener("abort", wake);
+    }
   }
 
   /** Opens the output: resumes from the position file, or restores afresh. */
@@ -226,6 +255,8 @@ export class Follower {
 
   /** One poll: applies one batch or recovers; true when more is waiting. */
   async #step(): Promise<boolean> {
+    // Segments added from now on wake the next pause (see `#pause`).
+    this.#watch?.watch?.rearm();
     if (this.#out!.dirty) {
       const outcome = await this.#out!.rollBack();
       this.options.log.warn(`follow: a failed batch was ${outcome ?? "abandoned"}`, {

@@ -26,6 +26,7 @@ import type {
 } from "../../lib/replica_client.ts";
 import { isRecordName, RECORDS_DIR } from "../../lib/core/checksum_record.ts";
 import { statNs } from "../../lib/os/mtime_ns.ts";
+import { type DirWatch, sharedInotify } from "../../lib/os/inotify.ts";
 import { LEASE_DIR, readFileLease, writeFileLease } from "./lease.ts";
 
 /** Options of a file replica. */
@@ -137,6 +138,18 @@ export class FileReplicaClient implements ReplicaClient {
     return list.map(({ parsed: index, ...rest }) => ({ generation, index, ...rest })).sort((a, b) =>
       a.index - b.index
     );
+  }
+
+  /** Wakes on a segment renamed into place (see `#writeAtomic`); undefined without inotify. */
+  watchWal(generation: string): DirWatch | undefined {
+    try {
+      return sharedInotify.watch(
+        join(this.#generationDir(generation), "wal"),
+        (name) => parseWalSegmentName(name) !== undefined,
+      );
+    } catch {
+      return undefined; // not Linux, no --allow-ffi, no such directory yet, or no watches left
+    }
   }
 
   async walSegments(generation: string): Promise<WalSegmentInfo[]> {
