@@ -69,6 +69,10 @@ export interface FollowStatus {
 const BATCH_BYTES = 2 * 1024 * 1024;
 /** Segments of a batch fetched at once at most: batches are small, memory matters more. */
 const BATCH_PARALLELISM = 4;
+/** After a watch's wake: no new segment for this long ends the burst (see `#pause`). */
+const SETTLE_QUIET_MS = 30;
+/** After a watch's wake: the longest wait for a burst of segments to end. */
+const SETTLE_MAX_MS = 200;
 /** Longest wait between retries while the replica fails. */
 const MAX_BACKOFF_MS = 30_000;
 
@@ -162,7 +166,15 @@ export class Follower {
     const wake = () => watch.wake();
     signal.addEventListener("abort", wake, { once: true });
     try {
-      await watch.wait(ms);
+      if (await watch.wait(ms) !== "event") return;
+      // A sync uploads its segments one after another: let the burst land, to apply it as one
+      // batch rather than one poll and batch per segment.
+      const settled = performance.now() + SETTLE_MAX_MS;
+      for (;;) {
+        watch.rearm();
+        const left = settled - performance.now();
+        if (left <= 0 || await watch.wait(Math.min(SETTLE_QUIET_MS, left)) !== "event") return;
+      }
     } finally {
       signal.removeEventListener("abort", wake);
     }
