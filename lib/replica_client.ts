@@ -72,8 +72,15 @@ export interface ReplicaClient {
   generations(): Promise<string[]>;
   /** Snapshots of a generation sorted by index; a missing generation lists as empty. */
   snapshots(generation: string): Promise<SnapshotInfo[]>;
-  /** WAL segments of a generation sorted by (index, offset); a missing generation lists as empty. */
-  walSegments(generation: string): Promise<WalSegmentInfo[]>;
+  /**
+   * WAL segments of a generation sorted by (index, offset); a missing generation lists as empty.
+   * With `from`, segments before that position may be left out (a backend that can skip them
+   * cheaply does: a follower lists only what it has not applied).
+   */
+  walSegments(
+    generation: string,
+    from?: { index: number; offset: number },
+  ): Promise<WalSegmentInfo[]>;
   /**
    * Optional: a watch that wakes when WAL segments of `generation` may have been added, so a
    * follower looks at once instead of at its next poll (undefined when it cannot be had now).

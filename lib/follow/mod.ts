@@ -297,7 +297,7 @@ export class Follower {
       // A generation without snapshots may get one: look again next time.
       if (listings.every((g) => g.snapshots.length > 0)) this.#checkedGenerations = key;
     }
-    const segments = await this.#client.walSegments(pos.generation);
+    const segments = await this.#client.walSegments(pos.generation, pos);
     const next = nextSegments(segments, pos, BATCH_BYTES);
     if (typeof next === "string") {
       await this.#recoverInPlace(next);

@@ -75,8 +75,11 @@ export class AgeReplicaClient implements ReplicaClient {
   snapshots(generation: string): Promise<SnapshotInfo[]> {
     return this.inner.snapshots(generation);
   }
-  walSegments(generation: string): Promise<WalSegmentInfo[]> {
-    return this.inner.walSegments(generation);
+  walSegments(
+    generation: string,
+    from?: { index: number; offset: number },
+  ): Promise<WalSegmentInfo[]> {
+    return this.inner.walSegments(generation, from);
   }
 
   /** Decrypts the snapshot as it streams; `options` (parallel ranged parts) go to the backend. */

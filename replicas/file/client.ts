@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { LitestreamError, NotFoundError } from "../../lib/errors.ts";
 import { readDirOrEmpty, removeIfExists, writeStream } from "../../lib/os/fs.ts";
 import {
+  comparePos,
   isGeneration,
   parseSnapshotName,
   parseWalSegmentName,
@@ -152,10 +153,17 @@ export class FileReplicaClient implements ReplicaClient {
     }
   }
 
-  async walSegments(generation: string): Promise<WalSegmentInfo[]> {
+  async walSegments(
+    generation: string,
+    from?: { index: number; offset: number },
+  ): Promise<WalSegmentInfo[]> {
+    // Names before `from` are left out before their files are looked at.
     const list = await listObjects(
       join(this.#generationDir(generation), "wal"),
-      parseWalSegmentName,
+      (name) => {
+        const pos = parseWalSegmentName(name);
+        return pos && (!from || comparePos(pos, from) >= 0) ? pos : undefined;
+      },
     );
     return list.map(({ parsed, ...rest }) => ({ generation, ...parsed, ...rest }))
       .sort((a, b) => a.index - b.index || a.offset - b.offset);

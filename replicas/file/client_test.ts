@@ -20,7 +20,7 @@ Deno.test("file client contract", async (t) => {
   });
 });
 
-Deno.test("file client: watchWal wakes when a segment is renamed into place, not for its temporary file", async () => {
+Deno.test("file client: watchWal wakes when a segment is renamed into place, not for its temporary file; walSegments from a position", async () => {
   await using dir = await tempDir();
   const client = new FileReplicaClient(join(dir.path, "r"));
   const generation = "0123456789abcdef";
@@ -36,6 +36,11 @@ Deno.test("file client: watchWal wakes when a segment is renamed into place, not
     assert.equal(await watch.wait(10_000), "event");
     watch.rearm();
     assert.equal(await watch.wait(50), "timeout");
+    assert.deepEqual(
+      (await client.walSegments(generation, { index: 1, offset: 32 })).map((s) => s.offset),
+      [32],
+      "listed from a position",
+    );
   } finally {
     await watch.close();
   }
