@@ -2,8 +2,8 @@
  * The follower's output database: transactions and whole replacement images written under
  * SQLite's EXCLUSIVE lock (see `db_lock.ts`), each ended by the header edits that make readers
  * see the new state (see `header.ts`). Readers are held off only while pages are written: the
- * lock then drops back to RESERVED for the fsync and the journal's deletion (the journal stays
- * not hot meanwhile). A follower killed in that window leaves a hot journal whose mark (see
+ * lock then drops back to RESERVED for the fsync (the journal stays not hot meanwhile) and is
+ * taken again, briefly, to delete the journal. A follower killed in that window leaves a hot journal whose mark (see
  * `journal.ts`) tells the next one that the change was whole and visible: it is kept, not
  * rolled back, so a reader never sees the state before it again.
  *
@@ -20,6 +20,7 @@ import {
   type ChangeMark,
   decodeJournal,
   encodeJournal,
+  JOURNAL_SECTOR,
   journalPath,
   journalSize,
 } from "./journal.ts";
@@ -208,17 +209,25 @@ export class FollowedOutput {
     const counter = nextChangeCounter(this.#counter);
     this.#file.write(followerHeader(head, counter, pages), 0);
     this.#file.downgrade();
-    this.lastHoldMs = performance.now() - this.#lockedAt;
+    const held = performance.now() - this.#lockedAt;
     this.#counter = counter;
     await this.#settle();
+    this.lastHoldMs = held + performance.now() - this.#lockedAt;
   }
 
   /**
-   * Makes a whole, written change durable and final: fsync, then the journal deleted while
-   * RESERVED is still held (no reader ever finds it hot), unlock.
+   * Makes a whole, written change durable and final: fsync under RESERVED (readers read), then
+   * the journal deleted under the EXCLUSIVE lock taken again briefly, as SQLite deletes it. A
+   * reader looks for a hot journal holding SHARED: deleted under RESERVED only, the journal
+   * could exist when it looks and be gone when it opens it, which SQLite takes for a hot journal
+   * (SQLITE_READONLY_ROLLBACK for a read-only reader).
    */
   async #settle(): Promise<void> {
     await this.#file.sync();
+    const started = performance.now();
+    await this.#file.lock(undefined, this.#reportWait);
+    this.#lockedAt = performance.now();
+    this.lastLockWaitMs += this.#lockedAt - started;
     await removeIfExists(journalPath(this.#file.path));
     this.#dirty = false;
     this.#file.unlock();
@@ -313,10 +322,16 @@ export class FollowedOutput {
 
   /**
    * Gives up a change journalled but not started (stopping while readers held the lock): the
-   * journal is removed, the lock released.
+   * journal's header is zeroed, which makes it not hot (deleting it without the EXCLUSIVE lock
+   * could fail a reader: see `#settle`), and the lock released. The next start removes it.
    */
   async abandon(): Promise<void> {
-    await removeIfExists(journalPath(this.#file.path));
+    const journal = await Deno.open(journalPath(this.#file.path), { write: true });
+    try {
+      await writeAll(journal, new Uint8Array(JOURNAL_SECTOR));
+    } finally {
+      journal.close();
+    }
     this.#dirty = false;
     this.#file.unlock();
   }

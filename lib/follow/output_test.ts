@@ -15,7 +15,7 @@ import { tempDir } from "../../tests/support/poll.ts";
 import { sqlite, SQLITE3 } from "../../tests/support/sqlite_cli.ts";
 import { Logger } from "../log.ts";
 import { decodeDbHeader } from "../sqlite/header.ts";
-import { journalPath } from "./journal.ts";
+import { decodeJournal, journalPath } from "./journal.ts";
 import { FollowedOutput, prepareImage } from "./output.ts";
 
 const log = new Logger({ write: () => {} });
@@ -169,4 +169,30 @@ Deno.test("a visible change whose journal was left behind is kept in the same bo
     again.close();
   }
   assert.deepEqual(await Deno.readFile(db), before, "back to the exact bytes before");
+});
+
+Deno.test("an abandoned change leaves a journal that is not hot, removed at the next start", async () => {
+  await using dir = await tempDir();
+  const db = join(dir.path, "a.db");
+  await sqlite(db, "PRAGMA page_size=1024; CREATE TABLE t(v); INSERT INTO t VALUES (x'01');");
+  await prepareImage(db, log);
+  const before = await Deno.readFile(db);
+  const out = FollowedOutput.open(db, log);
+  try {
+    assert.equal(await out.reserve(), true);
+    await out.beginChange([1], before.length / 1024);
+    await out.abandon();
+  } finally {
+    out.close();
+  }
+  assert.equal(decodeJournal(await Deno.readFile(journalPath(db)), "j"), undefined, "not hot");
+  assert.equal((await readOnly(db)).out, "1|1", "readers read");
+  const next = FollowedOutput.open(db, log);
+  try {
+    assert.equal(await next.rollBack(), undefined);
+  } finally {
+    next.close();
+  }
+  assert.equal(await Deno.stat(journalPath(db)).then(() => true, () => false), false);
+  assert.deepEqual(await Deno.readFile(db), before);
 });
