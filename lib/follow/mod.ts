@@ -388,7 +388,7 @@ export class Follower {
       exclusiveMs: Math.round(out.lastHoldMs),
       elapsedMs: Math.round(performance.now() - started),
       lag: `${this.status.applyLagSeconds.toFixed(3)}s`,
-      rss: `${(Deno.memoryUsage().rss / 1048576).toFixed(1)}MB`,
+      ...memoryFields(),
     });
   }
 
@@ -437,6 +437,13 @@ function positionOf(
   return chain
     ? { generation, index: chain.index, offset: chain.offset, chain }
     : { generation, index: snapshotIndex, offset: 0 };
+}
+
+/** The process's memory for the debug line: RSS, V8's heap and the buffers outside it (MB). */
+function memoryFields(): Record<string, string> {
+  const m = Deno.memoryUsage();
+  const mb = (n: number) => `${(n / 1048576).toFixed(1)}MB`;
+  return { rss: mb(m.rss), heap: mb(m.heapTotal), external: mb(m.external) };
 }
 
 function isAbort(err: unknown): boolean {
