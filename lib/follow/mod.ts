@@ -73,6 +73,8 @@ const BATCH_PARALLELISM = 4;
 const SETTLE_QUIET_MS = 30;
 /** After a watch's wake: the longest wait for a burst of segments to end. */
 const SETTLE_MAX_MS = 200;
+/** Idle this long (no new segment), the follower gives its buffers up until the next batch. */
+const RELEASE_IDLE_MS = 30_000;
 /** Longest wait between retries while the replica fails. */
 const MAX_BACKOFF_MS = 30_000;
 
@@ -90,6 +92,8 @@ export class Follower {
   readonly #buffers = new BufferPool(BATCH_PARALLELISM, 2 * BATCH_BYTES);
   /** The watch on the followed generation's WAL, when the client has one (see `#pause`). */
   #watch: { key: string; watch: DirWatch | undefined } | undefined;
+  /** When the last batch was applied (`performance.now()`). */
+  #appliedAt = 0;
   /** Where batches gather their pages, its slabs reused by every batch (dropped when idle). */
   #pages: PageMap | undefined;
 
@@ -305,11 +309,15 @@ export class Follower {
     }
     if (next.batch.length === 0) {
       this.status.caughtUpAt = Date.now();
-      // Nothing new: the buffers wait for the next write on the primary, maybe for long.
-      this.#buffers.clear();
-      this.#pages = undefined;
-      releaseDecodeBuffers();
-      trimNativeHeap();
+      // Idle for a while: the buffers would wait for the next write on the primary, maybe for
+      // long. Not at every empty poll: uploads come irregularly, and buffers dropped and made
+      // again each time are garbage that V8 keeps until its next full collection.
+      if (this.#pages && performance.now() - this.#appliedAt >= RELEASE_IDLE_MS) {
+        this.#buffers.clear();
+        this.#pages = undefined;
+        releaseDecodeBuffers();
+        trimNativeHeap();
+      }
       return false;
     }
     try {
@@ -373,6 +381,7 @@ export class Follower {
     await writePosition(this.options.output, this.#pos);
     // What V8 freed of this batch's buffers goes back to the OS, not into a growing peak.
     trimNativeHeap();
+    this.#appliedAt = performance.now();
     const newest = batch.reduce((t, s) => Math.max(t, s.createdAt.getTime()), 0);
     this.status.batches++;
     this.status.position = this.#pos;
