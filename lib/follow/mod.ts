@@ -88,8 +88,12 @@ export class Follower {
   #checkedGenerations = "";
   /** Why the next step must recover from a snapshot, when it must. */
   #recover: string | undefined;
-  /** Buffers segments are fetched into, reused by every batch (emptied when idle). */
-  readonly #buffers = new BufferPool(BATCH_PARALLELISM, 2 * BATCH_BYTES);
+  /**
+   * Buffers segments are fetched into, reused by every batch (emptied when idle). Room for a
+   * batch's segments and one larger segment beside them: a pool too small for the working set
+   * drops buffers each batch, garbage until V8's next full collection.
+   */
+  readonly #buffers = new BufferPool(BATCH_PARALLELISM, 3 * BATCH_BYTES);
   /** The watch on the followed generation's WAL, when the client has one (see `#pause`). */
   #watch: { key: string; watch: DirWatch | undefined } | undefined;
   /** When the last batch was applied (`performance.now()`). */
