@@ -46,7 +46,10 @@ export const ACTIVE_PROBE_MS = 100;
 
 /** The checkpoints let through for one database, and the one restart each may make. */
 export class CheckpointAdmission {
-  /** The shadow header under which a checkpoint was let through. */
+  /**
+   * The shadow header under which the WAL's next restart loses nothing: a checkpoint was let
+   * through, or our own left every frame copied and backfilled (`restartSafe`).
+   */
   #under: Uint8Array | undefined;
   /** When one was last let through (performance.now() time). */
   #lastAt = -Infinity;
@@ -131,6 +134,17 @@ export class CheckpointAdmission {
    */
   admittedUnder(shadow: ShadowState): boolean {
     return !!this.#under && equalBytes(this.#under, shadow.headerBytes);
+  }
+
+  /**
+   * Notes that a restart of the WAL under `shadow`'s header would lose nothing: our own
+   * checkpoint copied and backfilled every frame, and our read began on read mark 0, which keeps
+   * any later frame from being backfilled. The application may restart the WAL then without
+   * waiting for us (a fully backfilled WAL needs no admission); that restart is followed like one
+   * let through, not taken for a loss.
+   */
+  restartSafe(shadow: ShadowState): void {
+    this.#under = shadow.headerBytes;
   }
 
   /** Forgets what was let through: our read transaction was not held throughout. */

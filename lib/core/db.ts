@@ -403,11 +403,17 @@ export class DB {
         }
         await this.#log.copy();
         await h.releaseReadTx();
+        let row;
         try {
-          return await h.rtx.queryRow("PRAGMA wal_checkpoint(PASSIVE)");
+          row = await h.rtx.queryRow("PRAGMA wal_checkpoint(PASSIVE)");
         } finally {
           await h.acquireReadTx();
         }
+        // Everything backfilled and nothing committable meanwhile: our read is on read mark 0.
+        if (row && Number(row[0]) === 0 && Number(row[1]) === Number(row[2])) {
+          this.#admission.restartSafe(this.#log.shadow!);
+        }
+        return row;
       });
     } catch (err) {
       // The application holds the write lock longer than our busy timeout: try at the next sync.
