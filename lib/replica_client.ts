@@ -7,7 +7,7 @@
  */
 
 import type { Pos } from "./names.ts";
-import type { DirWatch } from "./os/inotify.ts";
+import type { DirWatch } from "./os/watch.ts";
 
 /** A snapshot object in a replica. */
 export interface SnapshotInfo {

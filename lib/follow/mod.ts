@@ -27,7 +27,7 @@ import { WalReplayer } from "../restore/replay.ts";
 import { PageMap } from "../restore/page_map.ts";
 import { decodeFrameBlocks, lz4FrameDecoder, releaseDecodeBuffers } from "../lz4/mod.ts";
 import { BufferPool } from "../os/buffer_pool.ts";
-import type { DirWatch } from "../os/inotify.ts";
+import type { DirWatch } from "../os/watch.ts";
 import { exists, removeIfExists } from "../os/fs.ts";
 import { sleep } from "../os/async.ts";
 import { trimNativeHeap } from "../os/libc.ts";

@@ -16,6 +16,7 @@
  * @module
  */
 
+import type { DirWatch, WatchWake } from "./watch.ts";
 import { LitestreamError } from "../errors.ts";
 import { cString, errno, type Libc, libc } from "./libc.ts";
 
@@ -59,8 +60,7 @@ export function inotifyUnavailable(): string | undefined {
   return typeof lib === "string" ? `file-system events: ${lib}` : undefined;
 }
 
-/** What ended a {@link DirWatch.wait}. */
-export type WatchWake = "event" | "timeout" | "woken";
+export type { WatchWake } from "./watch.ts";
 
 /**
  * Thrown by {@link Inotify.watch} when the user's inotify watches have run
@@ -74,27 +74,7 @@ export class WatchLimitError extends LitestreamError {
   }
 }
 
-/**
- * One waiter's view of a watched directory. Events are kept as a flag: once
- * one concerning this waiter has arrived, every later `wait` returns "event"
- * at once, which is all a caller that re-checks on every wake needs.
- */
-export interface DirWatch {
-  /** Waits up to `ms` for a change (at once if one already arrived) or a `wake()`. */
-  wait(ms: number): Promise<WatchWake>;
-  /** Ends the current `wait` (and every later one) with "woken". */
-  wake(): void;
-  /**
-   * Forgets the events seen so far: the next `wait` waits for a new one. For a long-lived
-   * waiter that re-reads its directory after each wake (rearm first, then re-read).
-   */
-  rearm(): void;
-  /**
-   * Leaves the directory's watch (removed with its last waiter; the instance
-   * is closed with the last watch). Resolves once the reader has seen it.
-   */
-  close(): Promise<void>;
-}
+export type { DirWatch } from "./watch.ts";
 
 /**
  * Which events wake a waiter: a file name (events naming it or its `-` companions), or a
