@@ -36,10 +36,11 @@ const CATCH_UP_MS = 15_000;
 /** "A few attempts a minute" while the store fails. */
 const ATTEMPTS_PER_MINUTE = 14;
 /**
- * Requests the AWS SDK may add per S3 client in an outage: it retries a failed request up to 4
- * times, until its retry quota (500 tokens, 14 per retry of a network error) runs out.
+ * Requests the AWS SDK may add in an outage: each S3 client retries a failed request up to 4
+ * times, until its retry quota (500 tokens, 14 per retry of a network error) runs out; a store
+ * has two clients, one writing through `node:http` and one reading through `fetch`.
  */
-const SDK_RETRY_QUOTA = 36;
+const SDK_RETRY_QUOTA = 2 * 36;
 
 const NO_SANITIZERS = { sanitizeOps: false, sanitizeResources: false, sanitizeExit: false };
 
