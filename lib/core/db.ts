@@ -16,7 +16,7 @@ import type { Pos } from "../names.ts";
 import { ChangeSignal, Mutex, sleep } from "../os/async.ts";
 import { equalBytes } from "../os/bytes.ts";
 import { type DirWaitOptions, type DirWake, waitForDirChange } from "../os/dir_watch.ts";
-import { syncReadStream } from "../os/fs.ts";
+import { statSyncOrUndefined, syncReadStream } from "../os/fs.ts";
 import { SqliteCode, SqliteError } from "../sqlite/driver.ts";
 import { frameAlign, frameSize } from "../sqlite/wal.ts";
 import { primaryChecksum } from "../validate/position.ts";
@@ -277,10 +277,10 @@ export class DB {
     // A replaced database matters only once something is written to it, which changes the WAL.
     if (!opened && this.#unchanged() && !this.checkpointerWaiting()) {
       this.#quietSyncs++;
-      return await this.#cleanShadows();
+      return this.#cleanShadows();
     }
     this.#quietSyncs = 0;
-    if (await this.#h!.replaced(this.path)) {
+    if (this.#h!.replaced(this.path)) {
       this.log.warn("database file replaced or removed; reopening");
       await this.#closeHandles();
       this.#log.reset();
@@ -293,13 +293,13 @@ export class DB {
     // let through is then no longer proven to be the only one.
     if (!this.#h!.rtxHeld) this.#admission.forget();
     await this.#h!.acquireReadTx();
-    let walHeader = await readWalHeaderBytes(this.walPath);
+    let walHeader = readWalHeaderBytes(this.walPath);
     if (!walHeader) {
       await conn.exec(SEQ_UPSERT); // makes SQLite create a WAL with a header and a frame
-      walHeader = await readWalHeaderBytes(this.walPath);
+      walHeader = readWalHeaderBytes(this.walPath);
     }
     let changed = false;
-    const check = await this.#log.verify(walHeader, this.pageSize, this.#admission);
+    const check = this.#log.verify(walHeader, this.pageSize, this.#admission);
     if (check.reason) {
       await this.#log.newGeneration(check.reason);
       changed = true;
@@ -317,7 +317,7 @@ export class DB {
     // a row), so replicas ship them first: a commit to a thousand idle databases made a
     // thousand time-based checkpoints due at once, and every upload waited behind them.
     const defer = changed && !this.#timeDeferred;
-    const mode = this.#snapshots === 0 ? await this.#checkpointMode(defer) : undefined;
+    const mode = this.#snapshots === 0 ? this.#checkpointMode(defer) : undefined;
     this.#timeDeferred = defer && !mode && this.#checkpointDueIn() === 0;
     if (mode) {
       // Replicas ship what was just copied while the checkpoint runs, not after it: a commit
@@ -326,7 +326,7 @@ export class DB {
       await this.#checkpoint(mode);
       changed = true;
     }
-    await this.#cleanShadows();
+    this.#cleanShadows();
     if (changed || opened) this.changed.notify();
   }
 
@@ -367,8 +367,8 @@ export class DB {
   }
 
   /** Which checkpoint is due, by v0.3.13's policy (spec §4.9); `deferTime` leaves rule 4 out. */
-  async #checkpointMode(deferTime: boolean): Promise<CheckpointMode | undefined> {
-    const real = (await Deno.stat(this.walPath).catch(() => ({ size: 0 }))).size;
+  #checkpointMode(deferTime: boolean): CheckpointMode | undefined {
+    const real = statSyncOrUndefined(this.walPath)?.size ?? 0;
     return checkpointModeFor(this.settings, {
       shadow: this.#log.shadow!.size,
       wal: frameAlign(real, this.pageSize),
@@ -395,7 +395,7 @@ export class DB {
       result = await h.withWriteLock(async () => {
         // A restart we let through since the last verify: its frames are not in the shadow yet,
         // and our backfill below would let the next restart drop them. Follow it first.
-        const header = await readWalHeaderBytes(this.walPath);
+        const header = readWalHeaderBytes(this.walPath);
         const shadow = this.#log.shadow!;
         if (header && !equalBytes(header, shadow.headerBytes)) {
           if (!this.#admission.isRestart(shadow, header)) return undefined; // the next verify decides
@@ -432,14 +432,14 @@ export class DB {
     } finally {
       if (mode === "TRUNCATE") await conn.exec("PRAGMA journal_size_limit = -1");
     }
-    const header = await readWalHeaderBytes(this.walPath);
+    const header = readWalHeaderBytes(this.walPath);
     if (!header || !equalBytes(header, this.#log.shadow!.headerBytes)) {
       await h.withWriteLock(() => this.#log.followRestart());
     }
   }
 
   /** Removes shadow WAL files every replica has passed. */
-  #cleanShadows(): Promise<void> {
-    return this.#log.clean(this.replicas.map((r) => r.refused?.() ? this.pos() : r.pos()));
+  #cleanShadows(): void {
+    this.#log.clean(this.replicas.map((r) => r.refused?.() ? this.pos() : r.pos()));
   }
 }

@@ -11,7 +11,7 @@
 
 import { join } from "node:path";
 import { LitestreamError } from "../errors.ts";
-import { readAt } from "../os/fs.ts";
+import { readAt, statSyncOrUndefined } from "../os/fs.ts";
 import { decodeDbHeader } from "../sqlite/header.ts";
 import type { Logger } from "../log.ts";
 import { LockProbe } from "../os/lock_probe.ts";
@@ -200,8 +200,9 @@ export class DbHandles {
   }
 
   /** True when `path` no longer names the file we have open (replaced by a rename, or removed). */
-  async replaced(path: string): Promise<boolean> {
-    const st = await Deno.stat(path).catch(() => undefined);
+  replaced(path: string): boolean {
+    // A stat by path opens nothing; sync, as are the monitor's other per-commit calls.
+    const st = statSyncOrUndefined(path);
     // Sync fstat: an async one would drop SQLite's locks (see readAtSync).
     const ino = this.file.statSync().ino;
     return !st || (st.ino !== null && ino !== null && st.ino !== ino);

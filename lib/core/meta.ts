@@ -42,7 +42,7 @@ export async function resumeGeneration(
   const shadow = index < 0
     ? "no shadow wal"
     : await openShadow(shadowWalPath(metaPath, name, index), index);
-  const walHeader = await readWalHeaderBytes(walPath);
+  const walHeader = readWalHeaderBytes(walPath);
   const problem = typeof shadow === "string"
     ? shadow
     : !walHeader

@@ -241,7 +241,7 @@ export class Replica implements PositionHolder {
       const pos = this.#pos;
       const dpos = this.db.pos();
       if (!dpos || dpos.generation !== pos.generation) return;
-      const end = pos.index === dpos.index ? dpos.offset : await this.#shadowSize(pos);
+      const end = pos.index === dpos.index ? dpos.offset : this.#shadowSize(pos);
       if (end > pos.offset) {
         await this.#uploadSegment(pos, end);
         this.#pos = { ...pos, offset: end };
@@ -253,9 +253,9 @@ export class Replica implements PositionHolder {
     }
   }
 
-  async #shadowSize(pos: Pos): Promise<number> {
+  #shadowSize(pos: Pos): number {
     try {
-      return (await Deno.stat(this.db.shadowPath(pos.generation, pos.index))).size;
+      return Deno.statSync(this.db.shadowPath(pos.generation, pos.index)).size;
     } catch (err) {
       if (err instanceof Deno.errors.NotFound) {
         throw new ShadowMissing(`no shadow wal for ${formatPos(pos)}`);

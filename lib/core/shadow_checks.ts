@@ -7,7 +7,7 @@
  */
 
 import { equalBytes } from "../os/bytes.ts";
-import { readAt, readAtSync } from "../os/fs.ts";
+import { readAtSync } from "../os/fs.ts";
 import { decodeFrameHeader, FRAME_HEADER_SIZE, frameSize, WAL_HEADER_SIZE } from "../sqlite/wal.ts";
 import type { ShadowState } from "./shadow_wal.ts";
 
@@ -40,24 +40,23 @@ export function walUnchangedSince(walPath: string, shadow: ShadowState): boolean
   }
 }
 
-/** True when the shadow's last frame is still, byte for byte, in the real WAL. */
-export async function lastFrameMatches(
-  walPath: string,
-  shadow: ShadowState,
-  pageSize: number,
-): Promise<boolean> {
+/** True when the shadow's last frame is still, byte for byte, in the real WAL (sync reads). */
+export function lastFrameMatches(walPath: string, shadow: ShadowState, pageSize: number): boolean {
   const size = frameSize(pageSize);
   const at = shadow.size - size;
   const [a, b] = [new Uint8Array(size), new Uint8Array(size)];
-  const read = async (path: string, buf: Uint8Array) => {
-    const f = await Deno.open(path, { read: true }).catch(() => undefined);
-    if (!f) return 0; // gone meanwhile: it does not match
+  const read = (path: string, buf: Uint8Array) => {
+    let f: Deno.FsFile;
     try {
-      return await readAt(f, at, buf);
+      f = Deno.openSync(path, { read: true });
+    } catch {
+      return 0; // gone meanwhile: it does not match
+    }
+    try {
+      return readAtSync(f, at, buf);
     } finally {
       f.close();
     }
   };
-  return await read(shadow.path, a) === size && await read(walPath, b) === size &&
-    equalBytes(a, b);
+  return read(shadow.path, a) === size && read(walPath, b) === size && equalBytes(a, b);
 }

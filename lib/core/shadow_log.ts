@@ -11,7 +11,7 @@
 import type { Logger } from "../log.ts";
 import { MAX_INDEX, type Pos } from "../names.ts";
 import { equalBytes } from "../os/bytes.ts";
-import { removeIfExists } from "../os/fs.ts";
+import { removeIfExistsSync, statSyncOrUndefined } from "../os/fs.ts";
 import { frameAlign, WAL_HEADER_SIZE } from "../sqlite/wal.ts";
 import type { CheckpointAdmission } from "./admission.ts";
 import {
@@ -95,13 +95,14 @@ export class ShadowLog {
 
   /**
    * Continuity checks of spec §4.5 against the WAL's current header: a reason means a new
-   * generation, `restarted` the next index after a restart `admission` let through.
+   * generation, `restarted` the next index after a restart `admission` let through. Sync
+   * calls only: they touch the WAL and the shadow, never the database file (see `shadow_wal.ts`).
    */
-  async verify(
+  verify(
     walHeader: Uint8Array | undefined,
     pageSize: number,
     admission: CheckpointAdmission,
-  ): Promise<{ reason?: string; restarted?: boolean }> {
+  ): { reason?: string; restarted?: boolean } {
     const shadow = this.#shadow;
     if (!this.#generation || !shadow) {
       const reason = this.#clearedBecause
@@ -111,10 +112,10 @@ export class ShadowLog {
       return { reason };
     }
     if (shadow.index >= MAX_INDEX) return { reason: "max index exceeded" };
-    const st = await Deno.stat(shadow.path).catch(() => undefined);
+    const st = statSyncOrUndefined(shadow.path);
     if (!st) return { reason: "no shadow wal" };
     if (st.size !== shadow.size) return { reason: "shadow wal changed by another process" };
-    const walSt = await Deno.stat(this.walPath).catch(() => undefined);
+    const walSt = statSyncOrUndefined(this.walPath);
     if (!walSt || !walHeader) return { reason: "primary wal header missing" };
     if (admission.isRestart(shadow, walHeader)) return { restarted: true };
     // After we let a checkpoint through, its restart may be under way as we look: the header we
@@ -130,7 +131,7 @@ export class ShadowLog {
     if (!equalBytes(walHeader, shadow.headerBytes)) {
       return { reason: "wal restarted by another process" };
     }
-    if (shadow.size > WAL_HEADER_SIZE && !await lastFrameMatches(this.walPath, shadow, pageSize)) {
+    if (shadow.size > WAL_HEADER_SIZE && !lastFrameMatches(this.walPath, shadow, pageSize)) {
       return unlessAdmitted("wal overwritten by another process");
     }
     return {};
@@ -168,7 +169,7 @@ export class ShadowLog {
   async followRestart(): Promise<void> {
     const old = this.#shadow!;
     await this.copy();
-    const header = await readWalHeaderBytes(this.walPath);
+    const header = readWalHeaderBytes(this.walPath);
     // No header: a TRUNCATE checkpoint emptied a WAL that held no frame. The next index begins
     // when a frame is written, and nothing can be backfilled and lost before we copy it.
     if (!header || equalBytes(header, old.headerBytes)) return;
@@ -185,13 +186,13 @@ export class ShadowLog {
   }
 
   /** Removes shadow WAL files every replica has passed (keeping one older, as v0.3.13 does). */
-  async clean(positions: (Pos | undefined)[]): Promise<void> {
+  clean(positions: (Pos | undefined)[]): void {
     if (positions.length === 0 || !this.#generation) return;
     const gen = this.#generation;
     const min = Math.min(...positions.map((p) => p && p.generation === gen ? p.index : 0));
     if (min - 1 <= this.#cleanedBelow) return;
     for (let i = this.#cleanedBelow; i < min - 1; i++) {
-      await removeIfExists(this.shadowPath(gen, i));
+      removeIfExistsSync(this.shadowPath(gen, i));
     }
     this.#cleanedBelow = min - 1;
   }

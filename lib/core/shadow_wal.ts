@@ -4,10 +4,17 @@
  * committed frames. Copies are two-pass (verify, then copy while verifying
  * again) so a shadow never holds an uncommitted frame, even after a crash.
  *
+ * Every call but fsync is synchronous: these files carry no SQLite lock (its
+ * locks are on the database file and the `-shm`, never opened here), and a
+ * commit to each of a thousand databases spent more CPU dispatching small
+ * async calls to the thread pool than doing them. Long runs give the event
+ * loop turns (see `Pacer`).
+ *
  * @module
  */
 
-import { lendingStream, readAt, writeAll } from "../os/fs.ts";
+import { Pacer } from "../os/async.ts";
+import { lendingStream, readAtSync, writeAllSync } from "../os/fs.ts";
 import { LitestreamError } from "../errors.ts";
 import {
   type Checksum,
@@ -56,17 +63,17 @@ interface Walk {
 }
 
 /** Reads the real WAL's 32-byte header, or undefined when the WAL is missing or shorter. */
-export async function readWalHeaderBytes(walPath: string): Promise<Uint8Array | undefined> {
+export function readWalHeaderBytes(walPath: string): Uint8Array | undefined {
   let file: Deno.FsFile;
   try {
-    file = await Deno.open(walPath, { read: true });
+    file = Deno.openSync(walPath, { read: true });
   } catch (err) {
     if (err instanceof Deno.errors.NotFound) return undefined;
     throw err;
   }
   try {
     const buf = new Uint8Array(WAL_HEADER_SIZE);
-    return (await readAt(file, 0, buf)) === WAL_HEADER_SIZE ? buf : undefined;
+    return readAtSync(file, 0, buf) === WAL_HEADER_SIZE ? buf : undefined;
   } finally {
     file.close();
   }
@@ -80,20 +87,20 @@ export async function readWalHeaderBytes(walPath: string): Promise<Uint8Array | 
 export async function openShadow(path: string, index: number): Promise<ShadowState | string> {
   let file: Deno.FsFile;
   try {
-    file = await Deno.open(path, { read: true, write: true });
+    file = Deno.openSync(path, { read: true, write: true });
   } catch (err) {
     if (err instanceof Deno.errors.NotFound) return "no shadow wal";
     throw err;
   }
   try {
     const headerBytes = new Uint8Array(WAL_HEADER_SIZE);
-    if (await readAt(file, 0, headerBytes) < WAL_HEADER_SIZE) return "short shadow wal";
+    if (readAtSync(file, 0, headerBytes) < WAL_HEADER_SIZE) return "short shadow wal";
     const header = decodeWalHeader(headerBytes);
     if (typeof header === "string") return `shadow wal: ${header}`;
     const walk = await walkFrames(file, WAL_HEADER_SIZE, header, header.checksum, Infinity);
-    const size = (await file.stat()).size;
+    const size = file.statSync().size;
     if (size !== walk.committedEnd) {
-      await file.truncate(walk.committedEnd);
+      file.truncateSync(walk.committedEnd);
       await file.sync();
     }
     return {
@@ -119,20 +126,20 @@ export async function createShadow(
   index: number,
   mode: number,
 ): Promise<{ shadow: ShadowState; copy: CopyResult }> {
-  const headerBytes = await readWalHeaderBytes(walPath);
+  const headerBytes = readWalHeaderBytes(walPath);
   if (!headerBytes) throw new LitestreamError(`${walPath}: wal header missing`);
   const header = decodeWalHeader(headerBytes);
   if (typeof header === "string") throw new LitestreamError(`${walPath}: ${header}`);
   // Written aside and renamed: a crash must not leave a shadow file without its header.
   const tmp = `${path}.tmp`;
-  const file = await Deno.open(tmp, { write: true, create: true, truncate: true, mode });
+  const file = Deno.openSync(tmp, { write: true, create: true, truncate: true, mode });
   try {
-    await writeAll(file, headerBytes);
+    writeAllSync(file, headerBytes);
     await file.sync();
   } finally {
     file.close();
   }
-  await Deno.rename(tmp, path);
+  Deno.renameSync(tmp, path);
   const shadow: ShadowState = {
     path,
     index,
@@ -161,7 +168,7 @@ export async function copyCommittedFrames(
 ): Promise<CopyResult> {
   let wal: Deno.FsFile;
   try {
-    wal = await Deno.open(walPath, { read: true });
+    wal = Deno.openSync(walPath, { read: true });
   } catch (err) {
     if (err instanceof Deno.errors.NotFound) return { copied: 0 };
     throw err;
@@ -171,9 +178,9 @@ export async function copyCommittedFrames(
     const result = { copied: 0 };
     if (first.committedEnd === shadow.size) return result;
 
-    const out = await Deno.open(shadow.path, { write: true });
+    const out = Deno.openSync(shadow.path, { write: true });
     try {
-      await out.seek(shadow.size, Deno.SeekMode.Start);
+      out.seekSync(shadow.size, Deno.SeekMode.Start);
       // Second pass: copy exactly what the first pass verified, verifying again in case the WAL moved.
       const second = await walkFrames(
         wal,
@@ -181,13 +188,13 @@ export async function copyCommittedFrames(
         shadow.header,
         shadow.checksum,
         first.committedEnd,
-        (chunk) => writeAll(out, chunk),
+        (chunk) => writeAllSync(out, chunk),
       );
       if (second.committedEnd !== first.committedEnd) {
-        await out.truncate(shadow.size);
+        out.truncateSync(shadow.size);
         return result;
       }
-      await out.truncate(second.committedEnd);
+      out.truncateSync(second.committedEnd);
       await out.sync();
       result.copied = second.committedEnd - shadow.size;
       shadow.size = second.committedEnd;
@@ -211,7 +218,7 @@ async function walkFrames(
   header: WalHeader,
   seed: Checksum,
   limit: number,
-  visit?: (verified: Uint8Array) => Promise<void>,
+  visit?: (verified: Uint8Array) => void,
 ): Promise<Walk> {
   const size = frameSize(header.pageSize);
   // No bigger than what there is to read: a thousand databases syncing a commit each at once
@@ -223,11 +230,12 @@ async function walkFrames(
   const walk: Walk = { committedEnd: start, checksumAtCommit: seed };
   let checksum = seed;
   let offset = start;
+  const pacer = new Pacer();
   try {
     while (offset < limit) {
       const want = Math.min(chunk, Math.floor((limit - offset) / size) * size);
       if (want <= 0) break;
-      const n = await readAt(file, offset, buf.subarray(0, want));
+      const n = readAtSync(file, offset, buf.subarray(0, want));
       let valid = 0;
       for (; valid + size <= n; valid += size) {
         const frame = buf.subarray(valid, valid + size);
@@ -239,9 +247,10 @@ async function walkFrames(
           walk.checksumAtCommit = checksum;
         }
       }
-      if (visit && valid > 0) await visit(buf.subarray(0, valid));
+      if (visit && valid > 0) visit(buf.subarray(0, valid));
       offset += valid;
       if (valid < want) break;
+      await pacer.add(n);
     }
   } finally {
     giveBack(buf);
@@ -269,11 +278,12 @@ async function* walRangeChunks(
   end: number,
   lend: boolean,
 ): AsyncGenerator<Uint8Array> {
-  const file = await Deno.open(path, { read: true });
+  const file = Deno.openSync(path, { read: true });
   let buf: Uint8Array | undefined;
+  const pacer = new Pacer();
   try {
     const head = new Uint8Array(WAL_HEADER_SIZE);
-    const header = decodeWalHeader(head.subarray(0, await readAt(file, 0, head)));
+    const header = decodeWalHeader(head.subarray(0, readAtSync(file, 0, head)));
     if (typeof header === "string") throw new LitestreamError(`${path}: ${header}`);
     const frame = frameSize(header.pageSize);
     if (lend) buf = borrow(Math.min(WAL_HEADER_SIZE + FRAMES_PER_CHUNK * frame, end - start));
@@ -285,7 +295,7 @@ async function* walRangeChunks(
       );
       const len = Math.min(end - offset, first + frames * frame);
       const chunk = buf && buf.length >= len ? buf.subarray(0, len) : new Uint8Array(len);
-      if (await readAt(file, offset, chunk) !== len) {
+      if (readAtSync(file, offset, chunk) !== len) {
         throw new LitestreamError(`${path}: shadow wal shorter than expected`);
       }
       for (let at = first; at < len; at += frame) {
@@ -296,6 +306,7 @@ async function* walRangeChunks(
       }
       offset += len;
       yield chunk;
+      await pacer.add(len);
     }
   } finally {
     file.close();
@@ -307,10 +318,10 @@ async function* walRangeChunks(
 export async function scanWal(
   walPath: string,
 ): Promise<{ headerBytes: Uint8Array; header: WalHeader; committedEnd: number } | undefined> {
-  const headerBytes = await readWalHeaderBytes(walPath);
+  const headerBytes = readWalHeaderBytes(walPath);
   const header = headerBytes && decodeWalHeader(headerBytes);
   if (!headerBytes || !header || typeof header === "string") return undefined;
-  const file = await Deno.open(walPath, { read: true });
+  const file = Deno.openSync(walPath, { read: true });
   try {
     const walk = await walkFrames(file, WAL_HEADER_SIZE, header, header.checksum, Infinity);
     return { headerBytes, header, committedEnd: walk.committedEnd };

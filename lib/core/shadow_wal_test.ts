@@ -169,10 +169,10 @@ Deno.test("readWalRange streams whole frames and refuses a frame with foreign sa
 Deno.test("scanWal and readWalHeaderBytes: nothing for a missing or headless WAL", async () => {
   await using p = await paths();
   assert.equal(await scanWal(p.walPath), undefined);
-  assert.equal(await readWalHeaderBytes(p.walPath), undefined);
+  assert.equal(readWalHeaderBytes(p.walPath), undefined);
   Deno.writeFileSync(p.walPath, new Uint8Array(10));
   assert.equal(await scanWal(p.walPath), undefined);
-  assert.equal(await readWalHeaderBytes(p.walPath), undefined);
+  assert.equal(readWalHeaderBytes(p.walPath), undefined);
   // A header alone: valid, with no committed frames yet.
   const { wal } = walOf(p.dir.path, 1);
   Deno.writeFileSync(p.walPath, wal.subarray(0, WAL_HEADER_SIZE));

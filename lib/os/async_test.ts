@@ -4,7 +4,8 @@
  */
 
 import assert from "node:assert/strict";
-import { ChangeSignal, Mutex, sleep } from "./async.ts";
+import { setImmediate } from "node:timers";
+import { ChangeSignal, Mutex, Pacer, sleep } from "./async.ts";
 
 Deno.test("Mutex runs holders one at a time, in call order, past a failing one", async () => {
   const mutex = new Mutex();
@@ -86,4 +87,21 @@ Deno.test("Semaphore: at most limit holders, in call order, past a failing one",
   assert.deepEqual(order, [0, 1, 2, 3, 4]);
   assert.equal(results.filter((r) => r.status === "rejected").length, 1);
   assert.equal(await task(5), 5, "the failing holder freed its place");
+});
+
+Deno.test("Pacer: an event-loop turn once per budget of bytes, none below it", async () => {
+  const pacer = new Pacer(100);
+  let turns = 0;
+  // Immediates run in order: one queued before `add` has run once `add` let the loop turn.
+  const queue = () => setImmediate(() => turns++);
+  queue();
+  await pacer.add(60);
+  assert.equal(turns, 0);
+  await pacer.add(40);
+  assert.equal(turns, 1);
+  queue();
+  await pacer.add(99);
+  assert.equal(turns, 1);
+  await pacer.add(1);
+  assert.equal(turns, 2);
 });

@@ -7,6 +7,8 @@
  * @module
  */
 
+import { Pacer } from "./async.ts";
+
 /** Writes all of `data` at the file's current position. */
 export async function writeAll(
   file: { write(p: Uint8Array): Promise<number> },
@@ -15,18 +17,26 @@ export async function writeAll(
   for (let off = 0; off < data.length;) off += await file.write(data.subarray(off));
 }
 
+/** Like {@linkcode writeAll}, with synchronous calls. */
+export function writeAllSync(file: Deno.FsFile, data: Uint8Array): void {
+  for (let off = 0; off < data.length;) off += file.writeSync(data.subarray(off));
+}
+
 /**
  * Copies a stream into an open file at its current position; returns the bytes written. A
- * {@linkcode lendingStream} lends its chunks (no copies).
+ * {@linkcode lendingStream} lends its chunks (no copies). Sync writes, with event-loop turns
+ * in between (see {@linkcode Pacer}).
  */
 export async function writeStream(
   file: Deno.FsFile,
   stream: ReadableStream<Uint8Array>,
 ): Promise<number> {
+  const pacer = new Pacer();
   let n = 0;
   for await (const chunk of chunksOf(stream)) {
-    await writeAll(file, chunk);
+    writeAllSync(file, chunk);
     n += chunk.length;
+    await pacer.add(chunk.length);
   }
   return n;
 }
@@ -42,10 +52,28 @@ export async function exists(path: string): Promise<boolean> {
   }
 }
 
+/** `Deno.statSync(path)`, or undefined when it fails (the file is gone, or cannot be reached). */
+export function statSyncOrUndefined(path: string): Deno.FileInfo | undefined {
+  try {
+    return Deno.statSync(path);
+  } catch {
+    return undefined;
+  }
+}
+
 /** Removes a file; a missing file is not an error. */
 export async function removeIfExists(path: string): Promise<void> {
   try {
     await Deno.remove(path);
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotFound)) throw err;
+  }
+}
+
+/** Like {@linkcode removeIfExists}, with a synchronous call. */
+export function removeIfExistsSync(path: string): void {
+  try {
+    Deno.removeSync(path);
   } catch (err) {
     if (!(err instanceof Deno.errors.NotFound)) throw err;
   }
@@ -67,6 +95,16 @@ export async function readAt(file: Deno.FsFile, offset: number, buf: Uint8Array)
 export async function readDirOrEmpty(dir: string): Promise<Deno.DirEntry[]> {
   try {
     return await Array.fromAsync(Deno.readDir(dir));
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return [];
+    throw err;
+  }
+}
+
+/** Like {@linkcode readDirOrEmpty}, with a synchronous call. */
+export function readDirSyncOrEmpty(dir: string): Deno.DirEntry[] {
+  try {
+    return Array.from(Deno.readDirSync(dir));
   } catch (err) {
     if (err instanceof Deno.errors.NotFound) return [];
     throw err;

@@ -5,13 +5,16 @@
  * file is the lease; its sequence number is the version. Older files are removed after a
  * write. v0.3.13 never looks outside `generations/`.
  *
+ * The holder reads the lease before an upload, so with many databases it is on the path of
+ * every commit: sync calls but the fsync, as for the objects (see `client.ts`).
+ *
  * @module
  */
 
 import { join } from "node:path";
 import { LitestreamError } from "../../lib/errors.ts";
 import type { LeaseObject } from "../../lib/replica_client.ts";
-import { readDirOrEmpty, removeIfExists } from "../../lib/os/fs.ts";
+import { readDirSyncOrEmpty, removeIfExistsSync, writeAllSync } from "../../lib/os/fs.ts";
 
 /** The lease directory under the replica root. */
 export const LEASE_DIR = "lease";
@@ -30,8 +33,8 @@ export function leaseSequence(name: string): number | undefined {
 }
 
 /** The sequence numbers present in `dir`, ascending. */
-async function sequence(dir: string): Promise<number[]> {
-  return (await readDirOrEmpty(dir)).flatMap((e) => {
+function sequence(dir: string): number[] {
+  return readDirSyncOrEmpty(dir).flatMap((e) => {
     const seq = e.isFile ? leaseSequence(e.name) : undefined;
     return seq === undefined ? [] : [seq];
   }).sort((a, b) => a - b);
@@ -42,13 +45,13 @@ function fileOf(dir: string, seq: number): string {
 }
 
 /** Reads the newest lease file of `dir`; undefined when there is none. */
-export async function readFileLease(dir: string): Promise<LeaseObject | undefined> {
+export function readFileLease(dir: string): LeaseObject | undefined {
   // A writer may remove the file between the listing and the read: list again.
   for (let attempt = 0; attempt < 5; attempt++) {
-    const seq = (await sequence(dir)).at(-1);
+    const seq = sequence(dir).at(-1);
     if (seq === undefined) return undefined;
     try {
-      return { data: await Deno.readFile(fileOf(dir, seq)), version: String(seq) };
+      return { data: Deno.readFileSync(fileOf(dir, seq)), version: String(seq) };
     } catch (err) {
       if (!(err instanceof Deno.errors.NotFound)) throw err;
     }
@@ -68,32 +71,37 @@ export async function writeFileLease(
 ): Promise<string | undefined> {
   const next = expected === undefined ? 1 : Number(expected) + 1;
   if (!Number.isSafeInteger(next) || next < 1) return undefined;
-  await Deno.mkdir(dir, { recursive: true, mode: modes.dirMode });
+  Deno.mkdirSync(dir, { recursive: true, mode: modes.dirMode });
   const tmp = join(dir, `.tmp-${crypto.randomUUID()}`);
   const target = fileOf(dir, next);
   try {
-    await Deno.writeFile(tmp, data, { mode: modes.fileMode });
-    const f = await Deno.open(tmp, { write: true });
+    const f = Deno.openSync(tmp, {
+      write: true,
+      create: true,
+      truncate: true,
+      mode: modes.fileMode,
+    });
     try {
+      writeAllSync(f, data);
       await f.sync();
     } finally {
       f.close();
     }
     try {
-      await Deno.link(tmp, target);
+      Deno.linkSync(tmp, target);
     } catch (err) {
       if (err instanceof Deno.errors.AlreadyExists) return undefined;
       throw err;
     }
   } finally {
-    await removeIfExists(tmp);
+    removeIfExistsSync(tmp);
   }
   // `next` may be free only because it was removed after newer writes: newer ones win.
-  const seqs = await sequence(dir);
+  const seqs = sequence(dir);
   if (seqs.at(-1)! > next) {
-    await removeIfExists(target);
+    removeIfExistsSync(target);
     return undefined;
   }
-  for (const seq of seqs) if (seq < next) await removeIfExists(fileOf(dir, seq));
+  for (const seq of seqs) if (seq < next) removeIfExistsSync(fileOf(dir, seq));
   return String(next);
 }

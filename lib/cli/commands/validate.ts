@@ -170,7 +170,7 @@ async function validateAgainstRunning(
         let failure: unknown;
         primary = await primaryChecksum(() => syncReadStream(file), walPath, at.offset, dbPath)
           .catch((err) => (failure = err, ""));
-        const after = await readWalHeaderBytes(walPath);
+        const after = readWalHeaderBytes(walPath);
         if (after && after.every((b, i) => b === wal.headerBytes[i])) {
           if (failure) throw failure;
           pos = at;
@@ -223,7 +223,7 @@ async function shadowIndexFor(
       /^[0-9a-f]{8}\.wal$/.test(n)
     ).sort();
     for (const n of names.reverse()) {
-      const h = await readWalHeaderBytes(join(dir, n));
+      const h = readWalHeaderBytes(join(dir, n));
       if (h && h.every((b, i) => b === header[i])) return parseInt(n, 16);
     }
     if (Date.now() > deadline) {
