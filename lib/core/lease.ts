@@ -8,7 +8,8 @@
  * generations (to notice a writer that takes no lease, such as v0.3.13). A holder that uploaded
  * nothing since its last renewal parks the lease instead: one renewal with a time-to-live
  * {@linkcode PARKED_TTL_FACTOR} times longer, after which it makes no request until its next
- * upload, which renews it first. Idle replicas cost nothing, and a second replicator still
+ * upload, which wakes the renewal (a parked lease is alive, so the upload does not wait for it).
+ * Idle replicas cost nothing, and a second replicator still
  * finds an idle holder's lease alive; the price is that a holder killed while idle keeps its
  * replica from another host for the longer time-to-live (or until `-force`).
  *
@@ -90,8 +91,8 @@ export class Lease {
   #wrote = false;
   /** Parked: renewed with the long time-to-live; nothing to do until the next upload. */
   #parked = false;
-  /** Notified when an upload renews a parked lease, to wake `run`. */
-  readonly #unparked = new ChangeSignal();
+  /** Notified when an upload finds the lease parked, to wake `run` for its renewal. */
+  readonly #wake = new ChangeSignal();
   /** The unrenewed lease being watched for expiry, since when (monotonic). */
   #watch: { key: string; since: number } | undefined;
   /** Contenders already logged. */
@@ -161,9 +162,13 @@ export class Lease {
       if (now - this.#lastAttempt < this.renewInterval) return "refused";
       return await this.#acquire(generation) ? "acquired" : "refused";
     }
-    if (
-      this.#parked || this.#record?.generation !== generation ||
-      now - this.#lastRenew >= this.renewInterval
+    if (this.#parked && this.#record?.generation === generation) {
+      // Alive for its long time-to-live: the upload need not wait for the renewal (an fsynced
+      // write before the first upload of every database after an idle spell), which `run`
+      // makes next, woken here.
+      this.#wake.notify();
+    } else if (
+      this.#record?.generation !== generation || now - this.#lastRenew >= this.renewInterval
     ) {
       return await this.#renew(generation) ? "write" : "refused";
     }
@@ -196,11 +201,11 @@ export class Lease {
   }
 
   /**
-   * Milliseconds until `tick` has something to do (a renewal, or another attempt); Infinity
-   * while the lease is parked.
+   * Milliseconds until `tick` has something to do (a renewal, or another attempt); while the
+   * lease is parked, Infinity until an upload makes its renewal due at once.
    */
   dueIn(): number {
-    if (this.#state === "held" && this.#parked) return Infinity;
+    if (this.#state === "held" && this.#parked) return this.#wrote ? 0 : Infinity;
     const last = this.#state === "held" ? this.#lastRenew : this.#lastAttempt;
     return Math.max(0, last + this.renewInterval - this.clock.monotonic());
   }
@@ -240,7 +245,7 @@ export class Lease {
   ): Promise<void> {
     while (!signal.aborted && this.#state !== "off") {
       const due = this.dueIn();
-      if (due === Infinity) await this.#unparked.wait(this.#unparked.version, signal);
+      if (due === Infinity) await this.#wake.wait(this.#wake.version, signal);
       else await sleep(due, signal);
       if (signal.aborted) return;
       const held = this.held;
@@ -422,7 +427,6 @@ export class Lease {
     this.#record = record;
     this.#lastRenew = this.#lastRead = this.clock.monotonic();
     this.#wrote = false;
-    if (this.#parked && !park) this.#unparked.notify();
     this.#parked = park;
     if (park) this.log.debug("replica lease parked: idle", { replica: this.client.location });
     if (generation) this.#known.add(generation);

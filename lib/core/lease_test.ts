@@ -9,6 +9,7 @@ import { decodeLease, encodeLease, type LeaseIdentity } from "./lease_record.ts"
 import { Logger } from "../log.ts";
 import { newGeneration } from "../names.ts";
 import { MemoryReplicaClient } from "../../replicas/memory/mod.ts";
+import { waitFor } from "../../tests/support/poll.ts";
 
 const TTL = 60_000;
 const RENEW = TTL / 3;
@@ -275,14 +276,19 @@ Deno.test("lease: an idle holder parks its lease with one write, then makes no r
     afterPark,
   );
 
-  // The next upload renews it first, unparked, with the ordinary time-to-live.
+  // The next upload does not wait for a write; the renewal, unparked with the ordinary
+  // time-to-live, is due at once.
+  const writes = client.faults.calls.writeLease;
   assert.equal(await a.lease.beforeWrite(a.generation), "write");
+  assert.equal(client.faults.calls.writeLease, writes);
+  assert.equal(a.lease.dueIn(), 0);
+  assert.equal(await a.lease.tick(a.generation), true);
   const renewed = decodeLease((await client.readLease())!.data)!;
   assert.deepEqual([renewed.parked, renewed.ttl], [undefined, TTL]);
   assert.equal(a.lease.dueIn(), RENEW);
 });
 
-Deno.test("lease: a parked lease is alive for its longer time-to-live; the next upload renews it first", async () => {
+Deno.test("lease: a parked lease is alive for its longer time-to-live, then expires with its holder gone", async () => {
   const { client, time } = setup();
   const a = replicator(client, time, A);
   const b = replicator(client, time, B);
@@ -290,27 +296,40 @@ Deno.test("lease: a parked lease is alive for its longer time-to-live; the next 
   time.advance(a.lease.dueIn());
   await a.lease.tick(a.generation);
   time.advance(a.lease.dueIn());
-  await a.lease.tick(a.generation); // parked
-  // B watches the parked lease for ten ordinary TTLs: refused throughout, told why.
+  await a.lease.tick(a.generation); // parked, and A is killed
   assert.equal(await b.lease.beforeWrite(b.generation), "refused");
   assert.match(String(b.errors()[0].parked), /idle/);
-  for (let watched = 0; watched < 10 * TTL; watched += b.lease.dueIn()) {
+  let waited = 0;
+  for (; waited < 10 * TTL; waited += b.lease.dueIn()) {
     time.advance(b.lease.dueIn());
-    assert.equal(await b.lease.tick(b.generation), false);
+    assert.equal(await b.lease.tick(b.generation), false, `refused after ${waited} ms`);
   }
-  // A's run loop waits without a timer until an upload unparks the lease.
-  const stop = new AbortController();
-  const running = a.lease.run(() => a.generation, () => {}, stop.signal);
-  const writes = client.faults.calls.writeLease;
-  assert.equal(await a.lease.beforeWrite(a.generation), "write");
-  assert.equal(client.faults.calls.writeLease, writes + 1, "one renewal, before the upload");
-  stop.abort();
-  await running;
-  // Killed while parked, A's lease expires once watched for the parked time-to-live.
-  for (let waited = 0; !b.lease.held; waited += b.lease.dueIn()) {
+  for (; !b.lease.held; waited += b.lease.dueIn()) {
     assert.ok(waited <= TTL * PARKED_TTL_FACTOR + RENEW, `still refused after ${waited} ms`);
     time.advance(b.lease.dueIn());
     await b.lease.tick(b.generation);
+  }
+});
+
+Deno.test("lease: an upload finding the lease parked wakes run() to renew it, unparked", async () => {
+  const { client, time } = setup();
+  const a = replicator(client, time, A);
+  await a.lease.beforeWrite(a.generation);
+  time.advance(a.lease.dueIn());
+  await a.lease.tick(a.generation);
+  time.advance(a.lease.dueIn());
+  await a.lease.tick(a.generation); // parked
+  const stop = new AbortController();
+  const running = a.lease.run(() => a.generation, () => {}, stop.signal);
+  try {
+    const writes = client.faults.calls.writeLease;
+    assert.equal(await a.lease.beforeWrite(a.generation), "write");
+    await waitFor("run() to renew the lease", () => client.faults.calls.writeLease === writes + 1);
+    const renewed = decodeLease((await client.readLease())!.data)!;
+    assert.deepEqual([renewed.parked, renewed.ttl], [undefined, TTL]);
+  } finally {
+    stop.abort();
+    await running;
   }
 });
 
