@@ -59,3 +59,25 @@ Deno.test("CheckpointSentinel: each probe at its own period; a fast one does not
   await waitFor("the fast probe to run ten times", () => fast >= 10);
   assert.equal(slow, 0, "the slow probe is not due yet");
 });
+
+Deno.test("CheckpointSentinel: probes registered at scattered times come to share timer firings", async () => {
+  const s = new CheckpointSentinel();
+  const PERIOD = 40;
+  const calls: number[] = [];
+  const watches: Disposable[] = [];
+  try {
+    // Fifty databases starting to wait one after another across a whole period.
+    for (let i = 0; i < 50; i++) {
+      watches.push(s.watch(() => (calls.push(performance.now()), false), PERIOD));
+      await new Promise((r) => setTimeout(r, 1));
+    }
+    calls.length = 0;
+    await waitFor("ten periods of probes", () => calls.length >= 500);
+    // Probes of one firing run back to back; a gap between two calls is another firing.
+    const firings = 1 + calls.slice(1).filter((t, i) => t - calls[i] > 2).length;
+    const periods = (calls.at(-1)! - calls[0]) / PERIOD;
+    assert.ok(firings <= 5 * (periods + 1), `${firings} firings in ${periods.toFixed(1)} periods`);
+  } finally {
+    for (const w of watches) w[Symbol.dispose]();
+  }
+});
