@@ -22,6 +22,7 @@ import { replicaClientFromConfig } from "./replica_client_from_config.ts";
 import { formatDuration } from "./duration.ts";
 import { validateInProcess } from "../core/validation.ts";
 import { DEFAULT_LEASE_TTL, Lease } from "../core/lease.ts";
+import { admitCheckpointsEnabled } from "../core/checkpoint.ts";
 import { replicatorIdentity } from "../core/lease_identity.ts";
 import { parseDuration } from "./duration.ts";
 
@@ -61,6 +62,7 @@ export async function buildManagedDb(
   options: BuildOptions = {},
 ): Promise<Managed> {
   const ttl = leaseTtl();
+  admitCheckpointsEnabled(); // a bad value fails at start-up, naming the variable
   await checkDatabaseFile(cfg.path); // bad paths fail at start-up, naming the file
   const dbLog = log.with({ db: cfg.path });
   const db = new DB(cfg, dbLog);

@@ -6,6 +6,7 @@
  * @module
  */
 
+import { LitestreamError } from "../errors.ts";
 import { frameSize, WAL_HEADER_SIZE } from "../sqlite/wal.ts";
 
 /** SQLite checkpoint modes Litestream uses. */
@@ -59,14 +60,19 @@ export function checkpointDueIn(
 
 /**
  * Whether other processes' checkpoints are let through (`DB.checkpointerWaiting`): yes unless
- * `LITESTREAM_ADMIT_CHECKPOINTS=0`, which makes them wait for ours, as with v0.3.13.
+ * `LITESTREAM_ADMIT_CHECKPOINTS=0`, which makes them wait for ours, as with v0.3.13. Any value
+ * but `0` or `1` is an error naming the variable, not a silent default.
  */
 export function admitCheckpointsEnabled(): boolean {
+  let value: string | undefined;
   try {
-    return Deno.env.get("LITESTREAM_ADMIT_CHECKPOINTS") !== "0";
+    value = Deno.env.get("LITESTREAM_ADMIT_CHECKPOINTS");
   } catch {
     return true; // no --allow-env: the default
   }
+  if (value === undefined || value === "" || value === "1") return true;
+  if (value === "0") return false;
+  throw new LitestreamError(`LITESTREAM_ADMIT_CHECKPOINTS: expected 0 or 1, not "${value}"`);
 }
 
 interface Entry {

@@ -615,57 +615,66 @@ Deno.test("replicate: bad input fails fast with a clear error and leaves the dat
     await Deno.writeTextFile(p, yaml);
     return p;
   };
-  const cases: { name: string; args: string[]; expect: RegExp[] }[] = [
-    {
-      name: "unknown replica type",
-      args: [
-        "-config",
-        await cfg(
-          "type",
-          `dbs:\n  - path: ${db}\n    replicas:\n      - type: ftp\n        path: /x\n`,
-        ),
-      ],
-      expect: [/unknown replica type/, /ftp/, /type\.yml/],
-    },
-    {
-      name: "invalid interval",
-      args: [
-        "-config",
-        await cfg(
-          "interval",
-          `dbs:\n  - path: ${db}\n    replicas:\n      - path: ${dir.path}/r\n        sync-interval: abc\n`,
-        ),
-      ],
-      expect: [/sync-interval/, /abc/],
-    },
-    {
-      name: "database path is a directory",
-      args: [dirDb, url(`${dir.path}/r`)],
-      expect: [/adir\.db/, /directory/],
-    },
-    {
-      name: "database file is not SQLite",
-      args: [junk, url(`${dir.path}/r`)],
-      expect: [/junk\.db/, /not an SQLite database/],
-    },
-    {
-      name: "replica directory under a file",
-      args: [db, url(`${blocker}/replica`)],
-      expect: [/blocker\/replica/, /cannot write|not a directory/i],
-    },
-    {
-      name: "one positional argument",
-      args: [db],
-      expect: [/must specify at least one replica URL/, /app\.db/],
-    },
-    {
-      name: "URL and -config together",
-      args: ["-config", `${dir.path}/type.yml`, db, url(`${dir.path}/r`)],
-      expect: [/cannot specify a replica URL and the -config flag/],
-    },
-  ];
+  const cases: { name: string; args: string[]; expect: RegExp[]; env?: Record<string, string> }[] =
+    [
+      {
+        name: "unknown replica type",
+        args: [
+          "-config",
+          await cfg(
+            "type",
+            `dbs:\n  - path: ${db}\n    replicas:\n      - type: ftp\n        path: /x\n`,
+          ),
+        ],
+        expect: [/unknown replica type/, /ftp/, /type\.yml/],
+      },
+      {
+        name: "invalid interval",
+        args: [
+          "-config",
+          await cfg(
+            "interval",
+            `dbs:\n  - path: ${db}\n    replicas:\n      - path: ${dir.path}/r\n        sync-interval: abc\n`,
+          ),
+        ],
+        expect: [/sync-interval/, /abc/],
+      },
+      {
+        name: "database path is a directory",
+        args: [dirDb, url(`${dir.path}/r`)],
+        expect: [/adir\.db/, /directory/],
+      },
+      {
+        name: "database file is not SQLite",
+        args: [junk, url(`${dir.path}/r`)],
+        expect: [/junk\.db/, /not an SQLite database/],
+      },
+      {
+        name: "replica directory under a file",
+        args: [db, url(`${blocker}/replica`)],
+        expect: [/blocker\/replica/, /cannot write|not a directory/i],
+      },
+      {
+        name: "one positional argument",
+        args: [db],
+        expect: [/must specify at least one replica URL/, /app\.db/],
+      },
+      {
+        name: "URL and -config together",
+        args: ["-config", `${dir.path}/type.yml`, db, url(`${dir.path}/r`)],
+        expect: [/cannot specify a replica URL and the -config flag/],
+      },
+      {
+        name: "LITESTREAM_ADMIT_CHECKPOINTS neither 0 nor 1",
+        args: [db, url(`${dir.path}/r`)],
+        env: { LITESTREAM_ADMIT_CHECKPOINTS: "off" },
+        expect: [/LITESTREAM_ADMIT_CHECKPOINTS/, /"off"/],
+      },
+    ];
   const results = await Promise.all(
-    cases.map((c) => runLitestream(["replicate", ...c.args], { timeoutMs: 15_000 })),
+    cases.map((c) =>
+      runLitestream(["replicate", ...c.args], { timeoutMs: 15_000, env: c.env ?? {} })
+    ),
   );
   for (const [i, c] of cases.entries()) {
     await t.step(c.name, () => {
