@@ -9,6 +9,7 @@
 import { chunksOf } from "../os/fs.ts";
 import { concat } from "./bytes.ts";
 import { blockMaxSize, WINDOW } from "./format.ts";
+import { hashableBytes } from "./xxh32.ts";
 import { checkEnd, failWith, type Need, parseFrames, type Parser, reusable } from "./parse.ts";
 
 /** Holds received chunks until the parser's next need can be served, mostly without copying. */
@@ -134,7 +135,7 @@ export function* decodeFrameBlocks(data: Uint8Array, objectName: string): Genera
   const parser = parseFrames(
     fail,
     (o) => out = o,
-    (size) => buf.length >= size ? buf : (buf = new Uint8Array(size)),
+    (size) => buf.length >= size ? buf : (buf = hashableBytes(size)),
   );
   try {
     let need = parser.next().value;

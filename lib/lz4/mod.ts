@@ -5,7 +5,8 @@
  *
  * Reading order: `format.ts` (constants and the header v0.3.13 writes), `encode.ts` (the
  * writer), `parse.ts` (one parser for every reader), `decode.ts` (the readers), `block.ts`
- * (block compression through WASM, with a pure-TypeScript fallback) and `xxh32.ts`.
+ * (block compression through WASM, with a pure-TypeScript fallback) and `xxh32.ts` (its inner
+ * loop in WebAssembly from `xxh32_wasm.ts`).
  *
  * @module
  */

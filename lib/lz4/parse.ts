@@ -10,7 +10,7 @@
 import { CorruptionError } from "../errors.ts";
 import { BlockFormatError, decompressBlockInto } from "./block.ts";
 import { concat, read32 } from "./bytes.ts";
-import { Xxh32, xxh32 } from "./xxh32.ts";
+import { hashableBytes, Xxh32, xxh32 } from "./xxh32.ts";
 import {
   BD_RESERVED,
   blockMaxSize,
@@ -50,10 +50,14 @@ export type Parser = Generator<Need, never, Uint8Array>;
  */
 export type Target = (size: number) => Uint8Array;
 
-/** A growable reusable output area: returns the same array until a larger one is asked for. */
+/**
+ * A growable reusable output area: returns the same array until a larger one is asked for. Its
+ * arrays come from {@linkcode hashableBytes}, so the content checksum reads decoded blocks where
+ * they are.
+ */
 export function reusable(): Target {
   let buf = new Uint8Array(0);
-  return (size) => buf.length >= size ? buf : (buf = new Uint8Array(size));
+  return (size) => buf.length >= size ? buf : (buf = hashableBytes(size));
 }
 
 /** The previous `WINDOW` bytes of output, the dictionary of the next linked block. */
