@@ -16,8 +16,11 @@ import { checkEnd, failWith, type Need, parseFrames, type Parser, reusable } fro
 class ByteQueue {
   #chunks: Uint8Array[] = [];
   #head = 0;
-  /** Reusable area for needs that span chunks. */
-  #joined = reusable();
+  /**
+   * Reusable area for needs that span chunks: input, so plain memory (each reader of a WAL
+   * segment would otherwise reserve a WebAssembly memory's address space).
+   */
+  #joined = reusable((size) => new Uint8Array(size));
   length = 0;
 
   push(chunk: Uint8Array): void {

@@ -51,13 +51,15 @@ export type Parser = Generator<Need, never, Uint8Array>;
 export type Target = (size: number) => Uint8Array;
 
 /**
- * A growable reusable output area: returns the same array until a larger one is asked for. Its
- * arrays come from {@linkcode hashableBytes}, so the content checksum reads decoded blocks where
- * they are.
+ * A growable reusable area: returns the same array until a larger one is asked for. By default
+ * its arrays come from {@linkcode hashableBytes}, so the content checksum reads decoded blocks
+ * where they are.
  */
-export function reusable(): Target {
+export function reusable(
+  allocate: (size: number) => Uint8Array<ArrayBuffer> = hashableBytes,
+): Target {
   let buf = new Uint8Array(0);
-  return (size) => buf.length >= size ? buf : (buf = hashableBytes(size));
+  return (size) => buf.length >= size ? buf : (buf = allocate(size));
 }
 
 /** The previous `WINDOW` bytes of output, the dictionary of the next linked block. */
