@@ -198,6 +198,13 @@ class StreamSource {
 
   /** The next `n` bytes, or the number of bytes left when the stream ends before `n`. */
   async take(n: number): Promise<Uint8Array | number> {
+    if (this.#start === this.#end && this.#chunk.length >= n) {
+      // Nothing buffered comes first and one chunk has them all: a view of the chunk, valid
+      // until the next chunk is asked for, which only a later `take` does.
+      const view = this.#chunk.subarray(0, n);
+      this.#chunk = this.#chunk.subarray(n);
+      return view;
+    }
     while (this.#end - this.#start < n) {
       if (this.#done) return this.#end - this.#start;
       if (this.#buf.length - this.#start < n || this.#end === this.#buf.length) this.#compact(n);
@@ -250,7 +257,8 @@ class StreamSource {
       this.#chunk = value;
       this.seen += value.length;
     }
-    const k = Math.min(this.#chunk.length, this.#buf.length - this.#end);
+    // Only what is missing: the rest of the chunk may serve the next needs in place.
+    const k = Math.min(this.#chunk.length, n - (this.#end - this.#start));
     this.#buf.set(this.#chunk.subarray(0, k), this.#end);
     this.#chunk = this.#chunk.subarray(k);
     this.#end += k;

@@ -15,7 +15,14 @@ import {
   initCompressor,
 } from "./block.ts";
 import { encodeBlock } from "./block_encode.ts";
-import { compressFrame, decompressFrame, lz4FrameDecoder, lz4FrameEncoder } from "./mod.ts";
+import {
+  compressFrame,
+  decodeFrameStream,
+  decompressFrame,
+  lz4FrameDecoder,
+  lz4FrameEncoder,
+} from "./mod.ts";
+import { lendingStream } from "../os/fs.ts";
 import { hashableBytes, Xxh32, xxh32 } from "./xxh32.ts";
 
 const MiB = 1 << 20;
@@ -251,6 +258,59 @@ Deno.test("stream encoder/decoder round trip any chunking, one block at a time",
       },
     ),
     { numRuns: 12 },
+  );
+});
+
+Deno.test("decodeFrameStream: exact bytes from lent, ordinary and byte streams in any chunking", async () => {
+  // 64 KiB linked blocks with block checksums: many blocks, and needs that straddle chunks.
+  const data = sample(700_000, 9);
+  const frame = await lz4cli(["-c", "-B4", "-BD", "-BX"], data);
+  /** The frame as a lending stream that reuses one buffer: a chunk is overwritten once the next is asked for. */
+  const lentReused = (sizes: number[]) =>
+    lendingStream(function* (lend) {
+      const buf = new Uint8Array(frame.length);
+      for (const c of chunked(frame, sizes)) {
+        buf.fill(0xee);
+        buf.set(c);
+        yield lend ? buf.subarray(0, c.length) : c.slice();
+      }
+    });
+  const bytes = (sizes: number[]) => {
+    const chunks = chunked(frame, sizes);
+    return new ReadableStream({
+      type: "bytes",
+      pull(ctrl) {
+        const c = chunks.shift();
+        if (c) return ctrl.enqueue(c.slice());
+        ctrl.close();
+        ctrl.byobRequest?.respond(0); // a pending BYOB read ends with the stream
+      },
+    });
+  };
+  const sources = [
+    lentReused,
+    (sizes: number[]) => ReadableStream.from(chunked(frame, sizes)),
+    bytes,
+  ];
+  await fc.assert(
+    fc.asyncProperty(
+      fc.constantFrom(...sources.keys()),
+      fc.array(fc.integer({ min: 1, max: 200_000 }), { minLength: 1, maxLength: 6 }),
+      async (kind, sizes) => {
+        const out: Uint8Array[] = [];
+        await decodeFrameStream(sources[kind](sizes), "obj", async (block) => {
+          out.push(block.slice());
+        });
+        assert.deepEqual(join(out), data);
+      },
+    ),
+    { numRuns: 30 },
+  );
+  const bad = frame.slice();
+  bad[frame.length - 1] ^= 1;
+  await assert.rejects(
+    decodeFrameStream(ReadableStream.from([bad]), "obj", async () => {}),
+    (e) => e instanceof CorruptionError && /content checksum/.test(e.message),
   );
 });
 

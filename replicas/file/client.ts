@@ -8,7 +8,7 @@
 
 import { dirname, join } from "node:path";
 import { LitestreamError, NotFoundError } from "../../lib/errors.ts";
-import { readDirOrEmpty, removeIfExists, writeStream } from "../../lib/os/fs.ts";
+import { readAheadStream, readDirOrEmpty, removeIfExists, writeStream } from "../../lib/os/fs.ts";
 import {
   comparePos,
   isGeneration,
@@ -169,8 +169,9 @@ export class FileReplicaClient implements ReplicaClient {
       .sort((a, b) => a.index - b.index || a.offset - b.offset);
   }
 
-  readSnapshot(generation: string, index: number): Promise<ReadableStream<Uint8Array>> {
-    return openReadable(this.snapshotPath(generation, index));
+  /** Streams a snapshot, read ahead (see `readAheadStream`) in 4 MiB chunks, a block's size. */
+  async readSnapshot(generation: string, index: number): Promise<ReadableStream<Uint8Array>> {
+    return readAheadStream(await openFile(this.snapshotPath(generation, index)), 4 << 20);
   }
 
   readWalSegment(pos: Pos): Promise<ReadableStream<Uint8Array>> {
@@ -280,8 +281,12 @@ async function statOrUndefined(path: string): Promise<Deno.FileInfo | undefined>
 }
 
 async function openReadable(path: string): Promise<ReadableStream<Uint8Array>> {
+  return (await openFile(path)).readable;
+}
+
+async function openFile(path: string): Promise<Deno.FsFile> {
   try {
-    return (await Deno.open(path)).readable;
+    return await Deno.open(path);
   } catch (err) {
     if (err instanceof Deno.errors.NotFound) throw new NotFoundError(`${path}: object not found`);
     throw err;
