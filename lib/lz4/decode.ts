@@ -8,7 +8,7 @@
 
 import { chunksOf } from "../os/fs.ts";
 import { concat } from "./bytes.ts";
-import { blockMaxSize, WINDOW } from "./format.ts";
+import { blockMaxSize, UNCOMPRESSED, WINDOW } from "./format.ts";
 import { hashableBytes } from "./xxh32.ts";
 import { checkEnd, failWith, type Need, parseFrames, type Parser, reusable } from "./parse.ts";
 
@@ -166,19 +166,34 @@ export function releaseDecodeBuffers(): void {
   targetPool.length = 0;
 }
 
+/** The largest block of any frame. */
+const BLOCK_MAX = blockMaxSize(7);
+
 /** How far a {@linkcode StreamSource} reads beyond what is needed. */
 const READ_AHEAD = 64 << 10;
+
+/** A read into a {@linkcode StreamSource}'s spare buffer, after `left` unread bytes copied there. */
+interface Ahead {
+  read: Promise<ReadableStreamReadResult<Uint8Array>>;
+  left: number;
+  byteLength: number;
+}
 
 /**
  * Reads a byte stream into one reusable buffer and hands out exact-size views of it: with a
  * BYOB reader (a file's stream) the bytes go straight into the buffer, else chunks are copied
- * in. A view is valid until the next `take`.
+ * in (or lent as they are, when one holds a whole need). A view is valid until the next `take`.
+ * With a BYOB reader, {@linkcode StreamSource.prefetch} reads on into a second buffer while
+ * the views of the first are in use.
  */
 class StreamSource {
   readonly #byob: ReadableStreamBYOBReader | undefined;
   /** Chunks of a stream without BYOB support, lent where its producer lends (see `chunksOf`). */
   readonly #chunks: AsyncIterator<Uint8Array> | undefined;
   #buf: Uint8Array;
+  /** The buffer `prefetch` reads into (BYOB reader), allocated on first use. */
+  #spare: Uint8Array | undefined;
+  #ahead: Ahead | undefined;
   #start = 0;
   #end = 0;
   #done = false;
@@ -198,6 +213,7 @@ class StreamSource {
 
   /** The next `n` bytes, or the number of bytes left when the stream ends before `n`. */
   async take(n: number): Promise<Uint8Array | number> {
+    if (this.#ahead) await this.#landAhead(this.#ahead);
     if (this.#start === this.#end && this.#chunk.length >= n) {
       // Nothing buffered comes first and one chunk has them all: a view of the chunk, valid
       // until the next chunk is asked for, which only a later `take` does.
@@ -213,6 +229,43 @@ class StreamSource {
     const view = this.#buf.subarray(this.#start, this.#start + n);
     this.#start += n;
     return view;
+  }
+
+  /** The 32-bit little-endian integer in the next 4 unread bytes, if they are at hand. */
+  peek32(): number | undefined {
+    if (this.#end - this.#start < 4) return undefined;
+    return new DataView(this.#buf.buffer, this.#buf.byteOffset).getUint32(this.#start, true);
+  }
+
+  /**
+   * Starts reading towards `n` unread bytes into the spare buffer, after a copy of the unread
+   * ones, so that the next `take`s need not wait; views handed out stay valid (the read cannot
+   * detach their buffer). With a BYOB reader only: other streams' chunks are at hand already.
+   */
+  prefetch(n: number): void {
+    const left = this.#end - this.#start;
+    if (!this.#byob || this.#ahead || this.#done || left >= n) return;
+    let spare = this.#spare;
+    if (!spare || spare.length < n) spare = new Uint8Array(Math.max(n, this.#buf.length));
+    this.#spare = undefined; // the read takes its buffer
+    spare.set(this.#buf.subarray(this.#start, this.#end));
+    const { buffer, byteLength } = spare;
+    const read = this.#byob.read(new Uint8Array(buffer, left, n - left));
+    read.catch(() => {}); // observed by the next `take` (or given up by `cancel`)
+    this.#ahead = { read, left, byteLength };
+  }
+
+  /** Makes the prefetched bytes the unread ones; the old buffer becomes the spare. */
+  async #landAhead(ahead: Ahead): Promise<void> {
+    this.#ahead = undefined;
+    const { value, done } = await ahead.read;
+    if (!value) throw new TypeError("the stream was cancelled while reading ahead");
+    this.#spare = this.#buf;
+    this.#buf = new Uint8Array(value.buffer, 0, ahead.byteLength);
+    this.#start = 0;
+    this.#end = ahead.left + value.length;
+    this.seen += value.length;
+    if (done) this.#done = true;
   }
 
   /** Moves the unread bytes to the front, growing the buffer when `n` would not fit. */
@@ -232,10 +285,10 @@ class StreamSource {
   /** Reads more bytes into the free end of the buffer, towards `n` unread bytes. */
   async #fill(n: number): Promise<void> {
     if (this.#byob) {
-      // Read what is missing plus a little, so the next small needs (a block's size) are at
-      // hand but little is left over to move to the front.
+      // Read what is missing plus a little, so the next small needs (a block's size, which
+      // `prefetch` is told) are at hand but little is left over to move to the front.
       const { buffer, byteLength } = this.#buf;
-      const want = Math.max(n - (this.#end - this.#start), READ_AHEAD);
+      const want = n - (this.#end - this.#start) + READ_AHEAD;
       const { value, done } = await this.#byob.read(
         new Uint8Array(buffer, this.#end, Math.min(want, byteLength - this.#end)),
       );
@@ -265,8 +318,10 @@ class StreamSource {
   }
 
   async cancel(): Promise<void> {
-    if (this.#byob) await this.#byob.cancel().catch(() => {});
-    else await this.#chunks!.return?.().catch(() => {});
+    if (this.#byob) {
+      await this.#byob.cancel().catch(() => {});
+      await this.#ahead?.read.catch(() => {});
+    } else await this.#chunks!.return?.().catch(() => {});
   }
 }
 
@@ -284,7 +339,7 @@ export async function decodeFrameStream(
   write: (block: Uint8Array) => Promise<void>,
 ): Promise<void> {
   const fail = failWith(objectName);
-  const source = new StreamSource(stream, blockMaxSize(7) + 2 * WINDOW);
+  const source = new StreamSource(stream, BLOCK_MAX + 2 * WINDOW);
   const targets = [reusable(), reusable()];
   let turn = 0;
   let out: Uint8Array | undefined;
@@ -297,6 +352,13 @@ export async function decodeFrameStream(
       if (typeof bytes === "number") {
         checkEnd(fail, source.seen, need, bytes);
         break;
+      }
+      if (need.block) {
+        // The next block's size word usually follows: read that block (and the size word
+        // after it) while this one decodes.
+        const word = source.peek32() ?? 0;
+        const size = word & ~UNCOMPRESSED;
+        if (word && size <= BLOCK_MAX) source.prefetch(4 + size + 4);
       }
       need = parser.next(bytes).value;
       if (out) {

@@ -275,8 +275,8 @@ Deno.test("decodeFrameStream: exact bytes from lent, ordinary and byte streams i
         yield lend ? buf.subarray(0, c.length) : c.slice();
       }
     });
-  const bytes = (sizes: number[]) => {
-    const chunks = chunked(frame, sizes);
+  const bytes = (sizes: number[], of = frame) => {
+    const chunks = chunked(of, sizes);
     return new ReadableStream({
       type: "bytes",
       pull(ctrl) {
@@ -306,12 +306,23 @@ Deno.test("decodeFrameStream: exact bytes from lent, ordinary and byte streams i
     ),
     { numRuns: 30 },
   );
-  const bad = frame.slice();
-  bad[frame.length - 1] ^= 1;
-  await assert.rejects(
-    decodeFrameStream(ReadableStream.from([bad]), "obj", async () => {}),
-    (e) => e instanceof CorruptionError && /content checksum/.test(e.message),
-  );
+  // Damage found whatever the stream, also where a size word misleads the read-ahead.
+  const second = 7 + 4 + (le32(frame, 7) & 0x7fffffff) + 4;
+  const damaged: [(f: Uint8Array) => void, RegExp][] = [
+    [(f) => f[f.length - 1] ^= 1, /content checksum/],
+    [(f) => f.set([0, 0, 0x10, 0], second), /block 1 is 1048576 bytes, over/],
+    [(f) => f.set([0xff, 0xff, 0xff, 0x7f], second), /block 1 is 2147483647 bytes, over/],
+  ];
+  for (const [damage, re] of damaged) {
+    const bad = frame.slice();
+    damage(bad);
+    for (const source of [ReadableStream.from([bad]), bytes([bad.length], bad)]) {
+      await assert.rejects(
+        decodeFrameStream(source, "obj", async () => {}),
+        (e) => e instanceof CorruptionError && re.test(e.message),
+      );
+    }
+  }
 });
 
 Deno.test("our frames decode with lz4 -dc", async () => {

@@ -35,6 +35,8 @@ export interface Need {
   n: number;
   what: string;
   endOk?: boolean;
+  /** A block's body: the next block's size word usually follows it. */
+  block?: boolean;
 }
 
 /**
@@ -137,7 +139,7 @@ function* parseFrame(
     if (size > blockMax) {
       fail(`block ${k} is ${size} bytes, over the frame's ${blockMax}-byte limit`);
     }
-    const body = yield { n: size + checksumLen, what: `block ${k}` };
+    const body = yield { n: size + checksumLen, what: `block ${k}`, block: true };
     const data = body.subarray(0, size);
     if (checksumLen && xxh32(data) !== read32(body, size) >>> 0) fail(`bad checksum of block ${k}`);
     let out: Uint8Array;

@@ -195,35 +195,6 @@ export function lendingStream(
 }
 
 /**
- * The rest of `file` as a {@linkcode lendingStream} that reads ahead: while the consumer works
- * on one chunk the next is being read, into the other of two buffers of `chunkBytes` that take
- * turns, so a consumer that decodes as it reads (a large snapshot's restore) does not wait for
- * each read. Lent chunks are views of those buffers; read as an ordinary stream, chunks are
- * copies. The file is closed at the end, on an error, or when the stream is cancelled.
- */
-export function readAheadStream(file: Deno.FsFile, chunkBytes: number): ReadableStream<Uint8Array> {
-  return lendingStream(async function* (lend) {
-    const buffers = [new Uint8Array(chunkBytes), new Uint8Array(chunkBytes)];
-    let turn = 0;
-    let reading: Promise<number | null> | undefined = file.read(buffers[turn]);
-    try {
-      for (;;) {
-        const n = await reading;
-        reading = undefined;
-        if (n === null) return;
-        const chunk = buffers[turn].subarray(0, n);
-        turn ^= 1;
-        reading = file.read(buffers[turn]);
-        yield lend ? chunk : chunk.slice();
-      }
-    } finally {
-      await reading?.catch(() => {});
-      file.close();
-    }
-  }, async () => file.close());
-}
-
-/**
  * The chunks of `stream`: lent by a {@linkcode lendingStream} (each valid only until the next
  * is asked for), else read from the stream as they come. Either way the consumer must be done
  * with a chunk before asking for the next.

@@ -9,7 +9,6 @@
 import { dirname, join } from "node:path";
 import { LitestreamError, NotFoundError } from "../../lib/errors.ts";
 import {
-  readAheadStream,
   readDirOrEmpty,
   readDirSyncOrEmpty,
   removeIfExists,
@@ -175,9 +174,8 @@ export class FileReplicaClient implements ReplicaClient {
       .sort((a, b) => a.index - b.index || a.offset - b.offset);
   }
 
-  /** Streams a snapshot, read ahead (see `readAheadStream`) in 4 MiB chunks, a block's size. */
-  async readSnapshot(generation: string, index: number): Promise<ReadableStream<Uint8Array>> {
-    return readAheadStream(await openFile(this.snapshotPath(generation, index)), 4 << 20);
+  readSnapshot(generation: string, index: number): Promise<ReadableStream<Uint8Array>> {
+    return openReadable(this.snapshotPath(generation, index));
   }
 
   readWalSegment(pos: Pos): Promise<ReadableStream<Uint8Array>> {
@@ -299,12 +297,8 @@ async function statOrUndefined(path: string): Promise<Deno.FileInfo | undefined>
 }
 
 async function openReadable(path: string): Promise<ReadableStream<Uint8Array>> {
-  return (await openFile(path)).readable;
-}
-
-async function openFile(path: string): Promise<Deno.FsFile> {
   try {
-    return await Deno.open(path);
+    return (await Deno.open(path)).readable;
   } catch (err) {
     if (err instanceof Deno.errors.NotFound) throw new NotFoundError(`${path}: object not found`);
     throw err;
