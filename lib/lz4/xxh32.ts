@@ -2,12 +2,12 @@
  * xxHash32, the checksum of the LZ4 frame format (header, block and content checksums).
  *
  * The stripe loop, where the time goes, runs in WebAssembly (`xxh32_wasm.ts`): on this
- * project's machines 5–5.5 GB/s in place and 4–4.3 GB/s copied, at any alignment, where the
- * TypeScript loop it replaces ran at 1.6 GB/s, or 3.7–5 GB/s on 4-byte aligned data. It reads
- * the bytes where they are when they live in an array from {@linkcode hashableBytes} (the LZ4
- * decoder's output areas); other bytes are copied into a small WebAssembly memory a slice at a
- * time first. The few bytes around the stripes and the final mixing stay in TypeScript, in int32
- * arithmetic via `Math.imul` and `| 0`, which V8 keeps unboxed.
+ * project's machines 4.6–5.8 GB/s in place and 3.6–4.5 GB/s copied, at any alignment, where
+ * the TypeScript loop it replaces ran at 1.4–1.7 GB/s, or 3.7–5 GB/s on 4-byte aligned data.
+ * It reads the bytes where they are when they live in an array from {@linkcode hashableBytes}
+ * (the LZ4 decoder's output areas); other bytes are copied into a small WebAssembly memory a
+ * slice at a time first. The few bytes around the stripes and the final mixing stay in
+ * TypeScript, in int32 arithmetic via `Math.imul` and `| 0`, which V8 keeps unboxed.
  *
  * @module
  */
