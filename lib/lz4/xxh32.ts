@@ -61,10 +61,17 @@ function boundMemory(size: number): { buffer: ArrayBuffer; stripes: Stripes } {
 /**
  * A zeroed array of `size` bytes that {@linkcode Xxh32} hashes where it is, without copying:
  * the LZ4 decoder decodes blocks into these. It lives in a WebAssembly memory of its own (freed
- * with the array); it cannot be transferred (`postMessage`, a BYOB read into it).
+ * with the array); it cannot be transferred (`postMessage`, a BYOB read into it). Where no such
+ * memory can be had (V8 reserves gigabytes of address space for each; 3,000 live ones were fine
+ * here) it is a plain array, hashed by copy.
  */
 export function hashableBytes(size: number): Uint8Array<ArrayBuffer> {
-  return new Uint8Array(boundMemory(size).buffer, DATA, size);
+  try {
+    return new Uint8Array(boundMemory(size).buffer, DATA, size);
+  } catch (err) {
+    if (!(err instanceof RangeError)) throw err;
+    return new Uint8Array(size);
+  }
 }
 
 /** Where bytes from elsewhere are copied to be hashed, a slice (a multiple of 16) at a time. */
