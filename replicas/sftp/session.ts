@@ -34,6 +34,16 @@ import { markClosed } from "./transfer.ts";
 /** Attempts of an operation whose connection breaks, before its error is returned. */
 const ATTEMPTS = 3;
 
+/**
+ * Never offered: without ssh2's native addon (never built under Deno), ssh2
+ * makes three `node:crypto` chacha20 ciphers per SSH packet and never
+ * finalises them, and Deno (2.9) keeps each one's native context until
+ * `final()`: about 1 KB per packet, 37 MB per GB moved, for the life of the
+ * process. ssh2's AES-GCM finalises each cipher; AES-CTR remains for servers
+ * without GCM.
+ */
+const LEAKING_CIPHER = "chacha20-poly1305@openssh.com";
+
 /** Tuning of a session (tests shorten the idle time). */
 export interface SessionTuning {
   /** Close the connection after this long without an operation. Default 10 s. */
@@ -166,6 +176,7 @@ export class SftpSession {
       : [...new Set(known.filter((k) => !k.revoked).map((k) => k.key.type))];
     let verdict: HostKeyVerdict | undefined;
     let presented: Uint8Array | undefined;
+    let cipher: string | undefined;
     const config: ConnectConfig = {
       host: o.host,
       port: o.port,
@@ -175,9 +186,10 @@ export class SftpSession {
       readyTimeout: this.#tuning.connectTimeoutMs,
       keepaliveInterval: this.#tuning.keepaliveMs,
       keepaliveCountMax: 3,
-      algorithms: types.length > 0
-        ? { serverHostKey: { prepend: types.flatMap(algorithmsFor) } }
-        : undefined,
+      algorithms: {
+        cipher: { remove: LEAKING_CIPHER },
+        serverHostKey: types.length > 0 ? { prepend: types.flatMap(algorithmsFor) } : undefined,
+      },
       hostVerifier: (key: Buffer) => {
         presented = new Uint8Array(key);
         verdict = judgeHostKey(presented, name, pinned ?? this.#firstSeen, known);
@@ -199,6 +211,7 @@ export class SftpSession {
         reject(this.#connectError(err, hostPort, verdict, presented));
       };
       client.on("connect", () => client.setNoDelay(true));
+      client.on("handshake", (n: { cs: { cipher: string } }) => cipher = n.cs.cipher);
       client.on("error", fail);
       client.on("close", () => {
         fail(new Error("connection closed"));
@@ -228,6 +241,7 @@ export class SftpSession {
         fail(new LitestreamError(`cannot parse key-path ${o.keyPath}: ${describe(err)}`));
       }
     });
+    this.log.debug("sftp connected", { host: hostPort, cipher });
     if (verdict?.kind === "unknown" && presented && !this.#firstSeen) {
       this.#firstSeen = { type: blobType(presented) ?? "unknown", blob: presented };
       this.log.warn(
@@ -306,10 +320,14 @@ export class SftpSession {
         { cause: err },
       );
     }
+    const hint = /no matching [CS]->[CS] cipher/.test(describe(err))
+      ? ` (offered: AES-GCM and AES-CTR; ${LEAKING_CIPHER} is not, as it leaks memory under ` +
+        "Deno: enable one of them on the server)"
+      : "";
     return new SftpError(
       "connect",
       this.location,
-      `cannot reach ${hostPort}: ${describe(err)}`,
+      `cannot reach ${hostPort}: ${describe(err)}${hint}`,
       isConnectionError(err),
       { cause: err },
     );

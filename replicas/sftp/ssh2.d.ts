@@ -66,7 +66,10 @@ export interface ConnectConfig {
   readyTimeout?: number;
   keepaliveInterval?: number;
   keepaliveCountMax?: number;
-  algorithms?: { serverHostKey?: { prepend: string[] } };
+  algorithms?: {
+    cipher?: { remove: string };
+    serverHostKey?: { prepend: string[] };
+  };
   hostVerifier?: (key: Buffer) => boolean;
 }
 

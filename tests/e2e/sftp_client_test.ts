@@ -215,6 +215,26 @@ Deno.test({
         },
       );
 
+      await t.step(
+        "AES-GCM is negotiated; a server with only chacha20-poly1305 is refused",
+        async () => {
+          const { log, lines } = capture();
+          await client({}, log).generations();
+          const connected = lines.filter((l) => l.includes("sftp connected"));
+          assert.equal(connected.length, 1, lines.join("\n"));
+          assert.ok(connected[0].includes("aes128-gcm@openssh.com"), connected[0]);
+
+          await using chachaOnly = await startSshd({
+            config: ["Ciphers chacha20-poly1305@openssh.com"],
+          });
+          const c = new SftpReplicaClient(options(chachaOnly, root), capture().log);
+          clients.push(c);
+          const err = await rejectsWith(() => c.generations(), SftpError, "no matching");
+          assert.ok(err.message.includes("leaks memory under Deno"), err.message);
+          assert.ok(err.message.includes(`127.0.0.1:${chachaOnly.port}`), err.message);
+        },
+      );
+
       await t.step("an idle client closes its connection and reopens it when used", async () => {
         const c = client();
         await c.generations();

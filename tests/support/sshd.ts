@@ -23,6 +23,8 @@ export const SSHD = "/usr/sbin/sshd";
 export interface SshdOptions {
   /** Mount a tmpfs of this size (`2m`) at `tmpfs.dir`, visible to sshd's sessions only. */
   tmpfs?: { dir: string; size: string };
+  /** Further `sshd_config` lines (`Ciphers aes128-ctr`, say). */
+  config?: string[];
 }
 
 /** A running test sshd. */
@@ -134,6 +136,7 @@ export async function startSshd(options: SshdOptions = {}): Promise<TestSshd> {
       "MaxStartups 100",
       "MaxSessions 100",
       "LogLevel VERBOSE",
+      ...options.config ?? [],
       "",
     ].join("\n"),
   );
