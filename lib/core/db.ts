@@ -68,7 +68,10 @@ export class DB {
   readonly path: string;
   readonly walPath: string;
   readonly metaPath: string;
-  /** Notified whenever the shadow WAL grows or moves (new index or generation). */
+  /**
+   * Notified when the shadow WAL grows or moves (new index or generation), once a sync at most:
+   * a checkpoint's new index, when the sync announced frames already, waits for the next sync.
+   */
   readonly changed = new ChangeSignal();
   /** Replicas whose positions bound shadow clean-up. */
   readonly replicas: PositionHolder[] = [];
@@ -90,6 +93,8 @@ export class DB {
   #quietSyncs = 0;
   /** The last sync put off a time-based checkpoint (see `#sync`). */
   #timeDeferred = false;
+  /** The shadow moved after this sync's announcement; the next sync announces it (see `#sync`). */
+  #heldBack = false;
   /** Other processes' checkpoints we let through (see `admission.ts`). */
   readonly #admission = new CheckpointAdmission();
   readonly #mutex = new Mutex();
@@ -255,7 +260,7 @@ export class DB {
     await this.#mutex.run(async () => {
       if (this.#h) await this.#log.newGeneration(reason);
     });
-    this.changed.notify();
+    this.#announce();
   }
 
   /** Releases the read transaction and closes connections and the database descriptor. */
@@ -277,6 +282,7 @@ export class DB {
     // A replaced database matters only once something is written to it, which changes the WAL.
     if (!opened && this.#unchanged() && !this.checkpointerWaiting()) {
       this.#quietSyncs++;
+      if (this.#heldBack) this.#announce();
       return this.#cleanShadows();
     }
     this.#quietSyncs = 0;
@@ -285,7 +291,7 @@ export class DB {
       await this.#closeHandles();
       this.#log.reset();
       if (await this.#init()) await this.#log.newGeneration("database file replaced");
-      this.changed.notify();
+      this.#announce();
       return;
     }
     const conn = this.#h!.conn;
@@ -319,15 +325,29 @@ export class DB {
     const defer = changed && !this.#timeDeferred;
     const mode = this.#snapshots === 0 ? this.#checkpointMode(defer) : undefined;
     this.#timeDeferred = defer && !mode && this.#checkpointDueIn() === 0;
+    // One announcement a sync at most. A second, for the new index our `_litestream_seq` write
+    // starts at a checkpoint, would spend the replicas' next upload slot on that frame alone,
+    // and the commits copied at the next tick would wait for the slot after (most of a sync
+    // interval). The next sync announces it, with what was written meanwhile.
+    let announce = changed || opened || this.#heldBack;
     if (mode) {
       // Replicas ship what was just copied while the checkpoint runs, not after it: a commit
       // to a thousand idle databases makes a thousand time-based checkpoints due at once.
-      if (changed) this.changed.notify();
+      if (announce) {
+        this.#announce();
+        this.#heldBack = true;
+      }
+      announce = !announce;
       await this.#checkpoint(mode);
-      changed = true;
     }
     this.#cleanShadows();
-    if (changed || opened) this.changed.notify();
+    if (announce) this.#announce();
+  }
+
+  /** Tells replicas the shadow WAL grew or moved (see `changed`). */
+  #announce(): void {
+    this.#heldBack = false;
+    this.changed.notify();
   }
 
   /**

@@ -103,9 +103,13 @@ async function start(
       await sqlite(path, `INSERT INTO t (v) ${values};`);
       await db.sync();
     },
-    /** Waits until the replica holds everything the shadow WAL holds. */
+    /**
+     * Waits until the replica holds everything the shadow WAL holds, syncing the database as the
+     * monitor's ticks would (a checkpoint's new index is announced by the sync after it).
+     */
     async caughtUp() {
-      await waitFor("the replica to reach the database's position", () => {
+      await waitFor("the replica to reach the database's position", async () => {
+        await db.sync();
         const pos = db.pos();
         return pos !== undefined && formatPos(h.replica.pos()) === formatPos(pos);
       });

@@ -1,0 +1,88 @@
+/**
+ * When the monitor announces a change to replicas (`DB.changed`): a real SQLite database written
+ * by the sqlite3 CLI, synced by hand, each announcement recorded with the position it announced.
+ */
+
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { DB, type DbSettings } from "./db.ts";
+import { Logger } from "../log.ts";
+import { formatPos, type Pos } from "../names.ts";
+import { tempDir } from "../../tests/support/poll.ts";
+import { sqlite } from "../../tests/support/sqlite_cli.ts";
+
+/** A monitored database in a scratch directory, and the positions announced so far. */
+async function monitored(settings: Omit<DbSettings, "path" | "truncatePageCount">) {
+  const dir = await tempDir();
+  const path = join(dir.path, "db.sqlite");
+  await sqlite(path, "PRAGMA journal_mode=WAL; CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB);");
+  const db = new DB(
+    { path, truncatePageCount: 500_000, ...settings },
+    new Logger({ level: "error", write: () => {} }),
+  );
+  const announced: (Pos | undefined)[] = [];
+  db.changed.listen(() => announced.push(db.pos()));
+  return {
+    db,
+    announced,
+    /** Commits `rows` rows of 2 KB in one transaction. */
+    write: (rows: number) =>
+      sqlite(path, `INSERT INTO t (v) SELECT randomblob(2000) FROM generate_series(1, ${rows});`),
+    /** Runs one sync and returns the positions it announced. */
+    async sync(): Promise<(Pos | undefined)[]> {
+      const before = announced.length;
+      await db.sync();
+      return announced.slice(before);
+    },
+    async [Symbol.asyncDispose]() {
+      await db.close();
+      await dir[Symbol.asyncDispose]();
+    },
+  };
+}
+
+Deno.test("DB: a sync that copies frames and checkpoints announces once; the new index goes with the next sync", async () => {
+  await using m = await monitored({
+    checkpointInterval: 0,
+    minCheckpointPageCount: 4,
+    maxCheckpointPageCount: 10_000,
+  });
+  assert.equal((await m.sync()).length, 1); // opened: the first generation
+  await m.sync(); // the CLI's first frames may make a checkpoint due at once
+  const checkpoints = m.db.stats.checkpoints.PASSIVE;
+  await m.write(10);
+  const copied = await m.sync();
+  // Announced before the checkpoint, with the frames copied into the index it ends.
+  assert.equal(copied.length, 1);
+  const pos = m.db.pos()!;
+  assert.equal(m.db.stats.checkpoints.PASSIVE, checkpoints + 1);
+  assert.equal(copied[0]!.index, pos.index - 1, "the checkpoint moved the shadow to a new index");
+  // The next sync announces the new index even though nothing was written since.
+  assert.deepEqual((await m.sync()).map(formatPos), [formatPos(pos)]);
+  assert.deepEqual(await m.sync(), []);
+  // Frames written after the checkpoint are announced together with the new index.
+  await m.write(10);
+  const next = await m.sync();
+  assert.equal(next.length, 1);
+  assert.equal(next[0]!.index, pos.index);
+  assert.ok(next[0]!.offset > 0);
+});
+
+Deno.test("DB: a checkpoint in a sync that copied nothing is announced at once", async () => {
+  await using m = await monitored({
+    checkpointInterval: 1, // always due: the time-based checkpoint runs a sync after a copy
+    minCheckpointPageCount: 1000,
+    maxCheckpointPageCount: 10_000,
+  });
+  await m.sync();
+  await m.sync(); // the CLI's first frames may make a checkpoint due at once
+  const checkpoints = m.db.stats.checkpoints.PASSIVE;
+  await m.write(2);
+  const copied = await m.sync(); // the time-based checkpoint waits a sync after new frames
+  assert.equal(copied.length, 1);
+  assert.equal(m.db.stats.checkpoints.PASSIVE, checkpoints);
+  const checkpointed = await m.sync();
+  assert.equal(m.db.stats.checkpoints.PASSIVE, checkpoints + 1);
+  assert.deepEqual(checkpointed.map(formatPos), [formatPos(m.db.pos())]);
+  assert.equal(checkpointed[0]!.index, copied[0]!.index + 1);
+});
