@@ -393,7 +393,10 @@ export class Replica implements PositionHolder {
       if (failures === 0) await this.db.changed.wait(seen, signal);
       if (signal.aborted) return;
       seen = this.db.changed.version;
-      const started = performance.now();
+      // The rate is counted from the monitor's announcement, not from when this loop woke: an
+      // announcement that waited for this slot would otherwise set the slots a little after
+      // the monitor's ticks for good, and every later commit would wait that much longer.
+      const started = this.db.changed.at;
       const uploads = this.stats.segments + this.stats.snapshots;
       try {
         await this.sync();

@@ -23,6 +23,7 @@ export class Mutex {
 /** A counter of changes that waiters can await ("something changed since version N"). */
 export class ChangeSignal {
   #version = 0;
+  #at = performance.now();
   #waiters: (() => void)[] = [];
   readonly #listeners: (() => void)[] = [];
 
@@ -31,9 +32,15 @@ export class ChangeSignal {
     return this.#version;
   }
 
+  /** When the last change was recorded, or the signal made before any (`performance.now()`). */
+  get at(): number {
+    return this.#at;
+  }
+
   /** Records a change and wakes every waiter. */
   notify(): void {
     this.#version++;
+    this.#at = performance.now();
     for (const listen of this.#listeners) listen();
     for (const wake of this.#waiters.splice(0)) wake();
   }

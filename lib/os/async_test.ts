@@ -40,9 +40,12 @@ Deno.test("ChangeSignal: a wait ends on the next change, or at once if one came 
   assert.equal(woke, 2, "every waiter wakes");
   assert.equal(signal.version, 1);
   await signal.wait(0); // version 1 > 0: returns at once
+  const first = signal.at;
+  while (performance.now() === first) await Promise.resolve();
   signal.notify();
   await signal.wait(1);
   assert.equal(signal.version, 2);
+  assert.ok(signal.at > first, "`at` is the time of the latest change");
 });
 
 Deno.test("ChangeSignal: an abort ends a wait without a change", async () => {
