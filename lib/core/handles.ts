@@ -221,12 +221,20 @@ export class DbHandles {
   }
 }
 
-/** Opens a connection of ours: WAL kept on close (persist-WAL), no auto-checkpoint. */
+/**
+ * Opens a connection of ours: WAL kept on close (persist-WAL), no auto-checkpoint, a one-page
+ * cache.
+ */
 async function openConnection(path: string): Promise<Sqlite> {
   const db = await openDatabase(path, { busyTimeoutMs: 1000 });
   try {
     if (db.canPersistWal) await db.setPersistWal(true);
     await db.exec("PRAGMA wal_autocheckpoint = 0");
+    // Our statements read a page or two, and another process's commit voids the cache anyway:
+    // pages are freed as soon as a statement lets go of them, not kept (the two connections of
+    // a thousand databases held some 13 MB of them). Spilling stays off, so our own small write
+    // transactions still reach the WAL only at commit, as with the default cache.
+    await db.exec("PRAGMA cache_size = 1; PRAGMA cache_spill = OFF");
     return db;
   } catch (err) {
     await db.close().catch(() => {});
