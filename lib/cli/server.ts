@@ -107,6 +107,9 @@ export class Server {
   readonly #running = new Map<Managed, { abort: AbortController; done: Promise<unknown> }>();
   #started = false;
   #trimTimer: ReturnType<typeof setInterval> | undefined;
+  /** The sum of the databases' change counts at the last trim tick, and trims still due. */
+  #trimmedAt = 0;
+  #trimsDue = 0;
 
   /**
    * Creates a server for the managed databases; call `start()`. `managed` is the live list:
@@ -121,9 +124,23 @@ export class Server {
     // One timer for the process, however many databases: glibc keeps what start-up's snapshots
     // and each second's syncs freed mapped for reuse, which at a thousand databases was some
     // 60 MB of resident memory holding nothing.
-    const trim = setInterval(trimNativeHeap, TRIM_INTERVAL_MS);
+    const trim = setInterval(() => this.#trimAfterWork(), TRIM_INTERVAL_MS);
     Deno.unrefTimer(trim);
     this.#trimTimer = trim;
+  }
+
+  /**
+   * Gives the C heap's free memory back to the OS while databases change and once after they
+   * stop (what their uploads freed meanwhile). Idle, it does nothing: each trim makes the next
+   * allocations fault their pages in again.
+   */
+  #trimAfterWork(): void {
+    const changes = this.managed.reduce((n, m) => n + m.db.changed.version, 0);
+    if (changes !== this.#trimmedAt) this.#trimsDue = 2;
+    this.#trimmedAt = changes;
+    if (this.#trimsDue === 0) return;
+    this.#trimsDue--;
+    trimNativeHeap();
   }
 
   /** Adds a database found while running (see `dir_dbs.ts`) and starts its loops. */
