@@ -106,10 +106,10 @@ export class Server {
   /** The loops of each started database, and what ends them alone (see `remove`). */
   readonly #running = new Map<Managed, { abort: AbortController; done: Promise<unknown> }>();
   #started = false;
-  #trimTimer: ReturnType<typeof setInterval> | undefined;
-  /** The sum of the databases' change counts at the last trim tick, and trims still due. */
-  #trimmedAt = 0;
-  #trimsDue = 0;
+  /** The pending trim of the C heap (see `#changed`); none while every database is idle. */
+  #trimTimer: ReturnType<typeof setTimeout> | undefined;
+  /** A database changed since the pending trim was armed. */
+  #changedSinceTrim = false;
 
   /**
    * Creates a server for the managed databases; call `start()`. `managed` is the live list:
@@ -121,26 +121,29 @@ export class Server {
   start(): void {
     this.#started = true;
     for (const m of this.managed) this.#run(m);
-    // One timer for the process, however many databases: glibc keeps what start-up's snapshots
-    // and each second's syncs freed mapped for reuse, which at a thousand databases was some
-    // 60 MB of resident memory holding nothing.
-    const trim = setInterval(() => this.#trimAfterWork(), TRIM_INTERVAL_MS);
-    Deno.unrefTimer(trim);
-    this.#trimTimer = trim;
   }
 
   /**
-   * Gives the C heap's free memory back to the OS while databases change and once after they
-   * stop (what their uploads freed meanwhile). Idle, it does nothing: each trim makes the next
-   * allocations fault their pages in again.
+   * Arms the process's one trim of the C heap, every {@link TRIM_INTERVAL_MS} while databases
+   * change and once after they stop: glibc keeps what snapshots and syncs freed mapped for reuse,
+   * which at a thousand databases was some 60 MB of resident memory holding nothing. Idle, no
+   * timer runs: each trim makes the next allocations fault their pages in again.
    */
-  #trimAfterWork(): void {
-    const changes = this.managed.reduce((n, m) => n + m.db.changed.version, 0);
-    if (changes !== this.#trimmedAt) this.#trimsDue = 2;
-    this.#trimmedAt = changes;
-    if (this.#trimsDue === 0) return;
-    this.#trimsDue--;
-    trimNativeHeap();
+  #changed(): void {
+    if (this.#trimTimer !== undefined) {
+      this.#changedSinceTrim = true;
+      return;
+    }
+    if (this.#abort.signal.aborted) return;
+    this.#trimTimer = setTimeout(() => {
+      this.#trimTimer = undefined;
+      trimNativeHeap();
+      if (this.#changedSinceTrim) {
+        this.#changedSinceTrim = false;
+        this.#changed();
+      }
+    }, TRIM_INTERVAL_MS);
+    Deno.unrefTimer(this.#trimTimer);
   }
 
   /** Adds a database found while running (see `dir_dbs.ts`) and starts its loops. */
@@ -165,6 +168,7 @@ export class Server {
   }
 
   #run(m: Managed): void {
+    m.db.changed.listen(() => this.#changed());
     const abort = new AbortController();
     const signal = AbortSignal.any([this.#abort.signal, abort.signal]);
     const done = Promise.all([
@@ -177,7 +181,7 @@ export class Server {
 
   /** Stops the loops, runs a final sync of each database and replica, and closes the databases. */
   async stop(): Promise<void> {
-    clearInterval(this.#trimTimer);
+    clearTimeout(this.#trimTimer);
     this.#abort.abort();
     await Promise.all([...this.#running.values()].map((r) => r.done));
     await Promise.all(this.managed.map((m) => this.#finish(m, true)));
