@@ -329,19 +329,19 @@ export class DB {
     // starts at a checkpoint, would spend the replicas' next upload slot on that frame alone,
     // and the commits copied at the next tick would wait for the slot after (most of a sync
     // interval). The next sync announces it, with what was written meanwhile.
-    let announce = changed || opened || this.#heldBack;
+    const announce = changed || opened || this.#heldBack;
+    // Replicas ship what was just copied while the checkpoint runs, not after it: a commit
+    // to a thousand idle databases makes a thousand time-based checkpoints due at once.
+    if (announce) this.#announce();
     if (mode) {
-      // Replicas ship what was just copied while the checkpoint runs, not after it: a commit
-      // to a thousand idle databases makes a thousand time-based checkpoints due at once.
-      if (announce) {
-        this.#announce();
-        this.#heldBack = true;
-      }
-      announce = !announce;
+      const before = this.#log.pos();
       await this.#checkpoint(mode);
+      const after = this.#log.pos();
+      const moved = before?.generation !== after?.generation || before?.index !== after?.index;
+      if (!announce) this.#announce();
+      else this.#heldBack = moved;
     }
     this.#cleanShadows();
-    if (announce) this.#announce();
   }
 
   /** Tells replicas the shadow WAL grew or moved (see `changed`). */
