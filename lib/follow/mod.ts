@@ -319,6 +319,7 @@ export class Follower {
       if (this.#pages && performance.now() - this.#appliedAt >= RELEASE_IDLE_MS) {
         this.#buffers.clear();
         this.#pages = undefined;
+        this.#out?.releaseBuffers();
         releaseDecodeBuffers();
         trimNativeHeap();
       }

@@ -72,6 +72,11 @@ export class FollowedOutput {
     this.#counter = counter;
   }
 
+  /** Drops the journal buffer kept for the next batch (up to 8 MB): for a follower going idle. */
+  releaseBuffers(): void {
+    this.#journalBuffer = new Uint8Array(0);
+  }
+
   /** Opens an existing database file; throws naming it when it is not one. */
   static open(path: string, log: Logger): FollowedOutput {
     const file = DbFile.open(path);
