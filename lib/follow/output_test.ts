@@ -14,6 +14,7 @@ import { join } from "node:path";
 import { tempDir } from "../../tests/support/poll.ts";
 import { sqlite, SQLITE3 } from "../../tests/support/sqlite_cli.ts";
 import { Logger } from "../log.ts";
+import { exists } from "../os/fs.ts";
 import { decodeDbHeader } from "../sqlite/header.ts";
 import { decodeJournal, journalPath } from "./journal.ts";
 import { FollowedOutput, prepareImage } from "./output.ts";
@@ -28,6 +29,16 @@ async function readOnly(db: string): Promise<{ out: string; err: string }> {
   }).output();
   const dec = new TextDecoder();
   return { out: dec.decode(o.stdout).trim(), err: dec.decode(o.stderr).trim() };
+}
+
+/** What a follower starting on `db` does with a journal left there (see `FollowedOutput.rollBack`). */
+async function rollBackOnce(db: string): Promise<Awaited<ReturnType<FollowedOutput["rollBack"]>>> {
+  const out = FollowedOutput.open(db, log);
+  try {
+    return await out.rollBack();
+  } finally {
+    out.close();
+  }
 }
 
 Deno.test("a change cut off half-way is refused to readers and rolled back by the next follower", async () => {
@@ -62,14 +73,9 @@ Deno.test("a change cut off half-way is refused to readers and rolled back by th
   assert.notEqual(refused.out, expected, "no torn state is read");
   assert.match(refused.err, /readonly|read-only/i);
 
-  const next = FollowedOutput.open(db, log);
-  try {
-    assert.equal(await next.rollBack(), "rolled back");
-  } finally {
-    next.close();
-  }
+  assert.equal(await rollBackOnce(db), "rolled back");
   assert.deepEqual(await Deno.readFile(db), before, "back to the exact bytes before");
-  assert.equal(await Deno.stat(journalPath(db)).then(() => true, () => false), false);
+  assert.equal(await exists(journalPath(db)), false);
   assert.equal((await readOnly(db)).out, expected);
 });
 
@@ -103,7 +109,7 @@ Deno.test("a finished change is visible at once and bumps the change counter", a
   assert.notDeepEqual(after.subarray(24, 28), counter);
   assert.deepEqual(after.subarray(24, 28), after.subarray(92, 96), "version-valid-for equals it");
   assert.deepEqual([after[18], after[19]], [1, 1]);
-  assert.equal(await Deno.stat(journalPath(db)).then(() => true, () => false), false);
+  assert.equal(await exists(journalPath(db)), false);
 });
 
 Deno.test("a visible change whose journal was left behind is kept in the same boot, rolled back after a reboot", async () => {
@@ -148,26 +154,16 @@ Deno.test("a visible change whose journal was left behind is kept in the same bo
   const expected = (await readOnly(db)).out;
   assert.equal(expected, "25|7500");
   await Deno.writeFile(journalPath(db), journal);
-  const next = FollowedOutput.open(db, log);
-  try {
-    assert.equal(await next.rollBack(), "kept");
-  } finally {
-    next.close();
-  }
+  assert.equal(await rollBackOnce(db), "kept");
   assert.deepEqual(await Deno.readFile(db), after, "the change stays");
-  assert.equal(await Deno.stat(journalPath(db)).then(() => true, () => false), false);
+  assert.equal(await exists(journalPath(db)), false);
   assert.equal((await readOnly(db)).out, expected);
 
   // The same journal written in another boot: the page cache may have lost writes, roll back.
   const other = journal.slice();
   other[40] = other[40] === 0x30 ? 0x31 : 0x30; // first character of the mark's boot id
   await Deno.writeFile(journalPath(db), other);
-  const again = FollowedOutput.open(db, log);
-  try {
-    assert.equal(await again.rollBack(), "rolled back");
-  } finally {
-    again.close();
-  }
+  assert.equal(await rollBackOnce(db), "rolled back");
   assert.deepEqual(await Deno.readFile(db), before, "back to the exact bytes before");
 });
 
@@ -187,12 +183,7 @@ Deno.test("an abandoned change leaves a journal that is not hot, removed at the 
   }
   assert.equal(decodeJournal(await Deno.readFile(journalPath(db)), "j"), undefined, "not hot");
   assert.equal((await readOnly(db)).out, "1|1", "readers read");
-  const next = FollowedOutput.open(db, log);
-  try {
-    assert.equal(await next.rollBack(), undefined);
-  } finally {
-    next.close();
-  }
-  assert.equal(await Deno.stat(journalPath(db)).then(() => true, () => false), false);
+  assert.equal(await rollBackOnce(db), undefined);
+  assert.equal(await exists(journalPath(db)), false);
   assert.deepEqual(await Deno.readFile(db), before);
 });
