@@ -16,13 +16,8 @@ import { dirname, join } from "node:path";
 import { ConfigError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { sleep } from "../os/async.ts";
-import {
-  type DirWatch,
-  IN_ISDIR,
-  IN_NAME_CHANGES,
-  sharedInotify,
-  WatchLimitError,
-} from "../os/inotify.ts";
+import { IN_ISDIR, IN_NAME_CHANGES, sharedInotify, WatchLimitError } from "../os/inotify.ts";
+import type { DirWatch } from "../os/watch.ts";
 import {
   beginsWithSqliteHeader,
   findDatabases,

@@ -43,7 +43,8 @@ export interface ChangeMark {
 
 /** Where the mark sits in the header's padding: a tag, the counter, the boot id. */
 const MARK_AT = 28;
-const MARK_TAG = new TextEncoder().encode("lsfollow");
+const encoder = new TextEncoder();
+const MARK_TAG = encoder.encode("lsfollow");
 const BOOT_ID_LENGTH = 36;
 
 /** One journalled page: its number and its content before the change. */
@@ -85,7 +86,7 @@ export function encodeJournal(
   if (mark && mark.boot.length === BOOT_ID_LENGTH) {
     bytes.set(MARK_TAG, MARK_AT);
     dv.setUint32(MARK_AT + 8, mark.counter >>> 0);
-    bytes.set(new TextEncoder().encode(mark.boot), MARK_AT + 12);
+    bytes.set(encoder.encode(mark.boot), MARK_AT + 12);
   }
   let at = JOURNAL_SECTOR;
   for (const pgno of pgnos) {

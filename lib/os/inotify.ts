@@ -60,8 +60,6 @@ export function inotifyUnavailable(): string | undefined {
   return typeof lib === "string" ? `file-system events: ${lib}` : undefined;
 }
 
-export type { WatchWake } from "./watch.ts";
-
 /**
  * Thrown by {@link Inotify.watch} when the user's inotify watches have run
  * out. `first` is true for the first such error in the process, so that the
@@ -73,8 +71,6 @@ export class WatchLimitError extends LitestreamError {
     super(message);
   }
 }
-
-export type { DirWatch } from "./watch.ts";
 
 /**
  * Which events wake a waiter: a file name (events naming it or its `-` companions), or a

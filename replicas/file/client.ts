@@ -32,7 +32,8 @@ import type {
 } from "../../lib/replica_client.ts";
 import { isRecordName, RECORDS_DIR } from "../../lib/core/checksum_record.ts";
 import { statNs } from "../../lib/os/mtime_ns.ts";
-import { type DirWatch, sharedInotify } from "../../lib/os/inotify.ts";
+import { sharedInotify } from "../../lib/os/inotify.ts";
+import type { DirWatch } from "../../lib/os/watch.ts";
 import { LEASE_DIR, readFileLease, writeFileLease } from "./lease.ts";
 
 /** Options of a file replica. */
