@@ -11,6 +11,7 @@ import { expandEnv } from "./expand_env.ts";
 import { parseReplica, type ReplicaConfig } from "./config_replica.ts";
 import { Validator } from "./config_validator.ts";
 import { requireSync } from "../os/require.ts";
+import { importLazily } from "../os/lazy_import.ts";
 import { OPS_KEYS, type OpsConfig, parseOps } from "./config_ops.ts";
 import { DIR_KEYS, type DirConfig, LocationClaims, parseDirKeys } from "./config_dir.ts";
 
@@ -135,7 +136,7 @@ export async function loadConfig(
     throw err;
   }
   if (options.expandEnv !== false) text = expandEnv(text, (name) => Deno.env.get(name));
-  yaml ??= await import("yaml");
+  yaml ??= await importLazily<typeof import("yaml")>("yaml");
   return parseConfig(text, file, options.warn);
 }
 

@@ -1,7 +1,7 @@
 /**
- * Builds `ReplicaClient`s from config entries or replica URLs. Backends that
- * pull in heavy dependencies (the AWS and Azure SDKs, ssh2) or much code (GCS) are imported
- * only when used, as is the age decorator (a replica with an `age` block).
+ * Builds `ReplicaClient`s from config entries or replica URLs. Every backend but `file` pulls in
+ * npm packages or much code, so each is imported only when used ({@linkcode importLazily}), as is
+ * the age decorator (a replica with an `age` block).
  *
  * @module
  */
@@ -13,6 +13,7 @@ import type { Logger } from "../log.ts";
 import { FileReplicaClient, type FileReplicaOptions } from "../../replicas/file/client.ts";
 import { AbsConfigError } from "../../replicas/abs/url.ts";
 import { LitestreamError } from "../errors.ts";
+import { importLazily } from "../os/lazy_import.ts";
 
 /** The directory of a `file://` URL, cleaned and made absolute. */
 export function fileUrlPath(url: string): string {
@@ -32,7 +33,9 @@ export async function replicaClientFromConfig(
 ): Promise<ReplicaClient> {
   const client = await backendClient(cfg, file, log);
   if (!cfg.age) return client;
-  const { ageClientFromConfig } = await import("../../replicas/age/mod.ts");
+  const { ageClientFromConfig } = await importLazily<typeof import("../../replicas/age/mod.ts")>(
+    new URL("../../replicas/age/mod.ts", import.meta.url),
+  );
   return ageClientFromConfig(client, cfg.age);
 }
 
@@ -46,11 +49,15 @@ async function backendClient(
     return new FileReplicaClient(cfg.url ? fileUrlPath(cfg.url) : expandPath(cfg.path!), file);
   }
   if (cfg.type === "sftp") {
-    const { sftpClientFromConfig } = await import("../../replicas/sftp/mod.ts");
+    const { sftpClientFromConfig } = await importLazily<
+      typeof import("../../replicas/sftp/mod.ts")
+    >(new URL("../../replicas/sftp/mod.ts", import.meta.url));
     return sftpClientFromConfig({ ...cfg, keyPath: cfg.keyPath && expandPath(cfg.keyPath) }, log);
   }
   if (cfg.type === "abs") {
-    const { absClientFromConfig } = await import("../../replicas/abs/client.ts");
+    const { absClientFromConfig } = await importLazily<
+      typeof import("../../replicas/abs/client.ts")
+    >(new URL("../../replicas/abs/client.ts", import.meta.url));
     try {
       return absClientFromConfig(cfg);
     } catch (err) {
@@ -60,9 +67,13 @@ async function backendClient(
     }
   }
   if (cfg.type === "gcs") {
-    const { gcsClientFromConfig } = await import("../../replicas/gcs/client.ts");
+    const { gcsClientFromConfig } = await importLazily<
+      typeof import("../../replicas/gcs/client.ts")
+    >(new URL("../../replicas/gcs/client.ts", import.meta.url));
     return gcsClientFromConfig(cfg);
   }
-  const { s3ClientFromConfig } = await import("../../replicas/s3/client.ts");
+  const { s3ClientFromConfig } = await importLazily<typeof import("../../replicas/s3/client.ts")>(
+    new URL("../../replicas/s3/client.ts", import.meta.url),
+  );
   return s3ClientFromConfig(cfg);
 }

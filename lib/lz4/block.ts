@@ -14,6 +14,7 @@
 
 import { encodeBlock, encodeBlockInto, MIN_MATCH } from "./block_encode.ts";
 import { requireSync } from "../os/require.ts";
+import { importLazily } from "../os/lazy_import.ts";
 
 /** A block that does not follow the LZ4 block format, or decodes to more than allowed. */
 export class BlockFormatError extends Error {}
@@ -48,7 +49,7 @@ function setWasm(module: Wasm | null): "lz4-wasm-nodejs" | "portable" {
  */
 export async function initCompressor(): Promise<"lz4-wasm-nodejs" | "portable"> {
   if (wasm !== undefined) return setWasm(wasm);
-  return setWasm(await import("lz4-wasm-nodejs").catch(() => null));
+  return setWasm(await importLazily<Wasm>("lz4-wasm-nodejs").catch(() => null));
 }
 
 /** Loads the WASM encoder synchronously (it is a CommonJS package), or marks it unavailable. */

@@ -565,6 +565,18 @@ Deno.test("restore CLI: Deno permissions", async (t) => {
     assert.ok(equalBytes(res.stdout, r.latest));
   });
 
+  await t.step(
+    "an S3 replica with read permission for elsewhere only names --allow-read",
+    async () => {
+      // The S3 backend is loaded on use, and `deno run` needs read access to load it.
+      const res = await runLitestream(["restore", "-o", "-", "s3://bucket/db"], {
+        permissions: [`--allow-read=${r.root}`, "--allow-env", "--allow-net=127.0.0.1"],
+      });
+      fails(res, /read access to ".*replicas\/s3\/client\.ts"; run again with --allow-read/);
+      assert.equal(res.stdout.length, 0);
+    },
+  );
+
   await t.step("no read permission names --allow-read", async () => {
     const res = await runLitestream(["restore", "-o", "-", r.url], { permissions: [] });
     fails(res, /--allow-read/);
