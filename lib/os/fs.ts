@@ -7,6 +7,7 @@
  * @module
  */
 
+import { dirname } from "node:path";
 import { Pacer } from "./async.ts";
 
 /** Writes all of `data` at the file's current position. */
@@ -15,6 +16,25 @@ export async function writeAll(
   data: Uint8Array,
 ): Promise<void> {
   for (let off = 0; off < data.length;) off += await file.write(data.subarray(off));
+}
+
+/**
+ * Creates (or truncates) `path` for writing with `fileMode`, making its directory (with
+ * `dirMode`) only when it is missing: a `mkdir -p` before every small write cost as much as
+ * the write.
+ */
+export function createFileSync(
+  path: string,
+  modes: { fileMode: number; dirMode: number },
+): Deno.FsFile {
+  const options = { write: true, create: true, truncate: true, mode: modes.fileMode };
+  try {
+    return Deno.openSync(path, options);
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotFound)) throw err;
+  }
+  Deno.mkdirSync(dirname(path), { recursive: true, mode: modes.dirMode });
+  return Deno.openSync(path, options);
 }
 
 /** Like {@linkcode writeAll}, with synchronous calls. */

@@ -6,9 +6,10 @@
  * @module
  */
 
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { LitestreamError, NotFoundError } from "../../lib/errors.ts";
 import {
+  createFileSync,
   readDirOrEmpty,
   readDirSyncOrEmpty,
   removeIfExists,
@@ -217,7 +218,7 @@ export class FileReplicaClient implements ReplicaClient {
    */
   async #writeAtomic(path: string, data: ReadableStream<Uint8Array>): Promise<Deno.FileInfo> {
     const tmp = `${path}.tmp`;
-    const file = this.#create(tmp);
+    const file = createFileSync(tmp, { fileMode: this.#fileMode, dirMode: this.#dirMode });
     try {
       await writeStream(file, data);
       await file.sync();
@@ -232,21 +233,6 @@ export class FileReplicaClient implements ReplicaClient {
       await removeIfExists(tmp);
       throw err;
     }
-  }
-
-  /**
-   * Creates (or truncates) `path` for writing, making its directory only when it is missing:
-   * a `mkdir -p` before every segment cost as much as writing it.
-   */
-  #create(path: string): Deno.FsFile {
-    const options = { write: true, create: true, truncate: true, mode: this.#fileMode };
-    try {
-      return Deno.openSync(path, options);
-    } catch (err) {
-      if (!(err instanceof Deno.errors.NotFound)) throw err;
-    }
-    Deno.mkdirSync(dirname(path), { recursive: true, mode: this.#dirMode });
-    return Deno.openSync(path, options);
   }
 }
 

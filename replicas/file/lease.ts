@@ -14,7 +14,12 @@
 import { join } from "node:path";
 import { LitestreamError } from "../../lib/errors.ts";
 import type { LeaseObject } from "../../lib/replica_client.ts";
-import { readDirSyncOrEmpty, removeIfExistsSync, writeAllSync } from "../../lib/os/fs.ts";
+import {
+  createFileSync,
+  readDirSyncOrEmpty,
+  removeIfExistsSync,
+  writeAllSync,
+} from "../../lib/os/fs.ts";
 
 /** The lease directory under the replica root. */
 export const LEASE_DIR = "lease";
@@ -71,16 +76,10 @@ export async function writeFileLease(
 ): Promise<string | undefined> {
   const next = expected === undefined ? 1 : Number(expected) + 1;
   if (!Number.isSafeInteger(next) || next < 1) return undefined;
-  Deno.mkdirSync(dir, { recursive: true, mode: modes.dirMode });
   const tmp = join(dir, `.tmp-${crypto.randomUUID()}`);
   const target = fileOf(dir, next);
   try {
-    const f = Deno.openSync(tmp, {
-      write: true,
-      create: true,
-      truncate: true,
-      mode: modes.fileMode,
-    });
+    const f = createFileSync(tmp, modes);
     try {
       writeAllSync(f, data);
       await f.sync();
