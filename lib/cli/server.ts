@@ -63,10 +63,11 @@ export async function buildManagedDb(
   options: BuildOptions = {},
 ): Promise<Managed> {
   const ttl = leaseTtl();
-  admitCheckpointsEnabled(); // a bad value fails at start-up, naming the variable
+  // A bad value fails at start-up, naming the variable.
+  const admitCheckpoints = admitCheckpointsEnabled();
   await checkDatabaseFile(cfg.path); // bad paths fail at start-up, naming the file
   const dbLog = log.with({ db: cfg.path });
-  const db = new DB(cfg, dbLog);
+  const db = new DB({ ...cfg, admitCheckpoints }, dbLog);
   const modes = await modesFor(cfg.path);
   const replicas: Replica[] = [];
   for (const r of cfg.replicas) {

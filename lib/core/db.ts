@@ -39,6 +39,11 @@ export interface DbSettings {
   minCheckpointPageCount: number;
   maxCheckpointPageCount: number;
   truncatePageCount: number;
+  /**
+   * Whether other processes' checkpoints are let through (see `checkpointerWaiting`); the
+   * command layer reads `LITESTREAM_ADMIT_CHECKPOINTS` (`admitCheckpointsEnabled`). Default: yes.
+   */
+  admitCheckpoints?: boolean;
 }
 
 /** Something that has a replication position (a replica), for shadow clean-up. */
@@ -379,7 +384,12 @@ export class DB {
     const dirMode = ((await Deno.stat(dirname(this.path))).mode ?? 0o700) & 0o777;
     this.#log.modes = { fileMode: (st.mode ?? 0o600) & 0o777, dirMode };
     await Deno.mkdir(this.metaPath, { recursive: true, mode: dirMode });
-    this.#h = await DbHandles.open(this.path, this.metaPath, this.log);
+    this.#h = await DbHandles.open(
+      this.path,
+      this.metaPath,
+      this.log,
+      this.settings.admitCheckpoints ?? true,
+    );
     this.pageSize = this.#h.pageSize;
     await this.#log.resume();
     this.log.info("initialized db", { path: this.path, driver: this.#h.conn.driver });

@@ -16,7 +16,6 @@ import { decodeDbHeader } from "../sqlite/header.ts";
 import type { Logger } from "../log.ts";
 import { LockProbe } from "../os/lock_probe.ts";
 import { holdFile } from "../os/held_files.ts";
-import { admitCheckpointsEnabled } from "./checkpoint.ts";
 import {
   decodeWalIndex,
   SHM_CKPT_LOCK,
@@ -55,9 +54,15 @@ export class DbHandles {
   /**
    * Takes the meta directory's lock, opens both connections (WAL mode, persist-WAL, no
    * auto-checkpoint, the helper tables), begins the read transaction and opens the
-   * descriptors; on failure closes whatever it opened.
+   * descriptors; on failure closes whatever it opened. `admitCheckpoints` false opens no
+   * `-shm` probe, so other processes' checkpoints wait for ours (`DbSettings.admitCheckpoints`).
    */
-  static async open(path: string, metaPath: string, log: Logger): Promise<DbHandles> {
+  static async open(
+    path: string,
+    metaPath: string,
+    log: Logger,
+    admitCheckpoints: boolean,
+  ): Promise<DbHandles> {
     const lock = lockMeta(metaPath);
     if (!lock) {
       throw new LitestreamError(
@@ -96,7 +101,7 @@ export class DbHandles {
       const unhold = holdFile(file);
       opened.unshift({ close: unhold });
       // After SQLite opened the -shm (our connections did, reading the database in WAL mode).
-      const shm = admitCheckpointsEnabled()
+      const shm = admitCheckpoints
         ? LockProbe.open(`${path}-shm`)
         : "LITESTREAM_ADMIT_CHECKPOINTS=0";
       if (typeof shm === "string") {
