@@ -378,3 +378,44 @@ export async function decodeFrameStream(
     await source.cancel();
   }
 }
+
+/**
+ * The decoded blocks of the LZ4 frames in `stream` (see {@linkcode decodeFrameStream}), each lent until
+ * the next is asked for: a large snapshot moves through two reused buffers instead of a fresh
+ * array per block. Leaving early cancels the decoding and its stream.
+ */
+export async function* lentFrameBlocks(
+  stream: ReadableStream<Uint8Array>,
+  name: string,
+): AsyncGenerator<Uint8Array> {
+  // The decoder pushes a block and waits on `asked` before reusing its buffer; the consumer
+  // pulls, and asking for the next block releases the previous one.
+  let offered = Promise.withResolvers<Uint8Array | undefined>();
+  let asked = Promise.withResolvers<void>();
+  const decoding = decodeFrameStream(stream, name, (block) => {
+    offered.resolve(block);
+    return asked.promise;
+  });
+  decoding.then(() => offered.resolve(undefined), (err) => offered.reject(err));
+  let release = asked;
+  try {
+    for (;;) {
+      const block = await offered.promise;
+      if (block === undefined) return;
+      offered = Promise.withResolvers();
+      release = asked;
+      asked = Promise.withResolvers();
+      yield block;
+      release.resolve();
+    }
+  } finally {
+    // Left early: the decoder's pending write fails, which cancels its stream.
+    const gone = new Error("the snapshot's reader went away");
+    offered.promise.catch(() => {});
+    for (const p of [release, asked]) {
+      p.promise.catch(() => {});
+      p.reject(gone);
+    }
+    await decoding.catch(() => {});
+  }
+}

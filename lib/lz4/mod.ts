@@ -16,6 +16,7 @@ export {
   decodeFrameBlocks,
   decodeFrameStream,
   decompressFrame,
+  lentFrameBlocks,
   lz4FrameDecoder,
   releaseDecodeBuffers,
 } from "./decode.ts";

@@ -9,7 +9,12 @@
 
 import { dirname, join } from "node:path";
 import { LitestreamError, NotFoundError } from "../errors.ts";
-import { decodeFrameBlocks, decodeFrameStream, lz4FrameDecoder } from "../lz4/mod.ts";
+import {
+  decodeFrameBlocks,
+  decodeFrameStream,
+  lentFrameBlocks,
+  lz4FrameDecoder,
+} from "../lz4/mod.ts";
 import type { PageSink } from "./page_map.ts";
 import { formatPos } from "../names.ts";
 import { prefetch } from "../os/prefetch.ts";
@@ -151,7 +156,9 @@ export async function restoreDatabase(
   const openSnapshot = async () => {
     const stored = await readSnapshot();
     return lendingStream((lend) =>
-      lend ? lentBlocks(stored, snapshotName) : stored.pipeThrough(lz4FrameDecoder(snapshotName))
+      lend
+        ? lentFrameBlocks(stored, snapshotName)
+        : stored.pipeThrough(lz4FrameDecoder(snapshotName))
     );
   };
 
@@ -298,47 +305,6 @@ async function restoreThroughFile(
     return result;
   } finally {
     await Deno.remove(dir, { recursive: true }).catch(() => {});
-  }
-}
-
-/**
- * The decoded blocks of the LZ4 frames in `stream` (see `decodeFrameStream`), each lent until
- * the next is asked for: a large snapshot moves through two reused buffers instead of a fresh
- * array per block. Leaving early cancels the decoding and its stream.
- */
-async function* lentBlocks(
-  stream: ReadableStream<Uint8Array>,
-  name: string,
-): AsyncGenerator<Uint8Array> {
-  // The decoder pushes a block and waits on `asked` before reusing its buffer; the consumer
-  // pulls, and asking for the next block releases the previous one.
-  let offered = Promise.withResolvers<Uint8Array | undefined>();
-  let asked = Promise.withResolvers<void>();
-  const decoding = decodeFrameStream(stream, name, (block) => {
-    offered.resolve(block);
-    return asked.promise;
-  });
-  decoding.then(() => offered.resolve(undefined), (err) => offered.reject(err));
-  let release = asked;
-  try {
-    for (;;) {
-      const block = await offered.promise;
-      if (block === undefined) return;
-      offered = Promise.withResolvers();
-      release = asked;
-      asked = Promise.withResolvers();
-      yield block;
-      release.resolve();
-    }
-  } finally {
-    // Left early: the decoder's pending write fails, which cancels its stream.
-    const gone = new Error("the snapshot's reader went away");
-    offered.promise.catch(() => {});
-    for (const p of [release, asked]) {
-      p.promise.catch(() => {});
-      p.reject(gone);
-    }
-    await decoding.catch(() => {});
   }
 }
 
