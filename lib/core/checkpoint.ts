@@ -81,6 +81,11 @@ interface Entry {
   /** When the probe runs next (performance.now() time). */
   due: number;
   controller: AbortController;
+  /**
+   * The probe found a checkpointer (the signal is aborted). Read by every sweep for every
+   * database: a plain field, not the signal's getter.
+   */
+  fired: boolean;
 }
 
 /**
@@ -102,6 +107,7 @@ export class CheckpointSentinel {
       periodMs,
       due: performance.now() + periodMs,
       controller: new AbortController(),
+      fired: false,
     };
     this.#entries.add(entry);
     this.#schedule();
@@ -121,7 +127,7 @@ export class CheckpointSentinel {
 
   #schedule(): void {
     let next = Infinity;
-    for (const e of this.#entries) if (!e.controller.signal.aborted) next = Math.min(next, e.due);
+    for (const e of this.#entries) if (!e.fired) next = Math.min(next, e.due);
     if (next === Infinity || next >= this.#at) return;
     this.#stop();
     this.#at = next;
@@ -135,10 +141,13 @@ export class CheckpointSentinel {
     for (const e of this.#entries) {
       // Probing up to a quarter period early lets probes that fall due close together share one
       // timer firing: a thousand databases are probed in one sweep a period, not one each.
-      if (e.controller.signal.aborted || e.due - now > e.periodMs / 4) continue;
+      if (e.fired || e.due - now > e.periodMs / 4) continue;
       e.due = now + e.periodMs;
       try {
-        if (e.probe()) e.controller.abort();
+        if (e.probe()) {
+          e.fired = true;
+          e.controller.abort();
+        }
       } catch {
         // A failing probe (file gone) only means the database's next sync finds out.
       }
