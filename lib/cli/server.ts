@@ -10,6 +10,7 @@ import { dirname, join } from "node:path";
 import { sleep } from "../os/async.ts";
 import { trimNativeHeap } from "../os/libc.ts";
 import { inotifyUnavailable, WatchLimitError } from "../os/inotify.ts";
+import type { DirWake } from "../os/dir_watch.ts";
 import type { DbConfig } from "./config.ts";
 import { DB } from "../core/db.ts";
 import { checkDatabaseFile } from "../core/handles.ts";
@@ -239,9 +240,10 @@ export class Server {
       const idle = watch && db.quietSyncs >= QUIET_TICKS_BEFORE_WATCH;
       if (idle && !watching) db.log.debug("idle: waiting for file-system events on the WAL");
       watching = idle;
+      let woke: DirWake | undefined;
       if (watching) {
         try {
-          const woke = await db.waitForWalChange({
+          woke = await db.waitForWalChange({
             recheckMs: IDLE_RECHECK_TICKS * monitorInterval,
             maxRecheckMs: IDLE_RECHECK_MAX_TICKS * monitorInterval,
             probeMs: monitorInterval,
@@ -262,6 +264,8 @@ export class Server {
         }
       }
       // An event right after a sync waits out the interval: never more than one sync per tick.
+      // A checkpointer found waiting on us is let through at once, as a pause's probe does.
+      if (woke === "interrupted") continue;
       await db.pause(Math.max(0, monitorInterval - (performance.now() - started)), signal);
     }
   }
@@ -295,11 +299,13 @@ const QUIET_TICKS_BEFORE_WATCH = 3;
 
 /**
  * While waiting on events, the WAL is still checked after this many monitor intervals, then
- * after twice as many each time it was found unchanged, up to {@link IDLE_RECHECK_MAX_TICKS}
- * (a thousand idle databases: some 17 checks a second rather than 100).
+ * after twice as many each time it was found unchanged, up to {@link IDLE_RECHECK_MAX_TICKS}.
+ * The re-checks only find file systems that do not report writes, a property of the mount, not
+ * of one database; each costs about 0.2 ms, so at a thousand idle databases a cap of 60
+ * intervals spent 0.3 % of a core on them (`bench/RESULTS.md`), and 300 spends a fifth of that.
  */
 const IDLE_RECHECK_TICKS = 10;
-const IDLE_RECHECK_MAX_TICKS = 60;
+const IDLE_RECHECK_MAX_TICKS = 300;
 
 /**
  * How long an event may trail a change before it counts as missed. The kernel queues it within

@@ -96,6 +96,7 @@ export class DB {
   readonly #log: ShadowLog;
   #snapshots = 0;
   #quietSyncs = 0;
+  #idleProbing: boolean | undefined;
   /** The last sync put off a time-based checkpoint (see `#sync`). */
   #timeDeferred = false;
   /** The shadow moved after this sync's announcement; the next sync announces it (see `#sync`). */
@@ -152,16 +153,58 @@ export class DB {
     const maxWaitMs = this.#checkpointDueIn();
     // Woken by events naming this database's files only: the directory's watch is shared.
     const file = basename(this.path);
-    // A checkpointer waiting on our read transaction raises no file event: one process-wide
-    // timer probes for it (two fcntl calls a database), and interrupts the wait.
-    using sentinel = this.#watchCheckpointer(opts.probeMs);
-    const interrupt = sentinel?.signal;
-    return await waitForDirChange(dirname(this.walPath), unchanged, {
-      ...opts,
-      maxWaitMs,
-      file,
-      interrupt,
-    });
+    // A checkpointer waiting on our read transaction raises no file event, unless it wrote to
+    // the database first. Where it could wait unannounced, one process-wide timer probes for
+    // it (an fcntl call a database) and interrupts the wait.
+    const steered = await this.#mutex.run(() => this.#steerIdle());
+    this.#idleProbing = steered !== "quiet";
+    // While another checkpoint runs the wait also ends when it does, to steer again.
+    const probe = steered === "checkpointing"
+      ? () => this.checkpointerWaiting() || this.#h?.checkpointerPid() === undefined
+      : undefined;
+    try {
+      using sentinel = this.#idleProbing ? this.#watchCheckpointer(opts.probeMs, probe) : undefined;
+      const interrupt = sentinel?.signal;
+      return await waitForDirChange(dirname(this.walPath), unchanged, {
+        ...opts,
+        maxWaitMs,
+        file,
+        interrupt,
+      });
+    } finally {
+      this.#idleProbing = undefined;
+    }
+  }
+
+  /**
+   * While {@linkcode waitForWalChange} waits: whether it probes for checkpointers (see
+   * `#steerIdle`); undefined when no wait runs.
+   */
+  get idleProbing(): boolean | undefined {
+    return this.#idleProbing;
+  }
+
+  /**
+   * Before an idle wait: "quiet" when no checkpointer can wait on our read transaction without
+   * a file event first (`checkpointsCannotWaitUnannounced`), else whether the wait must probe
+   * ("probe"), or probe until another process's running checkpoint ends ("checkpointing"). A
+   * read transaction that is not so placed is begun again at the WAL's end, hand over hand,
+   * which places it unless every read mark is taken; not while another checkpoint runs or a
+   * change is yet to be synced.
+   */
+  async #steerIdle(): Promise<"quiet" | "probe" | "checkpointing"> {
+    const h = this.#h;
+    if (!h?.shm || !h.rtxHeld) return "probe";
+    if (!h.checkpointsCannotWaitUnannounced()) {
+      if (h.checkpointerPid() !== undefined) return "checkpointing";
+      if (!this.#walUnchanged()) return "probe";
+      await h.renewReadTx();
+      if (!h.checkpointsCannotWaitUnannounced()) return "probe";
+    }
+    // Mark 0 lets the application's next commit restart the fully backfilled WAL without us;
+    // every frame of it is in the shadow, so that restart loses nothing (see `restartSafe`).
+    if (h.readMark === 0 && this.#walUnchanged()) this.#admission.restartSafe(this.#log.shadow!);
+    return "quiet";
   }
 
   /**
@@ -184,11 +227,15 @@ export class DB {
     await sleep(ms, sentinel ? AbortSignal.any([signal, sentinel.signal]) : signal);
   }
 
-  /** See `CheckpointAdmission.watch`; undefined where the `-shm` cannot be probed. */
-  #watchCheckpointer(periodMs: number): ({ signal: AbortSignal } & Disposable) | undefined {
-    return this.#h?.shm
-      ? this.#admission.watch(() => this.checkpointerWaiting(), periodMs)
-      : undefined;
+  /**
+   * See `CheckpointAdmission.watch`: `probe` (default: a checkpointer waiting on us) every
+   * `periodMs`; undefined where the `-shm` cannot be probed.
+   */
+  #watchCheckpointer(
+    periodMs: number,
+    probe: () => boolean = () => this.checkpointerWaiting(),
+  ): ({ signal: AbortSignal } & Disposable) | undefined {
+    return this.#h?.shm ? this.#admission.watch(probe, periodMs) : undefined;
   }
 
   /** Path of the shadow WAL file for `index` in `generation`. */

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { DB, type DbSettings } from "./db.ts";
 import { Logger } from "../log.ts";
 import { formatPos, type Pos } from "../names.ts";
-import { tempDir } from "../../tests/support/poll.ts";
+import { tempDir, waitFor } from "../../tests/support/poll.ts";
 import { sqlite } from "../../tests/support/sqlite_cli.ts";
 
 /** A monitored database in a scratch directory, and the positions announced so far. */
@@ -85,4 +85,43 @@ Deno.test("DB: a checkpoint in a sync that copied nothing is announced at once",
   assert.equal(m.db.stats.checkpoints.PASSIVE, checkpoints + 1);
   assert.deepEqual(checkpointed.map(formatPos), [formatPos(m.db.pos())]);
   assert.equal(checkpointed[0]!.index, copied[0]!.index + 1);
+});
+
+Deno.test("DB: an idle wait moves the read transaction where no checkpoint waits on it unannounced, and then needs no probe", async () => {
+  await using m = await monitored({
+    checkpointInterval: 0,
+    minCheckpointPageCount: 1_000_000, // no checkpoint of ours
+    maxCheckpointPageCount: 0,
+  });
+  await m.sync();
+  await m.write(10);
+  await m.sync();
+  const signal = new AbortController().signal;
+  /** Starts an idle wait and returns it once it decided whether to probe. */
+  const idle = async () => {
+    const waiting = m.db.waitForWalChange({
+      recheckMs: 60_000,
+      probeMs: 1000,
+      graceMs: 1000,
+      signal,
+    });
+    await waitFor("the wait's decision", () => m.db.idleProbing !== undefined);
+    return { probing: m.db.idleProbing, waiting };
+  };
+
+  // Frames left to backfill: the read transaction moves to the WAL's last frame. A checkpoint
+  // must backfill before it could wait on that mark, which writes the database file.
+  let wait = await idle();
+  assert.equal(wait.probing, false);
+  assert.equal((await sqlite(m.db.path, "PRAGMA wal_checkpoint(PASSIVE);")).split("|")[0], "0");
+  assert.equal(await wait.waiting, "event", "the backfill woke the wait");
+
+  // All backfilled: the read transaction moves to mark 0, which a TRUNCATE with nothing to
+  // backfill does not wait on. Nothing here would let it through, yet it is not busy.
+  wait = await idle();
+  assert.equal(wait.probing, false);
+  const truncated = await sqlite(m.db.path, ".timeout 2000\nPRAGMA wal_checkpoint(TRUNCATE);");
+  assert.equal(truncated.split("|")[0], "0", `TRUNCATE busy: ${truncated}`);
+  assert.equal((await Deno.stat(`${m.db.path}-wal`)).size, 0);
+  assert.equal(await wait.waiting, "event", "the truncated WAL woke the wait");
 });

@@ -12,6 +12,7 @@
 import { join } from "node:path";
 import { LitestreamError } from "../errors.ts";
 import { readAt, statSyncOrUndefined } from "../os/fs.ts";
+import { equalBytes } from "../os/bytes.ts";
 import { decodeDbHeader } from "../sqlite/header.ts";
 import type { Logger } from "../log.ts";
 import { LockProbe } from "../os/lock_probe.ts";
@@ -28,13 +29,19 @@ import { type Database as Sqlite, openDatabase } from "../sqlite/driver.ts";
 /** The open handles of one replicated database. */
 export class DbHandles {
   #rtxHeld = false;
+  /**
+   * The read mark our read transaction holds, as far as the WAL-index showed it when the
+   * transaction began (see {@linkcode readMarkTaken}); undefined when unknown.
+   */
+  #readMark: number | undefined;
 
   private constructor(
     /** Our writes (`_litestream_seq`, the write lock) and checkpoints. */
     readonly conn: Sqlite,
     /**
      * The connections of the long read transaction: the first holds it; a second, opened when a
-     * checkpoint is first let through, takes it over without a moment unheld (`renewReadTx`).
+     * checkpoint is first let through or the database first idles, takes it over without a
+     * moment unheld (`renewReadTx`).
      */
     readonly readers: Sqlite[],
     readonly path: string,
@@ -139,14 +146,43 @@ export class DbHandles {
   /** Begins the long read transaction (a no-op while held). */
   async acquireReadTx(): Promise<void> {
     if (this.#rtxHeld) return;
-    await beginRead(this.rtx);
+    await this.#begin(this.rtx);
     this.#rtxHeld = true;
+  }
+
+  /** The read mark of the read transaction (see `readMarkTaken`); undefined when unknown. */
+  get readMark(): number | undefined {
+    return this.#rtxHeld ? this.#readMark : undefined;
   }
 
   /** Ends the long read transaction. */
   async releaseReadTx(): Promise<void> {
     this.#rtxHeld = false;
+    this.#readMark = undefined;
     await this.rtx.exec("ROLLBACK");
+  }
+
+  /** Begins a read transaction on `db`, noting the read mark it took. */
+  async #begin(db: Sqlite): Promise<void> {
+    const before = this.walIndex();
+    await beginRead(db);
+    this.#readMark = readMarkTaken(before, this.walIndex());
+  }
+
+  /**
+   * True when no other process's checkpoint can wait on our read transaction without first
+   * writing to the database file, which raises a file event (spec §4.2, SQLite's
+   * `walCheckpoint`): a checkpointer waits for mark 0 only to backfill frames, and for a mark
+   * above 0 only when it is below the WAL's end (to backfill past it) or, for RESTART and
+   * TRUNCATE, after it backfilled. So it is safe to hold mark 0 of a fully backfilled WAL, or
+   * the WAL's last frame as mark while frames are left to backfill. One read of the `-shm`.
+   */
+  checkpointsCannotWaitUnannounced(): boolean {
+    if (!this.#rtxHeld || this.#readMark === undefined) return false;
+    const now = this.walIndex();
+    if (!now) return false;
+    if (this.#readMark === 0) return now.nBackfill === now.mxFrame;
+    return this.#readMark === now.mxFrame && now.nBackfill < now.mxFrame;
   }
 
   /**
@@ -160,7 +196,7 @@ export class DbHandles {
     // Opened here, not with the others: most databases never need it.
     if (this.readers.length === 1) this.readers.push(await openConnection(this.path));
     const [held, next] = this.readers;
-    await beginRead(next);
+    await this.#begin(next);
     this.readers.reverse();
     this.#rtxHeld = true;
     await held.exec("ROLLBACK");
@@ -245,6 +281,27 @@ async function openConnection(path: string): Promise<Sqlite> {
     await db.close().catch(() => {});
     throw err;
   }
+}
+
+/**
+ * The read mark a read transaction took, from the WAL-index read just `before` and `after` it
+ * began; undefined unless both show the same WAL. SQLite's `walTryBeginRead` reads the
+ * database file alone (mark 0) when the WAL is fully backfilled; otherwise it takes a mark at
+ * the WAL's last frame, and a lower one only when every mark is in use by other readers. So:
+ * 0, the last frame when some mark holds it, else undefined. (Mark 0 can be refused while a
+ * recovery holds every lock; a WAL-index rewritten meanwhile then differs `after`.)
+ */
+export function readMarkTaken(
+  before: WalIndexState | undefined,
+  after: WalIndexState | undefined,
+): number | undefined {
+  if (!before || !after) return undefined;
+  if (
+    before.mxFrame !== after.mxFrame || before.nBackfill !== after.nBackfill ||
+    !equalBytes(before.salt, after.salt)
+  ) return undefined;
+  if (after.nBackfill === after.mxFrame) return 0;
+  return after.readMarks.slice(1).includes(after.mxFrame) ? after.mxFrame : undefined;
 }
 
 /** Begins a read transaction on `db` and takes its read mark (a read of the WAL's snapshot). */

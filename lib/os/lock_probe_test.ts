@@ -59,6 +59,11 @@ Deno.test("LockProbe names another process's WAL write lock and reads the WAL-in
     const pageSize = new DataView(wal.buffer).getUint32(8);
     assert.equal(state.mxFrame, (wal.length - 32) / (24 + pageSize), "frames in the WAL");
     assert.deepEqual(state.salt, wal.subarray(16, 24), "salts as in the WAL header");
+    assert.equal(state.readMarks.length, 5);
+    assert.equal(state.readMarks[0], 0, "mark 0 reads the database file alone");
+    for (const mark of state.readMarks) {
+      assert.ok(mark <= state.mxFrame || mark === 0xffffffff, `read mark ${mark}`);
+    }
   } finally {
     probe.close();
     await stdin.close();

@@ -29,6 +29,11 @@ export interface WalIndexState {
   nBackfill: number;
   /** Salt-1 and salt-2 as they appear in the WAL header (bytes 16–23). */
   salt: Uint8Array;
+  /**
+   * The five read marks (`aReadMark`): the WAL frame a reader on mark `i` reads up to. Mark 0
+   * reads the database file alone; 0xffffffff is an unused mark.
+   */
+  readMarks: number[];
 }
 
 /**
@@ -44,5 +49,6 @@ export function decodeWalIndex(buf: Uint8Array): WalIndexState | undefined {
     mxFrame: v.getUint32(16, true),
     nBackfill: v.getUint32(96, true),
     salt: buf.slice(32, 40),
+    readMarks: [0, 1, 2, 3, 4].map((i) => v.getUint32(100 + 4 * i, true)),
   };
 }
