@@ -198,7 +198,13 @@ export class DB {
     if (!h.checkpointsCannotWaitUnannounced()) {
       if (h.checkpointerPid() !== undefined) return "checkpointing";
       if (!this.#walUnchanged()) return "probe";
-      await h.renewReadTx();
+      try {
+        await h.renewReadTx();
+      } catch (err) {
+        // The read held before is still held (renewals begin the new one first): probe.
+        this.log.debug("read transaction not moved for idling", { error: err });
+        return "probe";
+      }
       if (!h.checkpointsCannotWaitUnannounced()) return "probe";
     }
     // Mark 0 lets the application's next commit restart the fully backfilled WAL without us;
