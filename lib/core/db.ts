@@ -158,12 +158,16 @@ export class DB {
     // it (an fcntl call a database) and interrupts the wait.
     const steered = await this.#mutex.run(() => this.#steerIdle());
     this.#idleProbing = steered !== "quiet";
-    // While another checkpoint runs the wait also ends when it does, to steer again.
-    const probe = steered === "checkpointing"
+    // While another process's checkpoint runs (its first write woke us) it may soon wait on
+    // us: probed often, and the wait also ends when it ends, to steer again.
+    const checkpointing = steered === "checkpointing";
+    const probe = checkpointing
       ? () => this.checkpointerWaiting() || this.#h?.checkpointerPid() === undefined
       : undefined;
     try {
-      using sentinel = this.#idleProbing ? this.#watchCheckpointer(opts.probeMs, probe) : undefined;
+      using sentinel = this.#idleProbing
+        ? this.#watchCheckpointer(checkpointing ? ACTIVE_PROBE_MS : opts.probeMs, probe)
+        : undefined;
       const interrupt = sentinel?.signal;
       return await waitForDirChange(dirname(this.walPath), unchanged, {
         ...opts,

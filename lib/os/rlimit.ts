@@ -60,8 +60,12 @@ export function fileLimitMessage(err: unknown): string | undefined {
   return `open files ran out${which}: raise the limit (ulimit -n, systemd LimitNOFILE=): ${msg}`;
 }
 
-/** Descriptors a replicated database holds (two connections' database and WAL files, the `-shm`, ours, the meta lock) plus one it opens now and then. */
-export const FDS_PER_DB = 8;
+/**
+ * Descriptors a replicated database holds (three connections' database and WAL files, the
+ * `-shm`, ours of the database and the `-shm`, the meta lock; the third connection opens when it
+ * first idles) plus one it opens now and then.
+ */
+export const FDS_PER_DB = 11;
 
 /** Descriptors kept free for everything else (logs, sockets, restores, the application's `-exec`). */
 const FD_RESERVE = 256n;
