@@ -148,36 +148,63 @@ export class DB {
   async waitForWalChange(
     opts: Omit<DirWaitOptions, "maxWaitMs" | "file" | "interrupt"> & { probeMs: number },
   ): Promise<DirWake> {
-    const unchanged = () => this.#mutex.run(() => Promise.resolve(this.#walUnchanged()));
     // Returns when the time-based checkpoint falls due, as a tick would have found it.
     const maxWaitMs = this.#checkpointDueIn();
     // Woken by events naming this database's files only: the directory's watch is shared.
     const file = basename(this.path);
     // A checkpointer waiting on our read transaction raises no file event, unless it wrote to
     // the database first. Where it could wait unannounced, one process-wide timer probes for
-    // it (an fcntl call a database) and interrupts the wait.
-    const steered = await this.#mutex.run(() => this.#steerIdle());
-    this.#idleProbing = steered !== "quiet";
-    // While another process's checkpoint runs (its first write woke us) it may soon wait on
-    // us: probed often, and the wait also ends when it ends, to steer again.
-    const checkpointing = steered === "checkpointing";
-    const probe = checkpointing
-      ? () => this.checkpointerWaiting() || this.#h?.checkpointerPid() === undefined
-      : undefined;
+    // it (an fcntl call a database) and interrupts the wait. The steering's own connection
+    // opens before the watch; once the watch is in place the state is looked at again, for a
+    // checkpoint that wrote in between (its event came before the watch).
+    const interrupt = new AbortController();
+    let sentinel = this.#probeWhileIdle(
+      await this.#mutex.run(() => this.#steerIdle(true)),
+      opts.probeMs,
+      interrupt,
+    );
+    let first = true;
+    const unchanged = () =>
+      this.#mutex.run(async () => {
+        if (first && !sentinel) {
+          sentinel = this.#probeWhileIdle(await this.#steerIdle(false), opts.probeMs, interrupt);
+        }
+        first = false;
+        return this.#walUnchanged();
+      });
     try {
-      using sentinel = this.#idleProbing
-        ? this.#watchCheckpointer(checkpointing ? ACTIVE_PROBE_MS : opts.probeMs, probe)
-        : undefined;
-      const interrupt = sentinel?.signal;
       return await waitForDirChange(dirname(this.walPath), unchanged, {
         ...opts,
         maxWaitMs,
         file,
-        interrupt,
+        interrupt: interrupt.signal,
       });
     } finally {
+      sentinel?.[Symbol.dispose]();
       this.#idleProbing = undefined;
     }
+  }
+
+  /**
+   * Starts the idle wait's probe as `#steerIdle` decided (none when "quiet"); its finding
+   * aborts `interrupt`. While another process's checkpoint runs (its first write woke us) it may
+   * soon wait on us: probed often, and the wait also ends when it ends, to steer again.
+   */
+  #probeWhileIdle(
+    steered: "quiet" | "probe" | "checkpointing",
+    probeMs: number,
+    interrupt: AbortController,
+  ): Disposable | undefined {
+    this.#idleProbing = steered !== "quiet";
+    if (steered === "quiet") return undefined;
+    const watch = steered === "checkpointing"
+      ? this.#watchCheckpointer(
+        ACTIVE_PROBE_MS,
+        () => this.checkpointerWaiting() || this.#h?.checkpointerPid() === undefined,
+      )
+      : this.#watchCheckpointer(probeMs);
+    watch?.signal.addEventListener("abort", () => interrupt.abort(), { once: true });
+    return watch;
   }
 
   /**
@@ -194,14 +221,14 @@ export class DB {
    * ("probe"), or probe until another process's running checkpoint ends ("checkpointing"). A
    * read transaction that is not so placed is begun again at the WAL's end, hand over hand,
    * which places it unless every read mark is taken; not while another checkpoint runs or a
-   * change is yet to be synced.
+   * change is yet to be synced, nor without `renew`.
    */
-  async #steerIdle(): Promise<"quiet" | "probe" | "checkpointing"> {
+  async #steerIdle(renew: boolean): Promise<"quiet" | "probe" | "checkpointing"> {
     const h = this.#h;
     if (!h?.shm || !h.rtxHeld) return "probe";
     if (!h.checkpointsCannotWaitUnannounced()) {
       if (h.checkpointerPid() !== undefined) return "checkpointing";
-      if (!this.#walUnchanged()) return "probe";
+      if (!renew || !this.#walUnchanged()) return "probe";
       try {
         await h.renewReadTx();
       } catch (err) {
@@ -228,11 +255,13 @@ export class DB {
 
   /**
    * Waits `ms` between two ticks, cut short when another process's checkpoint starts waiting
-   * on us while the database is being written (or its application ran one lately): the
-   * application's writers wait behind it.
+   * on us while the database is being written, its application ran one lately, or one is
+   * running (its first write may be what woke an idle wait): the application's writers wait
+   * behind it.
    */
   async pause(ms: number, signal: AbortSignal): Promise<void> {
-    const look = this.#quietSyncs === 0 || this.#admission.recent;
+    const look = this.#quietSyncs === 0 || this.#admission.recent ||
+      (ms > 0 && this.#h?.checkpointerPid() !== undefined);
     using sentinel = look ? this.#watchCheckpointer(ACTIVE_PROBE_MS) : undefined;
     await sleep(ms, sentinel ? AbortSignal.any([signal, sentinel.signal]) : signal);
   }
