@@ -266,7 +266,8 @@ export class Server {
       // An event right after a sync waits out the interval: never more than one sync per tick.
       // A checkpointer found waiting on us is let through at once, as a pause's probe does.
       if (woke === "interrupted") continue;
-      await db.pause(Math.max(0, monitorInterval - (performance.now() - started)), signal);
+      const wait = Math.max(0, monitorInterval - (performance.now() - started));
+      await db.pause(wait, signal, woke === "event");
     }
   }
 }

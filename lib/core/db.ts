@@ -166,7 +166,7 @@ export class DB {
     let first = true;
     const unchanged = () =>
       this.#mutex.run(async () => {
-        if (first && !sentinel) {
+        if (first && this.#idleProbing === false) {
           sentinel = this.#probeWhileIdle(await this.#steerIdle(false), opts.probeMs, interrupt);
         }
         first = false;
@@ -255,13 +255,13 @@ export class DB {
 
   /**
    * Waits `ms` between two ticks, cut short when another process's checkpoint starts waiting
-   * on us while the database is being written, its application ran one lately, or one is
-   * running (its first write may be what woke an idle wait): the application's writers wait
-   * behind it.
+   * on us while the database is being written, its application ran one lately, or, after a
+   * file event woke an idle wait (`woken`), one is running: its first write may be that event.
+   * The application's writers wait behind it.
    */
-  async pause(ms: number, signal: AbortSignal): Promise<void> {
+  async pause(ms: number, signal: AbortSignal, woken = false): Promise<void> {
     const look = this.#quietSyncs === 0 || this.#admission.recent ||
-      (ms > 0 && this.#h?.checkpointerPid() !== undefined);
+      (woken && this.#h?.checkpointerPid() !== undefined);
     using sentinel = look ? this.#watchCheckpointer(ACTIVE_PROBE_MS) : undefined;
     await sleep(ms, sentinel ? AbortSignal.any([signal, sentinel.signal]) : signal);
   }

@@ -56,7 +56,7 @@ export class LockProbe {
    */
   holder(start: number, len = 1): LockHolder | undefined {
     // Every input field is set (the kernel ignores l_pid), as two 32-bit halves: no BigInt to
-    // allocate in a call a thousand idle databases make every second.
+    // allocate in a call the sentinel makes for every probed database every second.
     const v = this.#view;
     v.setInt16(0, F_WRLCK, true);
     v.setInt16(2, 0, true); // SEEK_SET
