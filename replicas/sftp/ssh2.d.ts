@@ -67,7 +67,7 @@ export interface ConnectConfig {
   keepaliveInterval?: number;
   keepaliveCountMax?: number;
   algorithms?: {
-    cipher?: { remove: string };
+    cipher?: { remove?: string; prepend?: string };
     serverHostKey?: { prepend: string[] };
   };
   hostVerifier?: (key: Buffer) => boolean;
