@@ -173,37 +173,35 @@ export async function copyCommittedFrames(
     if (err instanceof Deno.errors.NotFound) return { copied: 0 };
     throw err;
   }
+  // One pass: every verified run is appended as it is read; frames after the last commit are
+  // cut off again at the end. The shadow is opened only once there is something to append.
+  let out: Deno.FsFile | undefined;
   try {
-    const first = await walkFrames(wal, shadow.size, shadow.header, shadow.checksum, Infinity);
+    const walk = await walkFrames(
+      wal,
+      shadow.size,
+      shadow.header,
+      shadow.checksum,
+      Infinity,
+      (verified) => {
+        if (!out) {
+          out = Deno.openSync(shadow.path, { write: true });
+          out.seekSync(shadow.size, Deno.SeekMode.Start);
+        }
+        writeAllSync(out, verified);
+      },
+    );
     const result = { copied: 0 };
-    if (first.committedEnd === shadow.size) return result;
-
-    const out = Deno.openSync(shadow.path, { write: true });
-    try {
-      out.seekSync(shadow.size, Deno.SeekMode.Start);
-      // Second pass: copy exactly what the first pass verified, verifying again in case the WAL moved.
-      const second = await walkFrames(
-        wal,
-        shadow.size,
-        shadow.header,
-        shadow.checksum,
-        first.committedEnd,
-        (chunk) => writeAllSync(out, chunk),
-      );
-      if (second.committedEnd !== first.committedEnd) {
-        out.truncateSync(shadow.size);
-        return result;
-      }
-      out.truncateSync(second.committedEnd);
-      await out.sync();
-      result.copied = second.committedEnd - shadow.size;
-      shadow.size = second.committedEnd;
-      shadow.checksum = second.checksumAtCommit;
-      return result;
-    } finally {
-      out.close();
-    }
+    if (!out) return result;
+    out.truncateSync(walk.committedEnd);
+    if (walk.committedEnd === shadow.size) return result;
+    await out.sync();
+    result.copied = walk.committedEnd - shadow.size;
+    shadow.size = walk.committedEnd;
+    shadow.checksum = walk.checksumAtCommit;
+    return result;
   } finally {
+    out?.close();
     wal.close();
   }
 }

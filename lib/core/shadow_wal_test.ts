@@ -120,6 +120,8 @@ Deno.test("a bad checksum stops the copy at the last good commit, later commits 
   const { shadow, copy } = await createShadow(p.walPath, p.shadowPath, 0, 0o600);
   assert.equal(copy.copied, commits[0] - WAL_HEADER_SIZE);
   assert.equal(shadow.size, commits[0]);
+  // tx 2's first frame verified, but without its commit it was cut off again.
+  assert.deepEqual(shadowBytes(shadow), bad.subarray(0, commits[0]));
   assert.equal((await scanWal(p.walPath))?.committedEnd, commits[0]);
 });
 
