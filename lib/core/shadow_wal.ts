@@ -173,9 +173,18 @@ export async function copyCommittedFrames(
     if (err instanceof Deno.errors.NotFound) return { copied: 0 };
     throw err;
   }
-  // One pass: every verified run is appended as it is read; frames after the last commit are
-  // cut off again at the end. The shadow is opened only once there is something to append.
+  // Committed frames are appended as the walk verifies them: one read of each frame. The
+  // shadow is opened only once there is something to append.
   let out: Deno.FsFile | undefined;
+  let end = shadow.size;
+  let endChecksum = shadow.checksum;
+  const append = (frames: Uint8Array) => {
+    if (!out) {
+      out = Deno.openSync(shadow.path, { write: true });
+      out.seekSync(shadow.size, Deno.SeekMode.Start);
+    }
+    writeAllSync(out, frames);
+  };
   try {
     const walk = await walkFrames(
       wal,
@@ -183,22 +192,40 @@ export async function copyCommittedFrames(
       shadow.header,
       shadow.checksum,
       Infinity,
-      (verified) => {
-        if (!out) {
-          out = Deno.openSync(shadow.path, { write: true });
-          out.seekSync(shadow.size, Deno.SeekMode.Start);
-        }
-        writeAllSync(out, verified);
+      (verified, at, progress) => {
+        // Up to the last commit so far, if the frames since `end` are all in this read: a
+        // transaction's frames are not written before its commit (it may be gigabytes, read again
+        // on every sync until it commits).
+        if (at > end || progress.committedEnd <= end) return;
+        append(verified.subarray(end - at, progress.committedEnd - at));
+        end = progress.committedEnd;
+        endChecksum = progress.checksumAtCommit;
       },
     );
+    if (walk.committedEnd > end) {
+      // A transaction spanned two reads, and its first frames were gone when its commit came:
+      // read them again up to that commit, verifying again in case the WAL moved meanwhile.
+      const again = await walkFrames(
+        wal,
+        end,
+        shadow.header,
+        endChecksum,
+        walk.committedEnd,
+        append,
+      );
+      if (again.committedEnd === walk.committedEnd) {
+        end = again.committedEnd;
+        endChecksum = again.checksumAtCommit;
+      }
+    }
     const result = { copied: 0 };
     if (!out) return result;
-    out.truncateSync(walk.committedEnd);
-    if (walk.committedEnd === shadow.size) return result;
+    out.truncateSync(end);
+    if (end === shadow.size) return result;
     await out.sync();
-    result.copied = walk.committedEnd - shadow.size;
-    shadow.size = walk.committedEnd;
-    shadow.checksum = walk.checksumAtCommit;
+    result.copied = end - shadow.size;
+    shadow.size = end;
+    shadow.checksum = endChecksum;
     return result;
   } finally {
     out?.close();
@@ -208,7 +235,8 @@ export async function copyCommittedFrames(
 
 /**
  * Walks whole frames of `file` from `start` up to `limit`, verifying salts
- * and the checksum chain. `visit` receives every run of verified frames.
+ * and the checksum chain. `visit` receives every run of verified frames, its
+ * offset, and the walk so far.
  */
 async function walkFrames(
   file: Deno.FsFile,
@@ -216,7 +244,7 @@ async function walkFrames(
   header: WalHeader,
   seed: Checksum,
   limit: number,
-  visit?: (verified: Uint8Array) => void,
+  visit?: (verified: Uint8Array, at: number, walk: Readonly<Walk>) => void,
 ): Promise<Walk> {
   const size = frameSize(header.pageSize);
   // No bigger than what there is to read: a thousand databases syncing a commit each at once
@@ -245,7 +273,7 @@ async function walkFrames(
           walk.checksumAtCommit = checksum;
         }
       }
-      if (visit && valid > 0) visit(buf.subarray(0, valid));
+      if (visit && valid > 0) visit(buf.subarray(0, valid), offset, walk);
       offset += valid;
       if (valid < want) break;
       await pacer.add(n);

@@ -90,6 +90,32 @@ Deno.test("an uncommitted tail is not copied until its commit frame arrives", as
   assert.deepEqual(shadowBytes(shadow), wal);
 });
 
+Deno.test("a transaction longer than one read is not written before its commit, then whole", async () => {
+  await using p = await paths();
+  using src = new WalSource(p.dir.path, PAGE);
+  src.tx("INSERT INTO t(v) VALUES (randomblob(100))");
+  src.tx("INSERT INTO t(v) VALUES (randomblob(1500000))"); // some 370 overflow pages
+  const wal = src.wal();
+  const [first, second] = commitEnds(wal).slice(-2);
+  assert.ok((second - first) / FRAME > 256, "tx 2 spans more than one read of the walk");
+
+  // All of tx 2 but its commit frame: only tx 1 and what came before reach the shadow file.
+  Deno.writeFileSync(p.walPath, wal.subarray(0, second - FRAME));
+  const { shadow } = await createShadow(p.walPath, p.shadowPath, 0, 0o600);
+  assert.equal(shadow.size, first);
+  assert.equal(Deno.statSync(p.shadowPath).size, first);
+
+  Deno.writeFileSync(p.walPath, wal); // the commit frame lands
+  assert.deepEqual(await copyCommittedFrames(p.walPath, shadow), { copied: second - first });
+  assert.deepEqual(shadowBytes(shadow), wal);
+
+  // The same WAL copied in one go: tx 1 as the walk passes it, tx 2 read again after its commit.
+  await Deno.remove(p.shadowPath);
+  const again = await createShadow(p.walPath, p.shadowPath, 0, 0o600);
+  assert.equal(again.shadow.size, wal.length);
+  assert.deepEqual(shadowBytes(again.shadow), wal);
+});
+
 Deno.test("a restarted WAL (new salts) stops the copy at the shadow's end", async () => {
   await using p = await paths();
   using src = new WalSource(p.dir.path, PAGE);
