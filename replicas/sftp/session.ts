@@ -10,7 +10,7 @@
  */
 
 // Before ssh2, which takes node:crypto's cipher constructors when it loads.
-import "./one_shot_chacha20.ts";
+import { oneShotCiphersFinalised } from "./one_shot_chacha20.ts";
 // @deno-types="./ssh2.d.ts"
 import { Client, type ConnectConfig, type SFTPWrapper } from "ssh2";
 import { Buffer } from "node:buffer";
@@ -202,6 +202,7 @@ export class SftpSession {
     const client = new Client();
     const closed = new Promise<void>((resolve) => client.once("close", () => resolve()));
     this.connects++;
+    const finalisedBefore = oneShotCiphersFinalised();
     const conn = await new Promise<Connection>((resolve, reject) => {
       let settled = false;
       const fail = (err: unknown) => {
@@ -222,6 +223,13 @@ export class SftpSession {
         }
       });
       client.on("ready", () => {
+        // The login went over the cipher: with chacha20, through the wrappers, unless something
+        // loaded ssh2 before them (then every packet would leak: refuse, loudly).
+        if (cipher === PREFERRED_CIPHER && oneShotCiphersFinalised() === finalisedBefore) {
+          return fail(
+            new LitestreamError("ssh2 was loaded before replicas/sftp/one_shot_chacha20.ts"),
+          );
+        }
         client.sftp((err, sftp) => {
           if (err) return fail(err);
           sftp.on("close", () => markClosed(sftp));

@@ -18,6 +18,7 @@ import { tempDir, waitFor } from "../support/poll.ts";
 import { sshdAvailable, startSshd, type TestSshd } from "../support/sshd.ts";
 import { startTcpFaultProxy } from "../support/tcp_fault_proxy.ts";
 import { payload } from "../support/wal_source.ts";
+import { REPO_ROOT } from "../support/npm_cache.ts";
 
 const NO_SANITIZERS = { sanitizeOps: false, sanitizeResources: false, sanitizeExit: false };
 const ignore = sshdAvailable() !== undefined;
@@ -244,6 +245,29 @@ Deno.test({
           );
         },
       );
+
+      await t.step("a process that loaded ssh2 before the wrappers refuses chacha20", async () => {
+        // ssh2 evaluated first: it holds node:crypto's own constructors, which would leak.
+        const script = join(root, "early_ssh2.ts");
+        await Deno.writeTextFile(
+          script,
+          [
+            `import "ssh2";`,
+            `import { SftpReplicaClient } from "${
+              import.meta.resolve("../../replicas/sftp/mod.ts")
+            }";`,
+            `const c = new SftpReplicaClient(${JSON.stringify(options(sshd, root))});`,
+            `await c.generations().then(() => console.log("connected"), (e) => console.log(e.message));`,
+            `await c.close();`,
+          ].join("\n"),
+        );
+        const out = await new Deno.Command(Deno.execPath(), {
+          args: ["run", "-A", "--config", join(REPO_ROOT, "deno.json"), script],
+          stderr: "inherit",
+        }).output();
+        const text = new TextDecoder().decode(out.stdout);
+        assert.ok(text.includes("ssh2 was loaded before"), text);
+      });
 
       await t.step("an idle client closes its connection and reopens it when used", async () => {
         const c = client();
