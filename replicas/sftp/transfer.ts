@@ -26,7 +26,7 @@ const WINDOW = 8;
 /**
  * Bytes per read request, and reads in flight per download: 1 MiB in flight. ssh2 makes a fresh
  * buffer for every packet and reply, and the garbage that waits for V8 grows with what is in
- * flight: a 220 MB restore peaked at 143–147 MB with 8 reads of 255 KiB, 136–141 MB with these.
+ * flight: a 220 MB restore peaked at 141–145 MB with 8 reads of 255 KiB, 133–137 MB with these.
  */
 const READ_CHUNK = 64 * 1024;
 const READ_WINDOW = 16;
