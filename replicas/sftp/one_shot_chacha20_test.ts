@@ -11,15 +11,11 @@ const PLAIN = new TextEncoder().encode(
   "Ladies and Gentlemen of the class of '99: If I could offer you only one tip for the " +
     "future, sunscreen would be it.",
 );
-const SEALED = hex(
+const SEALED = Uint8Array.fromHex(
   "6e2e359a2568f98041ba0728dd0d6981e97e7aec1d4360c20a27afccfd9fae0bf91b65c5524733ab8f593dab" +
     "cd62b3571639d624e65152ab8f530c359f0861d807ca0dbf500d6a6156a38e088a22b65e52bc514d16ccf806" +
     "818ce91ab77937365af90bbf74a35be6b40b8eedf2785e42874d",
 );
-
-function hex(s: string): Uint8Array {
-  return Uint8Array.from(s.match(/../g)!, (b) => parseInt(b, 16));
-}
 
 Deno.test("a chacha20 cipher finalises itself after its one update, with unchanged output", () => {
   const before = oneShotCiphersFinalised();
