@@ -5,6 +5,8 @@
  *
  * - `replicate-write-load`: a separate writer process commits 500 transactions per second of one
  *   1 KB row each for 20 s; catch-up, CPU, peak RSS (`bench/replicate_write_load.ts`).
+ * - `age-write-load`: the same load on a file replica encrypted with age (both tools encrypt every
+ *   object for one X25519 recipient).
  * - `replicate-idle`: two consecutive 60 s windows without writes after the first snapshot; CPU%
  *   and RSS over each (`bench/replicate_idle.ts`).
  * - `replicate-snapshot`: a 500 MB database and an empty replica: time from spawning the
@@ -17,7 +19,7 @@
  */
 
 import type { Scenario } from "./support/report.ts";
-import { DEFAULT_RUNS, FILE_TARGETS, MAX_RSS_MB } from "./support/targets.ts";
+import { AGE_FILE_TARGETS, DEFAULT_RUNS, FILE_TARGETS, MAX_RSS_MB } from "./support/targets.ts";
 import { IDLE_SECONDS, idleScenario } from "./replicate_idle.ts";
 import { snapshotScenario } from "./replicate_snapshot.ts";
 import { LOAD, writeLoadScenario } from "./replicate_write_load.ts";
@@ -38,11 +40,18 @@ export const scenarios: Scenario[] = [
       ),
   },
   {
+    name: "age-write-load",
+    summary: `file replica encrypted with age: ${LOAD.rate} tx/s of 1 KB rows for ` +
+      `${LOAD.seconds} s; catch-up, CPU, peak RSS`,
+    defaultRuns: DEFAULT_RUNS,
+    run: (ctx) => writeLoadScenario(ctx, "age-write-load", scenarios[1].summary, AGE_FILE_TARGETS),
+  },
+  {
     name: "replicate-idle",
     summary:
       `file replica: ${IDLE_SECONDS} s without writes after the first snapshot; CPU% and RSS`,
     defaultRuns: DEFAULT_RUNS,
-    run: (ctx) => idleScenario(ctx, "replicate-idle", scenarios[1].summary, FILE_TARGETS, 2),
+    run: (ctx) => idleScenario(ctx, "replicate-idle", scenarios[2].summary, FILE_TARGETS, 2),
   },
   {
     name: "replicate-snapshot",
@@ -51,7 +60,7 @@ export const scenarios: Scenario[] = [
     run: (ctx) =>
       snapshotScenario(ctx, {
         name: "replicate-snapshot",
-        summary: scenarios[2].summary,
+        summary: scenarios[3].summary,
         factory: { ...FILE_TARGETS, pollMs: 50 },
         dbKey: "db-500mb-v1",
         dbBytes: 500e6,

@@ -30,7 +30,14 @@ import {
   type ScenarioReport,
   type TargetResult,
 } from "./support/report.ts";
-import { type Tool, toolCommand, toolLabel, toolOrder, toolSlug } from "./support/tools.ts";
+import {
+  replicateConfig,
+  type Tool,
+  toolCommand,
+  toolLabel,
+  toolOrder,
+  toolSlug,
+} from "./support/tools.ts";
 import {
   type CachedReplica,
   cachedV0313Replica,
@@ -195,9 +202,7 @@ export async function restoreScenario(
     const config = `${scratch}/litestream.yml`;
     await Deno.writeTextFile(
       config,
-      `dbs:\n  - path: ${scratch}/app.db\n    replicas:\n      - type: file\n` +
-        `        path: ${copy.replicaPath}\n        age:\n` +
-        `          identities: [${copy.identity}]\n          recipients: [${copy.recipient}]\n`,
+      replicateConfig(`${scratch}/app.db`, { type: "file", path: copy.replicaPath, age: copy }),
     );
     source = ["-config", config, `${scratch}/app.db`];
     facts.replica = copy.replicaPath;

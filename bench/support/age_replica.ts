@@ -11,13 +11,12 @@ import { generateIdentity, identityToRecipient } from "age-encryption";
 import { AgeReplicaClient } from "../../replicas/age/mod.ts";
 import { FileReplicaClient } from "../../replicas/file/mod.ts";
 import { cachedBuild } from "./cache.ts";
+import type { AgeKeys } from "./tools.ts";
 import type { CachedReplica } from "./v0313_replica.ts";
 
 /** The encrypted copy and its keys. */
-export interface AgeReplicaCopy {
+export interface AgeReplicaCopy extends AgeKeys {
   replicaPath: string;
-  identity: string;
-  recipient: string;
   /** Seconds our decorator took to encrypt the copy. */
   encryptSeconds: number;
 }

@@ -12,6 +12,7 @@ import {
   S3Client,
 } from "@aws-sdk/client-s3";
 import { ContainerClient, StorageSharedKeyCredential } from "@azure/storage-blob";
+import { Decrypter } from "age-encryption";
 import { waitFor } from "../../tests/support/poll.ts";
 import { epochMs } from "./load.ts";
 import type { MeasuredProcess } from "./measure.ts";
@@ -65,6 +66,17 @@ export function fileReplicaLister(root: string): ReplicaLister {
     },
     read: (name) => Deno.readFile(`${root}/${name}`),
     size: async (name) => (await Deno.stat(`${root}/${name}`)).size,
+  };
+}
+
+/** `inner`'s objects decrypted with the age `identity` (a replica written with an `age` block). */
+export function ageReplicaLister(inner: ReplicaLister, identity: string): ReplicaLister {
+  const decrypter = new Decrypter();
+  decrypter.addIdentity(identity);
+  return {
+    list: () => inner.list(),
+    read: async (name) => await decrypter.decrypt(await inner.read(name)),
+    size: (name) => inner.size(name),
   };
 }
 

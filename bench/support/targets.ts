@@ -9,7 +9,13 @@
 import { integrityCheck, sqlite } from "../../tests/support/sqlite_cli.ts";
 import { REPO_ROOT } from "./cache.ts";
 import type { MeasuredProcess } from "./measure.ts";
-import { fileReplicaLister, type ReplicaLister, waitForSnapshot } from "./replica_watch.ts";
+import { generateIdentity, identityToRecipient } from "age-encryption";
+import {
+  ageReplicaLister,
+  fileReplicaLister,
+  type ReplicaLister,
+  waitForSnapshot,
+} from "./replica_watch.ts";
 import type { S3Request } from "./s3rver.ts";
 import { type ReplicaTarget, type Tool, toolCommand } from "./tools.ts";
 
@@ -60,6 +66,27 @@ export const FILE_TARGETS: TargetFactory = {
       waitForSnapshot: (proc, timeoutMs) => waitForSnapshot(lister, proc, timeoutMs, this.pollMs),
       cleanup: () => Promise.resolve(),
     });
+  },
+};
+
+/**
+ * A file replica in `<dir>/replica` with every object encrypted with age (a fresh key pair per
+ * run); the lister decrypts what it reads.
+ */
+export const AGE_FILE_TARGETS: TargetFactory = {
+  kind: "file",
+  pollMs: 20,
+  async setup(_tool, dir) {
+    const identity = await generateIdentity();
+    const age = { identity, recipient: await identityToRecipient(identity) };
+    const path = `${dir}/replica`;
+    const lister = ageReplicaLister(fileReplicaLister(path), identity);
+    return {
+      target: { type: "file", path, age },
+      lister,
+      waitForSnapshot: (proc, timeoutMs) => waitForSnapshot(lister, proc, timeoutMs, this.pollMs),
+      cleanup: () => Promise.resolve(),
+    };
   },
 };
 

@@ -97,35 +97,47 @@ export async function killQuietly(p: MeasuredProcess | undefined): Promise<void>
  * environment).
  */
 export type ReplicaTarget =
-  | { type: "file"; path: string }
-  | { type: "gcs"; endpoint: string; bucket: string; path: string }
-  | {
-    type: "s3";
-    endpoint: string;
-    bucket: string;
-    path: string;
-    accessKeyId: string;
-    secretAccessKey: string;
-  }
-  | {
-    type: "sftp";
-    /** `host:port`. */
-    host: string;
-    user: string;
-    keyPath: string;
-    /** The server's public key (ours pins it; v0.3.13 ignores the key). */
-    hostKey: string;
-    path: string;
-  }
-  | {
-    type: "abs";
-    /** Service URL with the account (Azurite: `http://127.0.0.1:P/devstoreaccount1`). */
-    endpoint: string;
-    accountName: string;
-    accountKey: string;
-    container: string;
-    path: string;
+  & (
+    | { type: "file"; path: string }
+    | { type: "gcs"; endpoint: string; bucket: string; path: string }
+    | {
+      type: "s3";
+      endpoint: string;
+      bucket: string;
+      path: string;
+      accessKeyId: string;
+      secretAccessKey: string;
+    }
+    | {
+      type: "sftp";
+      /** `host:port`. */
+      host: string;
+      user: string;
+      keyPath: string;
+      /** The server's public key (ours pins it; v0.3.13 ignores the key). */
+      hostKey: string;
+      path: string;
+    }
+    | {
+      type: "abs";
+      /** Service URL with the account (Azurite: `http://127.0.0.1:P/devstoreaccount1`). */
+      endpoint: string;
+      accountName: string;
+      accountKey: string;
+      container: string;
+      path: string;
+    }
+  )
+  & {
+    /** Encrypt every object with age (the `age` block both tools read). */
+    age?: AgeKeys;
   };
+
+/** An age key pair: the recipient encrypts, the identity decrypts. */
+export interface AgeKeys {
+  identity: string;
+  recipient: string;
+}
 
 /**
  * The YAML config both tools read: one database, one replica. Settings not given keep their
@@ -141,6 +153,9 @@ export function replicateConfig(
   for (const [k, v] of Object.entries(settings.db ?? {})) lines.push(`    ${k}: ${v}`);
   lines.push("    replicas:");
   const keys: Record<string, string | number> = replicaKeys(replica);
+  if (replica.age) {
+    keys.age = `{ identities: [${replica.age.identity}], recipients: [${replica.age.recipient}] }`;
+  }
   let first = true;
   for (const [k, v] of Object.entries({ ...keys, ...settings.replica })) {
     lines.push(`${first ? "      - " : "        "}${k}: ${v}`);
