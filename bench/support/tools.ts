@@ -140,8 +140,9 @@ export interface AgeKeys {
 }
 
 /**
- * The YAML config both tools read: one database, one replica. Settings not given keep their
- * defaults (v0.3.13's: monitor and sync every 1 s, checkpoints at 1,000 pages / every 1 min).
+ * The YAML config both tools read: one database, one replica (with an `age` block when the
+ * target has keys). Settings not given keep their defaults (v0.3.13's: monitor and sync every
+ * 1 s, checkpoints at 1,000 pages / every 1 min).
  */
 export function replicateConfig(
   dbPath: string,
