@@ -70,22 +70,20 @@ export const FILE_TARGETS: TargetFactory = {
 };
 
 /**
- * A file replica in `<dir>/replica` with every object encrypted with age (a fresh key pair per
- * run); the lister decrypts what it reads.
+ * {@link FILE_TARGETS} with every object encrypted with age (a fresh key pair per run); the
+ * lister decrypts what it reads.
  */
 export const AGE_FILE_TARGETS: TargetFactory = {
-  kind: "file",
-  pollMs: 20,
-  async setup(_tool, dir) {
+  ...FILE_TARGETS,
+  async setup(tool, dir) {
     const identity = await generateIdentity();
     const age = { identity, recipient: await identityToRecipient(identity) };
-    const path = `${dir}/replica`;
-    const lister = ageReplicaLister(fileReplicaLister(path), identity);
+    const plain = await FILE_TARGETS.setup(tool, dir);
+    // Waiting for the snapshot only lists names: the plain lister's wait serves.
     return {
-      target: { type: "file", path, age },
-      lister,
-      waitForSnapshot: (proc, timeoutMs) => waitForSnapshot(lister, proc, timeoutMs, this.pollMs),
-      cleanup: () => Promise.resolve(),
+      ...plain,
+      target: { ...plain.target, age },
+      lister: ageReplicaLister(plain.lister, identity),
     };
   },
 };
