@@ -150,6 +150,9 @@ export function parseConfig(
   try {
     raw = parseYaml(text) ?? {};
   } catch (err) {
+    // The yaml package reads LOG_TOKENS from the environment: without --allow-env that is a
+    // permission to name, not a defect of the file.
+    if (err instanceof Deno.errors.NotCapable) throw err;
     const first = String((err as Error).message).split("\n")[0];
     throw new LitestreamError(`${file}: invalid YAML: ${first}`);
   }

@@ -49,6 +49,16 @@ Deno.test("config handling seen from the CLI", async (t) => {
     );
   });
 
+  await t.step("without --allow-env, a config file asks for that flag", async () => {
+    const plain = join(dir.path, "plain.yml");
+    await Deno.writeTextFile(plain, `dbs:\n  - path: ${dir.path}/app.db\n`);
+    const res = await runLitestream(["databases", "-config", plain], {
+      permissions: ["--allow-read"],
+    });
+    assert.equal(res.code, 1, describeResult(res));
+    assert.match(res.err, /^error: missing Deno permission: .*; run again with --allow-env\n$/);
+  });
+
   await t.step("the config path is ~-expanded", async () => {
     // HOME also locates Deno's cache: keep that where it is.
     const info = await new Deno.Command(Deno.execPath(), { args: ["info", "--json"] }).output();
