@@ -67,7 +67,11 @@ export function generationBounds(
  * Picks the generation to restore among candidates (possibly from several
  * replicas): the one updated last among those with a snapshot taken by the
  * target time. Unlike v0.3.13, a time after a generation's last upload keeps it
- * eligible (it restores that generation's latest state).
+ * eligible (it restores that generation's latest state), and a tie in the last
+ * update goes to the generation begun last, not to the first listed: S3 and
+ * s3rver keep whole seconds, so a generation begun (after a restart, or by
+ * `replicate -force` on another copy) in the second of the old one's last upload
+ * ties with it, and the new one is the live one.
  */
 export function chooseGeneration<T extends GenerationListing>(
   candidates: T[],
@@ -75,19 +79,24 @@ export function chooseGeneration<T extends GenerationListing>(
 ): T | undefined {
   let best: T | undefined;
   let bestUpdated = -1n;
+  let bestBegun = -1n;
   const t = targetNs(target);
   for (const g of candidates) {
     if (target.generation && g.generation !== target.generation) continue;
     if (g.snapshots.length === 0) continue;
     // Restorable at the target time only from a snapshot taken by then.
     if (t !== undefined && !g.snapshots.some((s) => timeNs(s) <= t)) continue;
-    const updated = [...g.snapshots, ...g.segments].reduce(
-      (m, o) => timeNs(o) > m ? timeNs(o) : m,
-      -1n,
-    );
-    if (updated > bestUpdated) {
+    let updated = -1n;
+    let begun = -1n;
+    for (const o of [...g.snapshots, ...g.segments]) {
+      const ns = timeNs(o);
+      if (ns > updated) updated = ns;
+      if (begun < 0n || ns < begun) begun = ns;
+    }
+    if (updated > bestUpdated || updated === bestUpdated && begun > bestBegun) {
       best = g;
       bestUpdated = updated;
+      bestBegun = begun;
     }
   }
   return best;

@@ -85,6 +85,14 @@ Deno.test("chooseGeneration: the generation updated last among those with a snap
   assert.equal(chooseGeneration([], {}), undefined);
 });
 
+Deno.test("chooseGeneration: on a tie in the last update (whole seconds), the one begun last", () => {
+  // The old generation's last segment and the new one's snapshot and segment fall in second 70.
+  const old = g1(); // begun at 10 s, updated at 70 s
+  const live = { generation: G2, snapshots: [snap(G2, 0, 70)], segments: [seg(G2, 0, 0, 70)] };
+  assert.equal(chooseGeneration([old, live], {}), live);
+  assert.equal(chooseGeneration([live, old], {}), live, "order of candidates does not matter");
+});
+
 Deno.test("chooseGeneration with a timestamp: a snapshot must exist by then", () => {
   const older = g1(); // snapshots at 10 s and 40 s
   const newer = { generation: G2, snapshots: [snap(G2, 0, 80)], segments: [seg(G2, 0, 0, 90)] };

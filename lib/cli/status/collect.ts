@@ -12,7 +12,7 @@
 import type { Config, DbConfig } from "../config.ts";
 import { comparePos, formatPos, type Pos } from "../../names.ts";
 import type { ReplicaClient } from "../../replica_client.ts";
-import { generationBounds, timeNs } from "../../restore/plan.ts";
+import { chooseGeneration, generationBounds, timeNs } from "../../restore/plan.ts";
 import { listGenerations, type ReplicaGeneration } from "../../restore/restore.ts";
 import { lz4FrameDecoder } from "../../lz4/mod.ts";
 import { formatDuration } from "../duration.ts";
@@ -173,8 +173,10 @@ function storeFacts(
   "generation" | "generationStart" | "newestSnapshotAt" | "newestSnapshotAgeMs" | "restoreWindow"
 > {
   const iso = (ms: number) => new Date(ms).toISOString();
-  // The local generation when the replica has it, else the newest one it holds.
+  // The local generation when the replica has it, else the one a restore would use, else (no
+  // snapshot anywhere) the newest one it holds.
   const current = listing.find((g) => g.generation === generation) ??
+    chooseGeneration(listing, {}) ??
     listing.reduce<ReplicaGeneration | undefined>((best, g) => {
       const b = generationBounds(g)?.updatedAt.getTime() ?? -1;
       return !best || b > (generationBounds(best)?.updatedAt.getTime() ?? -1) ? g : best;
