@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
+import { Decrypter, Encrypter, generateIdentity, identityToRecipient } from "age-encryption";
 import { chacha20poly1305 } from "./native_cipher/chacha.js";
 
 const hex = (s: string) =>
@@ -63,11 +64,22 @@ Deno.test("native chacha20poly1305: round trip of any message, empty and chunk-s
   );
 });
 
-Deno.test("native chacha20poly1305: it is the @noble/ciphers that age-encryption resolves", async () => {
-  // deno.json links the folder under the name age-encryption imports; noble's own module also
-  // exports chacha20, xchacha20poly1305 and more, so the export list tells the two apart.
-  // Resolved as age-encryption's own dependency range is, not through the import map.
+Deno.test("native chacha20poly1305: age-encryption encrypts and decrypts through it", async () => {
+  // deno.json links the folder under the name age-encryption imports. Imported by that name (not
+  // by path), the module is the instance the library uses, so its count shows the library's calls.
   // deno-lint-ignore no-import-prefix
-  const resolved = await import("npm:@noble/ciphers@^2.1.1/chacha.js");
-  assert.deepEqual(Object.keys(resolved), ["chacha20poly1305"]);
+  const linked = await import("npm:@noble/ciphers@^2.1.1/chacha.js");
+  const identity = await generateIdentity();
+  const encrypter = new Encrypter();
+  encrypter.addRecipient(await identityToRecipient(identity));
+  const decrypter = new Decrypter();
+  decrypter.addIdentity(identity);
+  const plaintext = new Uint8Array(200_000).map((_, i) => i % 251);
+
+  const before = linked.ciphersMade();
+  const sealed = await encrypter.encrypt(plaintext);
+  // The file key's wrap, then 4 STREAM chunks (3 full, 1 last).
+  assert.equal(linked.ciphersMade() - before, 1 + 4);
+  assert.deepEqual(await decrypter.decrypt(sealed), plaintext);
+  assert.equal(linked.ciphersMade() - before, 2 * (1 + 4));
 });
