@@ -252,9 +252,15 @@ export function releasingStream(stream: ReadableStream<Uint8Array>): ReadableStr
   }, (reason) => stream.cancel(reason));
 }
 
-/** Copies of lent chunks, for consumers that keep them. */
-export async function* copied(chunks: Chunks): AsyncGenerator<Uint8Array> {
-  for await (const c of chunks) yield c.slice();
+/**
+ * Copies of lent chunks, for consumers that keep them; with `maxPiece`, each chunk is copied in
+ * pieces of at most that many bytes (for a consumer that holds on to its input and emits its
+ * output a piece at a time, so that less of both is in memory at once).
+ */
+export async function* copied(chunks: Chunks, maxPiece = Infinity): AsyncGenerator<Uint8Array> {
+  for await (const c of chunks) {
+    for (let at = 0; at < c.length; at += maxPiece) yield c.slice(at, at + maxPiece);
+  }
 }
 
 function iteratorOf(chunks: Chunks): AsyncIterator<Uint8Array> | Iterator<Uint8Array> {

@@ -1,11 +1,11 @@
 /**
  * `releasingStream` (lib/os/fs.ts): read through `chunksOf`, each chunk's buffer is freed once
  * the next is asked for; read as an ordinary stream, every chunk stays intact; cancelled before
- * it was read, it cancels its source.
+ * it was read, it cancels its source. `copied`: chunks copied whole or in bounded pieces.
  */
 
 import assert from "node:assert/strict";
-import { chunksOf, releasingStream } from "./fs.ts";
+import { chunksOf, copied, releasingStream } from "./fs.ts";
 
 /** A stream of `n` fresh 4-byte chunks, each filled with its index. */
 function fresh(n: number, onCancel: () => void = () => {}): ReadableStream<Uint8Array> {
@@ -56,4 +56,14 @@ Deno.test("releasingStream: left early through chunksOf, it cancels its source",
   let cancelled = false;
   for await (const _ of chunksOf(releasingStream(fresh(3, () => void (cancelled = true))))) break;
   assert.equal(cancelled, true);
+});
+
+Deno.test("copied: copies the chunks whole, or in pieces of at most maxPiece bytes", async () => {
+  const lent = new Uint8Array(10).map((_, i) => i);
+  const whole = await Array.fromAsync(copied([lent, lent.subarray(0, 3)]));
+  assert.deepEqual(whole, [lent, lent.subarray(0, 3)]);
+  assert.notEqual(whole[0].buffer, lent.buffer, "a copy, not the lent buffer");
+  const pieces = await Array.fromAsync(copied([lent, lent.subarray(0, 3)], 4));
+  assert.deepEqual(pieces.map((p) => [...p]), [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9], [0, 1, 2]]);
+  assert.ok(pieces.every((p) => p.buffer !== lent.buffer));
 });

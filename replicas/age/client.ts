@@ -15,7 +15,7 @@
 
 import { Decrypter, Encrypter } from "age-encryption";
 import { CorruptionError, DecryptionError, LitestreamError } from "../../lib/errors.ts";
-import { releasingStream } from "../../lib/os/fs.ts";
+import { chunksOf, copied, releasingStream } from "../../lib/os/fs.ts";
 import type { Pos } from "../../lib/names.ts";
 import type {
   LeaseObject,
@@ -25,6 +25,9 @@ import type {
   SnapshotInfo,
   WalSegmentInfo,
 } from "../../lib/replica_client.ts";
+
+/** The plaintext size of one chunk of age's STREAM payload. */
+const STREAM_CHUNK = 64 * 1024;
 
 /** The first line of every age file. */
 const AGE_MAGIC = new TextEncoder().encode("age-encryption.org/v1\n");
@@ -171,10 +174,16 @@ export class AgeReplicaClient implements ReplicaClient {
     );
   }
 
-  /** Encrypts `data`; the library's 64 KiB output chunks are freed as soon as they are written. */
+  /**
+   * Encrypts `data`; the library's 64 KiB output chunks are freed as soon as they are written.
+   * The library encrypts each chunk it is given to the end before it takes the next, so the
+   * (4 MiB) LZ4 blocks go in as 64 KiB copies: one block's whole ciphertext is never queued at
+   * once.
+   */
   async #encrypt(data: ReadableStream<Uint8Array>): Promise<ReadableStream<Uint8Array>> {
     const encrypter = this.#encrypterOrThrow();
-    return releasingStream(await encrypter.encrypt(data));
+    const pieces = ReadableStream.from(copied(chunksOf(data), STREAM_CHUNK));
+    return releasingStream(await encrypter.encrypt(pieces));
   }
 
   /**
