@@ -51,7 +51,9 @@ export function chacha20poly1305(key, nonce, aad) {
         throw new Error("chacha20poly1305: output buffers are not supported");
       }
       if (encrypted) {
-        throw new Error("chacha20poly1305: cannot encrypt() twice with the same key and nonce");
+        throw new Error(
+          "chacha20poly1305: cannot encrypt() twice with the same key and nonce",
+        );
       }
       encrypted = true;
       const cipher = createCipheriv("chacha20-poly1305", key, nonce, options);
@@ -68,13 +70,22 @@ export function chacha20poly1305(key, nonce, aad) {
         throw new Error("chacha20poly1305: ciphertext shorter than its tag");
       }
       const end = ciphertext.length - TAG_LENGTH;
-      const decipher = createDecipheriv("chacha20-poly1305", key, nonce, options);
+      const decipher = createDecipheriv(
+        "chacha20-poly1305",
+        key,
+        nonce,
+        options,
+      );
       decipher.setAuthTag(ciphertext.subarray(end));
       if (aad) decipher.setAAD(aad, { plaintextLength: end });
       const body = decipher.update(ciphertext.subarray(0, end));
       // final() throws when the tag does not match; nothing decrypted is returned before it.
       const rest = decipher.final();
-      return join(body, rest);
+      // A stream cipher leaves nothing for final(): the plaintext is update()'s own buffer,
+      // returned without a copy (and whole, so that a consumer may free it once used).
+      return rest.length === 0
+        ? new Uint8Array(body.buffer, body.byteOffset, body.length)
+        : join(body, rest);
     },
   };
 }
