@@ -50,17 +50,25 @@ function targetNs(target: RestoreTarget): bigint | undefined {
   return target.timestampNs ?? BigInt(target.timestamp.getTime()) * 1_000_000n;
 }
 
+/** Earliest and latest object times of a generation in nanoseconds; undefined without objects. */
+function spanNs(g: GenerationListing): { begun: bigint; updated: bigint } | undefined {
+  let span: { begun: bigint; updated: bigint } | undefined;
+  for (const o of [...g.snapshots, ...g.segments]) {
+    const ns = timeNs(o);
+    if (!span) span = { begun: ns, updated: ns };
+    else if (ns < span.begun) span.begun = ns;
+    else if (ns > span.updated) span.updated = ns;
+  }
+  return span;
+}
+
 /** Earliest and latest object timestamps of a generation, or undefined when it holds no objects. */
 export function generationBounds(
   g: GenerationListing,
 ): { createdAt: Date; updatedAt: Date } | undefined {
-  let min = Infinity;
-  let max = -Infinity;
-  for (const o of [...g.snapshots, ...g.segments]) {
-    min = Math.min(min, o.createdAt.getTime());
-    max = Math.max(max, o.createdAt.getTime());
-  }
-  return min === Infinity ? undefined : { createdAt: new Date(min), updatedAt: new Date(max) };
+  const span = spanNs(g);
+  const date = (ns: bigint) => new Date(Number(ns / 1_000_000n));
+  return span && { createdAt: date(span.begun), updatedAt: date(span.updated) };
 }
 
 /**
@@ -86,13 +94,8 @@ export function chooseGeneration<T extends GenerationListing>(
     if (g.snapshots.length === 0) continue;
     // Restorable at the target time only from a snapshot taken by then.
     if (t !== undefined && !g.snapshots.some((s) => timeNs(s) <= t)) continue;
-    let updated = -1n;
-    let begun = -1n;
-    for (const o of [...g.snapshots, ...g.segments]) {
-      const ns = timeNs(o);
-      if (ns > updated) updated = ns;
-      if (begun < 0n || ns < begun) begun = ns;
-    }
+    // A generation with a snapshot has objects, hence a span.
+    const { begun, updated } = spanNs(g)!;
     if (updated > bestUpdated || updated === bestUpdated && begun > bestBegun) {
       best = g;
       bestUpdated = updated;
