@@ -4,6 +4,7 @@
  * reaches it through `endpoint:`, as we do.
  *
  * - `abs-write-load`: the write load of `replicate-write-load`; catch-up, CPU, peak RSS.
+ * - `abs-snapshot`: first snapshot of a 1 GB database (staged blocks): time and peak RSS.
  * - `abs-restore-large`: the replica of `restore-large` (written by v0.3.13 to a directory),
  *   uploaded blob by blob to Azurite and restored from there by both tools (config mode).
  *
@@ -20,9 +21,10 @@ import {
 } from "../tests/support/azurite.ts";
 import { LARGE, noSlower, oursRss, restoreScenario } from "./restore.ts";
 import { LOAD, writeLoadScenario } from "./replicate_write_load.ts";
+import { snapshotScenario } from "./replicate_snapshot.ts";
 import { absReplicaLister, waitForSnapshot } from "./support/replica_watch.ts";
 import type { Scenario } from "./support/report.ts";
-import { DEFAULT_RUNS, type TargetFactory } from "./support/targets.ts";
+import { BACKEND_RSS_MB, DEFAULT_RUNS, type TargetFactory } from "./support/targets.ts";
 import { type ReplicaTarget, replicateConfig, toolSlug } from "./support/tools.ts";
 
 const CONTAINER = "bench";
@@ -44,6 +46,8 @@ function absTargets(pollMs: number): TargetFactory {
   return {
     kind: "abs",
     pollMs,
+    snapshotTiming: `from spawning the replicator to the end of the first listing (every ` +
+      `${pollMs} ms) that shows a snapshot; a blob is listed only once its blocks are committed`,
     async setup(tool) {
       const srv = await startAzurite();
       await srv.container(CONTAINER);
@@ -105,7 +109,29 @@ export const scenarios: Scenario[] = [
     summary: `Azure Blob Storage (Azurite, separate process): ${LOAD.rate} tx/s of 1 KB rows ` +
       `for ${LOAD.seconds} s; catch-up, CPU, peak RSS`,
     defaultRuns: DEFAULT_RUNS,
-    run: (ctx) => writeLoadScenario(ctx, "abs-write-load", scenarios[0].summary, absTargets(50)),
+    run: (ctx) =>
+      writeLoadScenario(
+        ctx,
+        "abs-write-load",
+        scenarios[0].summary,
+        absTargets(50),
+        BACKEND_RSS_MB,
+      ),
+  },
+  {
+    name: "abs-snapshot",
+    summary: "Azure Blob Storage (Azurite, separate process): first snapshot of a 1 GB database; " +
+      "time and peak RSS",
+    defaultRuns: DEFAULT_RUNS,
+    run: (ctx) =>
+      snapshotScenario(ctx, {
+        name: "abs-snapshot",
+        summary: scenarios[1].summary,
+        factory: absTargets(100),
+        dbKey: "db-1gb-v1",
+        dbBytes: 1e9,
+        rssLimitMB: BACKEND_RSS_MB,
+      }),
   },
   {
     name: "abs-restore-large",
@@ -114,7 +140,7 @@ export const scenarios: Scenario[] = [
     run: (ctx) =>
       restoreScenario(ctx, {
         name: "abs-restore-large",
-        description: scenarios[1].summary,
+        description: scenarios[2].summary,
         recipe: LARGE,
         targets: (ours, v0313) => [noSlower(ours, v0313), oursRss(ours)],
         via: azuriteCopy,

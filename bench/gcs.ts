@@ -20,12 +20,9 @@ import { LARGE, noSlower, oursRss, restoreScenario } from "./restore.ts";
 import { gcsReplicaLister, waitForSnapshot } from "./support/replica_watch.ts";
 import type { Scenario } from "./support/report.ts";
 import { startServerProcess } from "./support/s3rver.ts";
-import { DEFAULT_RUNS, type TargetFactory } from "./support/targets.ts";
+import { BACKEND_RSS_MB, DEFAULT_RUNS, type TargetFactory } from "./support/targets.ts";
 import { toolSlug } from "./support/tools.ts";
 import { listReplicaObjects } from "../tests/support/fixtures.ts";
-
-/** Peak memory allowed for our replicator while it uploads the 1 GB snapshot, in MB. */
-const SNAPSHOT_RSS_MB = 150;
 
 /** Starts a server process and points `STORAGE_EMULATOR_HOST` at it until `stop`. */
 async function gcsServer() {
@@ -108,7 +105,14 @@ export const scenarios: Scenario[] = [
     summary: `GCS (our test server, separate process): ${LOAD.rate} tx/s of 1 KB rows for ` +
       `${LOAD.seconds} s; catch-up, CPU, peak RSS, requests`,
     defaultRuns: DEFAULT_RUNS,
-    run: (ctx) => writeLoadScenario(ctx, "gcs-write-load", scenarios[0].summary, gcsTargets(50)),
+    run: (ctx) =>
+      writeLoadScenario(
+        ctx,
+        "gcs-write-load",
+        scenarios[0].summary,
+        gcsTargets(50),
+        BACKEND_RSS_MB,
+      ),
   },
   {
     name: "gcs-snapshot",
@@ -122,7 +126,7 @@ export const scenarios: Scenario[] = [
         factory: gcsTargets(100),
         dbKey: "db-1gb-v1",
         dbBytes: 1e9,
-        rssLimitMB: SNAPSHOT_RSS_MB,
+        rssLimitMB: BACKEND_RSS_MB,
       }),
   },
   {

@@ -19,7 +19,13 @@
  */
 
 import type { Scenario } from "./support/report.ts";
-import { AGE_FILE_TARGETS, DEFAULT_RUNS, FILE_TARGETS, MAX_RSS_MB } from "./support/targets.ts";
+import {
+  AGE_FILE_TARGETS,
+  BACKEND_RSS_MB,
+  DEFAULT_RUNS,
+  FILE_TARGETS,
+  MAX_RSS_MB,
+} from "./support/targets.ts";
 import { IDLE_SECONDS, idleScenario } from "./replicate_idle.ts";
 import { snapshotScenario } from "./replicate_snapshot.ts";
 import { LOAD, writeLoadScenario } from "./replicate_write_load.ts";
@@ -44,7 +50,14 @@ export const scenarios: Scenario[] = [
     summary: `file replica encrypted with age: ${LOAD.rate} tx/s of 1 KB rows for ` +
       `${LOAD.seconds} s; catch-up, CPU, peak RSS`,
     defaultRuns: DEFAULT_RUNS,
-    run: (ctx) => writeLoadScenario(ctx, "age-write-load", scenarios[1].summary, AGE_FILE_TARGETS),
+    run: (ctx) =>
+      writeLoadScenario(
+        ctx,
+        "age-write-load",
+        scenarios[1].summary,
+        AGE_FILE_TARGETS,
+        BACKEND_RSS_MB,
+      ),
   },
   {
     name: "replicate-idle",

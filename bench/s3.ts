@@ -21,11 +21,8 @@ import { LOAD, writeLoadScenario } from "./replicate_write_load.ts";
 import { s3ReplicaLister, waitWhileReplicating } from "./support/replica_watch.ts";
 import type { Scenario } from "./support/report.ts";
 import { snapshotUploadedAt, startS3rverProcess } from "./support/s3rver.ts";
-import { DEFAULT_RUNS, type TargetFactory } from "./support/targets.ts";
+import { BACKEND_RSS_MB, DEFAULT_RUNS, type TargetFactory } from "./support/targets.ts";
 import { toolSlug } from "./support/tools.ts";
-
-/** Peak memory allowed for our replicator while it uploads the 1 GB snapshot, in MB. */
-const SNAPSHOT_RSS_MB = 150;
 
 /** A fresh s3rver process per run; the replica lives under `bench-<tool>/` in its bucket. */
 function s3Targets(pollMs: number): TargetFactory {
@@ -83,7 +80,7 @@ export const scenarios: Scenario[] = [
         factory: s3Targets(100),
         dbKey: "db-1gb-v1",
         dbBytes: 1e9,
-        rssLimitMB: SNAPSHOT_RSS_MB,
+        rssLimitMB: BACKEND_RSS_MB,
       }),
   },
 ];

@@ -22,10 +22,7 @@ import { LARGE, noSlower, oursRss, restoreScenario } from "./restore.ts";
 import { epochMs } from "./support/load.ts";
 import { fileReplicaLister, waitWhileReplicating } from "./support/replica_watch.ts";
 import type { Scenario } from "./support/report.ts";
-import { DEFAULT_RUNS, type TargetFactory } from "./support/targets.ts";
-
-/** Peak memory allowed for our replicator with an SFTP replica, in MB. */
-const SFTP_RSS_MB = 150;
+import { BACKEND_RSS_MB, DEFAULT_RUNS, type TargetFactory } from "./support/targets.ts";
 
 /** A fresh sshd per run serving `<dir>/replica`. */
 function sftpTargets(pollMs: number): TargetFactory {
@@ -93,7 +90,13 @@ export const scenarios: Scenario[] = [
       "catch-up, CPU, peak RSS",
     defaultRuns: DEFAULT_RUNS,
     run: (ctx) =>
-      writeLoadScenario(ctx, "sftp-write-load", scenarios[0].summary, sftpTargets(50), SFTP_RSS_MB),
+      writeLoadScenario(
+        ctx,
+        "sftp-write-load",
+        scenarios[0].summary,
+        sftpTargets(50),
+        BACKEND_RSS_MB,
+      ),
   },
   {
     name: "sftp-snapshot",
@@ -106,7 +109,7 @@ export const scenarios: Scenario[] = [
         factory: sftpTargets(100),
         dbKey: "db-1gb-v1",
         dbBytes: 1e9,
-        rssLimitMB: SFTP_RSS_MB,
+        rssLimitMB: BACKEND_RSS_MB,
       }),
   },
   {
