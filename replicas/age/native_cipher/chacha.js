@@ -39,7 +39,10 @@ export function ciphersMade() {
  * @param {Uint8Array} key
  * @param {Uint8Array} nonce
  * @param {Uint8Array} [aad]
- * @returns {{ encrypt(plaintext: Uint8Array): Uint8Array; decrypt(ciphertext: Uint8Array): Uint8Array }}
+ * @returns {{
+ *   encrypt(plaintext: Uint8Array, output?: undefined): Uint8Array;
+ *   decrypt(ciphertext: Uint8Array, output?: undefined): Uint8Array;
+ * }} (noble's optional output buffer is refused)
  */
 export function chacha20poly1305(key, nonce, aad) {
   made++;
