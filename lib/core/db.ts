@@ -12,7 +12,7 @@
 import { basename, dirname } from "node:path";
 import { LitestreamError } from "../errors.ts";
 import type { Logger } from "../log.ts";
-import type { Pos } from "../names.ts";
+import { comparePos, type Pos } from "../names.ts";
 import { ChangeSignal, Mutex, sleep } from "../os/async.ts";
 import { equalBytes } from "../os/bytes.ts";
 import { type DirWaitOptions, type DirWake, waitForDirChange } from "../os/dir_watch.ts";
@@ -99,8 +99,11 @@ export class DB {
   #idleProbing: boolean | undefined;
   /** The last sync put off a time-based checkpoint (see `#sync`). */
   #timeDeferred = false;
-  /** The shadow moved after this sync's announcement; the next sync announces it (see `#sync`). */
-  #heldBack = false;
+  /**
+   * The start of an index a checkpoint began that no sync has announced yet; the next sync
+   * announces it (see `#sync`). Upload loops ship up to it (`shippable`).
+   */
+  #heldBack: Pos | undefined;
   /** Other processes' checkpoints we let through (see `admission.ts`). */
   readonly #admission = new CheckpointAdmission();
   readonly #mutex = new Mutex();
@@ -132,6 +135,17 @@ export class DB {
   /** The position up to which the shadow WAL holds committed frames. */
   pos(): Pos | undefined {
     return this.#log.pos();
+  }
+
+  /**
+   * How far the replicas' upload loops ship: the position, short of a new index a checkpoint
+   * began after this sync's announcement (it holds our `_litestream_seq` frame alone, and the
+   * next sync announces it with what is written meanwhile).
+   */
+  shippable(): Pos | undefined {
+    const pos = this.#log.pos();
+    const held = this.#heldBack;
+    return held && pos?.generation === held.generation && comparePos(held, pos) < 0 ? held : pos;
   }
 
   /** How many syncs in a row found the WAL as the shadow left it (and no checkpoint due). */
@@ -416,28 +430,39 @@ export class DB {
     const defer = changed && !this.#timeDeferred;
     const mode = this.#snapshots === 0 ? this.#checkpointMode(defer) : undefined;
     this.#timeDeferred = defer && !mode && this.#checkpointDueIn() === 0;
-    // One announcement a sync at most. A second, for the new index our `_litestream_seq` write
-    // starts at a checkpoint, would spend the replicas' next upload slot on that frame alone,
-    // and the commits copied at the next tick would wait for the slot after (most of a sync
-    // interval). The next sync announces it, with what was written meanwhile.
-    const announce = changed || opened || this.#heldBack;
-    // Replicas ship what was just copied while the checkpoint runs, not after it: a commit
-    // to a thousand idle databases makes a thousand time-based checkpoints due at once.
-    if (announce) this.#announce();
+    const announce = changed || opened || this.#heldBack !== undefined;
+    // Replicas ship what was just copied while a time-based checkpoint runs, not after it (a
+    // commit to a thousand idle databases makes a thousand of them due at once). A checkpoint
+    // due to the WAL's size goes first: it copies the frames committed since this sync's copy,
+    // and the replicas then ship them with the rest of the index in one segment, not as a
+    // second, small one (one a checkpoint: a third of the segments under a steady write load).
+    const first = announce && !(mode && (defer || this.#checkpointMode(true)));
+    if (first) this.#announce();
     if (mode) {
       const before = this.#log.pos();
-      await this.#checkpoint(mode);
-      const after = this.#log.pos();
-      const moved = before?.generation !== after?.generation || before?.index !== after?.index;
-      if (!announce) this.#announce();
-      else this.#heldBack = moved;
+      try {
+        await this.#checkpoint(mode);
+      } finally {
+        // Announced even when the checkpoint failed: it may have copied frames, and the next
+        // sync finds the WAL as the shadow left it.
+        const after = this.#log.pos();
+        // One announcement a sync at most reaches a new index: our `_litestream_seq` write
+        // starts it, and shipping that frame alone would spend the replicas' next upload slot
+        // on it, so the commits copied at the next tick would wait for the slot after (most of
+        // a sync interval). The next sync announces it, with what was written meanwhile.
+        const held = after?.generation === before?.generation && after?.index !== before?.index
+          ? { ...after!, offset: 0 }
+          : undefined;
+        if (first) this.#heldBack = held;
+        else this.#announce(announce ? held : undefined);
+      }
     }
     this.#cleanShadows();
   }
 
-  /** Tells replicas the shadow WAL grew or moved (see `changed`). */
-  #announce(): void {
-    this.#heldBack = false;
+  /** Tells replicas the shadow WAL grew or moved (see `changed`), short of `held` (`shippable`). */
+  #announce(held?: Pos): void {
+    this.#heldBack = held;
     this.changed.notify();
   }
 

@@ -53,6 +53,9 @@ const snapshotSlots = new Semaphore(4);
 /** A local shadow file a replica needs is gone; the replica recovers with a snapshot. */
 class ShadowMissing extends LitestreamError {}
 
+/** How far a sync ships: the database's position, or what it lets upload loops ship. */
+export type UpTo = "pos" | "shippable";
+
 /** One replica of one database. */
 export class Replica implements PositionHolder {
   readonly stats: ReplicaStats = {
@@ -96,12 +99,15 @@ export class Replica implements PositionHolder {
     return this.#pos;
   }
 
-  /** Uploads everything the shadow WAL holds beyond the replica's position. */
-  sync(): Promise<void> {
+  /**
+   * Uploads everything the shadow WAL holds beyond the replica's position; with `"shippable"`
+   * (the upload loop), short of a new index the database holds back (`DB.shippable`).
+   */
+  sync(upTo: UpTo = "pos"): Promise<void> {
     return this.#mutex.run(async () => {
       const startedAt = Date.now();
       try {
-        await this.#sync();
+        await this.#sync(upTo);
       } catch (err) {
         // Forget what the replica holds: the next sync re-reads it (and snapshots if it is gone).
         this.#pos = undefined;
@@ -135,12 +141,12 @@ export class Replica implements PositionHolder {
     });
   }
 
-  async #sync(): Promise<void> {
+  async #sync(upTo: UpTo): Promise<void> {
     const dpos = this.db.pos();
     if (!dpos || !await this.#mayWrite(dpos.generation)) return;
     if (this.#pos?.generation !== dpos.generation && !await this.#resume(dpos)) return;
     try {
-      await this.#uploadWal();
+      await this.#uploadWal(upTo);
     } catch (err) {
       if (!(err instanceof ShadowMissing)) throw err;
       this.log.warn("shadow wal needed by replica is gone, taking a snapshot", {
@@ -235,11 +241,11 @@ export class Replica implements PositionHolder {
     return { generation, index: last.index, offset: last.offset + n };
   }
 
-  /** Uploads shadow WAL bytes from the position to the database's current position. */
-  async #uploadWal(): Promise<void> {
+  /** Uploads shadow WAL bytes from the position to the database's (see `sync`). */
+  async #uploadWal(upTo: UpTo = "pos"): Promise<void> {
     while (this.#pos) {
       const pos = this.#pos;
-      const dpos = this.db.pos();
+      const dpos = upTo === "pos" ? this.db.pos() : this.db.shippable();
       if (!dpos || dpos.generation !== pos.generation) return;
       const end = pos.index === dpos.index ? dpos.offset : this.#shadowSize(pos);
       if (end > pos.offset) {
@@ -399,7 +405,7 @@ export class Replica implements PositionHolder {
       const started = this.db.changed.at;
       const uploads = this.stats.segments + this.stats.snapshots;
       try {
-        await this.sync();
+        await this.sync("shippable");
         // Only a sync that reached the store says it works (one with nothing to upload did not).
         if (failures > 0 || this.stats.segments + this.stats.snapshots > uploads) {
           this.health.succeeded();

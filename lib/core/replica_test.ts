@@ -151,6 +151,33 @@ Deno.test("replica loop: an idle replica's retention passes make no request; an 
   assert.ok(h.client.faults.calls.generations > calls.generations, "it lists the replica again");
 });
 
+Deno.test("replica loop: a checkpoint for the WAL's size costs no segment of its own: each index goes up whole", async () => {
+  await using h = await start(undefined, 4);
+  await h.write(10);
+  await h.replicate();
+  await h.caughtUp();
+  const generation = h.db.generation!;
+  const from = h.db.pos()!.index + 1;
+  for (let i = 0; i < 5; i++) {
+    await h.write(10); // enough for a checkpoint at each sync
+    await waitFor(
+      "the replica to ship what the sync announced",
+      () => formatPos(h.replica.pos()) === formatPos(h.db.shippable()),
+    );
+  }
+  const to = h.db.pos()!.index;
+  assert.equal(to, from + 4, "a checkpoint at each sync");
+  // Neither the frames committed between a sync's copy and its checkpoint, nor our
+  // `_litestream_seq` frame that starts each new index, went up on their own.
+  const shipped = (await h.client.walSegments(generation)).filter((s) => s.index >= from);
+  assert.deepEqual(
+    shipped.map((s) => formatPos(s)),
+    [0, 1, 2, 3].map((i) => formatPos({ generation, index: from + i, offset: 0 })),
+  );
+  await h.caughtUp();
+  await h.restoresExactly();
+});
+
 Deno.test("replica loop: a failed WAL segment upload is retried and every frame arrives", async () => {
   await using h = await start();
   await h.write(10);
