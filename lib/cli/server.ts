@@ -86,7 +86,7 @@ export async function buildManagedDb(
     const lease = new Lease(
       client,
       () => replicatorIdentity(db.metaPath),
-      { ttl, syncInterval: r.syncInterval, force: options.force },
+      { ttl, force: options.force },
       replicaLog,
     );
     const replica = new Replica(db, client, r, replicaLog, stores.for(client.location), lease);

@@ -58,8 +58,6 @@ export const PARKED_TTL_FACTOR = 96;
 export interface LeaseSettings {
   /** How long the lease lasts unrenewed (ms); it is renewed every third of this. */
   ttl: number;
-  /** The holder reads the lease at most once per this before an upload (ms). */
-  syncInterval: number;
   /** Take the lease from a live holder (`replicate -force`). */
   force?: boolean;
 }
@@ -84,7 +82,6 @@ export class Lease {
   #version: string | undefined;
   #record: LeaseRecord | undefined;
   #me: LeaseIdentity | undefined;
-  #lastRead = -Infinity;
   #lastRenew = -Infinity;
   #lastAttempt = -Infinity;
   /** Uploads since the last renewal: none when the next one is due means the holder is idle. */
@@ -144,7 +141,7 @@ export class Lease {
   /**
    * Before uploading to the replica in `generation`: takes the lease when not held (at most
    * one attempt per renewal period after a refusal), renews it when due or when the generation
-   * changed, else reads it at most once a sync interval to catch a contender or a takeover.
+   * changed, else reads it to catch a contender or a takeover.
    * `acquired` means the lease was just taken: what the replica holds must be re-read.
    */
   beforeWrite(generation: string): Promise<LeaseVerdict> {
@@ -172,10 +169,10 @@ export class Lease {
     ) {
       return await this.#renew(generation) ? "write" : "refused";
     }
-    if (now - this.#lastRead >= this.settings.syncInterval) {
-      return await this.#verify(generation) ? "write" : "refused";
-    }
-    return "write";
+    // Read before every upload: a takeover between this read and the upload's end is the only
+    // one this holder can miss, so nothing of its lands more than an upload's time after it (a
+    // restore picks the generation updated last).
+    return await this.#verify(generation) ? "write" : "refused";
   }
 
   /**
@@ -286,12 +283,12 @@ export class Lease {
     for (let attempt = 0; attempt < 3; attempt++) {
       // A failed read throws to the caller and paces nothing: the next sync tries again.
       const current = await this.client.readLease();
-      this.#lastRead = this.clock.monotonic();
+      const readAt = this.clock.monotonic();
       const record = current && decodeLease(current.data);
       const why = this.#mayTake(current, record, me);
       if (why === undefined) {
         // Only a refusal paces the next attempt: a failed write throws, and the sync retries.
-        this.#lastAttempt = this.#lastRead;
+        this.#lastAttempt = readAt;
         await this.#refuse(current!, record!, me, generation);
         return false;
       }
@@ -405,7 +402,7 @@ export class Lease {
     this.#parked = false;
     this.#version = version;
     this.#record = record;
-    this.#lastRenew = this.#lastRead = this.clock.monotonic();
+    this.#lastRenew = this.clock.monotonic();
     this.#watch = undefined;
     this.#known = new Set([...await this.client.generations(), generation]);
     return true;
@@ -425,7 +422,7 @@ export class Lease {
     if (version === undefined) return await this.#verify(generation);
     this.#version = version;
     this.#record = record;
-    this.#lastRenew = this.#lastRead = this.clock.monotonic();
+    this.#lastRenew = this.clock.monotonic();
     this.#wrote = false;
     this.#parked = park;
     if (park) this.log.debug("replica lease parked: idle", { replica: this.client.location });
@@ -435,7 +432,6 @@ export class Lease {
 
   /** Reads the lease: still ours (perhaps with a contender noted), or taken by another. */
   async #verify(generation: string | undefined): Promise<boolean> {
-    this.#lastRead = this.clock.monotonic();
     const current = await this.client.readLease();
     if (current?.version === this.#version) return true;
     const record = current && decodeLease(current.data);

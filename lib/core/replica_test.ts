@@ -259,7 +259,7 @@ Deno.test("replica loop: age recipients without identities survive a failed uplo
 
 Deno.test("replica loop: while another replicator holds the lease it writes nothing and keeps no shadow WAL; after a release it catches up", async () => {
   await using h = await start(undefined, 5); // a checkpoint at every write: WAL indexes advance
-  const settings = { ttl: 3000, syncInterval: 10 };
+  const settings = { ttl: 3000 };
   const other = new Lease(
     h.client,
     () => Promise.resolve({ id: "0123456789abcdef", host: "elsewhere", pid: 1, meta: "/m1" }),

@@ -235,9 +235,25 @@ Deno.test("two replicators, one S3 replica: two copies of a database; the second
   );
   assert.match(lost[0], new RegExp(`pid ${await forced.programPid()}`));
   assert.match(lost[0], /forced=true/);
-  // The first may still have shipped in the second of the takeover (its checkpoint's frame).
-  // S3 keeps whole seconds, and on a tie v0.3.13 restores the generation listed first, so the
-  // copy is written to until its generation is the newest by a second.
+  // The replica now restores the copy (with its row 1000000) with ours, the copy idle: nothing
+  // the first ships after the takeover may make its generation the newest.
+  const restoresCopy = (copy: string) =>
+    waitFor(
+      "the replica to restore the forced copy",
+      async () => {
+        // Throws (kept as the timeout's cause) with what the replica restores instead.
+        const out = await restoreOk(dir.path, ["-config", join(hostB, "second.yml"), dbB]);
+        const rows = await sqlite(out, "SELECT count(*), max(id) FROM t;");
+        if (rows !== copy) throw new Error(`the replica restores ${rows}, not the copy's ${copy}`);
+        return true;
+      },
+      30_000,
+      200,
+    );
+  await restoresCopy("2|1000000");
+  // And with v0.3.13. The first may have shipped in the second of the takeover, before it (its
+  // checkpoint's frame); S3 keeps whole seconds, and on a tie v0.3.13 restores the generation
+  // listed first. So the copy is written to until its generation is the newest by a second.
   const updated = async (g: string) =>
     Math.max(
       ...[...await client.snapshots(g), ...await client.walSegments(g)].map((o) =>
@@ -245,7 +261,7 @@ Deno.test("two replicators, one S3 replica: two copies of a database; the second
       ),
     );
   await waitFor(
-    "the forced copy's generation to be the newest",
+    "the forced copy's generation to be the newest by a second",
     async () => {
       if (await updated(forcedGen) > await updated(gen)) return true;
       await sqlite(dbB, "INSERT INTO t (v) VALUES (randomblob(10));");
@@ -254,20 +270,8 @@ Deno.test("two replicators, one S3 replica: two copies of a database; the second
     30_000,
     500,
   );
-  const copy = await sqlite(dbB, "SELECT count(*), max(id) FROM t;"); // max(id) ≥ 1000000
-  // The replica now restores the copy (with its row 1000000), with ours and with v0.3.13.
-  await waitFor(
-    "the replica to restore the forced copy",
-    async () => {
-      // Throws (kept as the timeout's cause) with what the replica restores instead.
-      const out = await restoreOk(dir.path, ["-config", join(hostB, "second.yml"), dbB]);
-      const rows = await sqlite(out, "SELECT count(*), max(id) FROM t;");
-      if (rows !== copy) throw new Error(`the replica restores ${rows}, not the copy's ${copy}`);
-      return true;
-    },
-    30_000,
-    200,
-  );
+  const copy = await sqlite(dbB, "SELECT count(*), max(id) FROM t;");
+  await restoresCopy(copy);
   assert.equal(
     await v0313Rows(join(dir.path, "v0313-forced.db"), url, credentialsEnv(srv)),
     copy,
