@@ -436,7 +436,9 @@ export class DB {
     // due to the WAL's size goes first: it copies the frames committed since this sync's copy,
     // and the replicas then ship them with the rest of the index in one segment, not as a
     // second, small one (one a checkpoint: a third of the segments under a steady write load).
-    const first = announce && !(mode && (defer || this.#checkpointMode(true)));
+    // Not while another process holds the write lock: the checkpoint would wait for it.
+    const bySize = mode !== undefined && (defer || this.#checkpointMode(true) !== undefined);
+    const first = announce && !(bySize && !this.#h!.writeLocked());
     if (first) this.#announce();
     if (mode) {
       const before = this.#log.pos();

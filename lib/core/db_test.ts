@@ -10,16 +10,18 @@ import { DB, type DbSettings } from "./db.ts";
 import { Logger } from "../log.ts";
 import { formatPos, type Pos } from "../names.ts";
 import { tempDir, waitFor } from "../../tests/support/poll.ts";
-import { sqlite } from "../../tests/support/sqlite_cli.ts";
+import { sqlite, SQLITE3 } from "../../tests/support/sqlite_cli.ts";
 
 /** A monitored database in a scratch directory, and the positions announced so far. */
 async function monitored(settings: Omit<DbSettings, "path" | "truncatePageCount">) {
   const dir = await tempDir();
   const path = join(dir.path, "db.sqlite");
   await sqlite(path, "PRAGMA journal_mode=WAL; CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB);");
+  /** The monitor's log lines and its announcements ("announced"), in order. */
+  const events: string[] = [];
   const db = new DB(
     { path, truncatePageCount: 500_000, ...settings },
-    new Logger({ level: "error", write: () => {} }),
+    new Logger({ level: "debug", write: (line) => events.push(line) }),
   );
   const announced: (Pos | undefined)[] = [];
   /** The checkpoints run when each announcement was made. */
@@ -27,11 +29,13 @@ async function monitored(settings: Omit<DbSettings, "path" | "truncatePageCount"
   db.changed.listen(() => {
     announced.push(db.shippable());
     checkpointsAt.push(db.stats.checkpoints.PASSIVE);
+    events.push("announced");
   });
   return {
     db,
     announced,
     checkpointsAt,
+    events,
     /** Commits `rows` rows of 2 KB in one transaction. */
     write: (rows: number) =>
       sqlite(path, `INSERT INTO t (v) SELECT randomblob(2000) FROM generate_series(1, ${rows});`),
@@ -77,6 +81,45 @@ Deno.test("DB: a sync that copies frames and checkpoints for the WAL's size anno
   const next = await m.sync();
   assert.equal(next.length, 1);
   assert.deepEqual(formatPos(next[0]!), formatPos({ ...pos, index: pos.index + 1, offset: 0 }));
+});
+
+Deno.test("DB: while another process holds the write lock, a sync announces what it copied before its checkpoint waits", async () => {
+  await using m = await monitored({
+    checkpointInterval: 0,
+    minCheckpointPageCount: 4,
+    maxCheckpointPageCount: 10_000,
+  });
+  await m.sync();
+  await m.sync();
+  await m.write(10);
+  // A CLI session in another process, mid-transaction: it holds SQLite's write lock.
+  const cli = new Deno.Command(SQLITE3, { args: [m.db.path], stdin: "piped", stdout: "piped" })
+    .spawn();
+  const stdin = cli.stdin.getWriter();
+  const out = cli.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  await stdin.write(new TextEncoder().encode("BEGIN IMMEDIATE; SELECT 'locked';\n"));
+  let seen = "";
+  await waitFor("the CLI to take the write lock", async () => {
+    seen += (await out.read()).value ?? "";
+    return seen.includes("locked");
+  });
+  try {
+    const checkpoints = m.db.stats.checkpoints.PASSIVE;
+    const from = m.events.length;
+    const copied = await m.sync();
+    assert.equal(copied.length, 1);
+    assert.deepEqual(formatPos(copied[0]!), formatPos(m.db.pos()!));
+    // Announced first; the checkpoint then waited its busy timeout for the lock, and gave up.
+    const order = m.events.slice(from).filter((e) => e === "announced" || /checkpoint/.test(e));
+    assert.equal(order.length, 2, order.join("\n"));
+    assert.equal(order[0], "announced");
+    assert.match(order[1], /checkpoint skipped: database busy/);
+    assert.equal(m.db.stats.checkpoints.PASSIVE, checkpoints);
+  } finally {
+    await stdin.close();
+    await cli.status;
+    await out.cancel();
+  }
 });
 
 Deno.test("DB: a checkpoint in a sync that copied nothing is announced at once", async () => {

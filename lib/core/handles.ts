@@ -224,6 +224,11 @@ export class DbHandles {
     return write?.exclusive === true && write.pid === ckpt.pid;
   }
 
+  /** True when another process holds SQLite's write lock (a writer mid-transaction). One `fcntl`. */
+  writeLocked(): boolean {
+    return this.shm?.holder(SHM_WRITE_LOCK) !== undefined;
+  }
+
   /** The pid of the process holding the checkpoint lock, if any. */
   checkpointerPid(): number | undefined {
     return this.shm?.holder(SHM_CKPT_LOCK)?.pid;
