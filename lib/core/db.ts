@@ -18,7 +18,7 @@ import { equalBytes } from "../os/bytes.ts";
 import { type DirWaitOptions, type DirWake, waitForDirChange } from "../os/dir_watch.ts";
 import { statSyncOrUndefined, syncReadStream } from "../os/fs.ts";
 import { SqliteCode, SqliteError } from "../sqlite/driver.ts";
-import { frameAlign, frameSize } from "../sqlite/wal.ts";
+import { frameAlign, frameSize, WAL_HEADER_SIZE } from "../sqlite/wal.ts";
 import { primaryChecksum } from "../validate/position.ts";
 import { ACTIVE_PROBE_MS, CheckpointAdmission } from "./admission.ts";
 import { checkpointDueIn, type CheckpointMode, checkpointModeFor } from "./checkpoint.ts";
@@ -100,8 +100,9 @@ export class DB {
   /** The last sync put off a time-based checkpoint (see `#sync`). */
   #timeDeferred = false;
   /**
-   * The start of an index a checkpoint began that no sync has announced yet; the next sync
-   * announces it (see `#sync`). Upload loops ship up to it (`shippable`).
+   * The start of an index a checkpoint began, holding our `_litestream_seq` frame alone, that
+   * no sync has announced yet; the next sync announces it (see `#sync`). Upload loops ship up
+   * to it (`shippable`).
    */
   #heldBack: Pos | undefined;
   /** Other processes' checkpoints we let through (see `admission.ts`). */
@@ -139,8 +140,8 @@ export class DB {
 
   /**
    * How far the replicas' upload loops ship: the position, short of a new index a checkpoint
-   * began after this sync's announcement (it holds our `_litestream_seq` frame alone, and the
-   * next sync announces it with what is written meanwhile).
+   * began that holds our `_litestream_seq` frame alone (the next sync announces it with what is
+   * written meanwhile).
    */
   shippable(): Pos | undefined {
     const pos = this.#log.pos();
@@ -448,12 +449,14 @@ export class DB {
         // Announced even when the checkpoint failed: it may have copied frames, and the next
         // sync finds the WAL as the shadow left it.
         const after = this.#log.pos();
-        // One announcement a sync at most reaches a new index: our `_litestream_seq` write
-        // starts it, and shipping that frame alone would spend the replicas' next upload slot
-        // on it, so the commits copied at the next tick would wait for the slot after (most of
-        // a sync interval). The next sync announces it, with what was written meanwhile.
-        const held = after?.generation === before?.generation && after?.index !== before?.index
-          ? { ...after!, offset: 0 }
+        // A new index that holds only our `_litestream_seq` frame waits for the next sync:
+        // shipping that frame alone would spend the replicas' next upload slot on it, so the
+        // commits copied at the next tick would wait for the slot after (most of a sync
+        // interval). Commits that reached it during the checkpoint go now.
+        const held = after && after.generation === before?.generation &&
+            after.index !== before.index &&
+            after.offset === WAL_HEADER_SIZE + frameSize(this.pageSize)
+          ? { ...after, offset: 0 }
           : undefined;
         if (first) this.#heldBack = held;
         else this.#announce(announce ? held : undefined);
