@@ -10,7 +10,7 @@ import { DB, type DbSettings } from "./db.ts";
 import { Logger } from "../log.ts";
 import { formatPos, type Pos } from "../names.ts";
 import { tempDir, waitFor } from "../../tests/support/poll.ts";
-import { sqlite, SQLITE3 } from "../../tests/support/sqlite_cli.ts";
+import { holdWriteLock, sqlite } from "../../tests/support/sqlite_cli.ts";
 
 /** A monitored database in a scratch directory, and the positions announced so far. */
 async function monitored(settings: Omit<DbSettings, "path" | "truncatePageCount">) {
@@ -93,16 +93,7 @@ Deno.test("DB: while another process holds the write lock, a sync announces what
   await m.sync();
   await m.write(10);
   // A CLI session in another process, mid-transaction: it holds SQLite's write lock.
-  const cli = new Deno.Command(SQLITE3, { args: [m.db.path], stdin: "piped", stdout: "piped" })
-    .spawn();
-  const stdin = cli.stdin.getWriter();
-  const out = cli.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  await stdin.write(new TextEncoder().encode("BEGIN IMMEDIATE; SELECT 'locked';\n"));
-  let seen = "";
-  await waitFor("the CLI to take the write lock", async () => {
-    seen += (await out.read()).value ?? "";
-    return seen.includes("locked");
-  });
+  const lock = await holdWriteLock(m.db.path);
   try {
     const checkpoints = m.db.stats.checkpoints.PASSIVE;
     const from = m.events.length;
@@ -116,9 +107,7 @@ Deno.test("DB: while another process holds the write lock, a sync announces what
     assert.match(order[1], /checkpoint skipped: database busy/);
     assert.equal(m.db.stats.checkpoints.PASSIVE, checkpoints);
   } finally {
-    await stdin.close();
-    await cli.status;
-    await out.cancel();
+    await lock.release();
   }
 });
 

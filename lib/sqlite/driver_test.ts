@@ -14,7 +14,8 @@ import {
   SqliteCode,
   SqliteError,
 } from "./driver.ts";
-import { tempDir, waitFor } from "../../tests/support/poll.ts";
+import { tempDir } from "../../tests/support/poll.ts";
+import { holdWriteLock } from "../../tests/support/sqlite_cli.ts";
 
 const SQLITE3_CLI = "/usr/bin/sqlite3";
 const DRIVERS: DriverName[] = ["ffi", "node:sqlite"];
@@ -52,34 +53,6 @@ async function cli(path: string, sql: string): Promise<string> {
   const text = new TextDecoder().decode(out.stdout).trim();
   assert.ok(out.success, new TextDecoder().decode(out.stderr));
   return text;
-}
-
-/** Has the sqlite3 CLI hold the write lock (`BEGIN IMMEDIATE`) until `release()` (idempotent). */
-async function holdWriteLock(path: string): Promise<{ release(): Promise<void> }> {
-  const child = new Deno.Command(SQLITE3_CLI, {
-    args: [path],
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  let output = "";
-  const reading = child.stdout.pipeThrough(new TextDecoderStream()).pipeTo(
-    new WritableStream({ write: (chunk) => void (output += chunk) }),
-  );
-  const stdin = child.stdin.getWriter();
-  await stdin.write(new TextEncoder().encode("BEGIN IMMEDIATE;\nSELECT 'locked';\n"));
-  await waitFor("the CLI to take the write lock", () => output.includes("locked"));
-  let released: Promise<void> | undefined;
-  return {
-    release() {
-      released ??= (async () => {
-        await stdin.close(); // end of input: the CLI rolls back and exits
-        await reading;
-        assert.ok((await child.status).success);
-      })();
-      return released;
-    },
-  };
 }
 
 for (const driver of DRIVERS) {

@@ -5,6 +5,9 @@
  * @module
  */
 
+import assert from "node:assert/strict";
+import { waitFor } from "./poll.ts";
+
 /** The system SQLite shell (3.40.1 on the project's machines). */
 export const SQLITE3 = "/usr/bin/sqlite3";
 
@@ -35,6 +38,34 @@ export async function sqlite(dbPath: string, sql: string): Promise<string> {
     );
   }
   return dec.decode(out.stdout).replace(/\n$/, "");
+}
+
+/** Has the sqlite3 CLI hold the write lock (`BEGIN IMMEDIATE`) until `release()` (idempotent). */
+export async function holdWriteLock(path: string): Promise<{ release(): Promise<void> }> {
+  const child = new Deno.Command(SQLITE3, {
+    args: [path],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  let output = "";
+  const reading = child.stdout.pipeThrough(new TextDecoderStream()).pipeTo(
+    new WritableStream({ write: (chunk) => void (output += chunk) }),
+  );
+  const stdin = child.stdin.getWriter();
+  await stdin.write(new TextEncoder().encode("BEGIN IMMEDIATE;\nSELECT 'locked';\n"));
+  await waitFor("the CLI to take the write lock", () => output.includes("locked"));
+  let released: Promise<void> | undefined;
+  return {
+    release() {
+      released ??= (async () => {
+        await stdin.close(); // end of input: the CLI rolls back and exits
+        await reading;
+        assert.ok((await child.status).success);
+      })();
+      return released;
+    },
+  };
 }
 
 /** `PRAGMA integrity_check` of `dbPath`: `"ok"`, or the problems SQLite reports (one per line). */
