@@ -47,6 +47,7 @@ import {
 } from "../support/s3_server.ts";
 import { FileReplicaClient } from "../../replicas/file/mod.ts";
 import type { ReplicaClient } from "../../lib/replica_client.ts";
+import { generationBounds } from "../../lib/restore/plan.ts";
 
 const ENV = { LITESTREAM_LEASE_TTL: "6s" };
 const SYNC = "500ms";
@@ -254,12 +255,12 @@ Deno.test("two replicators, one S3 replica: two copies of a database; the second
   // And with v0.3.13. The first may have shipped in the second of the takeover, before it (its
   // checkpoint's frame); S3 keeps whole seconds, and on a tie v0.3.13 restores the generation
   // listed first. So the copy is written to until its generation is the newest by a second.
-  const updated = async (g: string) =>
-    Math.max(
-      ...[...await client.snapshots(g), ...await client.walSegments(g)].map((o) =>
-        o.createdAt.getTime()
-      ),
-    );
+  const updated = async (generation: string) =>
+    generationBounds({
+      generation,
+      snapshots: await client.snapshots(generation),
+      segments: await client.walSegments(generation),
+    })?.updatedAt.getTime() ?? -Infinity;
   await waitFor(
     "the forced copy's generation to be the newest by a second",
     async () => {
