@@ -75,7 +75,7 @@ export class DB {
   readonly metaPath: string;
   /**
    * Notified when the shadow WAL grows or moves (new index or generation), once a sync at most:
-   * a checkpoint's new index, when the sync announced frames already, waits for the next sync.
+   * a checkpoint's new index that holds only our own frame waits for the next sync (`shippable`).
    */
   readonly changed = new ChangeSignal();
   /** Replicas whose positions bound shadow clean-up. */
@@ -439,7 +439,8 @@ export class DB {
     // second, small one (one a checkpoint: a third of the segments under a steady write load).
     // Not while another process holds the write lock: the checkpoint would wait for it.
     const bySize = mode !== undefined && (defer || this.#checkpointMode(true) !== undefined);
-    const first = announce && !(bySize && !this.#h!.writeLocked());
+    const checkpointFirst = announce && bySize && !this.#h!.writeLocked();
+    const first = announce && !checkpointFirst;
     if (first) this.#announce();
     if (mode) {
       const before = this.#log.pos();

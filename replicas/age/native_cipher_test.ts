@@ -1,3 +1,9 @@
+/**
+ * The native ChaCha20-Poly1305 that `deno.json` links in as `@noble/ciphers/chacha.js`: RFC 8439's
+ * published example, refusal of any altered byte, one encryption per key and nonce, round trips,
+ * and `age-encryption` running through it.
+ */
+
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { Decrypter, Encrypter, generateIdentity, identityToRecipient } from "age-encryption";
