@@ -1,12 +1,21 @@
 /**
- * A Deno Deploy cron job that validates S3 replicas with no disk, no FFI and
- * no subprocess: every object is checked and each generation's snapshots and
- * WAL are replayed into checksums in memory (see `validateReplicaObjects`).
+ * A Deno Deploy cron job that validates S3, Google Cloud Storage and Azure Blob
+ * Storage replicas with no disk, no FFI and no subprocess: every object is
+ * checked and each generation's snapshots and WAL are replayed into checksums
+ * in memory (see `validateReplicaObjects`). Each backend's code is loaded only
+ * when a URL names it.
  *
  * Environment:
- * - `LITESTREAM_VALIDATE_REPLICAS`: replica URLs (`s3://bucket/path`), comma or newline separated.
- * - `LITESTREAM_VALIDATE_ENDPOINT`, `LITESTREAM_VALIDATE_REGION`: for S3-compatible stores without a URL preset.
- * - `LITESTREAM_ACCESS_KEY_ID`/`LITESTREAM_SECRET_ACCESS_KEY` (or the `AWS_*` ones): credentials.
+ * - `LITESTREAM_VALIDATE_REPLICAS`: replica URLs (`s3://bucket/path`, `gcs://bucket/path`,
+ *   `abs://account@container/path`), comma or newline separated.
+ * - `LITESTREAM_VALIDATE_ENDPOINT`: another endpoint than the store's own (an S3-compatible
+ *   store without a URL preset, a sovereign Azure cloud, an emulator); applies to every URL.
+ * - `LITESTREAM_VALIDATE_REGION`: the S3 region where the URL does not imply it.
+ * - `LITESTREAM_ACCESS_KEY_ID`/`LITESTREAM_SECRET_ACCESS_KEY` (or the `AWS_*` ones): S3 credentials.
+ * - `LITESTREAM_VALIDATE_GCS_CREDENTIALS`: the JSON of a Google service-account key (there is no
+ *   file to name in `GOOGLE_APPLICATION_CREDENTIALS`, which is still read where one exists);
+ *   `STORAGE_EMULATOR_HOST` as Google's libraries read it.
+ * - `LITESTREAM_AZURE_ACCOUNT_KEY`: the Azure storage account's key.
  * - `LITESTREAM_VALIDATE_SCHEDULE`: cron schedule (default hourly, `0 * * * *`).
  * - `LITESTREAM_VALIDATE_WEBHOOK`: URL that receives the JSON summary by POST when validation fails.
  * - `LITESTREAM_VALIDATE_AGE_IDENTITIES`: age identities (`AGE-SECRET-KEY-1…`, separated by
@@ -20,8 +29,10 @@
 import { LitestreamError } from "../lib/errors.ts";
 import { type GenerationReport, validateReplicaObjects } from "../lib/validate/position.ts";
 import { replicaConfigFromUrl } from "../lib/cli/config.ts";
-import { s3ClientFromConfig } from "../replicas/s3/client.ts";
 import type { ReplicaClient } from "../lib/replica_client.ts";
+
+/** Where `LITESTREAM_VALIDATE_GCS_CREDENTIALS` is read from (named in its errors). */
+const GCS_CREDENTIALS = "LITESTREAM_VALIDATE_GCS_CREDENTIALS";
 
 /** The outcome of one run, as logged and posted. */
 export interface ValidationSummary {
@@ -50,17 +61,7 @@ export async function validateReplicas(
     const entry: ValidationSummary["replicas"][number] = { url, ok: false, generations: [] };
     summary.replicas.push(entry);
     try {
-      const cfg = replicaConfigFromUrl(url);
-      if (cfg.type !== "s3") {
-        throw new LitestreamError(`${url}: only s3:// replicas can be validated here (no disk)`);
-      }
-      let client: ReplicaClient = s3ClientFromConfig({
-        ...cfg,
-        endpoint: env.LITESTREAM_VALIDATE_ENDPOINT || undefined,
-        region: env.LITESTREAM_VALIDATE_REGION || undefined,
-        accessKeyId: env.LITESTREAM_ACCESS_KEY_ID || env.AWS_ACCESS_KEY_ID || undefined,
-        secretAccessKey: env.LITESTREAM_SECRET_ACCESS_KEY || env.AWS_SECRET_ACCESS_KEY || undefined,
-      });
+      let client = await backendClient(url, env);
       const identities = env.LITESTREAM_VALIDATE_AGE_IDENTITIES;
       if (identities) {
         const age = await import("../replicas/age/mod.ts");
@@ -90,6 +91,50 @@ export async function validateReplicas(
     if (!res.ok) console.error(`webhook answered ${res.status}`);
   }
   return summary;
+}
+
+/** The store's client for a replica URL, its settings and credentials taken from `env`. */
+async function backendClient(
+  url: string,
+  env: Record<string, string | undefined>,
+): Promise<ReplicaClient> {
+  const cfg = replicaConfigFromUrl(url);
+  const endpoint = env.LITESTREAM_VALIDATE_ENDPOINT || undefined;
+  if (cfg.type === "s3") {
+    const { s3ClientFromConfig } = await import("../replicas/s3/client.ts");
+    return s3ClientFromConfig({
+      ...cfg,
+      endpoint,
+      region: env.LITESTREAM_VALIDATE_REGION || undefined,
+      accessKeyId: env.LITESTREAM_ACCESS_KEY_ID || env.AWS_ACCESS_KEY_ID || undefined,
+      secretAccessKey: env.LITESTREAM_SECRET_ACCESS_KEY || env.AWS_SECRET_ACCESS_KEY || undefined,
+    });
+  }
+  if (cfg.type === "gcs") {
+    const gcs = await import("../replicas/gcs/mod.ts");
+    const emulator = env.STORAGE_EMULATOR_HOST;
+    const key = env[GCS_CREDENTIALS];
+    return new gcs.GcsReplicaClient(gcs.gcsOptionsFromConfig(cfg), {}, {
+      endpoint: endpoint ?? (emulator ? gcs.emulatorEndpoint(emulator) : undefined),
+      anonymous: !endpoint && !!emulator,
+      env: { get: (name) => env[name], readTextFile: (path) => Deno.readTextFile(path) },
+      credentials: key ? gcs.credentialsFromJson(url, key, GCS_CREDENTIALS) : undefined,
+    });
+  }
+  if (cfg.type === "abs") {
+    const abs = await import("../replicas/abs/mod.ts");
+    try {
+      return new abs.AbsReplicaClient(
+        abs.absOptionsFromConfig({ ...cfg, endpoint }, (name) => env[name]),
+      );
+    } catch (err) {
+      if (err instanceof abs.AbsConfigError) throw new LitestreamError(`${url}: ${err.message}`);
+      throw err;
+    }
+  }
+  throw new LitestreamError(
+    `${url}: ${cfg.type} replicas cannot be validated here (s3, gcs and abs can)`,
+  );
 }
 
 if (import.meta.main || Deno.env.get("DENO_DEPLOYMENT_ID")) {

@@ -45,12 +45,32 @@ const realEnv: CredentialEnv = {
  * errors). Nothing is read until the first token is asked for.
  */
 export function defaultCredentials(location: string, env: CredentialEnv = realEnv): TokenSource {
+  return cachedTokens(() => findGrant(location, env));
+}
+
+/**
+ * A token source for credentials given as the text of a key file (a service-account key or
+ * `authorized_user` credentials) held where there is no file, such as an environment variable
+ * named by `what` (named in errors, with `location`).
+ */
+export function credentialsFromJson(location: string, text: string, what: string): TokenSource {
+  return cachedTokens(() =>
+    jsonGrant(
+      text,
+      (detail, cause) =>
+        new CredentialsError(`${location}: credentials in ${what}: ${detail}`, { cause }),
+    )
+  );
+}
+
+/** Tokens from the grant `find` resolves (once), each reused until shortly before it expires. */
+function cachedTokens(find: () => Promise<Grant>): TokenSource {
   let cached: { token: string; expires: number } | undefined;
   let pending: Promise<string> | undefined;
-  let grant: (() => Promise<{ access_token: string; expires_in?: number }>) | undefined;
+  let grant: Grant | undefined;
 
   const fetchToken = async (): Promise<string> => {
-    grant ??= await findGrant(location, env);
+    grant ??= await find();
     const t = await grant();
     cached = { token: t.access_token, expires: Date.now() + (t.expires_in ?? 3600) * 1000 };
     return t.access_token;
@@ -98,15 +118,28 @@ async function fileGrant(
   what: string,
   env: CredentialEnv,
 ): Promise<Grant> {
-  const bad = (detail: string, cause?: unknown) =>
+  const bad: Bad = (detail, cause) =>
     new CredentialsError(`${location}: credentials file ${file} (${what}): ${detail}`, { cause });
-  let json: Record<string, string>;
+  let text: string;
   try {
-    json = JSON.parse(await env.readTextFile(file));
+    text = await env.readTextFile(file);
   } catch (err) {
     if (err instanceof Deno.errors.NotFound) throw bad("no such file", err);
-    if (err instanceof SyntaxError) throw bad(`not valid JSON: ${err.message}`, err);
     throw bad(String((err as Error).message ?? err), err);
+  }
+  return await jsonGrant(text, bad);
+}
+
+/** Makes the error for a credentials problem `detail`, saying where the credentials came from. */
+type Bad = (detail: string, cause?: unknown) => CredentialsError;
+
+/** A grant from the text of a key file; problems are reported through `bad`. */
+async function jsonGrant(text: string, bad: Bad): Promise<Grant> {
+  let json: Record<string, string>;
+  try {
+    json = JSON.parse(text);
+  } catch (err) {
+    throw bad(`not valid JSON: ${(err as Error).message}`, err);
   }
   const need = (...keys: string[]) => {
     const missing = keys.filter((k) => typeof json[k] !== "string" || !json[k]);
@@ -179,7 +212,7 @@ function metadataGrant(location: string, host: string): Grant {
 
 /** Posts an OAuth token request; a refusal is a `CredentialsError` made by `bad`. */
 async function tokenRequest(
-  bad: (detail: string) => Error,
+  bad: Bad,
   uri: string,
   form: Record<string, string>,
 ): Promise<{ access_token: string; expires_in?: number }> {

@@ -15,7 +15,7 @@ import type { LeaseObject } from "../../lib/replica_client.ts";
 import { type Listing, ObjectStoreClient } from "../object_store.ts";
 import { resumableDownload } from "../resumable_download.ts";
 import { getObject } from "./download.ts";
-import { type CredentialEnv, defaultCredentials } from "./auth.ts";
+import { type CredentialEnv, defaultCredentials, type TokenSource } from "./auth.ts";
 import {
   emulatorEndpoint,
   errorDetail,
@@ -45,6 +45,8 @@ export interface GcsConnection {
   anonymous?: boolean;
   /** Where credentials are looked up (tests replace it). */
   env?: CredentialEnv;
+  /** Credentials to use instead of looking them up (the Deploy validator's, from its environment). */
+  credentials?: TokenSource;
 }
 
 /** Creates the client for a replica config entry (`url`, or `bucket` and `path`, as v0.3.13). */
@@ -84,7 +86,9 @@ export class GcsReplicaClient extends ObjectStoreClient {
     const emulator = Deno.env.get("STORAGE_EMULATOR_HOST");
     const endpoint = conn.endpoint ?? (emulator ? emulatorEndpoint(emulator) : GOOGLE_ENDPOINT);
     const anonymous = conn.anonymous ?? (!conn.endpoint && !!emulator);
-    const auth = anonymous ? undefined : defaultCredentials(this.location, conn.env);
+    const auth = anonymous
+      ? undefined
+      : conn.credentials ?? defaultCredentials(this.location, conn.env);
     this.#http = new GcsHttp(endpoint.replace(/\/+$/, ""), auth, this.counters, t);
   }
 

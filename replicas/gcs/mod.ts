@@ -13,6 +13,17 @@
  */
 
 export { gcsClientFromConfig, type GcsConnection, GcsReplicaClient } from "./client.ts";
-export { type CredentialEnv, CredentialsError } from "./auth.ts";
-export { type GcsCounters, GcsError, type GcsOperation, type GcsTuning } from "./http.ts";
+export {
+  type CredentialEnv,
+  CredentialsError,
+  credentialsFromJson,
+  type TokenSource,
+} from "./auth.ts";
+export {
+  emulatorEndpoint,
+  type GcsCounters,
+  GcsError,
+  type GcsOperation,
+  type GcsTuning,
+} from "./http.ts";
 export { type GcsOptions, gcsOptionsFromConfig, gcsPrefix, type GcsReplicaConfig } from "./url.ts";

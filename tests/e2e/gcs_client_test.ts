@@ -21,7 +21,12 @@ import {
 import { type ContractBackend, replicaClientContract } from "../../replicas/contract.ts";
 import { bytesOf, chunked, rejectsWith, streamOf } from "../../replicas/test_streams.ts";
 import { type FaultProxy, startFaultProxy } from "../support/fault_proxy.ts";
-import { startGcsServer, type TestGcsServer } from "../support/gcs_server.ts";
+import {
+  serviceAccountKeyJson,
+  serviceAccountKeys,
+  startGcsServer,
+  type TestGcsServer,
+} from "../support/gcs_server.ts";
 import { tempDir } from "../support/poll.ts";
 import { payload } from "../support/wal_source.ts";
 
@@ -188,46 +193,14 @@ function envOf(vars: Record<string, string>): CredentialEnv {
   return { get: (n) => vars[n], readTextFile: (p) => Deno.readTextFile(p) };
 }
 
-async function rsaKeys() {
-  const kp = await crypto.subtle.generateKey(
-    {
-      name: "RSASSA-PKCS1-v1_5",
-      modulusLength: 2048,
-      publicExponent: new Uint8Array([1, 0, 1]),
-      hash: "SHA-256",
-    },
-    true,
-    ["sign", "verify"],
-  );
-  const pem = (label: string, der: ArrayBuffer) =>
-    `-----BEGIN ${label}-----\n${
-      new Uint8Array(der).toBase64().match(/.{1,64}/g)!.join("\n")
-    }\n-----END ${label}-----\n`;
-  return {
-    privatePem: pem("PRIVATE KEY", await crypto.subtle.exportKey("pkcs8", kp.privateKey)),
-    publicPem: pem("PUBLIC KEY", await crypto.subtle.exportKey("spki", kp.publicKey)),
-  };
-}
-
 Deno.test("GCS credentials: Google's default chain", async (t) => {
-  const keys = await rsaKeys();
-  const other = await rsaKeys();
+  const keys = await serviceAccountKeys();
+  const other = await serviceAccountKeys();
   await using srv = startGcsServer({ token: "secret-token", serviceAccountKey: keys.publicPem });
   await using dir = await tempDir("gcs-creds-");
   const saFile = async (name: string, privatePem: string, extra: Record<string, string> = {}) => {
     const path = `${dir.path}/${name}`;
-    await Deno.writeTextFile(
-      path,
-      JSON.stringify({
-        type: "service_account",
-        project_id: "p",
-        private_key_id: "k1",
-        private_key: privatePem,
-        client_email: "litestream@p.iam.gserviceaccount.com",
-        token_uri: `${srv.endpoint}/token`,
-        ...extra,
-      }),
-    );
+    await Deno.writeTextFile(path, serviceAccountKeyJson(privatePem, srv, extra));
     return path;
   };
   const client = (vars: Record<string, string>) =>

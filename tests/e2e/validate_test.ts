@@ -47,12 +47,16 @@ import {
 import { hex8, walSegmentName } from "../../lib/names.ts";
 import { compressFrame, decompressFrame } from "../../lib/lz4/mod.ts";
 import { validateReplicas } from "../../deploy/validate.ts";
+import {
+  DEPLOY_VALIDATE,
+  runRestrictedValidate,
+  type Summary,
+} from "../support/deploy_validate.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
 const REPO = fileURLToPath(new URL("../../", import.meta.url));
-const DEPLOY_VALIDATE = join(REPO, "deploy/validate.ts");
 
 /** One row of `validate -json DB_PATH`. */
 interface DbRow {
@@ -728,69 +732,6 @@ async function buildS3Replica(dir: string, s3: TestS3Server, prefix: string): Pr
 async function listKeys(client: S3Client, bucket: string, prefix: string): Promise<string[]> {
   const out = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: `${prefix}/` }));
   return (out.Contents ?? []).map((o) => o.Key!).sort();
-}
-
-/** The summary `validateReplicas` returns, logs and posts. */
-type Summary = Awaited<ReturnType<typeof validateReplicas>>;
-
-/**
- * Runs a script that imports deploy/validate.ts and calls `validateReplicas(Deno.env.toObject())`
- * as the cron job does, with read, net and env permission (plus `extraFlags`) and nothing else,
- * in an environment holding only `env`. Returns the summary and the permissions the script saw.
- */
-async function runRestrictedValidate(
-  dir: string,
-  env: Record<string, string>,
-  extraFlags: string[] = [],
-) {
-  const script = join(dir, "run_validate.ts");
-  await Deno.writeTextFile(
-    script,
-    `import { validateReplicas } from ${JSON.stringify(`file://${DEPLOY_VALIDATE}`)};\n` +
-      `const perms = ["write", "ffi", "run"].map((name) => ` +
-      `[name, Deno.permissions.querySync({ name }).state]);\n` +
-      `const summary = await validateReplicas(Deno.env.toObject());\n` +
-      `console.log("RESULT " + JSON.stringify({ perms, summary }));\n`,
-  );
-  const started = performance.now();
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--config",
-      join(REPO, "deno.json"),
-      "--frozen",
-      "--allow-read",
-      "--allow-net",
-      "--allow-env",
-      ...extraFlags,
-      "--unstable-cron",
-      script,
-    ],
-    // Only what Deno itself needs to find its cache, plus the job's environment.
-    env: {
-      NO_COLOR: "1",
-      PATH: Deno.env.get("PATH") ?? "",
-      HOME: Deno.env.get("HOME") ?? "/",
-      ...(Deno.env.get("DENO_DIR") ? { DENO_DIR: Deno.env.get("DENO_DIR")! } : {}),
-      ...env,
-    },
-    clearEnv: true,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const ms = performance.now() - started;
-  const stdout = new TextDecoder().decode(out.stdout);
-  const stderr = new TextDecoder().decode(out.stderr);
-  const line = stdout.split("\n").find((l) => l.startsWith("RESULT "));
-  const detail = `exit ${out.code}\n--- stdout ---\n${stdout}\n--- stderr ---\n${stderr}`;
-  assert.ok(line, detail);
-  assert.equal(out.code, 0, detail);
-  const { perms, summary } = JSON.parse(line.slice(7)) as {
-    perms: [string, string][];
-    summary: Summary;
-  };
-  return { perms, summary, detail, ms };
 }
 
 Deno.test("deploy/validate.ts against s3rver: healthy ok, damaged not ok with a webhook POST", async (t) => {

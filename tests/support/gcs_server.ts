@@ -74,6 +74,51 @@ interface Session {
   ifGenerationMatch?: string;
 }
 
+/**
+ * A fresh RSA key pair as a service account has: `privatePem` for a key file's `private_key`,
+ * `publicPem` for the server's `serviceAccountKey`.
+ */
+export async function serviceAccountKeys(): Promise<{ privatePem: string; publicPem: string }> {
+  const kp = await crypto.subtle.generateKey(
+    {
+      name: "RSASSA-PKCS1-v1_5",
+      modulusLength: 2048,
+      publicExponent: new Uint8Array([1, 0, 1]),
+      hash: "SHA-256",
+    },
+    true,
+    ["sign", "verify"],
+  );
+  const pem = (label: string, der: ArrayBuffer) =>
+    `-----BEGIN ${label}-----\n${
+      new Uint8Array(der).toBase64().match(/.{1,64}/g)!.join("\n")
+    }\n-----END ${label}-----\n`;
+  return {
+    privatePem: pem("PRIVATE KEY", await crypto.subtle.exportKey("pkcs8", kp.privateKey)),
+    publicPem: pem("PUBLIC KEY", await crypto.subtle.exportKey("spki", kp.publicKey)),
+  };
+}
+
+/**
+ * The text of a service-account key file whose grants `srv` accepts (with `privatePem` from
+ * {@linkcode serviceAccountKeys}); `extra` overrides or adds fields.
+ */
+export function serviceAccountKeyJson(
+  privatePem: string,
+  srv: { endpoint: string },
+  extra: Record<string, string> = {},
+): string {
+  return JSON.stringify({
+    type: "service_account",
+    project_id: "p",
+    private_key_id: "k1",
+    private_key: privatePem,
+    client_email: "litestream@p.iam.gserviceaccount.com",
+    token_uri: `${srv.endpoint}/token`,
+    ...extra,
+  });
+}
+
 /** Starts a server on a free 127.0.0.1 port. */
 export function startGcsServer(options: GcsServerOptions = {}): TestGcsServer {
   const buckets = new Map<string, Map<string, GcsObject>>();
