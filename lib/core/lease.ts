@@ -97,6 +97,11 @@ export class Lease {
   /** Generations accounted for (present at acquisition, or ours). */
   #known = new Set<string>();
   #forced = false;
+  /**
+   * Set when the lease object vanished under the holder and was taken again: whoever removed it
+   * may have removed the replica's objects too, so the next upload re-reads the replica.
+   */
+  #retaken = false;
   readonly #mutex = new Mutex();
 
   /**
@@ -146,8 +151,10 @@ export class Lease {
    */
   beforeWrite(generation: string): Promise<LeaseVerdict> {
     return this.#mutex.run(async () => {
-      const verdict = await this.#orOff(() => this.#beforeWrite(generation), "write");
+      let verdict = await this.#orOff(() => this.#beforeWrite(generation), "write");
       if (verdict !== "refused") this.#wrote = true;
+      if (verdict === "write" && this.#retaken) verdict = "acquired";
+      if (verdict !== "refused") this.#retaken = false;
       return verdict;
     });
   }
@@ -247,7 +254,8 @@ export class Lease {
       if (signal.aborted) return;
       const held = this.held;
       try {
-        if (await this.tick(generation()) && !held) taken();
+        // Taken, or taken again after it vanished: the replica is re-read at once, even when idle.
+        if (await this.tick(generation()) && (!held || this.#retaken)) taken();
       } catch (err) {
         // Not holding the lease, the replica's sync reports the store's failure already.
         this.log.log(this.held ? "warn" : "debug", "replica lease renewal failed", { error: err });
@@ -441,6 +449,7 @@ export class Lease {
         replica: this.client.location,
       });
       this.#state = "none";
+      this.#retaken = true;
       return generation ? await this.#acquire(generation) : false;
     }
     if (sameProcess(record, me)) {

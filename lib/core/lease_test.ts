@@ -369,6 +369,22 @@ Deno.test("lease: an unreadable lease object is replaced, with a warning", async
   assert.equal(decodeLease(encodeLease(decodeLease((await client.readLease())!.data)!))!.id, A.id);
 });
 
+Deno.test("lease: a lease object removed under its holder is taken again, and the replica re-read", async () => {
+  const { client, time } = setup();
+  const a = replicator(client, time, A);
+  assert.equal(await a.lease.beforeWrite(a.generation), "acquired");
+  assert.equal(await a.lease.beforeWrite(a.generation), "write");
+  client.clear();
+  assert.equal(
+    await a.lease.beforeWrite(a.generation),
+    "acquired",
+    "what the replica holds changed",
+  );
+  assert.ok(a.lines.some((l) => l.level === "WARN" && /removed/.test(l.msg)));
+  assert.equal(await a.lease.beforeWrite(a.generation), "write");
+  assert.equal(decodeLease((await client.readLease())!.data)!.id, A.id);
+});
+
 Deno.test("lease: a store failure is thrown to the writer each time, never taken for a refusal", async () => {
   const { client, time } = setup();
   const a = replicator(client, time, A);

@@ -286,3 +286,16 @@ Deno.test("replica loop: while another replicator holds the lease it writes noth
   await h.caughtUp();
   await h.restoresExactly();
 });
+
+Deno.test("replica loop: a replica emptied under its replicator, lease and all, gets a snapshot again at the next upload", async () => {
+  await using h = await start();
+  const me = { id: "fedcba9876543210", host: "here", pid: 2, meta: h.db.metaPath };
+  await h.write(10);
+  await h.replicate(new Lease(h.client, () => Promise.resolve(me), { ttl: 60_000 }, h.log));
+  await h.caughtUp();
+  h.client.clear();
+  await h.write(3);
+  await h.caughtUp();
+  assert.ok(h.client.keys().some((k) => k.includes("/snapshots/")), `${h.client.keys()}`);
+  await h.restoresExactly();
+});

@@ -68,6 +68,11 @@ export class MemoryReplicaClient implements ReplicaClient {
     this.#objects.set(key, { data: data.slice(), createdAt: new Date() });
   }
 
+  /** Removes every object, the lease included, as an operator emptying the replica would. */
+  clear(): void {
+    this.#objects.clear();
+  }
+
   /** Valid generation names that hold at least one object, sorted. */
   async generations(): Promise<string[]> {
     await this.#enter("generations");
