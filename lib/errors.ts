@@ -48,10 +48,24 @@ export class DecryptionError extends LitestreamError {
 export class NotFoundError extends LitestreamError {}
 
 /**
- * Turns Deno's permission error into one naming the exact `--allow-…` flag;
- * every other error passes through unchanged.
+ * The first line of `err`'s message, followed by its cause's where that adds to it: `fetch`
+ * rejects with only "fetch failed", and the reason (refused, a certificate) is in the cause.
  */
-export function explainPermission(err: unknown): unknown {
+export function messageWithCause(err: unknown): string {
+  const e = err as { message?: string; cause?: { message?: string } };
+  const msg = String(e?.message ?? err).split("\n")[0].trim();
+  const cause = e?.cause?.message?.split("\n")[0].trim();
+  return cause && !msg.includes(cause) ? (msg ? `${msg}: ${cause}` : cause) : msg;
+}
+
+/** A Deno permission the operation needs was not granted; the message names the flag. */
+export class MissingPermissionError extends LitestreamError {}
+
+/**
+ * Turns Deno's permission error into one naming the exact `--allow-…` flag (after `where`, the
+ * object or replica, when given); every other error passes through unchanged.
+ */
+export function explainPermission(err: unknown, where?: string): unknown {
   if (!(err instanceof Deno.errors.NotCapable) && !(err instanceof Deno.errors.PermissionDenied)) {
     return err;
   }
@@ -59,7 +73,9 @@ export function explainPermission(err: unknown): unknown {
   const flag = msg.match(/--allow-[a-z-]+/)?.[0];
   if (!flag || err instanceof Deno.errors.PermissionDenied && !msg.includes("--allow-")) return err;
   const what = msg.match(/Requires (.+?), (?:run again|specify)/)?.[1] ?? "a permission";
-  return new LitestreamError(`missing Deno permission: ${what}; run again with ${flag}`, {
-    cause: err,
-  });
+  const prefix = where ? `${where}: ` : "";
+  return new MissingPermissionError(
+    `${prefix}missing Deno permission: ${what}; run again with ${flag}`,
+    { cause: err },
+  );
 }

@@ -7,7 +7,12 @@
  * @module
  */
 
-import { explainPermission, LitestreamError } from "../../lib/errors.ts";
+import {
+  explainPermission,
+  LitestreamError,
+  messageWithCause,
+  MissingPermissionError,
+} from "../../lib/errors.ts";
 import { ACCOUNT_KEY_ENV } from "./url.ts";
 import type { StoreOperation } from "../counters.ts";
 
@@ -45,7 +50,7 @@ const HINTS: Record<string, string> = {
 };
 
 /** Network failures that mean the endpoint is wrong or unreachable. */
-const NETWORK_HINT = "check endpoint (and that the storage service is reachable)";
+const NETWORK_HINT = "check endpoint, and that the storage service is reachable";
 
 /**
  * Runs `fn`, an SDK call on the blob at `url`; its failure becomes an
@@ -67,10 +72,8 @@ export async function callAbs<T>(
 export function toAbsError(operation: AbsOperation, url: string, err: unknown): LitestreamError {
   if (err instanceof LitestreamError) return err;
   // A missing Deno permission (Deno's node:https reads the root certificates under --allow-sys).
-  const permission = explainPermission(err);
-  if (permission instanceof LitestreamError) {
-    return new LitestreamError(`${url}: ${permission.message}`, { cause: err });
-  }
+  const permission = explainPermission(err, url);
+  if (permission instanceof MissingPermissionError) return permission;
   const e = err as { code?: string; statusCode?: number; details?: { errorCode?: string } };
   const code = e.details?.errorCode ?? (e.code && !/^[A-Z_]+$/.test(e.code) ? e.code : "");
   // Node's error codes (the SDK), or fetch's TypeError (our reads).
@@ -83,7 +86,5 @@ export function toAbsError(operation: AbsOperation, url: string, err: unknown): 
 /** The useful part of an SDK or network error, on one line. */
 export function describeError(err: unknown): string {
   const e = err as { message?: string; statusCode?: number; code?: string };
-  let msg = (e.message ?? String(err)).split("\n")[0].trim();
-  if (!msg) msg = e.statusCode ? `HTTP ${e.statusCode}` : e.code ?? "error";
-  return msg;
+  return messageWithCause(err) || (e.statusCode ? `HTTP ${e.statusCode}` : e.code ?? "error");
 }

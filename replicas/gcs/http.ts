@@ -7,7 +7,12 @@
  * @module
  */
 
-import { LitestreamError } from "../../lib/errors.ts";
+import {
+  explainPermission,
+  LitestreamError,
+  messageWithCause,
+  MissingPermissionError,
+} from "../../lib/errors.ts";
 import { backoff } from "../../lib/os/async.ts";
 import type { TokenSource } from "./auth.ts";
 import type { StoreCounters, StoreOperation } from "../counters.ts";
@@ -131,7 +136,10 @@ export class GcsHttp {
         if (!TRANSIENT.has(res.status)) throw this.#error(req, failure, attempt);
       } catch (err) {
         if (err instanceof LitestreamError) throw err;
-        failure = { status: 0, detail: describeError(err), cause: err };
+        // A missing Deno permission: no retry helps; name the flag.
+        const permission = explainPermission(err, req.object);
+        if (permission instanceof MissingPermissionError) throw permission;
+        failure = { status: 0, detail: messageWithCause(err), cause: err };
       }
       if (attempt >= attempts) throw this.#error(req, failure, attempt);
       await backoff(attempt, this.tuning.backoffMs);
@@ -188,11 +196,4 @@ export async function errorDetail(res: Response): Promise<string> {
     if (typeof msg === "string" && msg) return msg.split("\n")[0];
   } catch { /* not JSON */ }
   return text.replace(/\s+/g, " ").trim().slice(0, 200) || res.statusText || "no detail";
-}
-
-/** The useful part of a network error, on one line. */
-export function describeError(err: unknown): string {
-  const e = err as { message?: string; cause?: { message?: string } };
-  const msg = (e.message ?? String(err)).split("\n")[0];
-  return e.cause?.message && !msg.includes(e.cause.message) ? `${msg}: ${e.cause.message}` : msg;
 }

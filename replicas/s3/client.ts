@@ -186,7 +186,8 @@ export class S3ReplicaClient extends ObjectStoreClient {
    * (s3rver's v2 continuation tokens need DES, which Deno's crypto lacks).
    */
   protected async list(prefix: string, delimited = false): Promise<Listing> {
-    const { client } = await this.#sdk();
+    // Through fetch, as reads: node:https would need --allow-sys for the root certificates.
+    const { reader: client } = await this.#sdk();
     const objects: Listing["objects"] = [];
     const prefixes: string[] = [];
     let marker: string | undefined;

@@ -7,7 +7,12 @@
  * @module
  */
 
-import { LitestreamError } from "../../lib/errors.ts";
+import {
+  explainPermission,
+  LitestreamError,
+  messageWithCause,
+  MissingPermissionError,
+} from "../../lib/errors.ts";
 import type { StoreOperation } from "../counters.ts";
 
 /** Object-store operations, labelled as v0.3.13's `litestream_replica_operation_total`. */
@@ -58,6 +63,8 @@ export async function callS3<T>(
     return await fn();
   } catch (err) {
     if (err instanceof LitestreamError) throw err;
+    const permission = explainPermission(err, url);
+    if (permission instanceof MissingPermissionError) throw permission;
     const e = err as {
       name?: string;
       code?: string;
@@ -70,7 +77,7 @@ export async function callS3<T>(
     const attempts = e.$metadata?.attempts ?? 1;
     const hint = HINTS[code]
       ? ` (${HINTS[code]})`
-      : /CERT|UNABLE_TO_VERIFY/.test(code)
+      : /CERT|UNABLE_TO_VERIFY/.test(code) || /peer certificate/.test(messageWithCause(err))
       ? " (the endpoint's TLS certificate is not trusted; skip-verify: true accepts it)"
       : "";
     const tries = attempts > 1 ? ` (after ${attempts} attempts)` : "";
@@ -83,7 +90,7 @@ export async function callS3<T>(
 /** The useful part of an SDK or network error, on one line. */
 export function describeError(err: unknown): string {
   const e = err as { message?: string; code?: string; $metadata?: { httpStatusCode?: number } };
-  let msg = (e.message ?? String(err)).split("\n")[0];
+  let msg = messageWithCause(err);
   // The SDK's message for a bodiless error response is just its name.
   if (!msg || msg === "UnknownError") msg = `HTTP ${e.$metadata?.httpStatusCode ?? "error"}`;
   return msg;

@@ -16,7 +16,7 @@ import { GetBucketLocationCommand, S3Client, type S3ClientConfig } from "@aws-sd
 import { FetchHttpHandler } from "@smithy/fetch-http-handler";
 import { createHash } from "node:crypto";
 import { Agent as HttpsAgent } from "node:https";
-import { LitestreamError } from "../../lib/errors.ts";
+import { LitestreamError, MissingPermissionError } from "../../lib/errors.ts";
 import { VERSION } from "../../lib/version.ts";
 import { callS3, type S3Operation } from "./errors.ts";
 import type { S3Options } from "./url.ts";
@@ -103,7 +103,8 @@ export async function createSdkClient(
   };
   if (region) return create(region);
   if (endpoint) return create("us-east-1");
-  const probe = newClient(options, tuning, counters, "us-east-1");
+  // Through fetch where it can check the certificate (see newClient): no --allow-sys needed.
+  const probe = newClient(options, tuning, counters, "us-east-1", !options.skipVerify);
   try {
     const out = await callS3(
       "GET",
@@ -111,6 +112,7 @@ export async function createSdkClient(
       location,
       () => probe.send(new GetBucketLocationCommand({ Bucket: bucket })),
     ).catch((err) => {
+      if (err instanceof MissingPermissionError) throw err;
       throw new LitestreamError(`${err.message}; set "region" in the replica config`, {
         cause: err,
       });

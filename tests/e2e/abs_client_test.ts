@@ -203,17 +203,22 @@ Deno.test("abs client on Azurite", async (t) => {
     assert.match(err.message, /ContainerNotFound.*create the container/);
   });
 
-  await t.step("an endpoint where nothing listens says to check the endpoint", async () => {
-    const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-    const port = (l.addr as Deno.NetAddr).port;
-    l.close();
-    const c = azuriteClient(
-      { endpoint: `http://127.0.0.1:${port}/${AZURITE_ACCOUNT}` },
-      container,
-      "x",
-      { maxTries: 1 },
-    );
-    const err = await rejectsWith(() => c.generations(), AbsError, c.location);
-    assert.match(err.message, /check endpoint/);
-  });
+  await t.step(
+    "an endpoint where nothing listens: the reason, and to check the endpoint",
+    async () => {
+      const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+      const port = (l.addr as Deno.NetAddr).port;
+      l.close();
+      const c = azuriteClient(
+        { endpoint: `http://127.0.0.1:${port}/${AZURITE_ACCOUNT}` },
+        container,
+        "x",
+        { maxTries: 1 },
+      );
+      const err = await rejectsWith(() => c.generations(), AbsError, c.location);
+      // fetch says only "fetch failed"; the reason is its cause's.
+      assert.match(err.message, new RegExp(`127\\.0\\.0\\.1:${port}.*Connection refused`));
+      assert.match(err.message, /\(check endpoint, and that the storage service is reachable\)$/);
+    },
+  );
 });

@@ -313,3 +313,23 @@ Deno.test({
     await stopOk(rep);
   },
 });
+
+Deno.test({
+  name: "gcs: without --allow-net, one line naming the flag, at once (no retries)",
+  ...NO_SANITIZERS,
+  fn: async () => {
+    await using dir = await tempDir("gcs-e2e-");
+    const before = srv.requests.length;
+    const r = await runLitestream(["restore", "-o", `${dir.path}/out.db`, urlOf("perm/db")], {
+      env: EMU,
+      permissions: ["--allow-read", "--allow-write", "--allow-env"],
+    });
+    assert.equal(r.code, 1, describeResult(r));
+    assert.equal(
+      r.err,
+      `error: gcs://${srv.bucket}/perm/db/generations/: missing Deno permission: net access to ` +
+        `"${srv.host}"; run again with --allow-net\n`,
+    );
+    assert.equal(srv.requests.length, before, "no request reached the server");
+  },
+});

@@ -8,7 +8,8 @@
  * Cases: replicate while writing, restore from the URL and from the config entry, the real
  * v0.3.13 restores our replica to the same bytes, we restore a replica v0.3.13 wrote to the
  * same bytes as v0.3.13 does, the listing commands; replication through a proxy that drops,
- * stalls and fails requests; request counts while idle; bad buckets, credentials and paths.
+ * stalls and fails requests; request counts while idle; bad buckets, credentials and paths; a
+ * restore over HTTPS with only the permissions the README gives an ad hoc restore.
  *
  * Waiting is always polling with a deadline (never a bare sleep).
  */
@@ -55,6 +56,7 @@ import {
   waitForRestore,
 } from "../support/replicate_process.ts";
 import type { S3ReplicaClient } from "../../replicas/s3/client.ts";
+import { buildReplica } from "../support/replica_builder.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -642,4 +644,86 @@ Deno.test({
         }
       });
     }),
+});
+
+/** A certificate authority and a certificate it signs for 127.0.0.1, made by `openssl`; undefined without it. */
+async function testCertificates(dir: string) {
+  const openssl = (args: string[]) =>
+    new Deno.Command("openssl", { args, cwd: dir, stdout: "null", stderr: "null" }).output()
+      .then((o) => o.success, () => false);
+  await Deno.writeTextFile(
+    `${dir}/leaf.cnf`,
+    "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+  );
+  const made = await openssl(
+    ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=test CA"]
+      .concat(["-keyout", "ca.key", "-out", "ca.pem"]),
+  ) && await openssl(
+    ["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1"]
+      .concat(["-keyout", "leaf.key", "-out", "leaf.csr"]),
+  ) && await openssl(
+    ["x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial"]
+      .concat(["-days", "1", "-extfile", "leaf.cnf", "-out", "leaf.pem"]),
+  );
+  if (!made) return undefined;
+  return {
+    ca: `${dir}/ca.pem`,
+    cert: await Deno.readTextFile(`${dir}/leaf.pem`),
+    key: await Deno.readTextFile(`${dir}/leaf.key`),
+  };
+}
+
+/**
+ * An HTTPS front for `target` on 127.0.0.1, served by Deno itself: s3rver's own TLS mode stalls,
+ * under Deno, the next request on a connection kept alive after an object GET.
+ */
+function httpsFront(target: string, tls: { cert: string; key: string }) {
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, ...tls, onListen() {} }, (req) => {
+    const url = new URL(req.url);
+    const headers = new Headers(req.headers);
+    headers.delete("host");
+    return fetch(`${target}${url.pathname}${url.search}`, { method: req.method, headers });
+  });
+  return {
+    endpoint: `https://127.0.0.1:${server.addr.port}`,
+    [Symbol.asyncDispose]: () => server.shutdown(),
+  };
+}
+
+Deno.test("s3: an ad hoc restore over HTTPS needs only --allow-read --allow-net --allow-env (and write for a file)", async () => {
+  await using dir = await tempDir();
+  const tls = await testCertificates(dir.path);
+  if (!tls) {
+    console.warn("openssl not available: skipped");
+    return;
+  }
+  // Signed for the front's host, checked by s3rver behind it.
+  await using srv = await startS3rver({ allowMismatchedSignatures: true });
+  await using front = httpsFront(srv.endpoint, tls);
+  const built = await buildReplica({
+    dir: `${dir.path}/build`,
+    generations: [{ indexes: [2, 3] }],
+  });
+  const writer = replicaClient(srv, "https");
+  for (const o of built.objects) {
+    const bytes = ReadableStream.from([await Deno.readFile(o.path)]);
+    if (o.kind === "snapshot") await writer.writeSnapshot(o.generation, o.index, bytes);
+    else await writer.writeWalSegment(o, bytes);
+  }
+  const config = `${dir.path}/litestream.yml`;
+  const db = `${dir.path}/app.db`;
+  await Deno.writeTextFile(
+    config,
+    configYaml([{
+      path: db,
+      replicas: [s3ReplicaKeys({ srv, path: "https", endpoint: front.endpoint })],
+    }]),
+  );
+  const out = `${dir.path}/restored.db`;
+  const r = await runLitestream(["restore", "-config", config, "-o", out, db], {
+    permissions: ["--allow-read", "--allow-net", "--allow-env", "--allow-write"],
+    env: { DENO_CERT: tls.ca }, // trusted by fetch as the system's roots are
+  });
+  assert.equal(r.code, 0, describeResult(r));
+  assert.deepEqual(await Deno.readFile(out), built.latest);
 });
