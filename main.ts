@@ -5,7 +5,7 @@
  * @module
  */
 
-import { explainPermission, LitestreamError, UsageError } from "./lib/errors.ts";
+import { explainPermission, FlagError, LitestreamError } from "./lib/errors.ts";
 import { VERSION } from "./lib/version.ts";
 
 /** A command module: its usage text and its entry point. */
@@ -69,7 +69,7 @@ export async function main(args: string[]): Promise<number> {
     return await command.run(rest);
   } catch (caught) {
     const err = explainPermission(caught);
-    if (err instanceof UsageError) {
+    if (err instanceof FlagError) {
       console.error(`error: ${err.message}`);
       console.error(command.usage);
       return 1;

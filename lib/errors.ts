@@ -14,8 +14,15 @@ export class LitestreamError extends Error {
   }
 }
 
-/** Wrong command-line usage: the CLI prints the message and the command's usage. */
+/** Wrong command-line usage (arguments, flags that conflict): one line naming what is wrong. */
 export class UsageError extends LitestreamError {}
+
+/**
+ * A flag that Go's flag package would refuse while parsing (unknown, missing its argument, a value
+ * of the wrong form): printed with the command's usage, as v0.3.13 prints it. Every other usage
+ * error is one line.
+ */
+export class FlagError extends UsageError {}
 
 /** An invalid configuration file or value; the message names the file and the key. */
 export class ConfigError extends LitestreamError {

@@ -7,7 +7,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { UsageError } from "../errors.ts";
+import { FlagError } from "../errors.ts";
 
 /** Declares a command's flags: name → kind. */
 export type FlagSpec = Record<string, "string" | "boolean">;
@@ -20,7 +20,7 @@ export interface ParsedFlags {
 
 /**
  * Parses `args` against `spec`. Unknown flags and missing values throw
- * `UsageError` with Go's wording, naming the flag.
+ * `FlagError` with Go's wording, naming the flag.
  */
 export function parseFlags(args: string[], spec: FlagSpec): ParsedFlags {
   const normalized: string[] = [];
@@ -39,11 +39,11 @@ export function parseFlags(args: string[], spec: FlagSpec): ParsedFlags {
     const eq = body.indexOf("=");
     const name = eq < 0 ? body : body.slice(0, eq);
     const kind = spec[name];
-    if (!kind) throw new UsageError(`flag provided but not defined: -${name}`);
+    if (!kind) throw new FlagError(`flag provided but not defined: -${name}`);
     if (kind === "boolean" && eq >= 0) {
       const v = body.slice(eq + 1).toLowerCase();
       if (!["true", "false", "1", "0", "t", "f"].includes(v)) {
-        throw new UsageError(
+        throw new FlagError(
           `invalid boolean value ${JSON.stringify(body.slice(eq + 1))} for -${name}`,
         );
       }
@@ -52,7 +52,7 @@ export function parseFlags(args: string[], spec: FlagSpec): ParsedFlags {
       continue;
     }
     if (kind === "string" && eq < 0 && i + 1 >= args.length) {
-      throw new UsageError(`flag needs an argument: -${name}`);
+      throw new FlagError(`flag needs an argument: -${name}`);
     }
     // Joined as `--name=value` so that a value starting with "-" (such as `-o -`) stays a value.
     normalized.push(kind === "string" && eq < 0 ? `--${name}=${args[++i]}` : `--${body}`);

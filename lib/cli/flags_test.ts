@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { parseFlags } from "./flags.ts";
-import { UsageError } from "../errors.ts";
+import { FlagError } from "../errors.ts";
 
 const spec = { config: "string", o: "string", "if-db-not-exists": "boolean" } as const;
 
@@ -32,7 +32,7 @@ Deno.test("flags: booleans accept =false", () => {
 Deno.test("flags: unknown flags and missing values name the flag", () => {
   assert.throws(
     () => parseFlags(["-bogus"], spec),
-    (e: Error) => e instanceof UsageError && /-bogus/.test(e.message),
+    (e: Error) => e instanceof FlagError && /-bogus/.test(e.message),
   );
   assert.throws(() => parseFlags(["-config"], spec), /flag needs an argument: -config/);
 });

@@ -192,7 +192,7 @@ Deno.test("restore -f: bad input is refused; an unreachable replica is retried",
       url,
     ]);
     assert.equal(r.code, 1, `${flags.join(" ")}: ${r.err}`);
-    // One line naming the flag (then the usage text, as for every usage error).
+    // One line naming the flag (then the usage text where Go's flag package would refuse it).
     const first = r.err.split("\n")[0];
     assert.ok(first.includes(named), `${flags.join(" ")} names ${named}: ${first}`);
   }

@@ -5,7 +5,13 @@
  * @module
  */
 
-import { CorruptionError, LitestreamError, NotFoundError, UsageError } from "../../errors.ts";
+import {
+  CorruptionError,
+  FlagError,
+  LitestreamError,
+  NotFoundError,
+  UsageError,
+} from "../../errors.ts";
 import { parseFlags } from "../flags.ts";
 import { MAX_INDEX } from "../../names.ts";
 import { findRestorePlan, restoreDatabase, type RestoreProgress } from "../../restore/restore.ts";
@@ -60,7 +66,7 @@ const TIMESTAMP_RE = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\
 export function parseIndexFlag(s: string): number {
   const n = /^[0-9a-fA-F]{1,8}$/.test(s) ? parseInt(s, 16) : NaN;
   if (!(n <= MAX_INDEX)) {
-    throw new UsageError(
+    throw new FlagError(
       `invalid value ${JSON.stringify(s)} for flag -index: invalid hexadecimal format`,
     );
   }
@@ -152,7 +158,7 @@ export async function run(args: string[]): Promise<number> {
   }
   const check = values["integrity-check"] as string | undefined;
   if (check !== undefined && check !== "quick" && check !== "full") {
-    throw new UsageError(
+    throw new FlagError(
       `invalid value ${JSON.stringify(check)} for flag -integrity-check: use quick or full`,
     );
   }

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { LitestreamError, UsageError } from "../../errors.ts";
+import { FlagError, LitestreamError, UsageError } from "../../errors.ts";
 import { libc } from "../../os/libc.ts";
 import { parseDuration } from "../duration.ts";
 import { Logger } from "../../log.ts";
@@ -49,7 +49,7 @@ export async function runFollow(
   }
   const addr = values.addr as string | undefined;
   if (addr !== undefined && !/:\d+$/.test(addr)) {
-    throw new UsageError(`invalid value ${JSON.stringify(addr)} for flag -addr: needs a port`);
+    throw new FlagError(`invalid value ${JSON.stringify(addr)} for flag -addr: needs a port`);
   }
   // Checked before restoring anything: every write to the output goes through libc's locks.
   const lib = libc();

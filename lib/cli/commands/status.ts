@@ -9,7 +9,7 @@
  * @module
  */
 
-import { UsageError } from "../../errors.ts";
+import { FlagError, UsageError } from "../../errors.ts";
 import { parseFlags } from "../flags.ts";
 import { Logger } from "../../log.ts";
 import { parseDuration } from "../duration.ts";
@@ -44,7 +44,7 @@ export async function run(args: string[]): Promise<number> {
   if (positionals.length > 1) throw new UsageError("too many arguments");
   const timeoutMs = values.timeout === undefined ? 10_000 : parseDuration(values.timeout);
   if (timeoutMs === undefined || timeoutMs <= 0) {
-    throw new UsageError(`invalid value ${JSON.stringify(values.timeout)} for flag -timeout`);
+    throw new FlagError(`invalid value ${JSON.stringify(values.timeout)} for flag -timeout`);
   }
   const log = new Logger({ format: "plain" });
   const config = await loadConfigFromFlags(values, log);
