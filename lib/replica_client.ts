@@ -128,7 +128,9 @@ export interface ReplicaClient {
   /**
    * Reads the replica's lease object, or `undefined` when there is none. It lives at the
    * replica root outside `generations/` (`<root>/lease.json`; a file replica keeps
-   * `<root>/lease/<sequence>.json`), where v0.3.13 never looks.
+   * `<root>/lease/<sequence>.json`), where v0.3.13 never looks. A store that refuses access
+   * to it (as to its writes) rejects with `Deno.errors.PermissionDenied`, an error whose `code`
+   * is `AccessDenied`, or one whose `accessDenied` is true: the lease is then turned off.
    */
   readLease(): Promise<LeaseObject | undefined>;
   /**

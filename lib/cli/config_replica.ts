@@ -148,7 +148,10 @@ export function parseReplica(
       throw new ConfigError(v.file, `${key}.host`, "cannot specify url & host for sftp replica");
     }
   }
-  if (type === "sftp") checkSftp(v, key, { url, host, user: o.user, path });
+  if (type === "sftp") {
+    const hostKey = v.string(o["host-key"], `${key}.host-key`);
+    checkSftp(v, key, { url, host, user: o.user, path, hostKey });
+  }
   if (type === "gcs") {
     const bucket = v.string(o.bucket, `${key}.bucket`);
     try {
@@ -223,11 +226,11 @@ function parseAge(v: Validator, raw: unknown, key: string): AgeConfig | undefine
   return { file: v.file, key, identities, recipients };
 }
 
-/** v0.3.13's SFTP checks (host and user required), as errors naming the key. */
+/** v0.3.13's SFTP checks (host and user required) and a well-formed host-key, as errors naming the key. */
 function checkSftp(
   v: Validator,
   key: string,
-  keys: { url?: string; host?: string; user: unknown; path?: string },
+  keys: { url?: string; host?: string; user: unknown; path?: string; hostKey?: string },
 ): void {
   try {
     sftpOptions({ ...keys, user: v.string(keys.user, `${key}.user`) });

@@ -364,7 +364,7 @@ Deno.test("sftp replicas: URL or keys as v0.3.13 reads them; errors name the key
     withDb(
       "replicas:\n  - url: sftp://bob:pw@example.com:2222/backups\n    key-path: /k\n" +
         "  - type: sftp\n    name: b\n    host: example.com\n    user: alice\n" +
-        "    password: x\n    path: db\n    host-key: ssh-ed25519 AAAA",
+        "    password: x\n    path: db\n    host-key: ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJM4FClw9rpVozEb/UBbARkwKMZry5OpI5U4iDwoDH8n",
     ),
   );
   const [u, k] = config.dbs[0].replicas;
@@ -380,7 +380,7 @@ Deno.test("sftp replicas: URL or keys as v0.3.13 reads them; errors name the key
     "alice",
     "x",
     "db",
-    "ssh-ed25519 AAAA",
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJM4FClw9rpVozEb/UBbARkwKMZry5OpI5U4iDwoDH8n",
   ]);
   const r = "dbs[0].replicas[0]";
   rejects(withDb("replicas:\n  - url: sftp://u@h/p\n    path: /x"), `${r}.path`, /url & path/);

@@ -191,8 +191,10 @@ export class Lease {
     try {
       return await fn();
     } catch (err) {
-      const denied = err instanceof Deno.errors.PermissionDenied ||
-        (err as { code?: string }).code === "AccessDenied";
+      // A file system's EACCES, S3's AccessDenied, a backend error marked `accessDenied` (SFTP's).
+      const e = err as { code?: string; accessDenied?: boolean };
+      const denied = err instanceof Deno.errors.PermissionDenied || e.code === "AccessDenied" ||
+        e.accessDenied === true;
       if (!denied) throw err;
       this.#state = "off";
       this.log.warn(

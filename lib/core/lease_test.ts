@@ -428,3 +428,11 @@ Deno.test("lease: a store that denies access to the lease object turns it off, w
   assert.deepEqual(client.faults.calls, calls, "no more lease requests");
   assert.equal(a.lines.filter((l) => /access denied/.test(l.msg)).length, 1);
 });
+
+Deno.test("lease: a backend error marked accessDenied (SFTP's PERMISSION_DENIED) turns it off too", async () => {
+  const { client, time } = setup();
+  const a = replicator(client, time, A);
+  client.faults.fail("readLease", 1, Object.assign(new Error("denied"), { accessDenied: true }));
+  assert.equal(await a.lease.beforeWrite(a.generation), "write");
+  assert.equal(a.lines.filter((l) => /access denied/.test(l.msg)).length, 1);
+});

@@ -10,6 +10,7 @@
 
 import { posix } from "node:path";
 import { LitestreamError } from "../../lib/errors.ts";
+import { parseHostKeySetting } from "./host_key.ts";
 
 /** What an SFTP replica connects to and where its objects live. */
 export interface SftpOptions {
@@ -52,7 +53,9 @@ export function splitHostPort(hostPort: string): { host: string; port: number } 
   const m = /^\[([^\]]*)\](?::(\d*))?$/.exec(hostPort) ?? /^([^:]*):(\d*)$/.exec(hostPort);
   const host = m ? m[1] : hostPort;
   const port = m?.[2] ? Number(m[2]) : 22;
-  if (!Number.isInteger(port) || port < 1 || port > 65535) {
+  // One colon is a port separator (a bare IPv6 address has several): its port must be digits.
+  const badPort = !m && /^[^:[\]]*:[^:]*$/.test(hostPort);
+  if (badPort || !Number.isInteger(port) || port < 1 || port > 65535) {
     throw new SftpConfigError("host", `invalid port in sftp host ${JSON.stringify(hostPort)}`);
   }
   return { host, port };
@@ -95,6 +98,13 @@ export function sftpOptions(cfg: SftpReplicaConfig): SftpOptions {
   }
   if (!host) throw new SftpConfigError("host", "host required for sftp replica");
   if (!user) throw new SftpConfigError("user", "user required for sftp replica");
+  if (cfg.hostKey) {
+    try {
+      parseHostKeySetting(cfg.hostKey);
+    } catch (err) {
+      throw new SftpConfigError("host-key", (err as Error).message);
+    }
+  }
   return {
     ...splitHostPort(host),
     user,

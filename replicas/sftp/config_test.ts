@@ -3,6 +3,9 @@
 import assert from "node:assert/strict";
 import { cleanPath, SftpConfigError, sftpLocation, sftpOptions, splitHostPort } from "./config.ts";
 
+/** A well-formed host key line (any ed25519 key). */
+const KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJM4FClw9rpVozEb/UBbARkwKMZry5OpI5U4iDwoDH8n";
+
 Deno.test("sftp URL: user, password, host, port and path, percent-decoded", () => {
   const o = sftpOptions({ url: "sftp://bob:p%40ss%3Aw@example.com:2222/backups/app%20db" });
   assert.deepEqual(o, {
@@ -29,13 +32,13 @@ Deno.test("sftp keys win over the URL's user and password; key-path and host-key
     user: "alice",
     password: "y",
     keyPath: "/k",
-    hostKey: "ssh-ed25519 AAAA",
+    hostKey: KEY,
   });
   assert.deepEqual([o.user, o.password, o.keyPath, o.hostKey], [
     "alice",
     "y",
     "/k",
-    "ssh-ed25519 AAAA",
+    KEY,
   ]);
 });
 
@@ -45,7 +48,7 @@ Deno.test("sftp keys only: relative path stays relative (login directory), clean
   assert.equal(sftpLocation(o), "sftp://u@10.0.0.1:2022/~/backups/db");
 });
 
-Deno.test("sftp host and user are required, naming the key", () => {
+Deno.test("sftp host, user and host-key: missing or malformed ones are errors naming the key", () => {
   for (
     const [cfg, key, msg] of [
       [{ user: "u" }, "host", "host required for sftp replica"],
@@ -53,6 +56,8 @@ Deno.test("sftp host and user are required, naming the key", () => {
       [{ url: "sftp://h/p" }, "user", "user required for sftp replica"],
       [{ url: "sftp://%zz@h/p" }, "url", "invalid escape"],
       [{ host: "h:99999", user: "u" }, "host", "invalid port"],
+      [{ host: "127.0.0.1:notaport", user: "u" }, "host", "invalid port"],
+      [{ host: "h", user: "u", hostKey: "SHA256:abc" }, "host-key", "invalid host-key"],
     ] as const
   ) {
     assert.throws(

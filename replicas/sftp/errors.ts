@@ -24,6 +24,11 @@ export class SftpError extends LitestreamError {
   ) {
     super(`${url}: ${operation} failed: ${detail}`, options);
   }
+
+  /** Whether the server refused access (SFTP's PERMISSION_DENIED), not the operation failing. */
+  get accessDenied(): boolean {
+    return statusCode(this.cause) === SFTP_STATUS.PERMISSION_DENIED;
+  }
 }
 
 /** The SFTP status code of an ssh2 request error, if it is one. */

@@ -63,9 +63,12 @@ export function parsePublicKey(text: string): PublicKey | undefined {
   return blobType(blob) === type ? { type, blob } : undefined;
 }
 
-/** Parses the `host-key` setting; throws naming it when it is not a public key line. */
+/**
+ * Parses the `host-key` setting: a public key line, or a line of `ssh-keyscan` output (the host
+ * first); throws naming the setting when it is neither.
+ */
 export function parseHostKeySetting(text: string): PublicKey {
-  const key = parsePublicKey(text);
+  const key = parsePublicKey(text) ?? parsePublicKey(text.trim().split(/\s+/).slice(1).join(" "));
   if (!key) {
     throw new LitestreamError(
       `invalid host-key ${JSON.stringify(text.slice(0, 40))}: expected a public key line ` +

@@ -36,6 +36,13 @@ Deno.test("public key lines: type checked against the blob, fingerprint as ssh-k
   assert.throws(() => parseHostKeySetting("SHA256:abc"), /invalid host-key/);
 });
 
+Deno.test("host-key: the server's .pub line, or a line of ssh-keyscan output", () => {
+  assert.deepEqual(parseHostKeySetting(`${KEY_B} root@vm`), b);
+  assert.deepEqual(parseHostKeySetting(`[127.0.0.1]:2222 ${KEY_B}`), b);
+  assert.deepEqual(parseHostKeySetting(`backup.example.com ${KEY_B}\n`), b);
+  assert.throws(() => parseHostKeySetting(`garbage ${KEY_B.split(" ")[1]}`), /invalid host-key/);
+});
+
 Deno.test("known_hosts names: host on port 22, [host]:port otherwise", () => {
   assert.equal(knownHostsName("Example.COM", 22), "example.com");
   assert.equal(knownHostsName("127.0.0.1", 2222), "[127.0.0.1]:2222");

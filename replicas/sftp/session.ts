@@ -14,7 +14,7 @@ import { oneShotCiphersFinalised } from "./one_shot_chacha20.ts";
 // @deno-types="./ssh2.d.ts"
 import { Client, type ConnectConfig, type SFTPWrapper } from "ssh2";
 import { Buffer } from "node:buffer";
-import { LitestreamError } from "../../lib/errors.ts";
+import { explainPermission, LitestreamError, MissingPermissionError } from "../../lib/errors.ts";
 import { backoff } from "../../lib/os/async.ts";
 import type { Logger } from "../../lib/log.ts";
 import { hostPortText, type SftpOptions } from "./config.ts";
@@ -292,8 +292,10 @@ export class SftpSession {
     hostPort: string,
     verdict: HostKeyVerdict | undefined,
     presented: Uint8Array | undefined,
-  ): SftpError {
+  ): LitestreamError {
     const o = this.options;
+    const permission = explainPermission(err, this.location);
+    if (permission instanceof MissingPermissionError) return permission;
     if (presented && verdict && verdict.kind !== "trusted" && verdict.kind !== "unknown") {
       const got = `${blobType(presented)} ${fingerprint(presented)}`;
       const detail = verdict.kind === "revoked"
@@ -302,8 +304,12 @@ export class SftpSession {
         : `host key verification failed: ${hostPort} presented ${got}, but ` +
           `${verdict.sources.join(", ")} expects ` +
           `${verdict.expected.map((k) => `${k.type} ${fingerprint(k.blob)}`).join(" or ")}` +
-          ` (if the server's key changed on purpose, update ${
-            o.hostKey ? "host-key" : "known_hosts"
+          ` (if the server's key changed on purpose, ${
+            o.hostKey
+              ? "update host-key"
+              : this.#firstSeen
+              ? "restart to accept the new key, or set host-key to it"
+              : "update known_hosts"
           })`;
       return new SftpError("connect", this.location, detail);
     }
