@@ -1,7 +1,7 @@
 /**
  * `replicate -exec CMD`: the application runs as a child; litestream stops
  * with it (after a final sync) and exits with its status, and forwards
- * SIGTERM to it.
+ * SIGTERM to it; a second SIGTERM ends a shutdown still waiting.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -53,4 +53,29 @@ Deno.test("-exec: SIGTERM is forwarded to the child; litestream exits with the c
     "the child's TERM trap to run",
     () => Deno.stat(marker).then(() => true, () => false),
   );
+});
+
+Deno.test("a second SIGTERM ends a shutdown that is still waiting (here on a child ignoring the first)", async () => {
+  await using dir = await tempDir();
+  const db = join(dir.path, "app.db");
+  const marker = join(dir.path, "child-got-term");
+  await sqlite(db, "PRAGMA journal_mode=wal; CREATE TABLE t(id INTEGER PRIMARY KEY);");
+  // The child notes the forwarded SIGTERM and goes on until its parent is gone.
+  const child = `sh -c 'trap "touch ${marker}" TERM; while kill -0 $PPID; do sleep 0.05; done'`;
+  await using proc = startReplicate(["-exec", child, db, `file://${join(dir.path, "replica")}`], {
+    logPath: join(dir.path, "log.txt"),
+  });
+  await proc.waitForLog(/snapshot written/);
+  const pid = await proc.programPid();
+  Deno.kill(pid, "SIGTERM");
+  await waitFor(
+    "the child to get the first SIGTERM",
+    () => Deno.stat(marker).then(() => true, () => false),
+  );
+  assert.equal(proc.exited, false, "still waiting for the child");
+  Deno.kill(pid, "SIGTERM");
+  await waitFor("replicate to exit after the second SIGTERM", () => proc.exited, 10_000);
+  const status = await proc.status;
+  assert.equal(status.code, 1, await proc.log());
+  assert.match(await proc.log(), /second signal received, exiting without finishing the shutdown/);
 });

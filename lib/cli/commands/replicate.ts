@@ -161,8 +161,20 @@ export async function run(args: string[]): Promise<number> {
     })
     : undefined;
 
+  let signals = 0;
   const stopping = new Promise<string>((resolve) => {
-    for (const sig of signalsToHandle()) Deno.addSignalListener(sig, () => resolve(sig));
+    for (const sig of signalsToHandle()) {
+      Deno.addSignalListener(sig, () => {
+        if (++signals === 1) return resolve(sig);
+        // The shutdown waits for the final sync, which an unanswering store can hold for
+        // minutes: a second signal ends it. Objects are only ever renamed into place, so a
+        // cut upload leaves nothing under a final name (as after SIGKILL).
+        log.warn("second signal received, exiting without finishing the shutdown", {
+          signal: sig,
+        });
+        Deno.exit(1);
+      });
+    }
   });
   let code = 0;
   if (exec) {
