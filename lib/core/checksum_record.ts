@@ -8,7 +8,8 @@
  * @module
  */
 
-import { CorruptionError } from "../errors.ts";
+import { CorruptionError, DecryptionError } from "../errors.ts";
+import { AGE_WITHOUT_IDENTITIES, startsAsAge } from "../lz4/parse.ts";
 import { hex8, isGeneration, type Pos } from "../names.ts";
 
 /** The directory of records inside a generation. */
@@ -43,6 +44,8 @@ export function decodeRecord(bytes: Uint8Array, name: string, object: string): C
   try {
     r = JSON.parse(new TextDecoder().decode(bytes));
   } catch {
+    // An encrypted replica read without its identities (validate REPLICA_URL).
+    if (startsAsAge(bytes)) throw new DecryptionError(object, AGE_WITHOUT_IDENTITIES, true);
     throw new CorruptionError(object, "checksum record is not JSON");
   }
   const valid = r && typeof r.generation === "string" && isGeneration(r.generation) &&

@@ -74,6 +74,17 @@ export function slideWindow(window: Uint8Array, out: Uint8Array): Uint8Array {
 /** "age" and the dash of `age-encryption.org/v1`, read as a little-endian frame magic. */
 const AGE_MAGIC = 0x2d656761;
 
+/** Why an age-encrypted object cannot be read where no identities were configured. */
+export const AGE_WITHOUT_IDENTITIES =
+  "age-encrypted, and no age identities were given to decrypt it (name the database and " +
+  "-config, whose replica entry has the age block)";
+
+/** Whether `bytes` start as an age file does (`age-encryption.org/v1`). */
+export function startsAsAge(bytes: Uint8Array): boolean {
+  return bytes.length >= 4 &&
+    new DataView(bytes.buffer, bytes.byteOffset, 4).getUint32(0, true) === AGE_MAGIC;
+}
+
 /**
  * Parses a sequence of LZ4 and skippable frames, emitting decoded bytes as they come: `emit`
  * receives a view of an array from `target`, valid until the parser decodes its next block.
@@ -97,7 +108,7 @@ export function* parseFrames(
         !first
           ? "unexpected data after the LZ4 frame"
           : magic >>> 0 === AGE_MAGIC
-          ? "age-encrypted, and no age identities were given to decrypt it"
+          ? AGE_WITHOUT_IDENTITIES
           : "not an LZ4 frame (bad magic number)",
       );
     }

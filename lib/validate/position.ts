@@ -144,7 +144,7 @@ export interface GenerationReport {
   segments: number;
   /** Checksum of the latest state, restored from the newest snapshot. */
   latest?: string;
-  /** Checksum records compared (0: the replica has none, e.g. written by v0.3.13). */
+  /** Checksum records checked (0: the replica has none, e.g. written by v0.3.13). */
   records: number;
   ok: boolean;
   errors: string[];
@@ -177,7 +177,9 @@ export async function validateReplicaObjects(
       try {
         return await fn();
       } catch (err) {
-        report.errors.push(err instanceof Error ? err.message : String(err));
+        // Both replays meet the same bad object: name it once.
+        const message = err instanceof Error ? err.message : String(err);
+        if (!report.errors.includes(message)) report.errors.push(message);
         return undefined;
       }
     };
@@ -219,6 +221,7 @@ export async function validateReplicaObjects(
       );
     }
     for (const info of await client.records(g.generation)) {
+      report.records++;
       await attempt(async () => {
         const object = client.describeRecord(g.generation, info.name);
         const record = decodeRecord(
@@ -229,7 +232,6 @@ export async function validateReplicaObjects(
         // Snapshots uploaded after the record could hold pages from beyond its position.
         const before = g.snapshots.filter((s) => s.createdAt <= info.createdAt);
         const sum = await replicaChecksumAt(client, record, before);
-        report.records++;
         if (sum !== record.sha256) {
           throw new CorruptionError(
             object,

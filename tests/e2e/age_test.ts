@@ -263,6 +263,23 @@ Deno.test("age: our replica is encrypted, restores with ours and v0.3.13 alike, 
     assert.match(r.err, /age-encrypted, and no age identities were given/);
     assert.deepEqual(await Array.fromAsync(Deno.readDir(outDir)), []);
   });
+
+  await t.step(
+    "validate of a replica URL: each object named once, records counted as encrypted",
+    async () => {
+      const r = await runLitestream(["validate", "-json", `file://${replicaPath}`]);
+      assert.equal(r.code, 1, describeResult(r));
+      const rows = JSON.parse(r.out) as { records: number | string; status: string }[];
+      assert.ok(rows.length >= 1, r.out);
+      for (const row of rows) {
+        const named = row.status.match(/[^ ;]+\.(lz4|json): age-encrypted/g) ?? [];
+        assert.ok(named.length >= 1, row.status);
+        assert.equal(new Set(named).size, named.length, `each object once: ${row.status}`);
+        assert.doesNotMatch(row.status, /not JSON/);
+      }
+      assert.ok(rows.some((row) => typeof row.records === "number" && row.records >= 1), r.out);
+    },
+  );
 });
 
 Deno.test("age: a replica v0.3.13 wrote with age restores here to v0.3.13's bytes", async () => {
