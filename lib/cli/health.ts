@@ -116,7 +116,7 @@ function replicaHealth(db: DB, r: Replica, maxLagIntervals: number, now: number)
     problem = `${formatDuration(lagMs)} behind (limit ${formatDuration(limit)})`;
     if (a.failingSince !== undefined) problem += `: ${a.lastError?.message}`;
   }
-  const pos = r.pos();
+  const pos = r.lastKnownPos();
   return {
     name: r.name,
     type: r.client.type,
@@ -133,7 +133,7 @@ function replicaHealth(db: DB, r: Replica, maxLagIntervals: number, now: number)
 /** Shadow WAL bytes between the replica's position and the database's. */
 function lagBytes(db: DB, r: Replica): number | null {
   const d = db.pos();
-  const p = r.pos();
+  const p = r.lastKnownPos();
   if (!d) return 0;
   if (!p || p.generation !== d.generation) return null;
   if (p.index > d.index || (p.index === d.index && p.offset >= d.offset)) return 0;

@@ -69,6 +69,8 @@ export class Replica implements PositionHolder {
   /** Last sync, last error and lag, for health and `status`. */
   readonly activity = new SyncActivity();
   #pos: Pos | undefined;
+  /** The position forgotten at the last failed sync (it is re-read), for displays meanwhile. */
+  #forgotten: Pos | undefined;
   /** The last segment this process wrote successfully, and where it ends. */
   #lastWritten: { pos: Pos; end: Pos } | undefined;
   readonly #mutex = new Mutex();
@@ -100,6 +102,14 @@ export class Replica implements PositionHolder {
   }
 
   /**
+   * The position, or while the store fails (the position is then re-read at the next sync)
+   * the last one the replica acknowledged: what `status` and `/healthz` show.
+   */
+  lastKnownPos(): Pos | undefined {
+    return this.#pos ?? this.#forgotten;
+  }
+
+  /**
    * Uploads everything the shadow WAL holds beyond the replica's position; with `"shippable"`
    * (the upload loop), short of a new index the database holds back (`DB.shippable`).
    */
@@ -110,6 +120,7 @@ export class Replica implements PositionHolder {
         await this.#sync(upTo);
       } catch (err) {
         // Forget what the replica holds: the next sync re-reads it (and snapshots if it is gone).
+        this.#forgotten = this.#pos ?? this.#forgotten;
         this.#pos = undefined;
         this.activity.failed(err);
         throw err;

@@ -197,6 +197,23 @@ Deno.test("replica loop: a failed WAL segment upload is retried and every frame 
   await h.restoresExactly();
 });
 
+Deno.test("replica loop: after a failed sync the position is re-read, and the last one acknowledged stays known for status", async () => {
+  await using h = await start();
+  await h.write(10);
+  await h.replicate();
+  await h.caughtUp();
+  const held = h.replica.pos();
+  h.client.faults.fail("writeWalSegment");
+  const reread = h.client.faults.stall("snapshots"); // the retry's first look at the replica
+  await h.write(20);
+  await reread.reached;
+  assert.equal(h.replica.pos(), undefined, "forgotten after the failure, being re-read");
+  assert.deepEqual(h.replica.lastKnownPos(), held);
+  reread.release();
+  await h.caughtUp();
+  assert.deepEqual(h.replica.lastKnownPos(), h.replica.pos());
+});
+
 Deno.test("replica loop: a failed snapshot upload is retried", async () => {
   await using h = await start();
   await h.write(10);

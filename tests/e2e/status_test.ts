@@ -108,7 +108,9 @@ Deno.test("status and /healthz", async (t) => {
       const r = status.dbs[0].replicas[0];
       assert.equal(r.healthy, false);
       assert.match(r.problem ?? "", /behind/);
-      assert.ok(r.lagBytes === null || r.lagBytes > 0);
+      // The last position the store acknowledged, and the bytes committed since.
+      assert.ok(r.position, JSON.stringify(r));
+      assert.ok(r.lagBytes !== null && r.lagBytes > 0, JSON.stringify(r));
       assert.match(r.storeError ?? "", /no answer within 2s/);
 
       proxy.setRules();
