@@ -9,7 +9,6 @@
  * @module
  */
 
-import type { Logger } from "../log.ts";
 import { formatPos } from "../names.ts";
 import type { DbConfig } from "./config.ts";
 import type { Managed } from "./server.ts";
@@ -33,7 +32,6 @@ export function onceSettings(db: DbConfig): DbConfig {
 export async function replicateOnce(
   managed: Managed[],
   options: { forceSnapshot: boolean },
-  log: Logger,
 ): Promise<string[]> {
   const failures: string[] = [];
   const message = (err: unknown) => err instanceof Error ? err.message : String(err);
@@ -67,6 +65,5 @@ export async function replicateOnce(
       db.close().catch((err) => db.log.error("close failed", { error: err }))
     ),
   );
-  for (const f of failures) log.error("replicate -once failed", { error: f });
   return failures;
 }

@@ -109,7 +109,9 @@ Deno.test("replicate -once", async (t) => {
     await createWriterTable(db2);
     const r = await runLitestream(["replicate", "-config", config2, "-once"]);
     assert.equal(r.code, 1, describeResult(r));
-    assert.match(r.err, /two\.db: replica offsite \(s3:\/\/b\/two\):/);
+    // Named once, in the error line (a failure is logged separately only among several).
+    assert.match(r.err, /^error: replicate -once: .*two\.db: replica offsite \(s3:\/\/b\/two\):/m);
+    assert.equal(r.err.match(/replica offsite/g)?.length, 1, r.err);
     assert.doesNotMatch(r.err, /replica file/);
     assert.equal((await listReplicaObjects(good)).filter((o) => o.kind === "snapshot").length, 1);
   });
