@@ -33,6 +33,9 @@ import {
 import { describe, isConnectionError, SftpError } from "./errors.ts";
 import { markClosed } from "./transfer.ts";
 
+/** Unverified host keys already warned about (`host:port fingerprint`). */
+const unverifiedWarned = new Set<string>();
+
 /** Attempts of an operation whose connection breaks, before its error is returned. */
 const ATTEMPTS = 3;
 
@@ -252,15 +255,20 @@ export class SftpSession {
     this.log.debug("sftp connected", { host: hostPort, cipher });
     if (verdict?.kind === "unknown" && presented && !this.#firstSeen) {
       this.#firstSeen = { type: blobType(presented) ?? "unknown", blob: presented };
-      this.log.warn(
-        "sftp host key not verified: no host-key setting and no known_hosts entry for the host; " +
-          "set host-key to the value below to pin it",
-        {
-          host: hostPort,
-          fingerprint: fingerprint(presented),
-          "host-key": keyLine(this.#firstSeen),
-        },
-      );
+      // Once per process for a host and key, however many replicas (a dir entry) it serves.
+      const warning = `${hostPort} ${fingerprint(presented)}`;
+      if (!unverifiedWarned.has(warning)) {
+        unverifiedWarned.add(warning);
+        this.log.warn(
+          "sftp host key not verified: no host-key setting and no known_hosts entry for the host; " +
+            "set host-key to the value below to pin it",
+          {
+            host: hostPort,
+            fingerprint: fingerprint(presented),
+            "host-key": keyLine(this.#firstSeen),
+          },
+        );
+      }
     }
     return conn;
   }

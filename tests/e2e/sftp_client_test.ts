@@ -128,7 +128,7 @@ Deno.test({
       );
 
       await t.step(
-        "an unknown host key is accepted once, with a warning giving its fingerprint",
+        "an unknown host key is accepted once, with one warning per process giving its fingerprint",
         async () => {
           const { log, lines } = capture();
           const c = client({ hostKey: undefined }, log);
@@ -136,6 +136,10 @@ Deno.test({
           await c.close();
           await c.generations(); // A second connection: no second warning.
           assert.equal(c.session.connects, 2);
+          // Nor from another replica on that host (the many databases of a dir entry).
+          const other = client({ hostKey: undefined }, log);
+          await other.generations();
+          await other.close();
           const warnings = lines.filter((l) => l.includes("host key not verified"));
           assert.equal(warnings.length, 1, lines.join("\n"));
           assert.ok(warnings[0].includes(sshd.hostFingerprint), warnings[0]);
