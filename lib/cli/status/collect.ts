@@ -245,15 +245,21 @@ async function fileFigures(
   const lastUpload = Math.max(
     ...[...g.snapshots, ...g.segments].map((o) => o.createdAt.getTime()),
   );
-  let lagBytes: number | null = local.pending === null ? null : local.pending;
-  if (lagBytes !== null) lagBytes += bytesBetween(remote, shadow, local.shadowSizes) ?? NaN;
-  if (Number.isNaN(lagBytes)) lagBytes = null;
+  const unshipped = bytesBetween(remote, shadow, local.shadowSizes);
+  const lagBytes = local.pending === null || unshipped === null ? null : local.pending + unshipped;
   const behind = lagBytes !== 0;
   const lagMs = behind ? Math.max(0, now - lastUpload) : 0;
+  // A replica holding all the shadow WAL has, beside a WAL that restarted since (checkpointed by
+  // the last connection to close, say), may or may not lack something: not "behind".
+  const what = lagBytes !== null
+    ? `${lagBytes} bytes behind`
+    : unshipped === 0
+    ? "WAL restarted since replicate ran"
+    : "behind";
   const problem = behind && lagMs > limitMs
-    ? `${lagBytes === null ? "behind" : `${lagBytes} bytes behind`}; last upload ${
-      formatDuration(Math.floor(lagMs / 1000) * 1000)
-    } ago (limit ${formatDuration(limitMs)})`
+    ? `${what}; last upload ${formatDuration(Math.floor(lagMs / 1000) * 1000)} ago (limit ${
+      formatDuration(limitMs)
+    })`
     : undefined;
   return {
     position: remote ? formatPos(remote) : null,

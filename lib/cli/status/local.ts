@@ -61,8 +61,7 @@ export async function localFacts(path: string, metaPath?: string): Promise<Local
       shadow,
       shadowSizes,
       pending: null,
-      note:
-        "the WAL no longer continues the shadow WAL: the next replicate starts a new generation",
+      note: "WAL restarted since: the next replicate starts a new generation",
     };
   }
   return { exists, shadow, shadowSizes, pending: Math.max(0, wal.committedEnd - shadow.offset) };
