@@ -421,6 +421,12 @@ export class Replica implements PositionHolder {
         if (failures > 0 || this.stats.segments + this.stats.snapshots > uploads) {
           this.health.succeeded();
         }
+        if (failures > 0) {
+          this.log.info("replica sync recovered", {
+            failures,
+            position: formatPos(this.#pos),
+          });
+        }
         failures = 0;
       } catch (err) {
         this.stats.syncErrors++;

@@ -6,9 +6,9 @@
  * - an S3 replica behind the fault proxy, which drops every request (the connection closes
  *   unanswered, as a refused or reset connection looks to the client).
  *
- * Asserted: the replica catches up once the store works (a restore holds every row) within a
- * generous deadline (sync interval + 5 s is the goal; the deadline adds slack for a loaded
- * machine), and the outage cost only a few attempts a minute (failed syncs in the log; for S3
+ * Asserted: the replica catches up once the store works (a restore holds every row, the log says
+ * it recovered) within a generous deadline (sync interval + 5 s is the goal; the deadline adds
+ * slack for a loaded machine), and the outage cost only a few attempts a minute (failed syncs in the log; for S3
  * also the requests the proxy saw, which include the AWS SDK's own retries).
  *
  * @module
@@ -94,6 +94,8 @@ async function outage(
   ).catch(async (err) => {
     throw new Error(`${err.message}\n--- log ---\n${await rep.log()}`);
   });
+  // An operator reading the log sees the outage end, not only its failures.
+  await rep.waitForLog(/msg="replica sync recovered".* failures=\d+/, { timeoutMs: 10_000 });
   return { failedSyncs, catchUpMs: ms, rows: lastId, rep };
 }
 
