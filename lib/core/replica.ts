@@ -209,10 +209,11 @@ export class Replica implements PositionHolder {
     try {
       remote = await this.#remotePos(generation);
     } catch (err) {
-      if (!(err instanceof DecryptionError && err.identitiesMissing)) throw err;
-      // An encrypting replica without identities cannot read where its WAL ends: start afresh.
+      if (!(err instanceof DecryptionError)) throw err;
+      // An encrypting replica without identities, or whose identities are not those of its
+      // recipients, cannot read where its WAL ends: start afresh rather than stop backing up.
       await this.db.restartGeneration(
-        `replica ${this.name} cannot read its last WAL segment without age identities (${err.message})`,
+        `replica ${this.name} cannot read its last WAL segment with its age identities (${err.message})`,
       );
       return false;
     }
@@ -239,7 +240,7 @@ export class Replica implements PositionHolder {
       // Without age identities, the segment this process wrote last still tells where it ends.
       const mine = this.#lastWritten;
       if (
-        err instanceof DecryptionError && err.identitiesMissing && mine &&
+        err instanceof DecryptionError && mine &&
         mine.pos.generation === generation && comparePos(mine.pos, last) === 0
       ) {
         return mine.end;

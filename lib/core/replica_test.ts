@@ -248,10 +248,16 @@ Deno.test("replica loop: a truncated read of the replica's end on restart is ret
   await h.restoresExactly();
 });
 
-Deno.test("replica loop: age recipients without identities survive a failed upload", async () => {
+/**
+ * A replica encrypting to `recipients` with `identities` that cannot read what it writes (none,
+ * or another key's) keeps its generation through a failed upload, and after a restart begins a
+ * new one rather than fail at every sync.
+ */
+async function ageUnreadableToItself(wrongIdentities: boolean) {
   const identity = await generateIdentity();
   const recipients = [await identityToRecipient(identity)];
-  await using h = await start((c) => new AgeReplicaClient(c, { identities: [], recipients }));
+  const identities = wrongIdentities ? [await generateIdentity()] : [];
+  await using h = await start((c) => new AgeReplicaClient(c, { identities, recipients }));
   await h.write(10);
   await h.replicate();
   await h.caughtUp();
@@ -272,7 +278,13 @@ Deno.test("replica loop: age recipients without identities survive a failed uplo
   await waitFor("a new generation", () => h.db.generation !== generation);
   await h.caughtUp();
   await h.restoresExactly(new AgeReplicaClient(h.client, { identities: [identity], recipients }));
-});
+}
+
+Deno.test("replica loop: age recipients without identities survive a failed upload and a restart", () =>
+  ageUnreadableToItself(false));
+
+Deno.test("replica loop: age identities that are not the recipients' survive a failed upload and a restart", () =>
+  ageUnreadableToItself(true));
 
 Deno.test("replica loop: while another replicator holds the lease it writes nothing and keeps no shadow WAL; after a release it catches up", async () => {
   await using h = await start(undefined, 5); // a checkpoint at every write: WAL indexes advance
