@@ -181,31 +181,40 @@ export class Server {
     this.#running.set(m, { abort, done });
   }
 
-  /** Stops the loops, runs a final sync of each database and replica, and closes the databases. */
-  async stop(): Promise<void> {
+  /**
+   * Stops the loops, runs a final sync of each database and replica, and closes the databases.
+   * Resolves false when a final sync failed (it is logged): something committed may be unshipped.
+   */
+  async stop(): Promise<boolean> {
     clearTimeout(this.#trimTimer);
     this.#abort.abort();
     await Promise.all([...this.#running.values()].map((r) => r.done));
-    await Promise.all(this.managed.map((m) => this.#finish(m, true)));
+    return (await Promise.all(this.managed.map((m) => this.#finish(m, true)))).every(Boolean);
   }
 
-  /** A final sync (of the database too when `syncDb`) and its replicas, then close. */
-  async #finish({ db, replicas }: Managed, syncDb: boolean): Promise<void> {
+  /** A final sync (of the database too when `syncDb`) and its replicas, then close; false if a sync failed. */
+  async #finish({ db, replicas }: Managed, syncDb: boolean): Promise<boolean> {
     // Standing by (see `standBy`): nothing to ship, and no reason to open the database again.
-    if (!db.open && replicas.length > 0 && replicas.every((r) => r.refused())) return;
+    if (!db.open && replicas.length > 0 && replicas.every((r) => r.refused())) return true;
+    let ok = true;
     try {
       if (syncDb) await db.sync();
       await Promise.all(
         replicas.map(async (r) => {
-          await r.sync().catch((err) => r.log.error("final replica sync failed", { error: err }));
+          await r.sync().catch((err) => {
+            ok = false;
+            r.log.error("final replica sync failed", { error: err });
+          });
           await r.release().catch((err) => r.log.warn("lease not released", { error: err }));
         }),
       );
     } catch (err) {
+      ok = false;
       db.log.error("final sync failed", { error: err });
     } finally {
       await db.close().catch((err) => db.log.error("close failed", { error: err }));
     }
+    return ok;
   }
 
   /**

@@ -730,3 +730,25 @@ Deno.test("replicate: once idle the monitor waits on file-system events; every l
   assert.equal(problems(log), "", "no warnings (no missed change) and no errors");
   assert.deepEqual(newGenerations(log).map((g) => g.reason), ["no generation exists"], log);
 });
+
+Deno.test("a final sync that fails is logged and makes the exit status 1", async () => {
+  await using dir = await tempDir();
+  const db = `${dir.path}/app.db`;
+  const replica = `${dir.path}/replica`;
+  await createWriterTable(db);
+  const cfg = `${dir.path}/litestream.yml`;
+  await Deno.writeTextFile(cfg, configYaml([{ path: db, replicas: [{ path: replica }] }]));
+  await using rep = startReplicate(["-config", cfg], { logPath: `${dir.path}/replicate.log` });
+  await rep.waitForLog(/snapshot written/);
+  // The replica's directory becomes a file: every write fails, root or not.
+  await Deno.remove(replica, { recursive: true });
+  await Deno.writeTextFile(replica, "not a directory");
+  const mark = await rep.mark();
+  await sqlite(db, "INSERT INTO t (v) VALUES (randomblob(100));");
+  await rep.waitForLog(/replica sync failed/, { after: mark });
+  const { status } = await rep.stop();
+  assert.equal(status.code, 1, await rep.log());
+  const log = await rep.log();
+  assert.match(log, /final replica sync failed/);
+  assert.match(log, /a final sync failed \(logged above\)/);
+});

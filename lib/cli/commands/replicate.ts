@@ -196,9 +196,17 @@ export async function run(args: string[]): Promise<number> {
     log.info("signal received, litestream shutting down", { signal: sig });
   }
   await dirs?.stop();
-  await server.stop();
+  const shipped = await server.stop();
   metricsStop.abort();
   await heartbeat;
+  if (!shipped) {
+    log.error(
+      "litestream shut down; a final sync failed (logged above): what was committed " +
+        "since the last upload may not be in that replica",
+    );
+    // The child's failure status wins; otherwise the shutdown's failure is the exit status.
+    return code === 0 ? 1 : code;
+  }
   log.info("litestream shut down");
   return code;
 }
