@@ -331,13 +331,14 @@ export class SftpSession {
         ...(o.keyPath ? [`the key in key-path ${o.keyPath}`] : []),
         ...(o.password ? ["the password"] : []),
       ];
-      const tried = methods.length
-        ? `with ${methods.join(" and ")}`
-        : "(no password or key-path set)";
+      const detail = methods.length
+        ? `with ${methods.join(" and ")}: check user, password and key-path`
+        : "(no password or key-path set): set one (a replica URL can carry only a password; " +
+          "key-path needs a config entry)";
       return new SftpError(
         "login",
         this.location,
-        `${hostPort} refused user "${o.user}" ${tried}: check user, password and key-path`,
+        `${hostPort} refused user "${o.user}" ${detail}`,
         false,
         { cause: err },
       );
