@@ -9,7 +9,7 @@
 
 import { Mutex, Semaphore, sleep } from "../os/async.ts";
 import type { DB, PositionHolder } from "./db.ts";
-import { DecryptionError, LitestreamError } from "../errors.ts";
+import { CorruptionError, DecryptionError, LitestreamError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { chunksOf, copied, lendingStream } from "../os/fs.ts";
 import { encodeFrameViews, lz4FrameDecoder } from "../lz4/mod.ts";
@@ -71,6 +71,8 @@ export class Replica implements PositionHolder {
   #pos: Pos | undefined;
   /** The position forgotten at the last failed sync (it is re-read), for displays meanwhile. */
   #forgotten: Pos | undefined;
+  /** The replica's last segment, found damaged at consecutive resumes, and how many times. */
+  #damagedEnd: { message: string; times: number } | undefined;
   /** The last segment this process wrote successfully, and where it ends. */
   #lastWritten: { pos: Pos; end: Pos } | undefined;
   readonly #mutex = new Mutex();
@@ -208,7 +210,20 @@ export class Replica implements PositionHolder {
     let remote: Pos | undefined;
     try {
       remote = await this.#remotePos(generation);
+      this.#damagedEnd = undefined;
     } catch (err) {
+      if (err instanceof CorruptionError) {
+        // A read cut short heals on a retry; an object damaged for good (v0.3.13 can leave one:
+        // its shutdown sync and replica loop race for one temporary file) would stop backups.
+        const times = this.#damagedEnd?.message === err.message ? this.#damagedEnd.times + 1 : 1;
+        this.#damagedEnd = { message: err.message, times };
+        if (times < DAMAGED_END_READS) throw err;
+        this.#damagedEnd = undefined;
+        await this.db.restartGeneration(
+          `replica ${this.name} cannot read its last WAL segment (${times} reads in a row: ${err.message})`,
+        );
+        return false;
+      }
       if (!(err instanceof DecryptionError)) throw err;
       // An encrypting replica without identities, or whose identities are not those of its
       // recipients, cannot read where its WAL ends: start afresh rather than stop backing up.
@@ -501,6 +516,9 @@ export class Replica implements PositionHolder {
 
 /** Databases whose generation a `-force` takeover restarted already (one restart is enough). */
 const forcedDbs = new WeakSet<DB>();
+
+/** Reads of the replica's last segment, each finding it damaged, before a new generation begins. */
+const DAMAGED_END_READS = 3;
 
 /**
  * `data` as one LZ4 frame in v0.3.13's format. The chunks of `data` and of the frame are lent

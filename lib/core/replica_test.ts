@@ -248,6 +248,26 @@ Deno.test("replica loop: a truncated read of the replica's end on restart is ret
   await h.restoresExactly();
 });
 
+Deno.test("replica loop: a last segment damaged for good is read three times, then a new generation begins", async () => {
+  await using h = await start();
+  await h.write(10);
+  await h.replicate();
+  await h.write(10);
+  await h.caughtUp();
+  const generation = h.db.generation;
+  // Another tool left the replica's last segment damaged (v0.3.13's shutdown race can).
+  const last = h.client.keys().filter((k) => k.endsWith(".wal.lz4")).at(-1)!;
+  h.client.putRaw(last, new TextEncoder().encode("not an LZ4 frame"));
+  const reads = h.client.faults.calls.readWalSegment;
+  await h.replicate(); // a restart: the replica reads its last segment to learn where it ends
+  await h.write(20);
+  await waitFor("a new generation", () => h.db.generation !== generation);
+  assert.equal(h.client.faults.calls.readWalSegment - reads, 3, "read three times first");
+  assert.equal(h.replica.stats.syncErrors, 2);
+  await h.caughtUp();
+  await h.restoresExactly();
+});
+
 /**
  * A replica encrypting to `recipients` with `identities` that cannot read what it writes (none,
  * or another key's) keeps its generation through a failed upload, and after a restart begins a

@@ -302,7 +302,9 @@ Deno.test({
       assert.match(m[0], /replica=abs/, m[0]);
       assert.match(m[0], /abs:\/\/devstoreaccount1@e2e\/wrong\/db/, m[0]);
       assert.match(m[0], /account-key/, m[0]);
-      assert.equal((await rep.stop()).status.code, 0, "replicate still shuts down cleanly");
+      // It shuts down promptly, and says that the final sync could not ship (exit 1).
+      assert.equal((await rep.stop()).status.code, 1, await rep.log());
+      assert.match(await rep.log(), /a final sync failed \(logged above\)/);
       const r = await oursRestore(cfg, db, `${dir.path}/out.db`);
       assert.equal(r.code, 1, describeResult(r));
       assert.match(r.err, /abs:\/\/devstoreaccount1@e2e\/wrong\/db.*account-key/);
