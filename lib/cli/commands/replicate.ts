@@ -168,8 +168,8 @@ export async function run(args: string[]): Promise<number> {
       Deno.addSignalListener(sig, () => {
         if (++signals === 1) return resolve(sig);
         // The shutdown waits for the final sync, which an unanswering store can hold for
-        // minutes: a second signal ends it. Objects are only ever renamed into place, so a
-        // cut upload leaves nothing under a final name (as after SIGKILL).
+        // minutes: a second signal ends it. Objects only ever appear whole (renamed into place,
+        // or one request), so a cut upload leaves nothing under a final name (as after SIGKILL).
         log.warn("second signal received, exiting without finishing the shutdown", {
           signal: sig,
         });
