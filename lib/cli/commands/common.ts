@@ -70,7 +70,7 @@ export async function resolveReplicas(
   if (isUrl(arg)) {
     if (values.config) throw new UsageError("cannot specify a replica URL and the -config flag");
     const cfg = replicaConfigFromUrl(arg);
-    return { clients: [{ name: cfg.name, client: await replicaClientFromConfig(cfg) }] };
+    return { clients: [{ name: cfg.name, client: await replicaClientFromConfig(cfg, {}, log) }] };
   }
   const config = await loadConfigFromFlags(values, log);
   const db = findDb(config, arg);
@@ -81,8 +81,14 @@ export async function resolveReplicas(
       `replica ${JSON.stringify(wanted)} not found for database ${db.path} in ${config.file}`,
     );
   }
+  // A backend's warnings (an SFTP host key nothing vouches for) in the config's log format, on
+  // stderr: standard output may carry a listing or a restored database.
+  const clientLog = loggerFor(config, { forceStderr: true });
   const clients = await Promise.all(
-    replicas.map(async (r) => ({ name: r.name, client: await replicaClientFromConfig(r) })),
+    replicas.map(async (r) => ({
+      name: r.name,
+      client: await replicaClientFromConfig(r, {}, clientLog),
+    })),
   );
   return { clients, db, config };
 }
