@@ -15,7 +15,7 @@ import { oneShotCiphersFinalised } from "./one_shot_chacha20.ts";
 import { Client, type ConnectConfig, type SFTPWrapper } from "ssh2";
 import { Buffer } from "node:buffer";
 import { explainPermission, LitestreamError, MissingPermissionError } from "../../lib/errors.ts";
-import { backoff } from "../../lib/os/async.ts";
+import { backoff, Semaphore } from "../../lib/os/async.ts";
 import type { Logger } from "../../lib/log.ts";
 import { hostPortText, type SftpOptions } from "./config.ts";
 import {
@@ -32,6 +32,18 @@ import {
 } from "./host_key.ts";
 import { describe, isConnectionError, SftpError } from "./errors.ts";
 import { markClosed } from "./transfer.ts";
+
+/** Handshakes under way at once to one `host:port`, below OpenSSH's default `MaxStartups` 10. */
+export const HANDSHAKES_PER_HOST = 8;
+
+/** The handshake slots of each `host:port` this process connects to. */
+const handshakes = new Map<string, Semaphore>();
+
+function handshakeSlots(hostPort: string): Semaphore {
+  let slots = handshakes.get(hostPort);
+  if (!slots) handshakes.set(hostPort, slots = new Semaphore(HANDSHAKES_PER_HOST));
+  return slots;
+}
 
 /** Unverified host keys already warned about (`host:port fingerprint`). */
 const unverifiedWarned = new Set<string>();
@@ -206,52 +218,57 @@ export class SftpSession {
     const closed = new Promise<void>((resolve) => client.once("close", () => resolve()));
     this.connects++;
     const finalisedBefore = oneShotCiphersFinalised();
-    const conn = await new Promise<Connection>((resolve, reject) => {
-      let settled = false;
-      const fail = (err: unknown) => {
-        if (settled) return;
-        settled = true;
-        client.end();
-        reject(this.#connectError(err, hostPort, verdict, presented));
-      };
-      client.on("connect", () => client.setNoDelay(true));
-      client.on("handshake", (n: { cs: { cipher: string } }) => cipher = n.cs.cipher);
-      client.on("error", fail);
-      client.on("close", () => {
-        fail(new Error("connection closed"));
-        // A connection that breaks later is dropped; the next operation reconnects.
-        if (this.#conn && settled) {
-          const current = this.#conn;
-          current.then((c) => c.client === client && this.#drop(current), () => {});
-        }
-      });
-      client.on("ready", () => {
-        // The login went over the cipher: with chacha20, through the wrappers, unless something
-        // loaded ssh2 before them (then every packet would leak: refuse, loudly).
-        if (cipher === PREFERRED_CIPHER && oneShotCiphersFinalised() === finalisedBefore) {
-          return fail(
-            new LitestreamError("ssh2 was loaded before replicas/sftp/one_shot_chacha20.ts"),
-          );
-        }
-        client.sftp((err, sftp) => {
-          if (err) return fail(err);
-          sftp.on("close", () => markClosed(sftp));
-          // A protocol error ends the channel (its pending requests fail); drop the connection.
-          sftp.on("error", () => {
-            markClosed(sftp);
-            client.end();
-          });
+    // Replicas of one host (a dir entry's databases) connect at once at start-up: at most
+    // HANDSHAKES_PER_HOST handshakes are under way, so that sshd's MaxStartups (10 by default)
+    // does not drop any.
+    const conn = await handshakeSlots(hostPort).run(() =>
+      new Promise<Connection>((resolve, reject) => {
+        let settled = false;
+        const fail = (err: unknown) => {
+          if (settled) return;
           settled = true;
-          resolve({ client, sftp, closed });
+          client.end();
+          reject(this.#connectError(err, hostPort, verdict, presented));
+        };
+        client.on("connect", () => client.setNoDelay(true));
+        client.on("handshake", (n: { cs: { cipher: string } }) => cipher = n.cs.cipher);
+        client.on("error", fail);
+        client.on("close", () => {
+          fail(new Error("connection closed"));
+          // A connection that breaks later is dropped; the next operation reconnects.
+          if (this.#conn && settled) {
+            const current = this.#conn;
+            current.then((c) => c.client === client && this.#drop(current), () => {});
+          }
         });
-      });
-      try {
-        client.connect(config);
-      } catch (err) {
-        // ssh2 parses the private key synchronously.
-        fail(new LitestreamError(`cannot parse key-path ${o.keyPath}: ${describe(err)}`));
-      }
-    });
+        client.on("ready", () => {
+          // The login went over the cipher: with chacha20, through the wrappers, unless something
+          // loaded ssh2 before them (then every packet would leak: refuse, loudly).
+          if (cipher === PREFERRED_CIPHER && oneShotCiphersFinalised() === finalisedBefore) {
+            return fail(
+              new LitestreamError("ssh2 was loaded before replicas/sftp/one_shot_chacha20.ts"),
+            );
+          }
+          client.sftp((err, sftp) => {
+            if (err) return fail(err);
+            sftp.on("close", () => markClosed(sftp));
+            // A protocol error ends the channel (its pending requests fail); drop the connection.
+            sftp.on("error", () => {
+              markClosed(sftp);
+              client.end();
+            });
+            settled = true;
+            resolve({ client, sftp, closed });
+          });
+        });
+        try {
+          client.connect(config);
+        } catch (err) {
+          // ssh2 parses the private key synchronously.
+          fail(new LitestreamError(`cannot parse key-path ${o.keyPath}: ${describe(err)}`));
+        }
+      })
+    );
     this.log.debug("sftp connected", { host: hostPort, cipher });
     if (verdict?.kind === "unknown" && presented && !this.#firstSeen) {
       this.#firstSeen = { type: blobType(presented) ?? "unknown", blob: presented };

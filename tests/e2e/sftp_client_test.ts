@@ -12,6 +12,7 @@ import { newGeneration } from "../../lib/names.ts";
 import { readDirOrEmpty } from "../../lib/os/fs.ts";
 import { SftpError, type SftpOptions, SftpReplicaClient } from "../../replicas/sftp/mod.ts";
 import { oneShotCiphersFinalised } from "../../replicas/sftp/one_shot_chacha20.ts";
+import { HANDSHAKES_PER_HOST } from "../../replicas/sftp/session.ts";
 import { replicaClientContract } from "../../replicas/contract.ts";
 import { bytesOf, chunked, rejectsWith, streamOf } from "../../replicas/test_streams.ts";
 import { tempDir, waitFor } from "../support/poll.ts";
@@ -281,6 +282,31 @@ Deno.test({
         await c.generations();
         assert.equal(c.session.connects, 2);
       });
+    } finally {
+      await Promise.all(clients.map((c) => c.close()));
+    }
+  },
+});
+
+Deno.test({
+  name: "sftp: many replicas of one host connect at once without sshd dropping any (MaxStartups)",
+  ignore,
+  ...NO_SANITIZERS,
+  fn: async () => {
+    // This sshd refuses every unauthenticated connection beyond our handshake limit.
+    const limit = HANDSHAKES_PER_HOST;
+    await using sshd = await startSshd({ config: [`MaxStartups ${limit}:100:${limit}`] });
+    const clients = Array.from(
+      { length: 16 * limit },
+      (_, i) =>
+        new SftpReplicaClient(options(sshd, join(sshd.dir, "many", `db${i}`)), capture().log),
+    );
+    try {
+      const listed = await Promise.all(clients.map((c) => c.generations()));
+      assert.deepEqual(listed, clients.map(() => []));
+      const connects = clients.reduce((n, c) => n + c.session.connects, 0);
+      assert.equal(connects, clients.length, "no connection was dropped and made again");
+      assert.doesNotMatch(await sshd.log(), /MaxStartups throttling|drop connection/);
     } finally {
       await Promise.all(clients.map((c) => c.close()));
     }

@@ -123,6 +123,8 @@ export async function startSshd(options: SshdOptions = {}): Promise<TestSshd> {
   await Deno.writeTextFile(
     config,
     [
+      // sshd keeps the first value of a keyword: the caller's lines go first to override.
+      ...options.config ?? [],
       "ListenAddress 127.0.0.1",
       `HostKey ${hostKeyPath}`,
       "PidFile none",
@@ -136,7 +138,6 @@ export async function startSshd(options: SshdOptions = {}): Promise<TestSshd> {
       "MaxStartups 100",
       "MaxSessions 100",
       "LogLevel VERBOSE",
-      ...options.config ?? [],
       "",
     ].join("\n"),
   );
