@@ -148,10 +148,6 @@ export function parseReplica(
       throw new ConfigError(v.file, `${key}.host`, "cannot specify url & host for sftp replica");
     }
   }
-  if (type === "sftp") {
-    const hostKey = v.string(o["host-key"], `${key}.host-key`);
-    checkSftp(v, key, { url, host, user: o.user, path, hostKey });
-  }
   if (type === "gcs") {
     const bucket = v.string(o.bucket, `${key}.bucket`);
     try {
@@ -191,6 +187,7 @@ export function parseReplica(
   if (r.syncInterval <= 0) {
     throw new ConfigError(v.file, `${key}.sync-interval`, "must be greater than zero");
   }
+  if (type === "sftp") checkSftp(v, key, r);
   if (type === "abs") {
     try {
       absOptionsFromConfig(r);
@@ -227,13 +224,9 @@ function parseAge(v: Validator, raw: unknown, key: string): AgeConfig | undefine
 }
 
 /** v0.3.13's SFTP checks (host and user required) and a well-formed host-key, as errors naming the key. */
-function checkSftp(
-  v: Validator,
-  key: string,
-  keys: { url?: string; host?: string; user: unknown; path?: string; hostKey?: string },
-): void {
+function checkSftp(v: Validator, key: string, keys: ReplicaConfig): void {
   try {
-    sftpOptions({ ...keys, user: v.string(keys.user, `${key}.user`) });
+    sftpOptions(keys);
   } catch (err) {
     if (!(err instanceof SftpConfigError)) throw err;
     const bad = err.key === "host" && keys.url && !keys.host ? "url" : err.key;
