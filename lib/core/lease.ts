@@ -151,11 +151,12 @@ export class Lease {
    */
   beforeWrite(generation: string): Promise<LeaseVerdict> {
     return this.#mutex.run(async () => {
-      let verdict = await this.#orOff(() => this.#beforeWrite(generation), "write");
-      if (verdict !== "refused") this.#wrote = true;
-      if (verdict === "write" && this.#retaken) verdict = "acquired";
-      if (verdict !== "refused") this.#retaken = false;
-      return verdict;
+      const verdict = await this.#orOff(() => this.#beforeWrite(generation), "write");
+      if (verdict === "refused") return verdict;
+      this.#wrote = true;
+      const retaken = this.#retaken;
+      this.#retaken = false;
+      return retaken ? "acquired" : verdict;
     });
   }
 

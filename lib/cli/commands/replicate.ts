@@ -118,8 +118,8 @@ export async function run(args: string[]): Promise<number> {
     const failures = await replicateOnce(managed, { forceSnapshot: !!values["force-snapshot"] });
     // One failure is the error line; several are logged one by one, then counted.
     if (failures.length === 1) throw new LitestreamError(`replicate -once: ${failures[0]}`);
-    for (const f of failures) log.error("replicate -once failed", { error: f });
     if (failures.length > 1) {
+      for (const f of failures) log.error("replicate -once failed", { error: f });
       throw new LitestreamError(`replicate -once: ${failures.length} failures (logged above)`);
     }
     return 0;
