@@ -69,7 +69,7 @@ export class Replica implements PositionHolder {
   /** Last sync, last error and lag, for health and `status`. */
   readonly activity = new SyncActivity();
   #pos: Pos | undefined;
-  /** The position forgotten at the last failed sync (it is re-read), for displays meanwhile. */
+  /** The position last forgotten (see `#forget`), for displays while it is re-read. */
   #forgotten: Pos | undefined;
   /** The replica's last segment, found damaged at consecutive resumes, and how many times. */
   #damagedEnd: { message: string; times: number } | undefined;
@@ -103,6 +103,12 @@ export class Replica implements PositionHolder {
     return this.#pos;
   }
 
+  /** Forgets what the replica holds, to be re-read; `lastKnownPos` keeps showing it meanwhile. */
+  #forget(): void {
+    this.#forgotten = this.#pos ?? this.#forgotten;
+    this.#pos = undefined;
+  }
+
   /**
    * The position, or while the store fails (the position is then re-read at the next sync)
    * the last one the replica acknowledged: what `status` and `/healthz` show.
@@ -121,9 +127,8 @@ export class Replica implements PositionHolder {
       try {
         await this.#sync(upTo);
       } catch (err) {
-        // Forget what the replica holds: the next sync re-reads it (and snapshots if it is gone).
-        this.#forgotten = this.#pos ?? this.#forgotten;
-        this.#pos = undefined;
+        // The next sync re-reads what the replica holds (and snapshots if it is gone).
+        this.#forget();
         this.activity.failed(err);
         throw err;
       }
@@ -177,7 +182,7 @@ export class Replica implements PositionHolder {
   async #mayWrite(generation: string): Promise<boolean> {
     if (!this.lease) return true;
     const verdict = await this.lease.beforeWrite(generation);
-    if (verdict === "acquired") this.#pos = undefined;
+    if (verdict === "acquired") this.#forget();
     if (this.lease.takeForced() && !forcedDbs.has(this.db)) {
       forcedDbs.add(this.db);
       await this.db.restartGeneration(`replica ${this.name} taken over with -force`);
@@ -212,23 +217,11 @@ export class Replica implements PositionHolder {
       remote = await this.#remotePos(generation);
       this.#damagedEnd = undefined;
     } catch (err) {
-      if (err instanceof CorruptionError) {
-        // A read cut short heals on a retry; an object damaged for good (v0.3.13 can leave one:
-        // its shutdown sync and replica loop race for one temporary file) would stop backups.
-        const times = this.#damagedEnd?.message === err.message ? this.#damagedEnd.times + 1 : 1;
-        this.#damagedEnd = { message: err.message, times };
-        if (times < DAMAGED_END_READS) throw err;
-        this.#damagedEnd = undefined;
-        await this.db.restartGeneration(
-          `replica ${this.name} cannot read its last WAL segment (${times} reads in a row: ${err.message})`,
-        );
-        return false;
-      }
-      if (!(err instanceof DecryptionError)) throw err;
-      // An encrypting replica without identities, or whose identities are not those of its
-      // recipients, cannot read where its WAL ends: start afresh rather than stop backing up.
+      // Where the replica ends cannot be read: start afresh rather than stop backing up.
+      const why = this.#unreadableEnd(err);
+      if (!why) throw err;
       await this.db.restartGeneration(
-        `replica ${this.name} cannot read its last WAL segment with its age identities (${err.message})`,
+        `replica ${this.name} cannot read its last WAL segment ${why}`,
       );
       return false;
     }
@@ -242,6 +235,23 @@ export class Replica implements PositionHolder {
     }
     this.#pos = pos;
     return true;
+  }
+
+  /**
+   * Why a failure to read the replica's last segment calls for a new generation, or undefined
+   * when it is worth a retry (the sync fails, and the next one reads again).
+   */
+  #unreadableEnd(err: unknown): string | undefined {
+    if (err instanceof DecryptionError) {
+      // An encrypting replica without identities, or whose identities are not its recipients'.
+      return `with its age identities (${err.message})`;
+    }
+    if (!(err instanceof CorruptionError)) return undefined;
+    // A read cut short heals on a retry; an object damaged for good (v0.3.13 can leave one: its
+    // shutdown sync and replica loop race for one temporary file) would stop backups.
+    const times = this.#damagedEnd?.message === err.message ? this.#damagedEnd.times + 1 : 1;
+    this.#damagedEnd = times < DAMAGED_END_READS ? { message: err.message, times } : undefined;
+    return this.#damagedEnd ? undefined : `(${times} reads in a row: ${err.message})`;
   }
 
   /** Where the replica's WAL ends in `generation` (the end of its last segment); undefined when it has none. */
