@@ -9,7 +9,7 @@
  */
 
 import { CorruptionError, DecryptionError } from "../errors.ts";
-import { AGE_WITHOUT_IDENTITIES, startsAsAge } from "../lz4/parse.ts";
+import { AGE_WITHOUT_IDENTITIES, startsAsAge } from "../age_header.ts";
 import { hex8, isGeneration, type Pos } from "../names.ts";
 
 /** The directory of records inside a generation. */

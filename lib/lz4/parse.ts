@@ -7,6 +7,7 @@
  * @module
  */
 
+import { AGE_HEADER, AGE_WITHOUT_IDENTITIES } from "../age_header.ts";
 import { CorruptionError } from "../errors.ts";
 import { BlockFormatError, decompressBlockInto } from "./block.ts";
 import { concat, read32 } from "./bytes.ts";
@@ -71,19 +72,8 @@ export function slideWindow(window: Uint8Array, out: Uint8Array): Uint8Array {
   return concat([window.subarray(window.length - keep), out]);
 }
 
-/** "age" and the dash of `age-encryption.org/v1`, read as a little-endian frame magic. */
-const AGE_MAGIC = 0x2d656761;
-
-/** Why an age-encrypted object cannot be read where no identities were configured. */
-export const AGE_WITHOUT_IDENTITIES =
-  "age-encrypted, and no age identities were given to decrypt it (name the database and " +
-  "-config, whose replica entry has the age block)";
-
-/** Whether `bytes` start as an age file does (`age-encryption.org/v1`). */
-export function startsAsAge(bytes: Uint8Array): boolean {
-  return bytes.length >= 4 &&
-    new DataView(bytes.buffer, bytes.byteOffset, 4).getUint32(0, true) === AGE_MAGIC;
-}
+/** "age" and the dash of age's header, read as a little-endian frame magic. */
+const AGE_MAGIC = new DataView(AGE_HEADER.buffer).getUint32(0, true);
 
 /**
  * Parses a sequence of LZ4 and skippable frames, emitting decoded bytes as they come: `emit`

@@ -15,6 +15,7 @@
 
 import { Decrypter, Encrypter } from "age-encryption";
 import { CorruptionError, DecryptionError, LitestreamError } from "../../lib/errors.ts";
+import { AGE_HEADER, startsAsAge } from "../../lib/age_header.ts";
 import { chunksOf, copied, releasingStream } from "../../lib/os/fs.ts";
 import type { Pos } from "../../lib/names.ts";
 import type {
@@ -28,9 +29,6 @@ import type {
 
 /** The plaintext size of one chunk of age's STREAM payload. */
 const STREAM_CHUNK = 64 * 1024;
-
-/** The first line of every age file. */
-const AGE_MAGIC = new TextEncoder().encode("age-encryption.org/v1\n");
 
 /** Keys of an age decorator: strings already validated by the age library's parsers. */
 export interface AgeClientOptions {
@@ -198,12 +196,12 @@ export class AgeReplicaClient implements ReplicaClient {
     const source = new TrackedSource(stored);
     let head: Uint8Array;
     try {
-      head = await source.peek(AGE_MAGIC.length);
+      head = await source.peek(AGE_HEADER.length);
     } catch (err) {
       await source.cancel();
       throw err;
     }
-    if (!startsWith(head, AGE_MAGIC)) return source.stream();
+    if (!startsAsAge(head)) return source.stream();
     if (!this.#decrypter) {
       await source.cancel();
       throw new DecryptionError(
@@ -317,8 +315,4 @@ class TrackedSource {
       throw err;
     }
   }
-}
-
-function startsWith(bytes: Uint8Array, prefix: Uint8Array): boolean {
-  return bytes.length >= prefix.length && prefix.every((b, i) => bytes[i] === b);
 }
