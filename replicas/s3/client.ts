@@ -187,13 +187,13 @@ export class S3ReplicaClient extends ObjectStoreClient {
    */
   protected async list(prefix: string, delimited = false): Promise<Listing> {
     // Through fetch, as reads: node:https would need --allow-sys for the root certificates.
-    const { reader: client } = await this.#sdk();
+    const { reader } = await this.#sdk();
     const objects: Listing["objects"] = [];
     const prefixes: string[] = [];
     let marker: string | undefined;
     do {
       const page: ListObjectsCommandOutput = await this.#call("LIST", prefix, () =>
-        client.send(
+        reader.send(
           new ListObjectsCommand({
             Bucket: this.#bucket,
             Prefix: prefix,

@@ -75,13 +75,15 @@ export async function callS3<T>(
     }
     const code = e.code ?? (e.name && e.name !== "Error" ? e.name : "");
     const attempts = e.$metadata?.attempts ?? 1;
+    const detail = describeError(err);
+    // node:https names the certificate problem in its code; fetch (rustls) in its cause.
     const hint = HINTS[code]
       ? ` (${HINTS[code]})`
-      : /CERT|UNABLE_TO_VERIFY/.test(code) || /peer certificate/.test(messageWithCause(err))
+      : /CERT|UNABLE_TO_VERIFY/.test(code) || /peer certificate/.test(detail)
       ? " (the endpoint's TLS certificate is not trusted; skip-verify: true accepts it)"
       : "";
     const tries = attempts > 1 ? ` (after ${attempts} attempts)` : "";
-    throw new S3Error(operation, url, code, `${describeError(err)}${hint}${tries}`, {
+    throw new S3Error(operation, url, code, `${detail}${hint}${tries}`, {
       cause: err,
     });
   }
