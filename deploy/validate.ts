@@ -112,11 +112,9 @@ async function backendClient(
   }
   if (cfg.type === "gcs") {
     const gcs = await import("../replicas/gcs/mod.ts");
-    const emulator = env.STORAGE_EMULATOR_HOST;
     const key = env[GCS_CREDENTIALS];
     return new gcs.GcsReplicaClient(gcs.gcsOptionsFromConfig(cfg), {}, {
-      endpoint: endpoint ?? (emulator ? gcs.emulatorEndpoint(emulator) : undefined),
-      anonymous: !endpoint && !!emulator,
+      endpoint,
       env: { get: (name) => env[name], readTextFile: (path) => Deno.readTextFile(path) },
       credentials: key ? gcs.credentialsFromJson(url, key, GCS_CREDENTIALS) : undefined,
     });

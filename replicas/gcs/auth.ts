@@ -35,7 +35,8 @@ export interface CredentialEnv {
   readTextFile(path: string): Promise<string>;
 }
 
-const realEnv: CredentialEnv = {
+/** This process's environment and files. */
+export const processEnv: CredentialEnv = {
   get: (name) => Deno.env.get(name),
   readTextFile: (path) => Deno.readTextFile(path),
 };
@@ -44,7 +45,7 @@ const realEnv: CredentialEnv = {
  * The default chain's token source for the replica at `location` (named in
  * errors). Nothing is read until the first token is asked for.
  */
-export function defaultCredentials(location: string, env: CredentialEnv = realEnv): TokenSource {
+export function defaultCredentials(location: string, env: CredentialEnv = processEnv): TokenSource {
   return cachedTokens(() => findGrant(location, env));
 }
 

@@ -15,7 +15,7 @@ import type { LeaseObject } from "../../lib/replica_client.ts";
 import { type Listing, ObjectStoreClient } from "../object_store.ts";
 import { resumableDownload } from "../resumable_download.ts";
 import { getObject } from "./download.ts";
-import { type CredentialEnv, defaultCredentials, type TokenSource } from "./auth.ts";
+import { type CredentialEnv, defaultCredentials, processEnv, type TokenSource } from "./auth.ts";
 import {
   emulatorEndpoint,
   errorDetail,
@@ -43,7 +43,7 @@ export interface GcsConnection {
   endpoint?: string;
   /** Send no credentials (an emulator); default: only when `STORAGE_EMULATOR_HOST` is set. */
   anonymous?: boolean;
-  /** Where credentials are looked up (tests replace it). */
+  /** Where `STORAGE_EMULATOR_HOST` and credentials are looked up; default this process's. */
   env?: CredentialEnv;
   /** Credentials to use instead of looking them up (the Deploy validator's, from its environment). */
   credentials?: TokenSource;
@@ -83,12 +83,11 @@ export class GcsReplicaClient extends ObjectStoreClient {
     if (!(t.chunkSize > 0 && t.chunkSize % (256 * 1024) === 0)) {
       throw new LitestreamError(`${this.location}: chunk size must be a multiple of 256 KiB`);
     }
-    const emulator = Deno.env.get("STORAGE_EMULATOR_HOST");
+    const env = conn.env ?? processEnv;
+    const emulator = env.get("STORAGE_EMULATOR_HOST");
     const endpoint = conn.endpoint ?? (emulator ? emulatorEndpoint(emulator) : GOOGLE_ENDPOINT);
     const anonymous = conn.anonymous ?? (!conn.endpoint && !!emulator);
-    const auth = anonymous
-      ? undefined
-      : conn.credentials ?? defaultCredentials(this.location, conn.env);
+    const auth = anonymous ? undefined : conn.credentials ?? defaultCredentials(this.location, env);
     this.#http = new GcsHttp(endpoint.replace(/\/+$/, ""), auth, this.counters, t);
   }
 

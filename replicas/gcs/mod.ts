@@ -19,11 +19,5 @@ export {
   credentialsFromJson,
   type TokenSource,
 } from "./auth.ts";
-export {
-  emulatorEndpoint,
-  type GcsCounters,
-  GcsError,
-  type GcsOperation,
-  type GcsTuning,
-} from "./http.ts";
+export { type GcsCounters, GcsError, type GcsOperation, type GcsTuning } from "./http.ts";
 export { type GcsOptions, gcsOptionsFromConfig, gcsPrefix, type GcsReplicaConfig } from "./url.ts";
