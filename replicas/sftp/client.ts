@@ -34,7 +34,7 @@ import { isRecordName, RECORDS_DIR } from "../../lib/core/checksum_record.ts";
 import { sftpLocation, type SftpOptions, sftpOptions, type SftpReplicaConfig } from "./config.ts";
 import { type SessionTuning, SftpSession } from "./session.ts";
 import { download, isNoSuchFile, request, unlink, upload } from "./transfer.ts";
-import { readSftpLease, writeSftpLease } from "./lease.ts";
+import { SftpLease } from "./lease.ts";
 import { LEASE_DIR } from "../file/lease.ts";
 import { newStoreCounters, type StoreCounters } from "../counters.ts";
 
@@ -58,6 +58,8 @@ export class SftpReplicaClient implements ReplicaClient {
   readonly location: string;
   /** The connection, opened on first use and closed when idle. */
   readonly session: SftpSession;
+  /** The lease files, `<root>/lease/` (see `lease.ts`). */
+  readonly #lease: SftpLease;
   /** Operations and bytes so far, as v0.3.13 counts them (`litestream_replica_operation_*`). */
   readonly counters: StoreCounters = newStoreCounters();
   readonly #root: string;
@@ -72,6 +74,7 @@ export class SftpReplicaClient implements ReplicaClient {
       log.with({ replica: this.location }),
       tuning,
     );
+    this.#lease = new SftpLease(this.session, this.#path(LEASE_DIR), (p) => this.#url(p));
   }
 
   /** Closes the connection now (it reopens if the client is used again). */
@@ -230,19 +233,14 @@ export class SftpReplicaClient implements ReplicaClient {
 
   // ---- lease ----
 
-  /** Where the lease files live: `<root>/lease/` (see `lease.ts`). */
-  get #lease() {
-    return { session: this.session, dir: this.#path(LEASE_DIR), url: (p: string) => this.#url(p) };
-  }
-
   /** Reads the newest `<root>/lease/<seq>.json`. */
   readLease(): Promise<LeaseObject | undefined> {
-    return readSftpLease(this.#lease);
+    return this.#lease.read();
   }
 
   /** Creates the next lease file by a server-side hardlink: atomic compare-and-swap. */
   writeLease(data: Uint8Array, expected: string | undefined): Promise<string | undefined> {
-    return writeSftpLease(this.#lease, data, expected);
+    return this.#lease.write(data, expected);
   }
 
   // ---- deletes ----

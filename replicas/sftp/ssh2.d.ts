@@ -45,6 +45,7 @@ export interface SFTPWrapper extends EventEmitter {
   write(handle: Buffer, buf: Buffer, off: number, len: number, position: number, cb: Cb): void;
   fstat(handle: Buffer, cb: Cb<Stats>): void;
   stat(path: string, cb: Cb<Stats>): void;
+  lstat(path: string, cb: Cb<Stats>): void;
   readdir(path: string, cb: Cb<FileEntryWithStats[]>): void;
   mkdir(path: string, cb: Cb): void;
   rmdir(path: string, cb: Cb): void;

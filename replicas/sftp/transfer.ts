@@ -121,12 +121,20 @@ export async function upload(
   let handle: Buffer | undefined;
   try {
     handle = await openForWrite(sftp, tmp, url);
-    const size = await writeAll(sftp, handle, url, chunks);
-    await fsync(sftp, handle, url);
-    const st = await request<Stats>(sftp, "PUT", url, (cb) => sftp.fstat(handle!, cb));
     const h = handle;
+    const { size, written } = await writeAll(sftp, h, url, chunks);
+    // FSYNC, FSTAT and CLOSE follow the last writes without waiting for their answers: the
+    // server handles a channel's requests in order, and the rename, sent only once every answer
+    // is a success, is what publishes the object. One round trip where four were.
+    const synced = fsync(sftp, h, url);
+    const stat = request<Stats>(sftp, "PUT", url, (cb) => sftp.fstat(h, cb));
     handle = undefined;
-    await request(sftp, "PUT", url, (cb) => sftp.close(h, cb));
+    const closed = request(sftp, "PUT", url, (cb) => sftp.close(h, cb));
+    const answers = await Promise.allSettled([written, synced, stat, closed]);
+    // The first failure in request order: a write refused for a full disk, not what followed.
+    const failed = answers.find((a) => a.status === "rejected");
+    if (failed) throw failed.reason;
+    const st = await stat;
     await rename(sftp, tmp, path, url);
     return { size, createdAt: new Date(st.mtime * 1000) };
   } catch (err) {
@@ -153,13 +161,16 @@ async function openForWrite(sftp: SFTPWrapper, tmp: string, url: string): Promis
   }
 }
 
-/** Writes the chunks' bytes in CHUNK-sized requests, at most WINDOW in flight; returns the size. */
+/**
+ * Sends the chunks' bytes in CHUNK-sized write requests, at most WINDOW in flight; returns the
+ * size once the last request is sent, and `written`, settled when every one is answered.
+ */
 async function writeAll(
   sftp: SFTPWrapper,
   handle: Buffer,
   url: string,
   chunks: AsyncIterator<Uint8Array>,
-): Promise<number> {
+): Promise<{ size: number; written: Promise<void> }> {
   const inflight = new Set<Promise<void>>();
   let failure: unknown;
   let offset = 0;
@@ -199,9 +210,10 @@ async function writeAll(
     }
   }
   if (fill > 0) await flush();
-  await Promise.all(inflight);
-  if (failure) throw failure;
-  return offset;
+  const written = Promise.all(inflight).then(() => {
+    if (failure) throw failure;
+  });
+  return { size: offset, written };
 }
 
 /** fsync@openssh.com where the server has it (OpenSSH does): the object survives a server crash. */

@@ -274,6 +274,56 @@ Deno.test({
         assert.ok(text.includes("ssh2 was loaded before"), text);
       });
 
+      await t.step(
+        "a lease read after a listing is two LSTATs in one round trip, and sees every change",
+        async () => {
+          const dir = join(sshd.dir, "lease-check");
+          const make = () => {
+            const c = new SftpReplicaClient(options(sshd, dir), capture().log);
+            clients.push(c);
+            return c;
+          };
+          const [a, b] = [make(), make()];
+          const text = (s: string) => new TextEncoder().encode(s);
+          const read = async (c: SftpReplicaClient) => {
+            const l = await c.readLease();
+            return l && [new TextDecoder().decode(l.data), l.version];
+          };
+          const v1 = await a.writeLease(text("one"), undefined);
+          // Count what a's reads ask the server, on its open channel.
+          const sent = { lstat: 0, opendir: 0, open: 0 };
+          type Channel = Record<string, (...args: unknown[]) => void>;
+          const sftp = await a.session.use((s) => Promise.resolve(s as unknown as Channel));
+          for (const op of Object.keys(sent) as (keyof typeof sent)[]) {
+            const real = sftp[op];
+            sftp[op] = (...args) => {
+              sent[op]++;
+              real.apply(sftp, args);
+            };
+          }
+          assert.deepEqual(await read(a), ["one", v1]);
+          assert.deepEqual(sent, { lstat: 2, opendir: 0, open: 0 }, "its own write, checked");
+
+          const v2 = await b.writeLease(text("two"), v1);
+          assert.deepEqual(await read(a), ["two", v2], "another writer's next file");
+          assert.deepEqual(sent, { lstat: 4, opendir: 1, open: 1 }, "listed and read");
+          assert.deepEqual(await read(a), ["two", v2]);
+          assert.deepEqual(sent, { lstat: 6, opendir: 1, open: 1 }, "then checked again");
+
+          // The lease directory removed, and written again from the first number by another
+          // writer: same number as a last saw, other content.
+          await Deno.remove(join(dir, "lease"), { recursive: true });
+          const again = await b.writeLease(
+            text("three!"),
+            await b.writeLease(text("x"), undefined),
+          );
+          assert.equal(again, v2);
+          assert.deepEqual(await read(a), ["three!", v2], "same number, other size");
+          await Deno.remove(join(dir, "lease"), { recursive: true });
+          assert.equal(await a.readLease(), undefined, "removed");
+        },
+      );
+
       await t.step("an idle client closes its connection and reopens it when used", async () => {
         const c = client();
         await c.generations();
