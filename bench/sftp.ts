@@ -8,6 +8,8 @@
  * - `sftp-write-load`: the write load of `replicate-write-load`; catch-up, CPU, peak RSS.
  * - `sftp-snapshot`: first snapshot of a 1 GB database: time and peak RSS (ours under 150 MB).
  * - `sftp-restore-large`: `restore-large`'s replica (written by v0.3.13) restored over SFTP.
+ * - `sftp-lag`: single commits replicated to an sshd {@link LAG_DELAY_MS} ms away each way (a
+ *   delaying TCP proxy in front of it); the lag of each.
  *
  * v0.3.13 writes objects under their final names while the data streams in, so the time of the
  * first snapshot is taken from each tool's "snapshot written" log line, not from listings.
@@ -16,6 +18,8 @@
  */
 
 import { startSshd } from "../tests/support/sshd.ts";
+import { startTcpFaultProxy } from "../tests/support/tcp_fault_proxy.ts";
+import { lagScenario } from "./replicate_lag.ts";
 import { snapshotScenario } from "./replicate_snapshot.ts";
 import { LOAD, writeLoadScenario } from "./replicate_write_load.ts";
 import { LARGE, noSlower, oursRss, restoreScenario } from "./restore.ts";
@@ -24,8 +28,14 @@ import { fileReplicaLister, waitWhileReplicating } from "./support/replica_watch
 import type { Scenario } from "./support/report.ts";
 import { BACKEND_RSS_MB, DEFAULT_RUNS, type TargetFactory } from "./support/targets.ts";
 
-/** A fresh sshd per run serving `<dir>/replica`. */
-function sftpTargets(pollMs: number): TargetFactory {
+/** Delay each way of `sftp-lag`'s proxy: a 50 ms round trip, a server in another region. */
+const LAG_DELAY_MS = 25;
+
+/**
+ * A fresh sshd per run serving `<dir>/replica`; with `delayMs`, reached through a proxy that
+ * delays every byte that long each way.
+ */
+function sftpTargets(pollMs: number, delayMs = 0): TargetFactory {
   return {
     kind: "sftp",
     pollMs,
@@ -34,11 +44,13 @@ function sftpTargets(pollMs: number): TargetFactory {
       "listing would show a partial snapshot)",
     async setup(_tool, dir) {
       const sshd = await startSshd();
+      const proxy = delayMs > 0 ? startTcpFaultProxy(sshd.port) : undefined;
+      if (proxy) proxy.delayMs = delayMs;
       const path = `${dir}/replica`;
       return {
         target: {
           type: "sftp",
-          host: `127.0.0.1:${sshd.port}`,
+          host: `127.0.0.1:${proxy?.port ?? sshd.port}`,
           user: sshd.user,
           keyPath: sshd.keyPath,
           hostKey: sshd.hostKey,
@@ -53,7 +65,10 @@ function sftpTargets(pollMs: number): TargetFactory {
             timeoutMs,
             pollMs,
           ),
-        cleanup: async () => await sshd[Symbol.asyncDispose](),
+        cleanup: async () => {
+          await proxy?.close();
+          await sshd[Symbol.asyncDispose]();
+        },
       };
     },
   };
@@ -123,5 +138,20 @@ export const scenarios: Scenario[] = [
         targets: (ours, v0313) => [noSlower(ours, v0313), oursRss(ours)],
         via: viaSftp,
       }),
+  },
+  {
+    name: "sftp-lag",
+    summary: `SFTP (OpenSSH sshd) ${2 * LAG_DELAY_MS} ms of round trip away: single commits; ` +
+      "the lag of each",
+    defaultRuns: 1,
+    run: (ctx) =>
+      lagScenario(
+        ctx,
+        "sftp-lag",
+        scenarios[3].summary,
+        sftpTargets(20, LAG_DELAY_MS),
+        `sshd on 127.0.0.1 behind a TCP proxy (tests/support/tcp_fault_proxy.ts) that delays ` +
+          `every byte ${LAG_DELAY_MS} ms each way`,
+      ),
   },
 ];

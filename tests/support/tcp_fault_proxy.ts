@@ -2,10 +2,13 @@
  * A loopback TCP proxy that breaks connections on command, for protocols the
  * HTTP fault proxy (`fault_proxy.ts`) cannot parse (SSH): it cuts a
  * connection after a number of bytes in one direction, drops every open
- * connection at once, or refuses new ones.
+ * connection at once, or refuses new ones. It can also delay every byte, as a
+ * distant server's round trip would.
  *
  * @module
  */
+
+import { sleep } from "../../lib/os/async.ts";
 
 /** A running TCP fault proxy. */
 export interface TcpFaultProxy extends AsyncDisposable {
@@ -22,6 +25,8 @@ export interface TcpFaultProxy extends AsyncDisposable {
   dropAll(): number;
   /** While set, new connections are closed as soon as they are accepted. */
   refuse: boolean;
+  /** Milliseconds each byte waits in each direction (half the round trip it adds); 0 by default. */
+  delayMs: number;
   /** Stops the listener and closes every connection. */
   close(): Promise<void>;
 }
@@ -48,9 +53,22 @@ export function startTcpFaultProxy(upstreamPort: number): TcpFaultProxy {
     cutNow: () => void,
   ) => {
     const buf = new Uint8Array(64 * 1024);
+    // Delayed bytes go out in order from this chain while reading goes on.
+    let delayed = Promise.resolve();
+    let failed: unknown;
+    const forward = (chunk: Uint8Array) => {
+      if (proxy.delayMs <= 0) return writeAll(to, chunk);
+      if (failed) throw failed;
+      const copy = chunk.slice();
+      const due = performance.now() + proxy.delayMs;
+      delayed = delayed.then(async () => {
+        await sleep(due - performance.now());
+        await writeAll(to, copy);
+      }).catch((err) => void (failed ??= err));
+    };
     while (true) {
       const n = await from.read(buf);
-      if (n === null) return;
+      if (n === null) return await delayed;
       let chunk = buf.subarray(0, n);
       if (rule && rule.direction === direction && rule.times > 0) {
         const room = rule.afterBytes - rule.seen;
@@ -64,7 +82,7 @@ export function startTcpFaultProxy(upstreamPort: number): TcpFaultProxy {
         }
         rule.seen += chunk.length;
       }
-      await writeAll(to, chunk);
+      await forward(chunk);
     }
   };
 
@@ -110,6 +128,7 @@ export function startTcpFaultProxy(upstreamPort: number): TcpFaultProxy {
     port: (listener.addr as Deno.NetAddr).port,
     stats,
     refuse: false,
+    delayMs: 0,
     cut(direction, times, afterBytes) {
       rule = { direction, times, afterBytes, seen: 0 };
     },
