@@ -62,7 +62,7 @@ export function startTcpFaultProxy(upstreamPort: number): TcpFaultProxy {
       const copy = chunk.slice();
       const due = performance.now() + proxy.delayMs;
       delayed = delayed.then(async () => {
-        await sleep(due - performance.now());
+        await sleep(Math.max(0, due - performance.now()));
         await writeAll(to, copy);
       }).catch((err) => void (failed ??= err));
     };
