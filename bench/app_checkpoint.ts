@@ -19,7 +19,6 @@
  * @module
  */
 
-import { removeTree, scratchDir } from "./support/cache.ts";
 import { startFreshRun } from "./support/fresh_run.ts";
 import { type CheckpointingResult, runLoadWriter } from "./support/load.ts";
 import { requireGnuTime } from "./support/measure.ts";
@@ -27,13 +26,12 @@ import { isSnapshotName } from "./support/replica_watch.ts";
 import type { BenchContext, Scenario, ScenarioReport } from "./support/report.ts";
 import { FILE_TARGETS, verifyRestore } from "./support/targets.ts";
 import {
+  alternateRuns,
   killQuietly,
   stopReplicator,
   type Tool,
   toolLabel,
-  toolOrder,
   TOOLS,
-  toolSlug,
 } from "./support/tools.ts";
 import { LOAD } from "./replicate_write_load.ts";
 
@@ -111,20 +109,11 @@ const completed = (k: CheckpointingResult["checkpoints"][number]) => k.row?.[0] 
 async function appCheckpointScenario(ctx: BenchContext): Promise<ScenarioReport> {
   await requireGnuTime();
   const name = "app-checkpoint";
-  const scratch = await scratchDir(name);
-  const samples: Record<Tool, AppSample[]> = { ours: [], "v0.3.13": [] };
-  try {
-    for (let i = 0; i < ctx.runs; i++) {
-      ctx.log(`[${name}] run ${i + 1}/${ctx.runs}`);
-      for (const tool of toolOrder(i)) {
-        const dir = `${scratch}/${toolSlug(tool)}-${i}`;
-        samples[tool].push(await appCheckpointRun(tool, dir, ctx.log));
-        await removeTree(dir);
-      }
-    }
-  } finally {
-    await removeTree(scratch);
-  }
+  const samples = await alternateRuns(
+    ctx,
+    name,
+    (tool, dir) => appCheckpointRun(tool, dir, ctx.log),
+  );
   const ms = (xs: number[]) => xs.map((x) => x.toFixed(x < 10 ? 1 : 0)).join(", ");
   const header = [
     "tool",

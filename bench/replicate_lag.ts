@@ -10,7 +10,6 @@
  */
 
 import { sleep } from "../lib/os/async.ts";
-import { removeTree, scratchDir } from "./support/cache.ts";
 import { CatchUpWatcher } from "./support/catch_up.ts";
 import { startFreshRun } from "./support/fresh_run.ts";
 import { runLoadWriter } from "./support/load.ts";
@@ -24,13 +23,12 @@ import {
 } from "./support/report.ts";
 import { type TargetFactory, verifyRestore } from "./support/targets.ts";
 import {
+  alternateRuns,
   killQuietly,
   stopReplicator,
   type Tool,
   toolLabel,
-  toolOrder,
   TOOLS,
-  toolSlug,
 } from "./support/tools.ts";
 
 /** Commits per run, and the bytes of each one's row. */
@@ -92,20 +90,7 @@ export async function lagScenario(
   link: string,
 ): Promise<ScenarioReport> {
   await requireGnuTime();
-  const scratch = await scratchDir(name);
-  const lags: Record<Tool, number[][]> = { ours: [], "v0.3.13": [] };
-  try {
-    for (let i = 0; i < ctx.runs; i++) {
-      ctx.log(`[${name}] run ${i + 1}/${ctx.runs}`);
-      for (const tool of toolOrder(i)) {
-        const dir = `${scratch}/${toolSlug(tool)}-${i}`;
-        lags[tool].push(await lagRun(tool, dir, factory, ctx.log));
-        await removeTree(dir);
-      }
-    }
-  } finally {
-    await removeTree(scratch);
-  }
+  const lags = await alternateRuns(ctx, name, (tool, dir) => lagRun(tool, dir, factory, ctx.log));
   const all = (t: Tool) => lags[t].flat();
   const runMedians = (t: Tool) => lags[t].map(median);
   const rows = TOOLS.map((t) => [

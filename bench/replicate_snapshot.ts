@@ -7,7 +7,7 @@
  */
 
 import { sleep } from "../lib/os/async.ts";
-import { cachedDatabase, removeTree, resetDatabase, scratchDir } from "./support/cache.ts";
+import { cachedDatabase, resetDatabase } from "./support/cache.ts";
 import { type MeasuredProcess, requireGnuTime, type RunStats } from "./support/measure.ts";
 import { isSnapshotName } from "./support/replica_watch.ts";
 import {
@@ -19,15 +19,14 @@ import {
 } from "./support/report.ts";
 import type { TargetFactory } from "./support/targets.ts";
 import {
+  alternateRuns,
   killQuietly,
   replicateConfig,
   startReplicator,
   stopReplicator,
   type Tool,
   toolLabel,
-  toolOrder,
   TOOLS,
-  toolSlug,
 } from "./support/tools.ts";
 
 const fmtMB = (n: number) => `${(n / 1e6).toFixed(1)} MB`;
@@ -102,21 +101,12 @@ export async function snapshotScenario(
   await requireGnuTime();
   const dbPath = await cachedDatabase(o.dbKey, o.dbBytes, ctx.log);
   const dbSize = (await Deno.stat(dbPath)).size;
-  const scratch = await scratchDir(o.name);
-  const samples: Record<Tool, SnapshotSample[]> = { ours: [], "v0.3.13": [] };
-  try {
-    for (let i = 0; i < ctx.runs; i++) {
-      ctx.log(`[${o.name}] run ${i + 1}/${ctx.runs}`);
-      for (const tool of toolOrder(i)) {
-        const dir = `${scratch}/${toolSlug(tool)}-${i}`;
-        samples[tool].push(await snapshotRun(tool, dbPath, dir, o.factory, ctx.log));
-        await removeTree(dir);
-      }
-    }
-  } finally {
-    await resetDatabase(dbPath).catch(() => {});
-    await removeTree(scratch);
-  }
+  const samples = await alternateRuns(
+    ctx,
+    o.name,
+    (tool, dir) => snapshotRun(tool, dbPath, dir, o.factory, ctx.log),
+    () => resetDatabase(dbPath).catch(() => {}),
+  );
   const header = [
     "tool",
     "time to first snapshot (s)",

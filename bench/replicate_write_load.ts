@@ -10,7 +10,6 @@
 
 import { decompressFrame } from "../lib/lz4/mod.ts";
 import { sleep } from "../lib/os/async.ts";
-import { removeTree, scratchDir } from "./support/cache.ts";
 import { startFreshRun } from "./support/fresh_run.ts";
 import { CatchUpWatcher } from "./support/catch_up.ts";
 import { epochMs, runLoadWriter } from "./support/load.ts";
@@ -27,13 +26,12 @@ import {
 import { toolRequests } from "./support/s3rver.ts";
 import { MAX_RSS_MB, type TargetFactory, verifyRestore } from "./support/targets.ts";
 import {
+  alternateRuns,
   killQuietly,
   stopReplicator,
   type Tool,
   toolLabel,
-  toolOrder,
   TOOLS,
-  toolSlug,
 } from "./support/tools.ts";
 
 /** The write load: transactions per second, seconds, bytes per row (one row per transaction). */
@@ -140,20 +138,11 @@ export async function writeLoadScenario(
   rssLimitMB = MAX_RSS_MB,
 ): Promise<ScenarioReport> {
   await requireGnuTime();
-  const scratch = await scratchDir(name);
-  const samples: Record<Tool, WriteLoadSample[]> = { ours: [], "v0.3.13": [] };
-  try {
-    for (let i = 0; i < ctx.runs; i++) {
-      ctx.log(`[${name}] run ${i + 1}/${ctx.runs}`);
-      for (const tool of toolOrder(i)) {
-        const dir = `${scratch}/${toolSlug(tool)}-${i}`;
-        samples[tool].push(await writeLoadRun(tool, dir, factory, ctx.log));
-        await removeTree(dir);
-      }
-    }
-  } finally {
-    await removeTree(scratch);
-  }
+  const samples = await alternateRuns(
+    ctx,
+    name,
+    (tool, dir) => writeLoadRun(tool, dir, factory, ctx.log),
+  );
   const col = (tool: Tool, f: (s: WriteLoadSample) => number, d: number) =>
     medianRange(samples[tool].map(f), d);
   // Stores whose server logs its requests (s3rver, our GCS server): requests are counted.

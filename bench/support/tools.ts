@@ -7,7 +7,9 @@
  */
 
 import { litestreamV0313, REPO_ROOT } from "../../tests/support/litestream_v0313.ts";
+import { removeTree, scratchDir } from "./cache.ts";
 import { type MeasuredProcess, type RunStats, startMeasured } from "./measure.ts";
+import type { BenchContext } from "./report.ts";
 
 /** The two implementations compared. */
 export type Tool = "ours" | "v0.3.13";
@@ -18,6 +20,35 @@ export const TOOLS: readonly Tool[] = ["ours", "v0.3.13"];
 /** Run `i` (0-based) goes ours → v0.3.13 when `i` is even, the other way round when odd. */
 export function toolOrder(i: number): Tool[] {
   return i % 2 === 0 ? ["ours", "v0.3.13"] : ["v0.3.13", "ours"];
+}
+
+/**
+ * Runs `run` `ctx.runs` times for each tool, in {@link toolOrder}, each time in a fresh
+ * directory under the scenario's scratch directory that is removed after it; returns each
+ * tool's samples in run order. `after` runs once the runs ended or one failed.
+ */
+export async function alternateRuns<T>(
+  ctx: BenchContext,
+  name: string,
+  run: (tool: Tool, dir: string) => Promise<T>,
+  after?: () => Promise<void>,
+): Promise<Record<Tool, T[]>> {
+  const scratch = await scratchDir(name);
+  const samples: Record<Tool, T[]> = { ours: [], "v0.3.13": [] };
+  try {
+    for (let i = 0; i < ctx.runs; i++) {
+      ctx.log(`[${name}] run ${i + 1}/${ctx.runs}`);
+      for (const tool of toolOrder(i)) {
+        const dir = `${scratch}/${toolSlug(tool)}-${i}`;
+        samples[tool].push(await run(tool, dir));
+        await removeTree(dir);
+      }
+    }
+  } finally {
+    await after?.();
+    await removeTree(scratch);
+  }
+  return samples;
 }
 
 /** The label of a tool in tables. */
