@@ -81,14 +81,22 @@ export async function unlink(sftp: SFTPWrapper, path: string, url: string): Prom
   });
 }
 
-/** Creates `dir` and its missing parents (as v0.3.13's `MkdirAll`). */
-export async function mkdirAll(sftp: SFTPWrapper, dir: string, url: string): Promise<void> {
+/**
+ * Creates `dir` and its missing parents (as v0.3.13's `MkdirAll`). Parents are made once: a
+ * directory the server still says has none (under `/proc`, say) is an error, not a retry.
+ */
+export async function mkdirAll(
+  sftp: SFTPWrapper,
+  dir: string,
+  url: string,
+  parentsMade = false,
+): Promise<void> {
   try {
     await request(sftp, "mkdir", url, (cb) => sftp.mkdir(dir, cb));
   } catch (err) {
-    if (isNoSuchFile(err) && dir !== posix.dirname(dir)) {
+    if (isNoSuchFile(err) && !parentsMade && dir !== posix.dirname(dir)) {
       await mkdirAll(sftp, posix.dirname(dir), url);
-      return mkdirAll(sftp, dir, url);
+      return mkdirAll(sftp, dir, url, true);
     }
     // Already there (a concurrent writer, or a retry): fine if it is a directory.
     const st = await request<Stats>(sftp, "mkdir", url, (cb) => sftp.stat(dir, cb)).catch(() =>

@@ -324,6 +324,26 @@ Deno.test({
         },
       );
 
+      await t.step(
+        "a replica directory the server cannot create fails the write, naming it, instead of looping",
+        async () => {
+          // Under /proc, mkdir says the parent is missing while the parent exists: making the
+          // parents again and again never ends.
+          const path = "/proc/litestream-no-such-replica";
+          let settled: unknown;
+          client({ path }).writeSnapshot(newGeneration(), 0, streamOf("snap")).then(
+            () => settled = "written",
+            (err) => settled = err,
+          );
+          const err = await waitFor("the write to settle", () => settled, 15_000);
+          assert.ok(err instanceof SftpError, `expected SftpError, got ${err}`);
+          assert.match(
+            err.message,
+            new RegExp(`${path}/generations/.*: mkdir failed: No such file`),
+          );
+        },
+      );
+
       await t.step("an idle client closes its connection and reopens it when used", async () => {
         const c = client();
         await c.generations();
