@@ -5,6 +5,7 @@
  * @module
  */
 
+import type { Logger } from "../log.ts";
 import type { Managed } from "./server.ts";
 
 /** Request and byte counters a replica client may expose (the S3 client does). */
@@ -189,27 +190,38 @@ export async function renderMetrics(managed: Managed[]): Promise<string> {
 /**
  * Serves `/metrics` on `addr` (`host:port`; an empty host listens on every interface): the
  * metrics of `managed` databases, or what a render function returns (the follower's); and the
- * other `routes` (path → handler) beside it.
+ * other `routes` (path → handler) beside it. Logs where, or why it cannot listen (the address
+ * taken, say): replication goes on without the endpoint, as in v0.3.13.
  */
 export function serveMetrics(
   addr: string,
   managed: Managed[] | (() => Promise<string> | string),
   signal: AbortSignal,
+  log: Logger,
   routes: Record<string, () => Response | Promise<Response>> = {},
-): { url: string } {
+): void {
   const render = typeof managed === "function" ? managed : () => renderMetrics(managed);
   const i = addr.lastIndexOf(":");
   const hostname = addr.slice(0, i).replace(/^\[|\]$/g, "") || "0.0.0.0";
   const port = Number(addr.slice(i + 1));
-  Deno.serve({ hostname, port, signal, onListen() {} }, async (req) => {
-    const path = new URL(req.url).pathname;
-    if (Object.hasOwn(routes, path)) return await routes[path]();
-    if (path !== "/metrics") {
-      return new Response("not found\n", { status: 404 });
-    }
-    return new Response(await render(), {
-      headers: { "content-type": "text/plain; version=0.0.4" },
+  try {
+    Deno.serve({ hostname, port, signal, onListen() {} }, async (req) => {
+      const path = new URL(req.url).pathname;
+      if (Object.hasOwn(routes, path)) return await routes[path]();
+      if (path !== "/metrics") {
+        return new Response("not found\n", { status: 404 });
+      }
+      return new Response(await render(), {
+        headers: { "content-type": "text/plain; version=0.0.4" },
+      });
     });
+  } catch (err) {
+    // A missing --allow-net stays fatal: it is the command line to fix.
+    if (err instanceof Deno.errors.NotCapable) throw err;
+    log.error("cannot start metrics server", { addr, error: (err as Error).message });
+    return;
+  }
+  log.info("serving metrics on", {
+    url: `http://${hostname === "0.0.0.0" ? "localhost" : hostname}:${port}/metrics`,
   });
-  return { url: `http://${hostname === "0.0.0.0" ? "localhost" : hostname}:${port}/metrics` };
 }

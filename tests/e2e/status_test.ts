@@ -16,6 +16,7 @@ import { configYaml, s3ReplicaKeys } from "../support/config_yaml.ts";
 import { freePort } from "../support/net.ts";
 import {
   describeResult,
+  restoreOk,
   runLitestream,
   startReplicate,
   stopOk,
@@ -197,4 +198,33 @@ Deno.test("status and /healthz", async (t) => {
     const one = await statusJson("-config", config3, `${data}/eu/b.db`);
     assert.deepEqual(one.status.dbs.map((d) => d.path), [`${data}/eu/b.db`]);
   });
+});
+
+Deno.test("an addr already in use: replicate logs one error and replicates without it", async () => {
+  await using tmp = await tempDir();
+  using taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const addr = `127.0.0.1:${taken.addr.port}`;
+  const db = `${tmp.path}/app.db`;
+  const config = await writeConfig(
+    `${tmp.path}/litestream.yml`,
+    configYaml(
+      [{ path: db, replicas: [{ type: "file", path: `${tmp.path}/replica` }] }],
+      `addr: ${addr}\n`,
+    ),
+  );
+  await createWriterTable(db);
+  await sqlite(db, "INSERT INTO t (v) VALUES ('kept');");
+  const rep = startReplicate(["-config", config], { logPath: `${tmp.path}/replicate.log` });
+  try {
+    const line = await rep.waitForLog(/cannot start metrics server.*/);
+    assert.match(line[0], new RegExp(`addr=${addr}.*in use`, "i"));
+    await waitFor("the first snapshot", async () => {
+      const r = await runLitestream(["snapshots", "-config", config, db]);
+      return r.code === 0 && r.out.trim().split("\n").length > 1;
+    });
+  } finally {
+    await stopOk(rep);
+  }
+  const restored = await restoreOk(tmp.path, ["-config", config, db]);
+  assert.equal((await sqlite(restored, "SELECT v FROM t;")).trim(), "kept");
 });

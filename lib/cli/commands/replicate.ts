@@ -145,12 +145,9 @@ export async function run(args: string[]): Promise<number> {
   }
   const metricsStop = new AbortController();
   if (addr) {
-    log.info(
-      "serving metrics on",
-      serveMetrics(addr, managed, metricsStop.signal, {
-        "/healthz": () => healthzResponse(managed, ops.maxLagIntervals),
-      }),
-    );
+    serveMetrics(addr, managed, metricsStop.signal, log, {
+      "/healthz": () => healthzResponse(managed, ops.maxLagIntervals),
+    });
   }
   const heartbeat = ops.heartbeatUrl
     ? runHeartbeat({

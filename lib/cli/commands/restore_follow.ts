@@ -79,19 +79,16 @@ export async function runFollow(
   const metricsAddr = addr ?? resolved.config?.addr;
   try {
     if (metricsAddr) {
-      log.info(
-        "serving metrics on",
-        serveMetrics(metricsAddr, () => {
-          const s = follower.status;
-          return renderFollowMetrics({
-            output,
-            generation: s.position?.generation,
-            index: s.position?.index,
-            offset: s.position?.offset,
-            ...s,
-          });
-        }, stop.signal),
-      );
+      serveMetrics(metricsAddr, () => {
+        const s = follower.status;
+        return renderFollowMetrics({
+          output,
+          generation: s.position?.generation,
+          index: s.position?.index,
+          offset: s.position?.offset,
+          ...s,
+        });
+      }, stop.signal, log);
     }
     await follower.run();
   } finally {
