@@ -110,7 +110,10 @@ export class SftpSession {
   /**
    * Runs `fn` on the SFTP channel. When it fails with a transient `SftpError`
    * (the connection broke) and `retry` is set, the connection is reopened and
-   * `fn` runs again, up to 3 times in all.
+   * `fn` runs again, up to 3 times in all, each retry logged. A server that did
+   * not answer a connection attempt within the connect timeout is not tried
+   * again here: the failure is reported at once (and the replica retries at
+   * its probe rate), not after three timeouts.
    */
   async use<T>(fn: (sftp: SFTPWrapper) => Promise<T>, retry = true): Promise<T> {
     const release = this.hold();
@@ -123,7 +126,9 @@ export class SftpSession {
         } catch (err) {
           if (!(err instanceof SftpError && err.transient)) throw err;
           if (conn) this.#drop(conn);
-          if (!retry || attempt >= ATTEMPTS) throw err;
+          const timedOut = (err.cause as { level?: string })?.level === "client-timeout";
+          if (!retry || attempt >= ATTEMPTS || timedOut) throw err;
+          this.log.warn("sftp connection failed; retrying", { attempt, error: err.message });
           await backoff(attempt, 200);
         }
       }

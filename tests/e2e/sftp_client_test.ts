@@ -344,6 +344,40 @@ Deno.test({
         },
       );
 
+      await t.step(
+        "a server that never answers fails once after the connect timeout, not three times",
+        async () => {
+          using silent = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+          const accepted: Deno.Conn[] = [];
+          (async () => {
+            for await (const c of silent) accepted.push(c);
+          })().catch(() => {});
+          const { log, lines } = capture();
+          const c = new SftpReplicaClient(
+            options(sshd, root, { port: silent.addr.port }),
+            log,
+            { connectTimeoutMs: 300 },
+          );
+          clients.push(c);
+          await rejectsWith(() => c.generations(), SftpError, "Timed out while waiting");
+          assert.equal(c.session.connects, 1);
+          assert.equal(accepted.length, 1);
+          for (const a of accepted) a.close();
+
+          // A connection that breaks is retried, and each retry is logged.
+          await using cut = startTcpFaultProxy(sshd.port);
+          const r = new SftpReplicaClient(options(sshd, root, { port: cut.port }), log);
+          clients.push(r);
+          cut.cut("down", 1, 3000);
+          await r.generations();
+          assert.equal(r.session.connects, 2);
+          assert.equal(
+            lines.filter((l) => l.includes("sftp connection failed; retrying")).length,
+            1,
+          );
+        },
+      );
+
       await t.step("an idle client closes its connection and reopens it when used", async () => {
         const c = client();
         await c.generations();

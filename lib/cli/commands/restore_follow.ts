@@ -79,16 +79,21 @@ export async function runFollow(
   const metricsAddr = addr ?? resolved.config?.addr;
   try {
     if (metricsAddr) {
-      serveMetrics(metricsAddr, () => {
-        const s = follower.status;
-        return renderFollowMetrics({
-          output,
-          generation: s.position?.generation,
-          index: s.position?.index,
-          offset: s.position?.offset,
-          ...s,
-        });
-      }, stop.signal, log);
+      serveMetrics(
+        metricsAddr,
+        () => {
+          const s = follower.status;
+          return renderFollowMetrics({
+            output,
+            generation: s.position?.generation,
+            index: s.position?.index,
+            offset: s.position?.offset,
+            ...s,
+          });
+        },
+        stop.signal,
+        log,
+      );
     }
     await follower.run();
   } finally {
