@@ -26,6 +26,12 @@ import {
 } from "../sqlite/shm.ts";
 import { type Database as Sqlite, openDatabase } from "../sqlite/driver.ts";
 
+/**
+ * Another process holds the database's meta directory lock: it replicates the database, and
+ * this one waits (retrying on each tick) until it stops.
+ */
+export class MetaLockedError extends LitestreamError {}
+
 /** The open handles of one replicated database. */
 export class DbHandles {
   #rtxHeld = false;
@@ -72,8 +78,9 @@ export class DbHandles {
   ): Promise<DbHandles> {
     const lock = lockMeta(metaPath);
     if (!lock) {
-      throw new LitestreamError(
-        `${path}: another litestream process is replicating this database (${metaPath}/lock)`,
+      throw new MetaLockedError(
+        `${path}: another litestream process is replicating this database (${metaPath}/lock); ` +
+          "this one takes over when it stops",
       );
     }
     const opened: { close(): unknown }[] = [lock];

@@ -331,3 +331,31 @@ Deno.test("two replicators, one file replica: the holder crashes; its lease expi
   await waitForRestore(dir.path, [`file://${replicaDir}`], [{ table: "t", lastId: 1 }], 30_000);
   await stopOk(second);
 });
+
+Deno.test("two replicators, one database and meta directory: the second waits, stops cleanly while waiting, and takes over at a clean stop", async () => {
+  await using dir = await tempDir();
+  const db = join(dir.path, "app.db");
+  const replicaDir = join(dir.path, "replica");
+  const replica = { path: replicaDir };
+  await createWriterTable(db);
+  await using first = await start(dir.path, "first", db, replica);
+  await leaseGeneration(first);
+  const waitsFor =
+    /another litestream process is replicating this database .*takes over when it stops/;
+
+  // Stopped while it waits: the first ships what is committed, so nothing failed.
+  const waiting = await start(dir.path, "waiting", db, replica);
+  await waiting.waitForLog(waitsFor);
+  await stopOk(waiting);
+  assert.doesNotMatch(await waiting.log(), /final sync failed|a final sync failed/);
+
+  // The first stops cleanly: the one waiting opens the database and replicates it.
+  await using second = await start(dir.path, "second", db, replica);
+  await second.waitForLog(waitsFor);
+  const before = await second.mark();
+  await stopOk(first);
+  await leaseGeneration(second, before);
+  await sqlite(db, "INSERT INTO t (id, v) VALUES (1, 'after the handover');");
+  await waitForRestore(dir.path, [`file://${replicaDir}`], [{ table: "t", lastId: 1 }], 30_000);
+  await stopOk(second);
+});
