@@ -21,19 +21,16 @@ import { leaseFileName, leaseSequence } from "../file/lease.ts";
 import type { SftpSession } from "./session.ts";
 import { download, isNoSuchFile, mkdirAll, request, unlink, upload } from "./transfer.ts";
 
-/** The newest lease file as this client last listed it, with its content. */
-interface Seen {
-  seq: number;
-  size: number;
-  mtime: number;
-  data: Uint8Array;
-}
-
 /** A lease file's sequence number and attributes, from a directory listing. */
 interface Listed {
   seq: number;
   size: number;
   mtime: number;
+}
+
+/** The newest lease file as this client last listed it, with its content. */
+interface Seen extends Listed {
+  data: Uint8Array;
 }
 
 /**
