@@ -110,10 +110,7 @@ export class SftpSession {
   /**
    * Runs `fn` on the SFTP channel. When it fails with a transient `SftpError`
    * (the connection broke) and `retry` is set, the connection is reopened and
-   * `fn` runs again, up to 3 times in all, each retry logged. A server that did
-   * not answer a connection attempt within the connect timeout is not tried
-   * again here: the failure is reported at once (and the replica retries at
-   * its probe rate), not after three timeouts.
+   * `fn` runs again, up to 3 times in all, each retry logged.
    */
   async use<T>(fn: (sftp: SFTPWrapper) => Promise<T>, retry = true): Promise<T> {
     const release = this.hold();
@@ -126,8 +123,7 @@ export class SftpSession {
         } catch (err) {
           if (!(err instanceof SftpError && err.transient)) throw err;
           if (conn) this.#drop(conn);
-          const timedOut = (err.cause as { level?: string })?.level === "client-timeout";
-          if (!retry || attempt >= ATTEMPTS || timedOut) throw err;
+          if (!retry || attempt >= ATTEMPTS) throw err;
           this.log.warn("sftp connection failed; retrying", { attempt, error: err.message });
           await backoff(attempt, 200);
         }
@@ -365,11 +361,14 @@ export class SftpSession {
         { cause: err },
       );
     }
+    // A server that did not answer within the connect timeout is not tried again at once: the
+    // failure is reported now (the replica retries at its probe rate), not after three timeouts.
+    const timedOut = (err as { level?: string }).level === "client-timeout";
     return new SftpError(
       "connect",
       this.location,
       `cannot reach ${hostPort}: ${describe(err)}`,
-      isConnectionError(err),
+      isConnectionError(err) && !timedOut,
       { cause: err },
     );
   }
