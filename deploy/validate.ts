@@ -115,7 +115,7 @@ async function backendClient(
     const key = env[GCS_CREDENTIALS];
     return new gcs.GcsReplicaClient(gcs.gcsOptionsFromConfig(cfg), {}, {
       endpoint,
-      env: { get: (name) => env[name], readTextFile: (path) => Deno.readTextFile(path) },
+      env: { ...gcs.processEnv, get: (name) => env[name] },
       credentials: key ? gcs.credentialsFromJson(url, key, GCS_CREDENTIALS) : undefined,
     });
   }

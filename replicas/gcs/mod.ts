@@ -17,6 +17,7 @@ export {
   type CredentialEnv,
   CredentialsError,
   credentialsFromJson,
+  processEnv,
   type TokenSource,
 } from "./auth.ts";
 export { type GcsCounters, GcsError, type GcsOperation, type GcsTuning } from "./http.ts";
