@@ -40,16 +40,38 @@ const MODULES: { scenarios: Scenario[] }[] = [
 
 const ALL: Scenario[] = MODULES.flatMap((m) => m.scenarios);
 
-async function main(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
+const USAGE = "usage: deno task bench [--runs N] [--json FILE] [--list] [SCENARIO...]\n" +
+  "  --runs N     measured runs per tool (default: each scenario's own, mostly 5)\n" +
+  "  --json FILE  also write every figure to FILE\n" +
+  "  --list       list the scenarios and stop\n" +
+  "Without SCENARIO, every scenario runs.";
+
+function options(args: string[]) {
+  return parseArgs({
     args,
     options: {
       runs: { type: "string" },
       json: { type: "string" },
       list: { type: "boolean", default: false },
+      help: { type: "boolean", short: "h", default: false },
     },
     allowPositionals: true,
   });
+}
+
+async function main(args: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = options(args);
+  } catch (err) {
+    console.error(`bench: ${(err as Error).message.split(". ")[0]}\n${USAGE}`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
   if (values.list) {
     for (const s of ALL) console.log(`${s.name}\t${s.summary}`);
     return 0;

@@ -32,6 +32,7 @@ import {
 } from "./host_key.ts";
 import { describe, isConnectionError, SftpError } from "./errors.ts";
 import { markClosed } from "./transfer.ts";
+import { connectStream, type ConnStream } from "./socket.ts";
 
 /** Handshakes under way at once to one `host:port`, below OpenSSH's default `MaxStartups` 10. */
 export const HANDSHAKES_PER_HOST = 8;
@@ -193,12 +194,9 @@ export class SftpSession {
     let presented: Uint8Array | undefined;
     let cipher: string | undefined;
     const config: ConnectConfig = {
-      host: o.host,
-      port: o.port,
       username: o.user,
       password: o.password,
       privateKey,
-      readyTimeout: this.#tuning.connectTimeoutMs,
       keepaliveInterval: this.#tuning.keepaliveMs,
       keepaliveCountMax: 3,
       algorithms: {
@@ -222,8 +220,17 @@ export class SftpSession {
     // Replicas of one host (a dir entry's databases) connect at once at start-up: at most
     // HANDSHAKES_PER_HOST handshakes are under way, so that sshd's MaxStartups (10 by default)
     // does not drop any.
-    const conn = await handshakeSlots(hostPort).run(() =>
-      new Promise<Connection>((resolve, reject) => {
+    const conn = await handshakeSlots(hostPort).run(async () => {
+      const started = Date.now();
+      let sock: ConnStream;
+      try {
+        sock = await connectStream(o.host, o.port, this.#tuning.connectTimeoutMs);
+      } catch (err) {
+        throw this.#connectError(err, hostPort, undefined, undefined);
+      }
+      // The rest of the connect timeout bounds the handshake and login.
+      const readyTimeout = Math.max(1, this.#tuning.connectTimeoutMs - (Date.now() - started));
+      return await new Promise<Connection>((resolve, reject) => {
         let settled = false;
         const fail = (err: unknown) => {
           if (settled) return;
@@ -231,7 +238,6 @@ export class SftpSession {
           client.end();
           reject(this.#connectError(err, hostPort, verdict, presented));
         };
-        client.on("connect", () => client.setNoDelay(true));
         client.on("handshake", (n: { cs: { cipher: string } }) => cipher = n.cs.cipher);
         client.on("error", fail);
         client.on("close", () => {
@@ -263,13 +269,14 @@ export class SftpSession {
           });
         });
         try {
-          client.connect(config);
+          client.connect({ ...config, sock, readyTimeout });
         } catch (err) {
           // ssh2 parses the private key synchronously.
+          sock.destroy();
           fail(new LitestreamError(`cannot parse key-path ${o.keyPath}: ${describe(err)}`));
         }
-      })
-    );
+      });
+    });
     this.log.debug("sftp connected", { host: hostPort, cipher });
     if (verdict?.kind === "unknown" && presented && !this.#firstSeen) {
       this.#firstSeen = { type: blobType(presented) ?? "unknown", blob: presented };

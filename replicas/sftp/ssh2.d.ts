@@ -8,6 +8,7 @@
 
 import type { EventEmitter } from "node:events";
 import type { Buffer } from "node:buffer";
+import type { Duplex } from "node:stream";
 
 /** A request callback: an error, or the result. */
 type Cb<T = void> = (err: Error | undefined, value: T) => void;
@@ -59,8 +60,8 @@ export interface SFTPWrapper extends EventEmitter {
 
 /** Connection settings (the subset used). */
 export interface ConnectConfig {
-  host: string;
-  port: number;
+  /** The connected stream to speak SSH over (ssh2 opens none of its own). */
+  sock?: Duplex;
   username: string;
   password?: string;
   privateKey?: Buffer;
@@ -78,6 +79,5 @@ export interface ConnectConfig {
 export class Client extends EventEmitter {
   connect(config: ConnectConfig): this;
   sftp(cb: (err: Error | undefined, sftp: SFTPWrapper) => void): this;
-  setNoDelay(noDelay?: boolean): this;
   end(): this;
 }
