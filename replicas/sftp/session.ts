@@ -1,10 +1,12 @@
 /**
- * One SSH connection and SFTP channel per replica client, opened on first use
- * and closed after `idleMs` without an operation, so an idle replica holds no
- * connection, timer or buffer. Operations that fail because the connection
- * broke reconnect and retry (3 attempts, jittered backoff); longer outages are
- * paced by the replica loop's `StoreHealth`. The host key is checked on every
- * connection (see `host_key.ts`).
+ * SSH connections, each with one SFTP channel, shared by the replica clients of one login (host,
+ * port, user, password, key-path, host-key): the databases of a dir entry take
+ * {@linkcode CONNECTIONS_PER_LOGIN} connections in turn instead of one each (a handshake costs
+ * about 30 ms of CPU here, and the server a process per connection). A connection opens on first
+ * use and closes after `idleMs` without an operation, so idle replicas hold no connection, timer
+ * or buffer. Operations that fail because the connection broke reconnect and retry (3 attempts,
+ * jittered backoff); longer outages are paced by the replica loop's `StoreHealth`. The host key
+ * is checked on every connection (see `host_key.ts`). Errors name the replica that met them.
  *
  * @module
  */
@@ -33,6 +35,13 @@ import {
 import { describe, isConnectionError, SftpError } from "./errors.ts";
 import { markClosed } from "./transfer.ts";
 import { connectStream, type ConnStream } from "./socket.ts";
+
+/**
+ * Connections one login opens at most. More than one, because OpenSSH's sftp-server answers a
+ * channel's requests one at a time, each upload's fsync included: a few channels keep many
+ * databases' uploads from queueing behind one another.
+ */
+export const CONNECTIONS_PER_LOGIN = 4;
 
 /** Handshakes under way at once to one `host:port`, below OpenSSH's default `MaxStartups` 10. */
 export const HANDSHAKES_PER_HOST = 8;
@@ -82,60 +91,65 @@ interface Connection {
   closed: Promise<void>;
 }
 
-/** A lazily opened, idle-closed SFTP connection with retries. */
-export class SftpSession {
+/**
+ * Why a connection attempt failed. Every session waiting on the attempt turns it into an error
+ * naming its own replica ({@linkcode SftpSession}).
+ */
+class ConnectFailure extends Error {
+  constructor(
+    readonly reason: unknown,
+    readonly verdict?: HostKeyVerdict,
+    readonly presented?: Uint8Array,
+  ) {
+    super("connection attempt failed", { cause: reason });
+  }
+}
+
+/** The replicas that share connections: one login, one tuning. */
+class Login {
+  /** A key accepted without a trust anchor: later connections must present it again. */
+  firstSeen: PublicKey | undefined;
+  readonly #links: SshLink[] = [];
+  #next = 0;
+
+  constructor(readonly options: SftpOptions, readonly tuning: Required<SessionTuning>) {}
+
+  /** The connection the next replica of this login is to use. */
+  take(): SshLink {
+    const i = this.#next++ % CONNECTIONS_PER_LOGIN;
+    return this.#links[i] ??= new SshLink(this);
+  }
+}
+
+/** Logins by what identifies them; one entry per distinct replica login in the config. */
+const logins = new Map<string, Login>();
+
+function loginOf(o: SftpOptions, tuning: Required<SessionTuning>): Login {
+  const key = JSON.stringify([o.host, o.port, o.user, o.password, o.keyPath, o.hostKey, tuning]);
+  let login = logins.get(key);
+  if (!login) logins.set(key, login = new Login(o, tuning));
+  return login;
+}
+
+/** One connection of a login, opened on first use and closed when idle or no longer wanted. */
+class SshLink {
   /** Connections opened so far (tests and logs). */
   connects = 0;
-  readonly #tuning: Required<SessionTuning>;
   #conn: Promise<Connection> | undefined;
   #active = 0;
   #idleTimer: ReturnType<typeof setTimeout> | undefined;
-  /** A key accepted without a trust anchor: later connections must present it again. */
-  #firstSeen: PublicKey | undefined;
+  /** Sessions using this connection that have not been closed. */
+  readonly #sessions = new Set<SftpSession>();
 
-  /** A session for `options`; `location` names the replica in errors, `log` gets the host-key warning. */
-  constructor(
-    readonly options: SftpOptions,
-    readonly location: string,
-    readonly log: Logger,
-    tuning: SessionTuning = {},
-  ) {
-    this.#tuning = { ...TUNING_DEFAULTS, ...tuning };
-  }
+  constructor(readonly login: Login) {}
 
-  /** Whether a connection is open (or opening). */
   get connected(): boolean {
     return this.#conn !== undefined;
   }
 
-  /**
-   * Runs `fn` on the SFTP channel. When it fails with a transient `SftpError`
-   * (the connection broke) and `retry` is set, the connection is reopened and
-   * `fn` runs again, up to 3 times in all, each retry logged.
-   */
-  async use<T>(fn: (sftp: SFTPWrapper) => Promise<T>, retry = true): Promise<T> {
-    const release = this.hold();
-    try {
-      for (let attempt = 1;; attempt++) {
-        let conn: Promise<Connection> | undefined;
-        try {
-          conn = this.#connect();
-          return await fn((await conn).sftp);
-        } catch (err) {
-          if (!(err instanceof SftpError && err.transient)) throw err;
-          if (conn) this.#drop(conn);
-          if (!retry || attempt >= ATTEMPTS) throw err;
-          this.log.warn("sftp connection failed; retrying", { attempt, error: err.message });
-          await backoff(attempt, 200);
-        }
-      }
-    } finally {
-      release();
-    }
-  }
-
-  /** Marks the session busy (no idle close) until the returned function is called. */
-  hold(): () => void {
+  /** Marks the connection busy for `session` (no idle close) until the returned function is called. */
+  hold(session: SftpSession): () => void {
+    this.#sessions.add(session);
     this.#active++;
     clearTimeout(this.#idleTimer);
     this.#idleTimer = undefined;
@@ -144,20 +158,40 @@ export class SftpSession {
       if (released) return;
       released = true;
       if (--this.#active === 0 && this.#conn) {
-        this.#idleTimer = setTimeout(() => this.close(), this.#tuning.idleMs);
+        this.#idleTimer = setTimeout(() => this.#close(), this.login.tuning.idleMs);
       }
     };
   }
 
+  /** The open connection, or one being opened; `log` gets the host-key warning. */
+  connection(log: Logger): Promise<Connection> {
+    if (!this.#conn) {
+      const conn = this.#open(log);
+      this.#conn = conn;
+      conn.catch(() => {
+        if (this.#conn === conn) this.#conn = undefined;
+      });
+    }
+    return this.#conn;
+  }
+
   /** Drops the current connection if it is still `conn` (a broken one), so the next use reconnects. */
-  #drop(conn: Promise<Connection>): void {
+  drop(conn: Promise<Connection>): void {
     if (this.#conn !== conn) return;
     this.#conn = undefined;
     conn.then((c) => c.client.end(), () => {});
   }
 
-  /** Closes the connection now; the next operation opens a new one. */
-  async close(): Promise<void> {
+  /**
+   * `session` is done with the connection: the last session to leave closes it now (whatever
+   * it still has under way); otherwise it stays for the others, closing when idle.
+   */
+  async leave(session: SftpSession): Promise<void> {
+    this.#sessions.delete(session);
+    if (this.#sessions.size === 0) await this.#close();
+  }
+
+  async #close(): Promise<void> {
     clearTimeout(this.#idleTimer);
     this.#idleTimer = undefined;
     const conn = this.#conn;
@@ -168,23 +202,23 @@ export class SftpSession {
     await c.closed;
   }
 
-  #connect(): Promise<Connection> {
-    if (!this.#conn) {
-      const conn = this.#open();
-      this.#conn = conn;
-      conn.catch(() => {
-        if (this.#conn === conn) this.#conn = undefined;
-      });
-    }
-    return this.#conn;
-  }
-
-  async #open(): Promise<Connection> {
-    const o = this.options;
+  /** Connects and logs in; any failure is a {@linkcode ConnectFailure}. */
+  async #open(log: Logger): Promise<Connection> {
+    const login = this.login;
+    const o = login.options;
     const hostPort = hostPortText(o);
-    const pinned = o.hostKey ? this.#setting(() => parseHostKeySetting(o.hostKey!)) : undefined;
-    const known = pinned ? [] : await loadKnownHosts();
-    const privateKey = o.keyPath ? await this.#readKey(o.keyPath) : undefined;
+    let pinned: PublicKey | undefined;
+    let known: Awaited<ReturnType<typeof loadKnownHosts>>;
+    let privateKey: Buffer | undefined;
+    try {
+      pinned = o.hostKey ? parseHostKeySetting(o.hostKey) : undefined;
+      known = pinned ? [] : await loadKnownHosts();
+      privateKey = o.keyPath ? await readKey(o.keyPath) : undefined;
+    } catch (err) {
+      // A setting or file at fault (a known_hosts that cannot be read names itself): no retry.
+      const settled = err instanceof LitestreamError || err instanceof Deno.errors.NotCapable;
+      throw new ConnectFailure(settled ? err : new LitestreamError(describe(err), { cause: err }));
+    }
     const name = knownHostsName(o.host, o.port);
     // Ask for the key types we can check first, as OpenSSH does.
     const types = pinned
@@ -197,7 +231,7 @@ export class SftpSession {
       username: o.user,
       password: o.password,
       privateKey,
-      keepaliveInterval: this.#tuning.keepaliveMs,
+      keepaliveInterval: login.tuning.keepaliveMs,
       keepaliveCountMax: 3,
       algorithms: {
         // Keys apply in order: ssh2 prepends only what its list lacks.
@@ -206,8 +240,8 @@ export class SftpSession {
       },
       hostVerifier: (key: Buffer) => {
         presented = new Uint8Array(key);
-        verdict = judgeHostKey(presented, name, pinned ?? this.#firstSeen, known);
-        if (this.#firstSeen && verdict.kind === "mismatch") {
+        verdict = judgeHostKey(presented, name, pinned ?? login.firstSeen, known);
+        if (login.firstSeen && verdict.kind === "mismatch") {
           verdict = { ...verdict, sources: ["the key this process accepted first"] };
         }
         return verdict.kind === "trusted" || verdict.kind === "unknown";
@@ -217,26 +251,25 @@ export class SftpSession {
     const closed = new Promise<void>((resolve) => client.once("close", () => resolve()));
     this.connects++;
     const finalisedBefore = oneShotCiphersFinalised();
-    // Replicas of one host (a dir entry's databases) connect at once at start-up: at most
-    // HANDSHAKES_PER_HOST handshakes are under way, so that sshd's MaxStartups (10 by default)
-    // does not drop any.
+    // Logins of one host connect at once at start-up: at most HANDSHAKES_PER_HOST handshakes
+    // are under way, so that sshd's MaxStartups (10 by default) does not drop any.
     const conn = await handshakeSlots(hostPort).run(async () => {
       const started = Date.now();
       let sock: ConnStream;
       try {
-        sock = await connectStream(o.host, o.port, this.#tuning.connectTimeoutMs);
+        sock = await connectStream(o.host, o.port, login.tuning.connectTimeoutMs);
       } catch (err) {
-        throw this.#connectError(err, hostPort, undefined, undefined);
+        throw new ConnectFailure(err);
       }
       // The rest of the connect timeout bounds the handshake and login.
-      const readyTimeout = Math.max(1, this.#tuning.connectTimeoutMs - (Date.now() - started));
+      const readyTimeout = Math.max(1, login.tuning.connectTimeoutMs - (Date.now() - started));
       return await new Promise<Connection>((resolve, reject) => {
         let settled = false;
         const fail = (err: unknown) => {
           if (settled) return;
           settled = true;
           client.end();
-          reject(this.#connectError(err, hostPort, verdict, presented));
+          reject(new ConnectFailure(err, verdict, presented));
         };
         client.on("handshake", (n: { cs: { cipher: string } }) => cipher = n.cs.cipher);
         client.on("error", fail);
@@ -245,7 +278,7 @@ export class SftpSession {
           // A connection that breaks later is dropped; the next operation reconnects.
           if (this.#conn && settled) {
             const current = this.#conn;
-            current.then((c) => c.client === client && this.#drop(current), () => {});
+            current.then((c) => c.client === client && this.drop(current), () => {});
           }
         });
         client.on("ready", () => {
@@ -277,56 +310,108 @@ export class SftpSession {
         }
       });
     });
-    this.log.debug("sftp connected", { host: hostPort, cipher });
-    if (verdict?.kind === "unknown" && presented && !this.#firstSeen) {
-      this.#firstSeen = { type: blobType(presented) ?? "unknown", blob: presented };
-      // Once per process for a host and key, however many replicas (a dir entry) it serves.
+    log.debug("sftp connected", { host: hostPort, cipher });
+    if (verdict?.kind === "unknown" && presented && !login.firstSeen) {
+      login.firstSeen = { type: blobType(presented) ?? "unknown", blob: presented };
+      // Once per process for a host and key, however many logins it serves.
       const warning = `${hostPort} ${fingerprint(presented)}`;
       if (!unverifiedWarned.has(warning)) {
         unverifiedWarned.add(warning);
-        this.log.warn(
+        log.warn(
           "sftp host key not verified: no host-key setting and no known_hosts entry for the host; " +
             "set host-key to the value below to pin it",
           {
             host: hostPort,
             fingerprint: fingerprint(presented),
-            "host-key": keyLine(this.#firstSeen),
+            "host-key": keyLine(login.firstSeen),
           },
         );
       }
     }
     return conn;
   }
+}
 
-  #setting<T>(fn: () => T): T {
+/** Reads `key-path`; a missing permission stays itself, anything else says which file. */
+async function readKey(path: string): Promise<Buffer> {
+  try {
+    return Buffer.from(await Deno.readFile(path));
+  } catch (err) {
+    if (err instanceof Deno.errors.NotCapable) throw err;
+    throw new LitestreamError(`cannot read key-path ${path}: ${describe(err)}`);
+  }
+}
+
+/** A replica client's use of its login's connection: retries, and errors naming the replica. */
+export class SftpSession {
+  readonly #link: SshLink;
+
+  /** A session for `options`; `location` names the replica in errors, `log` gets the host-key warning. */
+  constructor(
+    readonly options: SftpOptions,
+    readonly location: string,
+    readonly log: Logger,
+    tuning: SessionTuning = {},
+  ) {
+    this.#link = loginOf(options, { ...TUNING_DEFAULTS, ...tuning }).take();
+  }
+
+  /** Connections opened so far by the connection this session uses (tests and logs). */
+  get connects(): number {
+    return this.#link.connects;
+  }
+
+  /** Whether its connection is open (or opening). */
+  get connected(): boolean {
+    return this.#link.connected;
+  }
+
+  /**
+   * Runs `fn` on the SFTP channel. When it fails with a transient `SftpError`
+   * (the connection broke) and `retry` is set, the connection is reopened and
+   * `fn` runs again, up to 3 times in all, each retry logged.
+   */
+  async use<T>(fn: (sftp: SFTPWrapper) => Promise<T>, retry = true): Promise<T> {
+    const release = this.hold();
     try {
-      return fn();
-    } catch (err) {
-      throw new SftpError("connect", this.location, (err as Error).message);
+      for (let attempt = 1;; attempt++) {
+        let conn: Promise<Connection> | undefined;
+        try {
+          conn = this.#link.connection(this.log);
+          const c = await conn.catch((err) => {
+            throw err instanceof ConnectFailure ? this.#connectError(err) : err;
+          });
+          return await fn(c.sftp);
+        } catch (err) {
+          if (!(err instanceof SftpError && err.transient)) throw err;
+          if (conn) this.#link.drop(conn);
+          if (!retry || attempt >= ATTEMPTS) throw err;
+          this.log.warn("sftp connection failed; retrying", { attempt, error: err.message });
+          await backoff(attempt, 200);
+        }
+      }
+    } finally {
+      release();
     }
   }
 
-  async #readKey(path: string): Promise<Buffer> {
-    try {
-      return Buffer.from(await Deno.readFile(path));
-    } catch (err) {
-      if (err instanceof Deno.errors.NotCapable) throw err;
-      throw new SftpError(
-        "connect",
-        this.location,
-        `cannot read key-path ${path}: ${describe(err)}`,
-      );
-    }
+  /** Marks the connection busy (no idle close) until the returned function is called. */
+  hold(): () => void {
+    return this.#link.hold(this);
   }
 
-  /** The error a failed connection attempt reports: host key, login, or network. */
-  #connectError(
-    err: unknown,
-    hostPort: string,
-    verdict: HostKeyVerdict | undefined,
-    presented: Uint8Array | undefined,
-  ): LitestreamError {
+  /**
+   * Done with the connection: it closes now unless other replicas of the login share it (then
+   * it closes when they are done, or idle). The next operation opens it again.
+   */
+  close(): Promise<void> {
+    return this.#link.leave(this);
+  }
+
+  /** The error a failed connection attempt reports for this replica: host key, login, or network. */
+  #connectError({ reason: err, verdict, presented }: ConnectFailure): LitestreamError {
     const o = this.options;
+    const hostPort = hostPortText(o);
     const permission = explainPermission(err, this.location);
     if (permission instanceof MissingPermissionError) return permission;
     if (presented && verdict && verdict.kind !== "trusted" && verdict.kind !== "unknown") {
@@ -340,7 +425,7 @@ export class SftpSession {
           ` (if the server's key changed on purpose, ${
             o.hostKey
               ? "update host-key"
-              : this.#firstSeen
+              : this.#link.login.firstSeen
               ? "restart to accept the new key, or set host-key to it"
               : "update known_hosts"
           })`;

@@ -12,7 +12,7 @@ import { newGeneration } from "../../lib/names.ts";
 import { readDirOrEmpty } from "../../lib/os/fs.ts";
 import { SftpError, type SftpOptions, SftpReplicaClient } from "../../replicas/sftp/mod.ts";
 import { oneShotCiphersFinalised } from "../../replicas/sftp/one_shot_chacha20.ts";
-import { HANDSHAKES_PER_HOST } from "../../replicas/sftp/session.ts";
+import { CONNECTIONS_PER_LOGIN, HANDSHAKES_PER_HOST } from "../../replicas/sftp/session.ts";
 import { replicaClientContract } from "../../replicas/contract.ts";
 import { bytesOf, chunked, rejectsWith, streamOf } from "../../replicas/test_streams.ts";
 import { tempDir, waitFor } from "../support/poll.ts";
@@ -393,24 +393,80 @@ Deno.test({
 });
 
 Deno.test({
-  name: "sftp: many replicas of one host connect at once without sshd dropping any (MaxStartups)",
+  name: "sftp: the replicas of one login share its few connections; many logins of one host " +
+    "connect at once without sshd dropping any (MaxStartups)",
   ignore,
   ...NO_SANITIZERS,
   fn: async () => {
     // This sshd refuses every unauthenticated connection beyond our handshake limit.
     const limit = HANDSHAKES_PER_HOST;
     await using sshd = await startSshd({ config: [`MaxStartups ${limit}:100:${limit}`] });
-    const clients = Array.from(
+    const logins = async () => (await sshd.log()).match(/Accepted publickey/g)?.length ?? 0;
+    // The databases of a dir entry: one login.
+    const dbs = Array.from(
       { length: 16 * limit },
       (_, i) =>
         new SftpReplicaClient(options(sshd, join(sshd.dir, "many", `db${i}`)), capture().log),
     );
+    // Replicas with a login each (here: a copy of the key apiece).
+    const keys = await Promise.all(Array.from({ length: 2 * limit }, async (_, i) => {
+      const path = join(sshd.dir, `key${i}`);
+      await Deno.copyFile(sshd.keyPath, path);
+      return path;
+    }));
+    const own = keys.map((keyPath, i) =>
+      new SftpReplicaClient(
+        options(sshd, join(sshd.dir, "own", `db${i}`), { keyPath }),
+        capture().log,
+      )
+    );
+    const clients = [...dbs, ...own];
     try {
       const listed = await Promise.all(clients.map((c) => c.generations()));
       assert.deepEqual(listed, clients.map(() => []));
+      await waitFor(
+        "sshd to log every login",
+        async () => await logins() >= CONNECTIONS_PER_LOGIN + own.length,
+        10_000,
+      );
+      assert.equal(await logins(), CONNECTIONS_PER_LOGIN + own.length);
       const connects = clients.reduce((n, c) => n + c.session.connects, 0);
       assert.equal(connects, clients.length, "no connection was dropped and made again");
       assert.doesNotMatch(await sshd.log(), /MaxStartups throttling|drop connection/);
+    } finally {
+      await Promise.all(clients.map((c) => c.close()));
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "sftp: a replica that closes leaves a shared connection to the others; the last one closes it",
+  ignore,
+  ...NO_SANITIZERS,
+  fn: async () => {
+    await using sshd = await startSshd();
+    // One more replica than the login has connections: the first and the last share one.
+    const clients = Array.from(
+      { length: CONNECTIONS_PER_LOGIN + 1 },
+      (_, i) =>
+        new SftpReplicaClient(
+          options(sshd, join(sshd.dir, "shared", `db${i}`)),
+          capture().log,
+          { idleMs: 60_000 },
+        ),
+    );
+    const [first, last] = [clients[0], clients.at(-1)!];
+    try {
+      await Promise.all(clients.map((c) => c.generations()));
+      assert.equal(last.session.connects, 1);
+      await first.close();
+      assert.ok(last.session.connected, "still open for the replica that shares it");
+      assert.deepEqual(await last.generations(), []);
+      assert.equal(last.session.connects, 1, "no new connection");
+      await last.close();
+      assert.ok(!last.session.connected, "closed by the last replica using it");
+      assert.ok(clients[1].session.connected, "the others' connections are their own");
     } finally {
       await Promise.all(clients.map((c) => c.close()));
     }
