@@ -15,6 +15,7 @@ import * as restore from "./restore.ts";
 import * as replicate from "./replicate.ts";
 import * as s3 from "./s3.ts";
 import * as sftp from "./sftp.ts";
+import * as sftpManyDbs from "./sftp_many_dbs.ts";
 import * as abs from "./abs.ts";
 import * as gcs from "./gcs.ts";
 import * as validate from "./validate.ts";
@@ -30,6 +31,7 @@ const MODULES: { scenarios: Scenario[] }[] = [
   s3,
   s3Restore,
   sftp,
+  sftpManyDbs,
   abs,
   gcs,
   validate,

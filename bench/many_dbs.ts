@@ -70,8 +70,8 @@ interface ManyRun {
   sampleOk: number;
 }
 
-/** N small databases (a table `t` with 10 rows of 100 bytes), in WAL mode. */
-async function createDbs(dir: string, n: number): Promise<string[]> {
+/** N small databases (a table `t` with 10 rows of 100 bytes), in WAL mode; their paths. */
+export async function createDbs(dir: string, n: number): Promise<string[]> {
   await Deno.mkdir(dir, { recursive: true });
   const paths: string[] = [];
   for (let i = 0; i < n; i++) {
@@ -102,14 +102,14 @@ function config(tool: Tool, dataDir: string, replicas: string, paths: string[]):
 }
 
 /** Counts, per replica, of the listed objects that `keep` selects. */
-async function objectCounts(replicas: string[], keep: (name: string) => boolean) {
+export async function objectCounts(replicas: string[], keep: (name: string) => boolean) {
   return await Promise.all(
     replicas.map(async (r) => (await fileReplicaLister(r).list()).filter(keep).length),
   );
 }
 
 /** Runs the writer process (`bench/many_dbs_writer.ts`); returns its JSON line. */
-async function runWriter(listFile: string, rate: number, seconds: number) {
+export async function runWriter(listFile: string, rate: number, seconds: number) {
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", `${REPO_ROOT}/bench/many_dbs_writer.ts`, listFile, `${rate}`, `${seconds}`],
     stdout: "piped",
