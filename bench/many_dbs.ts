@@ -109,7 +109,7 @@ export async function objectCounts(replicas: string[], keep: (name: string) => b
 }
 
 /** Runs the writer process (`bench/many_dbs_writer.ts`); returns its JSON line. */
-export async function runWriter(listFile: string, rate: number, seconds: number) {
+async function runWriter(listFile: string, rate: number, seconds: number) {
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", `${REPO_ROOT}/bench/many_dbs_writer.ts`, listFile, `${rate}`, `${seconds}`],
     stdout: "piped",
@@ -121,6 +121,28 @@ export async function runWriter(listFile: string, rate: number, seconds: number)
     elapsedS: number;
     lastCommitEpochMs: number;
   };
+}
+
+/**
+ * One commit to every database in `listFile` (one writer process, in order); the seconds from the
+ * last commit until every replica in `replicas` lists a new WAL segment (each database was idle,
+ * so a new segment holds that commit).
+ */
+export async function fanOut(replicas: string[], listFile: string): Promise<number> {
+  const before = await objectCounts(replicas, isSegmentName);
+  const fan = await runWriter(listFile, 0, 0);
+  let pending = replicas.map((r, i) => ({ r, count: before[i] }));
+  await waitFor(
+    "every replica with the fan-out commit",
+    async () => {
+      const now = await objectCounts(pending.map((x) => x.r), isSegmentName);
+      pending = pending.filter((x, i) => now[i] <= x.count);
+      return pending.length === 0;
+    },
+    120_000,
+    50,
+  );
+  return (epochMs() - fan.lastCommitEpochMs) / 1000;
 }
 
 /** One run of `tool` with `n` databases in `dir`. */
@@ -158,20 +180,7 @@ async function manyRun(tool: Tool, n: number, dir: string, log: (m: string) => v
     const idleRssMB = await p.rssMB();
     log(`  ${tool} N=${n}: idle ${idlePct.toFixed(2)} % CPU, RSS ${idleRssMB.toFixed(0)} MB`);
 
-    const before = await objectCounts(replicas, isSegmentName);
-    const fan = await runWriter(listFile, 0, 0);
-    let pending = replicas.map((r, i) => ({ r, count: before[i] }));
-    await waitFor(
-      "every replica with the fan-out commit",
-      async () => {
-        const now = await objectCounts(pending.map((x) => x.r), isSegmentName);
-        pending = pending.filter((x, i) => now[i] <= x.count);
-        return pending.length === 0;
-      },
-      120_000,
-      50,
-    );
-    const fanOutS = (epochMs() - fan.lastCommitEpochMs) / 1000;
+    const fanOutS = await fanOut(replicas, listFile);
     log(`  ${tool} N=${n}: fan-out ${fanOutS.toFixed(2)} s after the last commit`);
 
     const cpuL0 = await p.cpuS();

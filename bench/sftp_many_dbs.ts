@@ -20,9 +20,8 @@ import { waitFor } from "../tests/support/poll.ts";
 import { dbDigest, restoreFileReplica } from "../tests/support/db_digest.ts";
 import { startSshd, type TestSshd } from "../tests/support/sshd.ts";
 import { removeTree, scratchDir } from "./support/cache.ts";
-import { epochMs } from "./support/load.ts";
 import { type MeasuredProcess, requireGnuTime } from "./support/measure.ts";
-import { isSegmentName, isSnapshotName } from "./support/replica_watch.ts";
+import { isSnapshotName } from "./support/replica_watch.ts";
 import { median, medianRange, type Scenario, type ScenarioReport } from "./support/report.ts";
 import {
   killQuietly,
@@ -32,7 +31,7 @@ import {
   toolLabel,
   toolOrder,
 } from "./support/tools.ts";
-import { createDbs, objectCounts, runWriter } from "./many_dbs.ts";
+import { createDbs, fanOut, objectCounts } from "./many_dbs.ts";
 
 /** Databases per run. */
 const N = 200;
@@ -102,26 +101,12 @@ async function manyRun(tool: Tool, dir: string, log: (m: string) => void): Promi
     );
     const startupCpuS = await p.cpuS();
     const startupS = (performance.now() - p.startedAt) / 1000;
+    const cpu = startupCpuS.toFixed(2);
     log(
-      `  ${tool}: every snapshot after ${startupS.toFixed(1)} s, CPU ${
-        startupCpuS.toFixed(2)
-      } s, ` +
+      `  ${tool}: every snapshot after ${startupS.toFixed(1)} s, CPU ${cpu} s, ` +
         `at most ${peakConnections} SSH connections`,
     );
-    const before = await objectCounts(replicas, isSegmentName);
-    const fan = await runWriter(listFile, 0, 0);
-    let pending = replicas.map((r, i) => ({ r, count: before[i] }));
-    await waitFor(
-      "every replica with the fan-out commit",
-      async () => {
-        const now = await objectCounts(pending.map((x) => x.r), isSegmentName);
-        pending = pending.filter((x, i) => now[i] <= x.count);
-        return pending.length === 0;
-      },
-      120_000,
-      50,
-    );
-    const fanOutS = (epochMs() - fan.lastCommitEpochMs) / 1000;
+    const fanOutS = await fanOut(replicas, listFile);
     log(`  ${tool}: fan-out ${fanOutS.toFixed(2)} s after the last commit`);
     const total = await stopReplicator(p);
     for (const i of [...paths.keys()].sort(() => Math.random() - 0.5).slice(0, SAMPLE)) {
