@@ -1,7 +1,8 @@
 /**
  * Config keys for operating replicate (issue 13): the heartbeat (v0.5's `heartbeat-url` and
- * `heartbeat-interval`) and `max-lag-intervals`, the lag at which `/healthz`, the heartbeat
- * and `status` call a replica unhealthy.
+ * `heartbeat-interval`), `max-lag-intervals`, the lag at which `/healthz`, the heartbeat
+ * and `status` call a replica unhealthy, and v0.5's `shutdown-sync-timeout` and
+ * `shutdown-sync-interval`, which bound and pace the final sync at shutdown.
  *
  * @module
  */
@@ -10,7 +11,13 @@ import { ConfigError } from "../errors.ts";
 import type { Validator } from "./config_validator.ts";
 
 /** Top-level keys read here. */
-export const OPS_KEYS = ["heartbeat-url", "heartbeat-interval", "max-lag-intervals"];
+export const OPS_KEYS = [
+  "heartbeat-url",
+  "heartbeat-interval",
+  "max-lag-intervals",
+  "shutdown-sync-timeout",
+  "shutdown-sync-interval",
+];
 
 /** v0.5's default heartbeat interval. */
 export const DEFAULT_HEARTBEAT_INTERVAL = 5 * 60_000;
@@ -18,6 +25,8 @@ export const DEFAULT_HEARTBEAT_INTERVAL = 5 * 60_000;
 export const MIN_HEARTBEAT_INTERVAL = 60_000;
 /** Default of `max-lag-intervals`. */
 export const DEFAULT_MAX_LAG_INTERVALS = 10;
+/** v0.5's defaults: the final sync is retried for up to 30 s, every 500 ms. */
+export const DEFAULT_SHUTDOWN_SYNC = { timeout: 30_000, interval: 500 };
 
 /** The operating settings of a config. */
 export interface OpsConfig {
@@ -27,6 +36,11 @@ export interface OpsConfig {
   heartbeatInterval: number;
   /** A replica is unhealthy once it lags more than this many of its sync-intervals. */
   maxLagIntervals: number;
+  /**
+   * The shutdown's final sync: failed replica syncs are retried every `interval` ms, and the
+   * shutdown gives up on what is unfinished after `timeout` ms (0: one attempt, no limit).
+   */
+  shutdownSync: { timeout: number; interval: number };
 }
 
 /** Reads the operating keys of the top-level mapping `root`. */
@@ -45,5 +59,13 @@ export function parseOps(v: Validator, root: Record<string, unknown>): OpsConfig
   if (typeof maxLagIntervals !== "number" || !(maxLagIntervals > 0)) {
     v.fail("max-lag-intervals", "a number above 0", raw);
   }
-  return { heartbeatUrl, heartbeatInterval, maxLagIntervals };
+  const timeout = v.duration(root["shutdown-sync-timeout"], "shutdown-sync-timeout") ??
+    DEFAULT_SHUTDOWN_SYNC.timeout;
+  if (timeout < 0) throw new ConfigError(v.file, "shutdown-sync-timeout", "must be >= 0");
+  const interval = v.duration(root["shutdown-sync-interval"], "shutdown-sync-interval") ??
+    DEFAULT_SHUTDOWN_SYNC.interval;
+  if (!(interval > 0)) {
+    throw new ConfigError(v.file, "shutdown-sync-interval", "must be greater than 0");
+  }
+  return { heartbeatUrl, heartbeatInterval, maxLagIntervals, shutdownSync: { timeout, interval } };
 }

@@ -102,6 +102,37 @@ export async function buildManagedDb(
   return { db, replicas, monitorInterval: cfg.monitorInterval };
 }
 
+/** How the shutdown's final sync is bounded and paced (milliseconds; see `Server.stop`). */
+export interface ShutdownSync {
+  /** Give up what is unfinished after this long; 0: one attempt per replica, no limit. */
+  timeout: number;
+  /** Between attempts of a replica sync that failed. */
+  interval: number;
+}
+
+/**
+ * The final sync of `r`, tried again every `interval` ms after a failure while the next attempt
+ * would start before `deadline`; false (logged) when it did not succeed.
+ */
+async function finalSync(r: Replica, deadline: number, interval: number): Promise<boolean> {
+  for (;;) {
+    try {
+      await r.sync();
+      return true;
+    } catch (err) {
+      if (!(Date.now() + interval < deadline) || deadline === Infinity) {
+        r.log.error("final replica sync failed", { error: err });
+        return false;
+      }
+      r.log.warn("final replica sync failed; retrying", {
+        error: err,
+        in: formatDuration(interval),
+      });
+      await sleep(interval);
+    }
+  }
+}
+
 /** Runs the loops of every managed database until `stop()`. */
 export class Server {
   readonly #abort = new AbortController();
@@ -184,16 +215,55 @@ export class Server {
   /**
    * Stops the loops, runs a final sync of each database and replica, and closes the databases.
    * Resolves false when a final sync failed (it is logged): something committed may be unshipped.
+   *
+   * With a `timeout` (`shutdown-sync-timeout`), a failed replica sync is tried again every
+   * `interval` while time is left, and whatever is still under way when the time is up (an
+   * upload to a store that stopped answering) is logged and given up: resolves false then, and
+   * the process can exit. Without one, each replica gets one attempt, however long it takes.
    */
-  async stop(): Promise<boolean> {
+  async stop(sync: ShutdownSync = { timeout: 0, interval: 0 }): Promise<boolean> {
     clearTimeout(this.#trimTimer);
     this.#abort.abort();
-    await Promise.all([...this.#running.values()].map((r) => r.done));
-    return (await Promise.all(this.managed.map((m) => this.#finish(m, true)))).every(Boolean);
+    const deadline = sync.timeout > 0 ? Date.now() + sync.timeout : Infinity;
+    const pending = new Set(this.managed);
+    const work = (async () => {
+      await Promise.all([...this.#running.values()].map((r) => r.done));
+      const results = await Promise.all(this.managed.map(async (m) => {
+        const ok = await this.#finish(m, true, { deadline, interval: sync.interval });
+        pending.delete(m);
+        return ok;
+      }));
+      return results.every(Boolean);
+    })();
+    if (deadline === Infinity) return await work;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeUp = new Promise<undefined>((resolve) => {
+      timer = setTimeout(() => resolve(undefined), sync.timeout);
+    });
+    const ok = await Promise.race([work, timeUp]);
+    clearTimeout(timer);
+    if (ok !== undefined) return ok;
+    for (const m of pending) {
+      for (const r of m.replicas) {
+        if (r.refused()) continue;
+        r.log.error("final replica sync unfinished at shutdown-sync-timeout; given up", {
+          timeout: formatDuration(sync.timeout),
+        });
+      }
+    }
+    return false;
   }
 
-  /** A final sync (of the database too when `syncDb`) and its replicas, then close; false if a sync failed. */
-  async #finish({ db, replicas }: Managed, syncDb: boolean): Promise<boolean> {
+  /**
+   * A final sync (of the database too when `syncDb`) and its replicas, then close; false if a
+   * sync failed. A replica whose final sync failed keeps its lease (it expires on its own):
+   * releasing it would take the store that just failed.
+   */
+  async #finish(
+    { db, replicas }: Managed,
+    syncDb: boolean,
+    retry: { deadline: number; interval: number } = { deadline: Infinity, interval: 0 },
+  ): Promise<boolean> {
     // Standing by (see `standBy`): nothing to ship, and no reason to open the database again.
     if (!db.open && replicas.length > 0 && replicas.every((r) => r.refused())) return true;
     let ok = true;
@@ -201,10 +271,10 @@ export class Server {
       if (syncDb) await db.sync();
       await Promise.all(
         replicas.map(async (r) => {
-          await r.sync().catch((err) => {
+          if (!await finalSync(r, retry.deadline, retry.interval)) {
             ok = false;
-            r.log.error("final replica sync failed", { error: err });
-          });
+            return;
+          }
           await r.release().catch((err) => r.log.warn("lease not released", { error: err }));
         }),
       );

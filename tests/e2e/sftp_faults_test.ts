@@ -84,6 +84,44 @@ Deno.test({
 });
 
 Deno.test({
+  name: "sftp faults: a server that stops answering during shutdown is given up at " +
+    "shutdown-sync-timeout, said so, and replicate exits 1",
+  ignore,
+  ...NO_SANITIZERS,
+  fn: async () => {
+    await using sshd = await startSshd();
+    await using proxy = startTcpFaultProxy(sshd.port);
+    await using dir = await tempDir();
+    const db = join(dir.path, "app.db");
+    await createWriterTable(db);
+    const config = join(dir.path, "litestream.yml");
+    const replica = sshd.replicaKeys(join(sshd.dir, "replica"), {
+      host: `127.0.0.1:${proxy.port}`,
+      "host-key": `"${sshd.hostKey}"`,
+    });
+    await Deno.writeTextFile(
+      config,
+      configYaml([{ path: db, replicas: [replica] }], "shutdown-sync-timeout: 2s\n"),
+    );
+    await using rep = startReplicate(["-config", config], { logPath: join(dir.path, "rep.log") });
+    await rep.waitForLog(/snapshot written/, { timeoutMs: 30_000 });
+    // The server stops answering (every byte held for ten minutes), with a commit unshipped.
+    proxy.delayMs = 600_000;
+    await sqlite(db, "INSERT INTO t (v) VALUES (randomblob(100));");
+    // Without the timeout: the stalled upload, a reconnect and the final sync's own connect
+    // attempt, each waiting out the keepalive or the 20 s connect timeout (over a minute).
+    const { status } = await rep.stop(15_000);
+    assert.equal(status.code, 1, await rep.log());
+    const log = await rep.log();
+    assert.match(
+      log,
+      /final replica sync unfinished at shutdown-sync-timeout; given up.*timeout=2s/,
+    );
+    assert.match(log, /a final sync failed/);
+  },
+});
+
+Deno.test({
   name: "sftp faults: a refused key fails replicate and restore with the replica named",
   ignore,
   ...NO_SANITIZERS,

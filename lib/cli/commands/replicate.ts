@@ -24,7 +24,7 @@ import { findDatabases } from "../../dirs/discover.ts";
 import { StoreHealthRegistry } from "../../core/store_health.ts";
 import { raiseOpenFileLimit } from "../../os/rlimit.ts";
 import { serveMetrics } from "../metrics.ts";
-import { DEFAULT_MAX_LAG_INTERVALS } from "../config_ops.ts";
+import { DEFAULT_MAX_LAG_INTERVALS, DEFAULT_SHUTDOWN_SYNC } from "../config_ops.ts";
 import { healthReport, healthzResponse } from "../health.ts";
 import { runHeartbeat } from "../heartbeat.ts";
 import { onceSettings, replicateOnce } from "../once.ts";
@@ -72,7 +72,12 @@ export async function run(args: string[]): Promise<number> {
   let log: Logger;
   let exec = values.exec as string | undefined;
   let addr = "";
-  let ops = { heartbeatUrl: "", heartbeatInterval: 0, maxLagIntervals: DEFAULT_MAX_LAG_INTERVALS };
+  let ops = {
+    heartbeatUrl: "",
+    heartbeatInterval: 0,
+    maxLagIntervals: DEFAULT_MAX_LAG_INTERVALS,
+    shutdownSync: DEFAULT_SHUTDOWN_SYNC,
+  };
   if (positionals.length > 0) {
     if (values.config) throw new UsageError("cannot specify a replica URL and the -config flag");
     if (positionals.length === 1) {
@@ -140,7 +145,7 @@ export async function run(args: string[]): Promise<number> {
     await dirs?.start();
   } catch (err) {
     await dirs?.stop();
-    await server.stop();
+    await server.stop(ops.shutdownSync);
     throw err;
   }
   const metricsStop = new AbortController();
@@ -193,7 +198,7 @@ export async function run(args: string[]): Promise<number> {
     log.info("signal received, litestream shutting down", { signal: sig });
   }
   await dirs?.stop();
-  const shipped = await server.stop();
+  const shipped = await server.stop(ops.shutdownSync);
   metricsStop.abort();
   await heartbeat;
   if (!shipped) {
