@@ -1,7 +1,7 @@
 /**
  * `status` as text for an 80-column terminal: a block per database, a few labelled lines per
- * replica. Every line is cut to 80 columns (long paths keep their end); `-json` has the facts
- * in full.
+ * replica. Every line is cut to 80 columns (long paths keep their end); problems and errors,
+ * which lead with a long URL, continue on up to 3 more lines; `-json` has the facts in full.
  *
  * @module
  */
@@ -9,6 +9,8 @@
 import type { DbStatus, ReplicaStatus, Status } from "./collect.ts";
 
 const WIDTH = 80;
+/** Lines a problem or an error may take. */
+const MAX_WRAPPED = 4;
 
 /** Renders the status as text lines (no trailing newline). */
 export function renderStatus(s: Status, now = Date.parse(s.time)): string {
@@ -21,14 +23,14 @@ export function renderStatus(s: Status, now = Date.parse(s.time)): string {
 
 function renderDb(db: DbStatus, now: number): string[] {
   const lines = [fitPath(db.path, `: ${db.healthy ? "ok" : "NOT OK"}`)];
-  if (db.problem) lines.push(fit(`  problem   ${db.problem}`));
+  if (db.problem) lines.push(...wrapped("  problem   ", db.problem));
   let local = db.localPosition ?? "-";
   if (db.pendingBytes) local += ` + ${bytes(db.pendingBytes)} not copied yet`;
   lines.push(fit(`  local     ${local}`));
   if (db.note) lines.push(fit(`  note      ${db.note}`));
   if (db.source === "live") {
     lines.push(fit(`  synced    ${when(db.lastSyncAt, now)}`));
-    if (db.lastError) lines.push(fit(`  error     ${errorText(db.lastError, now)}`));
+    if (db.lastError) lines.push(...wrapped("  error     ", errorText(db.lastError, now)));
   }
   for (const r of db.replicas) lines.push(...renderReplica(r, now));
   return lines;
@@ -38,7 +40,7 @@ function renderReplica(r: ReplicaStatus, now: number): string[] {
   const lines = [
     fit(`  replica ${r.name} (${r.location || r.type}): ${r.healthy ? "ok" : "NOT OK"}`),
   ];
-  if (r.problem) lines.push(fit(`    problem  ${r.problem}`));
+  if (r.problem) lines.push(...wrapped("    problem  ", r.problem));
   const lag = r.lagBytes === null && r.lagMs === null
     ? "unknown"
     : `${r.lagBytes === null ? "? bytes" : bytes(r.lagBytes)}, ${
@@ -46,8 +48,8 @@ function renderReplica(r: ReplicaStatus, now: number): string[] {
     }`;
   lines.push(fit(`    position ${r.position ?? "-"} (lag ${lag})`));
   lines.push(fit(`    synced   ${when(r.lastSyncAt, now)}`));
-  if (r.lastError) lines.push(fit(`    error    ${errorText(r.lastError, now)}`));
-  if (r.storeError) lines.push(fit(`    store    ${r.storeError}`));
+  if (r.lastError) lines.push(...wrapped("    error    ", errorText(r.lastError, now)));
+  if (r.storeError) lines.push(...wrapped("    store    ", r.storeError));
   lines.push(fit(
     `    gen      ${r.generation ?? "-"}${
       r.generationStart ? ` since ${r.generationStart.slice(0, 19)}Z` : ""
@@ -91,6 +93,24 @@ export function bytes(n: number): string {
     u++;
   }
   return `${v.toFixed(1)} ${units[u]}`;
+}
+
+/**
+ * `prefix` then `text` in lines of 80 columns, continued under the text's first column and
+ * broken at spaces where one is near; at most {@link MAX_WRAPPED} lines, the last cut with "…".
+ */
+function wrapped(prefix: string, text: string): string[] {
+  const room = WIDTH - prefix.length;
+  const lines: string[] = [];
+  let rest = text;
+  while (rest && lines.length < MAX_WRAPPED) {
+    let cut = rest.length <= room ? rest.length : rest.lastIndexOf(" ", room);
+    if (cut < room / 2) cut = Math.min(room, rest.length);
+    lines.push((lines.length ? " ".repeat(prefix.length) : prefix) + rest.slice(0, cut));
+    rest = rest.slice(cut).trimStart();
+  }
+  if (rest) lines.push(fit(`${lines.pop()} ${rest}`));
+  return lines;
 }
 
 function fit(line: string): string {

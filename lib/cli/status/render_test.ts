@@ -59,3 +59,50 @@ Deno.test("render: every line fits 80 columns, long paths keep their end", () =>
   assert.match(text, /restore {2}2026-12-04T01:00:00Z \.\. 2026-12-05T09:58:55Z/);
   assert.match(text, /snapshot 2026-12-05T01:00:00Z \(9h0m ago\)/);
 });
+
+Deno.test("render: an error that leads with a long URL continues on the next lines", () => {
+  const message = "sftp://root@127.0.0.1:42597/tmp/walk/s5/rep/d3/x1.db: login failed: " +
+    '127.0.0.1:42597 refused user "root" with the password: check user, password and key-path';
+  const status: Status = {
+    healthy: false,
+    time: "2026-12-05T10:00:00.000Z",
+    live: "127.0.0.1:9090",
+    dbs: [{
+      path: "/data/x1.db",
+      exists: true,
+      source: "live",
+      localPosition: null,
+      pendingBytes: 0,
+      lastSyncAt: null,
+      lastError: null,
+      healthy: false,
+      replicas: [{
+        name: "sftp",
+        type: "sftp",
+        location: "sftp://root@127.0.0.1:42597/tmp/walk/s5/rep/d3/x1.db",
+        position: null,
+        lagBytes: null,
+        lagMs: null,
+        lastSyncAt: null,
+        lastError: { message, at: "2026-12-05T09:59:30.000Z" },
+        generation: null,
+        generationStart: null,
+        newestSnapshotAt: null,
+        newestSnapshotAgeMs: null,
+        restoreWindow: null,
+        healthy: false,
+        problem: "x".repeat(400),
+      }],
+    }],
+  };
+  const lines = renderStatus(status).split("\n");
+  for (const line of lines) assert.ok(line.length <= 80, line);
+  const error = lines.findIndex((l) => l.startsWith("    error    "));
+  const shown = lines.slice(error, error + 3).map((l) => l.slice(13)).join(" ");
+  assert.equal(shown, `(30s ago) ${message}`);
+  assert.ok(!lines[error + 3].startsWith(" ".repeat(13)), "three lines hold it all");
+  // A problem longer than four lines ends its fourth with "…".
+  const problem = lines.findIndex((l) => l.startsWith("    problem  "));
+  assert.ok(lines[problem + 3].endsWith("…"), lines[problem + 3]);
+  assert.ok(!lines[problem + 4].startsWith(" ".repeat(13)), lines[problem + 4]);
+});
