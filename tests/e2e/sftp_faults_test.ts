@@ -122,6 +122,42 @@ Deno.test({
 });
 
 Deno.test({
+  name: "sftp faults: a server down at shutdown is tried again every shutdown-sync-interval; " +
+    "back in time, it gets the last commit and replicate exits 0",
+  ignore,
+  ...NO_SANITIZERS,
+  fn: async () => {
+    await using sshd = await startSshd();
+    await using dir = await tempDir();
+    const db = join(dir.path, "app.db");
+    await createWriterTable(db);
+    const config = join(dir.path, "litestream.yml");
+    const replica = sshd.replicaKeys(join(sshd.dir, "replica"), {
+      "host-key": `"${sshd.hostKey}"`,
+    });
+    await Deno.writeTextFile(
+      config,
+      configYaml(
+        [{ path: db, replicas: [replica] }],
+        "shutdown-sync-timeout: 60s\nshutdown-sync-interval: 200ms\n",
+      ),
+    );
+    await using rep = startReplicate(["-config", config], { logPath: join(dir.path, "rep.log") });
+    await rep.waitForLog(/snapshot written/, { timeoutMs: 30_000 });
+    await sshd.stop();
+    await sqlite(db, "INSERT INTO t (v) VALUES (randomblob(100));");
+    const lastId = Number(await sqlite(db, "SELECT max(id) FROM t;"));
+    const mark = await rep.mark();
+    const stopped = rep.stop(60_000);
+    await rep.waitForLog(/final replica sync failed; retrying/, { after: mark, timeoutMs: 30_000 });
+    await sshd.start();
+    const { status } = await stopped;
+    assert.equal(status.code, 0, await rep.log());
+    await waitForRestore(dir.path, ["-config", config, db], [{ table: "t", lastId }], 30_000);
+  },
+});
+
+Deno.test({
   name: "sftp faults: a refused key fails replicate and restore with the replica named",
   ignore,
   ...NO_SANITIZERS,
