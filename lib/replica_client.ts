@@ -67,6 +67,12 @@ export interface ReplicaClient {
   readonly type: string;
   /** Human-readable location for logs and errors, e.g. a path or `s3://bucket/prefix`. */
   readonly location: string;
+  /**
+   * Optional: what the replicas that succeed and fail together have in common, where the
+   * location's scheme and host (or a directory) do not say it all: an SFTP login, whose
+   * password or key another replica of that server and user may not share.
+   */
+  readonly store?: string;
 
   /** Valid generation names, sorted; foreign names are ignored. */
   generations(): Promise<string[]>;

@@ -89,7 +89,14 @@ export async function buildManagedDb(
       { ttl, force: options.force },
       replicaLog,
     );
-    const replica = new Replica(db, client, r, replicaLog, stores.for(client.location), lease);
+    const replica = new Replica(
+      db,
+      client,
+      r,
+      replicaLog,
+      stores.for(client.location, client.store),
+      lease,
+    );
     db.replicas.push(replica);
     replicas.push(replica);
     dbLog.info("replicating to", {

@@ -168,10 +168,13 @@ export class StoreHealth {
 export class StoreHealthRegistry {
   readonly #byKey = new Map<string, StoreHealth>();
 
-  /** The health of the store behind `location` (`s3://bucket/prefix` or a directory path). */
-  for(location: string): StoreHealth {
+  /**
+   * The health of the store behind `location` (`s3://bucket/prefix` or a directory path), or of
+   * `store` when the client names one (see `ReplicaClient.store`).
+   */
+  for(location: string, store?: string): StoreHealth {
     // URL-like locations share per host (the bucket); a directory is its own store.
-    const key = /^[a-z0-9]+:\/\/[^/]*/i.exec(location)?.[0] ?? location;
+    const key = store ?? /^[a-z0-9]+:\/\/[^/]*/i.exec(location)?.[0] ?? location;
     let health = this.#byKey.get(key);
     if (!health) this.#byKey.set(key, health = new StoreHealth());
     return health;

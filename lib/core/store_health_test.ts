@@ -170,10 +170,13 @@ Deno.test("store health: waiters rotate (the longest waiter probes), and abort e
   assert.equal(clock.pending, 0, "no timers left after abort");
 });
 
-Deno.test("store health registry: replicas share per bucket, and per directory", () => {
+Deno.test("store health registry: replicas share per bucket, per directory, per named store", () => {
   const reg = new StoreHealthRegistry();
   assert.equal(reg.for("s3://bucket/a/db"), reg.for("s3://bucket/b/db"));
   assert.notEqual(reg.for("s3://bucket/a/db"), reg.for("s3://other/a/db"));
   assert.equal(reg.for("/backups/a"), reg.for("/backups/a"));
   assert.notEqual(reg.for("/backups/a"), reg.for("/backups/b"));
+  // Two logins to one SFTP server and user: one may fail while the other works.
+  assert.equal(reg.for("sftp://u@h:22/a", "login 1"), reg.for("sftp://u@h:22/b", "login 1"));
+  assert.notEqual(reg.for("sftp://u@h:22/a", "login 1"), reg.for("sftp://u@h:22/a", "login 2"));
 });

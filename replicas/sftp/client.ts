@@ -32,7 +32,7 @@ import type {
 } from "../../lib/replica_client.ts";
 import { isRecordName, RECORDS_DIR } from "../../lib/core/checksum_record.ts";
 import { sftpLocation, type SftpOptions, sftpOptions, type SftpReplicaConfig } from "./config.ts";
-import { type SessionTuning, SftpSession } from "./session.ts";
+import { loginKey, type SessionTuning, SftpSession } from "./session.ts";
 import { download, isNoSuchFile, request, unlink, upload } from "./transfer.ts";
 import { SftpLease } from "./lease.ts";
 import { LEASE_DIR } from "../file/lease.ts";
@@ -56,6 +56,8 @@ export class SftpReplicaClient implements ReplicaClient {
   readonly type = "sftp";
   /** `sftp://user@host:port/path` (never the password). */
   readonly location: string;
+  /** Its login (see `loginKey`): another password or key to the same server is another store. */
+  readonly store: string;
   /** The connection, opened on first use and closed when idle. */
   readonly session: SftpSession;
   /** The lease files, `<root>/lease/` (see `lease.ts`). */
@@ -67,6 +69,7 @@ export class SftpReplicaClient implements ReplicaClient {
   /** A client for `options`; no connection is made until the first operation. */
   constructor(options: SftpOptions, log: Logger = new Logger(), tuning?: SessionTuning) {
     this.location = sftpLocation(options);
+    this.store = loginKey(options);
     this.#root = options.path;
     this.session = new SftpSession(
       options,

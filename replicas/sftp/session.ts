@@ -124,8 +124,16 @@ class Login {
 /** Logins by what identifies them; one entry per distinct replica login in the config. */
 const logins = new Map<string, Login>();
 
+/**
+ * What identifies a login: replicas with equal keys share connections (with equal tuning too)
+ * and succeed or fail together (the replica loop's store health).
+ */
+export function loginKey(o: SftpOptions): string {
+  return `sftp:${JSON.stringify([o.host, o.port, o.user, o.password, o.keyPath, o.hostKey])}`;
+}
+
 function loginOf(o: SftpOptions, tuning: Required<SessionTuning>): Login {
-  const key = JSON.stringify([o.host, o.port, o.user, o.password, o.keyPath, o.hostKey, tuning]);
+  const key = `${loginKey(o)} ${JSON.stringify(tuning)}`;
   let login = logins.get(key);
   if (!login) logins.set(key, login = new Login(o, tuning));
   return login;

@@ -421,6 +421,9 @@ Deno.test({
       )
     );
     const clients = [...dbs, ...own];
+    // One login is one store for the replica loop's retries; another key is another store.
+    assert.equal(dbs[0].store, dbs[1].store);
+    assert.notEqual(dbs[0].store, own[0].store);
     try {
       const listed = await Promise.all(clients.map((c) => c.generations()));
       assert.deepEqual(listed, clients.map(() => []));
