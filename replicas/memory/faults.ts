@@ -13,7 +13,7 @@ import type { ReplicaClient } from "../../lib/replica_client.ts";
 /** The storage operations of a `ReplicaClient`, by method name. */
 export type Operation = Exclude<
   keyof ReplicaClient,
-  "type" | "location" | "describe" | "describeRecord" | "watchWal"
+  "type" | "location" | "store" | "describe" | "describeRecord" | "watchWal"
 >;
 
 /** The operations that return an object's bytes. */
