@@ -119,15 +119,18 @@ export interface ShutdownSync {
 
 /**
  * The final sync of `r`, tried again every `interval` ms after a failure while the next attempt
- * would start before `deadline`; false (logged) when it did not succeed.
+ * would start before `deadline`; false (logged) when it did not succeed. A replica that was
+ * already failing when the shutdown began gets one attempt: its store was not working (a wrong
+ * key, an outage), and waiting on it would only hold the exit.
  */
 async function finalSync(r: Replica, deadline: number, interval: number): Promise<boolean> {
+  const retry = deadline !== Infinity && r.activity.failingSince === undefined;
   for (;;) {
     try {
       await r.sync();
       return true;
     } catch (err) {
-      if (deadline === Infinity || Date.now() + interval >= deadline) {
+      if (!retry || Date.now() + interval >= deadline) {
         r.log.error("final replica sync failed", { error: err });
         return false;
       }
@@ -224,7 +227,7 @@ export class Server {
    * Resolves false when a final sync failed (it is logged): something committed may be unshipped.
    *
    * With a `timeout` (`shutdown-sync-timeout`), a failed replica sync is tried again every
-   * `interval` while time is left, and whatever is still under way when the time is up (an
+   * `interval` while time is left (unless the replica was failing already), and whatever is still under way when the time is up (an
    * upload to a store that stopped answering) is logged and given up: resolves false then, and
    * the process can exit. Without one, each replica gets one attempt, however long it takes.
    */

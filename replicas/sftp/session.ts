@@ -146,8 +146,8 @@ class SshLink {
   #conn: Promise<Connection> | undefined;
   #active = 0;
   #idleTimer: ReturnType<typeof setTimeout> | undefined;
-  /** Sessions using this connection that have not been closed. */
-  readonly #sessions = new Set<SftpSession>();
+  /** Sessions that used this connection and have not been closed since (a count: no references). */
+  #members = 0;
 
   constructor(readonly login: Login) {}
 
@@ -155,9 +155,13 @@ class SshLink {
     return this.#conn !== undefined;
   }
 
-  /** Marks the connection busy for `session` (no idle close) until the returned function is called. */
-  hold(session: SftpSession): () => void {
-    this.#sessions.add(session);
+  /** A session starts using this connection (until it leaves). */
+  join(): void {
+    this.#members++;
+  }
+
+  /** Marks the connection busy (no idle close) until the returned function is called. */
+  hold(): () => void {
     this.#active++;
     clearTimeout(this.#idleTimer);
     this.#idleTimer = undefined;
@@ -191,12 +195,13 @@ class SshLink {
   }
 
   /**
-   * `session` is done with the connection: the last session to leave closes it now (whatever
-   * it still has under way); otherwise it stays for the others, closing when idle.
+   * A session is done with the connection (`member`: it had joined): the last one to leave
+   * closes it now (whatever it still has under way); otherwise it stays for the others,
+   * closing when idle.
    */
-  async leave(session: SftpSession): Promise<void> {
-    this.#sessions.delete(session);
-    if (this.#sessions.size === 0) await this.#close();
+  async leave(member: boolean): Promise<void> {
+    if (member) this.#members--;
+    if (this.#members === 0) await this.#close();
   }
 
   async #close(): Promise<void> {
@@ -353,6 +358,8 @@ async function readKey(path: string): Promise<Buffer> {
 /** A replica client's use of its login's connection: retries, and errors naming the replica. */
 export class SftpSession {
   readonly #link: SshLink;
+  /** Whether it has used its connection since it was made or last closed. */
+  #joined = false;
 
   /** A session for `options`; `location` names the replica in errors, `log` gets the host-key warning. */
   constructor(
@@ -405,7 +412,11 @@ export class SftpSession {
 
   /** Marks the connection busy (no idle close) until the returned function is called. */
   hold(): () => void {
-    return this.#link.hold(this);
+    if (!this.#joined) {
+      this.#joined = true;
+      this.#link.join();
+    }
+    return this.#link.hold();
   }
 
   /**
@@ -413,7 +424,9 @@ export class SftpSession {
    * it closes when they are done, or idle). The next operation opens it again.
    */
   close(): Promise<void> {
-    return this.#link.leave(this);
+    const member = this.#joined;
+    this.#joined = false;
+    return this.#link.leave(member);
   }
 
   /** The error a failed connection attempt reports for this replica: host key, login, or network. */
