@@ -23,9 +23,15 @@ const NO_SANITIZERS = { sanitizeOps: false, sanitizeResources: false, sanitizeEx
 const ignore = sshdAvailable() !== undefined;
 if (ignore) console.warn(`sftp tests skipped: ${sshdAvailable()}`);
 
-async function writeConfig(dir: string, db: string, replica: YamlKeys): Promise<string> {
+/** Writes `dir/litestream.yml` for `db` and its one replica, after the top-level lines `head`. */
+async function writeConfig(
+  dir: string,
+  db: string,
+  replica: YamlKeys,
+  head = "",
+): Promise<string> {
   const path = join(dir, "litestream.yml");
-  await Deno.writeTextFile(path, configYaml([{ path: db, replicas: [replica] }]));
+  await Deno.writeTextFile(path, configYaml([{ path: db, replicas: [replica] }], head));
   return path;
 }
 
@@ -94,14 +100,14 @@ Deno.test({
     await using dir = await tempDir();
     const db = join(dir.path, "app.db");
     await createWriterTable(db);
-    const config = join(dir.path, "litestream.yml");
-    const replica = sshd.replicaKeys(join(sshd.dir, "replica"), {
-      host: `127.0.0.1:${proxy.port}`,
-      "host-key": `"${sshd.hostKey}"`,
-    });
-    await Deno.writeTextFile(
-      config,
-      configYaml([{ path: db, replicas: [replica] }], "shutdown-sync-timeout: 2s\n"),
+    const config = await writeConfig(
+      dir.path,
+      db,
+      sshd.replicaKeys(join(sshd.dir, "replica"), {
+        host: `127.0.0.1:${proxy.port}`,
+        "host-key": `"${sshd.hostKey}"`,
+      }),
+      "shutdown-sync-timeout: 2s\n",
     );
     await using rep = startReplicate(["-config", config], { logPath: join(dir.path, "rep.log") });
     await rep.waitForLog(/snapshot written/, { timeoutMs: 30_000 });
@@ -131,19 +137,16 @@ Deno.test({
     await using dir = await tempDir();
     const db = join(dir.path, "app.db");
     await createWriterTable(db);
-    const config = join(dir.path, "litestream.yml");
     // Nothing reaches the store between the lease taken at start and the shutdown: the replica
     // was working when the shutdown began.
-    const replica = sshd.replicaKeys(join(sshd.dir, "replica"), {
-      "host-key": `"${sshd.hostKey}"`,
-      "sync-interval": "1h",
-    });
-    await Deno.writeTextFile(
-      config,
-      configYaml(
-        [{ path: db, replicas: [replica] }],
-        "shutdown-sync-timeout: 60s\nshutdown-sync-interval: 200ms\n",
-      ),
+    const config = await writeConfig(
+      dir.path,
+      db,
+      sshd.replicaKeys(join(sshd.dir, "replica"), {
+        "host-key": `"${sshd.hostKey}"`,
+        "sync-interval": "1h",
+      }),
+      "shutdown-sync-timeout: 60s\nshutdown-sync-interval: 200ms\n",
     );
     await using rep = startReplicate(["-config", config], { logPath: join(dir.path, "rep.log") });
     await rep.waitForLog(/replica lease acquired/, { timeoutMs: 30_000 });
