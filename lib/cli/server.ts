@@ -119,12 +119,14 @@ export interface ShutdownSync {
 
 /**
  * The final sync of `r`, tried again every `interval` ms after a failure while the next attempt
- * would start before `deadline`; false (logged) when it did not succeed. A replica that was
- * already failing when the shutdown began gets one attempt: its store was not working (a wrong
- * key, an outage), and waiting on it would only hold the exit.
+ * would start before `deadline`; false (logged) when it did not succeed. Only a replica whose
+ * store was working when the shutdown began is tried again: one that never reached it (a wrong
+ * key or credentials file) or was failing already (an outage) gets one attempt, as waiting on
+ * it would only hold the exit.
  */
 async function finalSync(r: Replica, deadline: number, interval: number): Promise<boolean> {
-  const retry = deadline !== Infinity && r.activity.failingSince === undefined;
+  const retry = deadline !== Infinity && r.activity.failingSince === undefined &&
+    r.lastKnownPos() !== undefined;
   for (;;) {
     try {
       await r.sync();

@@ -129,7 +129,7 @@ Deno.test({
 
 Deno.test({
   name: "sftp faults: a server that goes down as the shutdown begins is tried again every " +
-    "shutdown-sync-interval; back in time, it gets the last commit and replicate exits 0",
+    "shutdown-sync-interval; back in time, the final sync succeeds and replicate exits 0",
   ignore,
   ...NO_SANITIZERS,
   fn: async () => {
@@ -137,21 +137,19 @@ Deno.test({
     await using dir = await tempDir();
     const db = join(dir.path, "app.db");
     await createWriterTable(db);
-    // Nothing reaches the store between the lease taken at start and the shutdown: the replica
-    // was working when the shutdown began.
+    // The replica worked (its snapshot is written) and has nothing new when the server goes
+    // down and the shutdown begins: its final sync is the first to meet the outage.
     const config = await writeConfig(
       dir.path,
       db,
       sshd.replicaKeys(join(sshd.dir, "replica"), {
         "host-key": `"${sshd.hostKey}"`,
-        "sync-interval": "1h",
       }),
       "shutdown-sync-timeout: 60s\nshutdown-sync-interval: 200ms\n",
     );
     await using rep = startReplicate(["-config", config], { logPath: join(dir.path, "rep.log") });
-    await rep.waitForLog(/replica lease acquired/, { timeoutMs: 30_000 });
+    await rep.waitForLog(/snapshot written/, { timeoutMs: 30_000 });
     await sshd.stop();
-    await sqlite(db, "INSERT INTO t (v) VALUES (randomblob(100));");
     const lastId = Number(await sqlite(db, "SELECT max(id) FROM t;"));
     const mark = await rep.mark();
     const stopped = rep.stop(60_000);
