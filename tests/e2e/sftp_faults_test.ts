@@ -139,16 +139,24 @@ Deno.test({
     await createWriterTable(db);
     // The replica worked (its snapshot is written) and has nothing new when the server goes
     // down and the shutdown begins: its final sync is the first to meet the outage.
-    const config = await writeConfig(
-      dir.path,
-      db,
-      sshd.replicaKeys(join(sshd.dir, "replica"), {
-        "host-key": `"${sshd.hostKey}"`,
-      }),
-      "shutdown-sync-timeout: 60s\nshutdown-sync-interval: 200ms\n",
+    // No checkpoint of ours either: one would ship a new WAL index to the server that is down.
+    const config = join(dir.path, "litestream.yml");
+    await Deno.writeTextFile(
+      config,
+      configYaml(
+        [{
+          path: db,
+          replicas: [sshd.replicaKeys(join(sshd.dir, "replica"), {
+            "host-key": `"${sshd.hostKey}"`,
+          })],
+          extra: { "checkpoint-interval": 0 },
+        }],
+        "shutdown-sync-timeout: 60s\nshutdown-sync-interval: 200ms\n",
+      ),
     );
     await using rep = startReplicate(["-config", config], { logPath: join(dir.path, "rep.log") });
-    await rep.waitForLog(/snapshot written/, { timeoutMs: 30_000 });
+    // The snapshot's checksum record is its last write: after it, the replica is idle.
+    await rep.waitForLog(/checksum record written/, { timeoutMs: 30_000 });
     await sshd.stop();
     const lastId = Number(await sqlite(db, "SELECT max(id) FROM t;"));
     const mark = await rep.mark();
