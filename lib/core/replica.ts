@@ -125,7 +125,8 @@ export class Replica implements PositionHolder {
     return this.#mutex.run(async () => {
       const startedAt = Date.now();
       try {
-        await this.#sync(upTo);
+        // Before the database has a generation the store is not asked: not a sync to show.
+        if (!await this.#sync(upTo)) return;
       } catch (err) {
         // The next sync re-reads what the replica holds (and snapshots if it is gone).
         this.#forget();
@@ -159,10 +160,12 @@ export class Replica implements PositionHolder {
     });
   }
 
-  async #sync(upTo: UpTo): Promise<void> {
+  /** Returns false when the database has no generation yet (nothing was asked of the store). */
+  async #sync(upTo: UpTo): Promise<boolean> {
     const dpos = this.db.pos();
-    if (!dpos || !await this.#mayWrite(dpos.generation)) return;
-    if (this.#pos?.generation !== dpos.generation && !await this.#resume(dpos)) return;
+    if (!dpos) return false;
+    if (!await this.#mayWrite(dpos.generation)) return true;
+    if (this.#pos?.generation !== dpos.generation && !await this.#resume(dpos)) return true;
     try {
       await this.#uploadWal(upTo);
     } catch (err) {
@@ -172,6 +175,7 @@ export class Replica implements PositionHolder {
       });
       await this.#snapshot();
     }
+    return true;
   }
 
   /**

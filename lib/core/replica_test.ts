@@ -348,3 +348,44 @@ Deno.test("replica loop: a replica emptied under its replicator, lease and all, 
   assert.ok(h.client.keys().some((k) => k.includes("/snapshots/")), `${h.client.keys()}`);
   await h.restoresExactly();
 });
+
+Deno.test("replica sync: before its database exists the store is not asked, and no sync is shown", async () => {
+  await using dir = await tempDir();
+  const path = join(dir.path, "later.db");
+  const log = new Logger({ level: "error", write: () => {} });
+  const db = new DB({
+    path,
+    checkpointInterval: 60_000,
+    minCheckpointPageCount: 1000,
+    maxCheckpointPageCount: 10_000,
+    truncatePageCount: 500_000,
+  }, log);
+  try {
+    const client = new MemoryReplicaClient("replica-test");
+    const replica = new Replica(
+      db,
+      client,
+      {
+        name: "memory",
+        syncInterval: 10,
+        snapshotInterval: 0,
+        retention: 0,
+        retentionCheckInterval: 0,
+      },
+      log,
+      new StoreHealth(FAST_CLOCK),
+    );
+    await db.sync();
+    await replica.sync();
+    const asked = Object.values(client.faults.calls).reduce((a, b) => a + b, 0);
+    assert.equal(asked, 0, "no request before the database exists");
+    assert.equal(replica.activity.lastSyncAt, undefined, "status shows no sync time");
+    await sqlite(path, "PRAGMA journal_mode=WAL; CREATE TABLE t (id INTEGER PRIMARY KEY);");
+    await db.sync();
+    await replica.sync();
+    assert.ok(replica.activity.lastSyncAt !== undefined, "the first real sync is shown");
+    assert.equal(formatPos(replica.pos()), formatPos(db.pos()));
+  } finally {
+    await db.close();
+  }
+});
