@@ -13,6 +13,7 @@ import { inotifyUnavailable, WatchLimitError } from "../os/inotify.ts";
 import type { DirWake } from "../os/dir_watch.ts";
 import type { DbConfig } from "./config.ts";
 import { DB } from "../core/db.ts";
+import { SyncPace } from "../core/sync_pace.ts";
 import { checkDatabaseFile, MetaLockedError } from "../core/handles.ts";
 import { ConfigError, LitestreamError } from "../errors.ts";
 import { fileLimitMessage } from "../os/rlimit.ts";
@@ -303,11 +304,11 @@ export class Server {
   }
 
   /**
-   * Syncs the database at most once per monitor interval. Once it has been
-   * quiet for a few ticks, the loop waits on file-system events instead of
+   * Syncs the database at most once per monitor interval that finds something new (see
+   * `SyncPace`). Once a tick finds nothing new, the loop waits on file-system events instead of
    * ticking, re-checking the WAL every {@link IDLE_RECHECK_TICKS} intervals and less often the
-   * longer it stays idle; the first
-   * change events miss, or events being unavailable, sends it back to polling.
+   * longer it stays idle; the first change events miss, or events being unavailable, sends it
+   * back to polling.
    */
   async #monitor(m: Managed, signal: AbortSignal): Promise<void> {
     const { db, monitorInterval } = m;
@@ -319,6 +320,7 @@ export class Server {
     }
     let watch = !unavailable;
     let watching = false;
+    const pace = new SyncPace(monitorInterval);
     while (!signal.aborted) {
       if (await standBy(m, signal)) continue;
       const started = performance.now();
@@ -331,6 +333,7 @@ export class Server {
         if (msg !== lastError) db.log.error("sync error", { error: msg });
         lastError = msg;
       }
+      pace.synced(started, db.quietSyncs === 0);
       const idle = watch && db.quietSyncs >= QUIET_TICKS_BEFORE_WATCH;
       if (idle && !watching) db.log.debug("idle: waiting for file-system events on the WAL");
       watching = idle;
@@ -357,11 +360,9 @@ export class Server {
           db.log.info("polling every monitor-interval while idle", { reason: err });
         }
       }
-      // An event right after a sync waits out the interval: never more than one sync per tick.
       // A checkpointer found waiting on us is let through at once, as a pause's probe does.
       if (woke === "interrupted") continue;
-      const wait = Math.max(0, monitorInterval - (performance.now() - started));
-      await db.pause(wait, signal, woke === "event");
+      await db.pause(pace.delay(woke, performance.now()), signal, woke === "event");
     }
   }
 }
@@ -389,8 +390,12 @@ async function standBy({ db, replicas }: Managed, signal: AbortSignal): Promise<
 /** How often the C heap's free memory is given back to the OS (see `Server.start`). */
 const TRIM_INTERVAL_MS = 5000;
 
-/** Quiet ticks in a row before the monitor stops polling and waits on file-system events. */
-const QUIET_TICKS_BEFORE_WATCH = 3;
+/**
+ * Quiet ticks in a row before the monitor stops polling and waits on file-system events. One:
+ * a commit that comes more than an interval after the last one then ships at once, not at the
+ * next tick (0–1 s later); commits closer together keep the ticks' rate.
+ */
+const QUIET_TICKS_BEFORE_WATCH = 1;
 
 /**
  * While waiting on events, the WAL is still checked after this many monitor intervals, then

@@ -220,7 +220,7 @@ Deno.test("app checkpoint: TRUNCATE while replicate idles on file-system events 
   await using _rep = app.rep;
   await commits(app.db, 300, "before");
   const mark = await app.rep.mark();
-  // Logged after three quiet monitor ticks, when it stops polling.
+  // Logged after a quiet monitor tick, when it stops polling.
   await app.rep.waitForLog(/idle: waiting for file-system events/, { after: mark });
   const run = await checkpointWithInsert(app.db, "TRUNCATE", 5000);
   console.log(
