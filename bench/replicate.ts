@@ -12,6 +12,8 @@
  * - `replicate-snapshot`: a 500 MB database and an empty replica: time from spawning the
  *   replicator until the first snapshot is listed on the replica, and peak RSS
  *   (`bench/replicate_snapshot.ts`).
+ * - `replicate-lag`: single commits, each 1–2 s after the last reached the replica; the lag of
+ *   each (`bench/replicate_lag.ts`, shared with `sftp-lag`).
  *
  * The drivers are shared with `bench/s3.ts`, which runs the same work against S3.
  *
@@ -29,6 +31,7 @@ import {
 import { IDLE_SECONDS, idleScenario } from "./replicate_idle.ts";
 import { snapshotScenario } from "./replicate_snapshot.ts";
 import { LOAD, writeLoadScenario } from "./replicate_write_load.ts";
+import { lagScenario } from "./replicate_lag.ts";
 
 /** The file-replica replicate scenarios, in the order `bench/main.ts` runs them. */
 export const scenarios: Scenario[] = [
@@ -79,5 +82,18 @@ export const scenarios: Scenario[] = [
         dbBytes: 500e6,
         rssLimitMB: MAX_RSS_MB,
       }),
+  },
+  {
+    name: "replicate-lag",
+    summary: "file replica: single commits; the lag of each",
+    defaultRuns: 1,
+    run: (ctx) =>
+      lagScenario(
+        ctx,
+        "replicate-lag",
+        scenarios[4].summary,
+        FILE_TARGETS,
+        "a local directory",
+      ),
   },
 ];
