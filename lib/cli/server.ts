@@ -118,6 +118,18 @@ export interface ShutdownSync {
   interval: number;
 }
 
+/** How `Server.#finish` tries final replica syncs again (see {@link finalSync}). */
+interface FinalRetry {
+  /** No attempt starts after this (ms since the epoch). */
+  deadline: number;
+  interval: number;
+  /** Called as each replica's final sync ends, before its lease is released. */
+  ended?: (r: Replica) => void;
+}
+
+/** One attempt per replica, however long it takes (v0.3.13's shutdown, and closing a database). */
+const ONE_ATTEMPT: FinalRetry = { deadline: Infinity, interval: 0 };
+
 /**
  * The final sync of `r`, tried again every `interval` ms after a failure while the next attempt
  * would start before `deadline`; false (logged) when it did not succeed. Only a replica whose
@@ -230,17 +242,22 @@ export class Server {
    * Resolves false when a final sync failed (it is logged): something committed may be unshipped.
    *
    * With a `timeout` (`shutdown-sync-timeout`), a failed replica sync is tried again every
-   * `interval` while time is left (unless the replica was failing already), and whatever is still under way when the time is up (an
-   * upload to a store that stopped answering) is logged and given up: resolves false then, and
-   * the process can exit. Without one, each replica gets one attempt, however long it takes.
+   * `interval` while time is left (unless the replica was failing already), and whatever is
+   * still under way when the time is up (an upload to a store that stopped answering) is logged
+   * and given up: resolves false then, and the process can exit. Without one, each replica gets
+   * one attempt, however long it takes.
    */
-  async stop(sync: ShutdownSync = { timeout: 0, interval: 0 }): Promise<boolean> {
+  async stop(sync: ShutdownSync): Promise<boolean> {
     clearTimeout(this.#trimTimer);
     this.#abort.abort();
     const deadline = sync.timeout > 0 ? Date.now() + sync.timeout : Infinity;
     // Replicas whose final sync has not ended (a lease release after it may still be under way).
     const syncing = new Set(this.managed.flatMap((m) => m.replicas.filter((r) => !r.refused())));
-    const retry = { deadline, interval: sync.interval, ended: (r: Replica) => syncing.delete(r) };
+    const retry: FinalRetry = {
+      deadline,
+      interval: sync.interval,
+      ended: (r) => syncing.delete(r),
+    };
     const work = (async () => {
       await Promise.all([...this.#running.values()].map((r) => r.done));
       const results = await Promise.all(this.managed.map((m) => this.#finish(m, true, retry)));
@@ -271,10 +288,7 @@ export class Server {
   async #finish(
     { db, replicas }: Managed,
     syncDb: boolean,
-    retry: { deadline: number; interval: number; ended?: (r: Replica) => void } = {
-      deadline: Infinity,
-      interval: 0,
-    },
+    retry: FinalRetry = ONE_ATTEMPT,
   ): Promise<boolean> {
     // Standing by (see `standBy`): nothing to ship, and no reason to open the database again.
     if (!db.open && replicas.length > 0 && replicas.every((r) => r.refused())) return true;
