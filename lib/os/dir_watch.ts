@@ -43,8 +43,8 @@ export interface DirWaitOptions {
    */
   graceMs: number;
   /**
-   * Only events naming this file or its `-` companions (`-wal`, `-shm`)
-   * wake the wait; without it, any change in the directory does.
+   * Only events that may change this file or its `-` companions (`-wal`, `-shm`) wake the wait
+   * (see `WatchFilter`); without it, any change in the directory does.
    */
   file?: string;
   signal: AbortSignal;

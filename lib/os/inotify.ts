@@ -73,10 +73,18 @@ export class WatchLimitError extends LitestreamError {
 }
 
 /**
- * Which events wake a waiter: a file name (events naming it or its `-` companions), or a
- * predicate on each event's name and mask (the `IN_*` bits, `IN_ISDIR` for directories).
+ * Which events wake a waiter: a database's file name (events that may change it or its `-`
+ * companions: not {@link IN_NO_CONTENT_CHANGE}), or a predicate on each event's name and mask
+ * (the `IN_*` bits, `IN_ISDIR` for directories).
  */
 export type WatchFilter = string | ((name: string, mask: number) => boolean);
+
+/**
+ * `IN_ATTRIB | IN_CLOSE_WRITE`: a file's descriptor closed or its attributes set, its contents
+ * not changed. An application raises these by only opening and closing a database (SQLite run
+ * as root gives the `-wal` and `-shm` it opens to the database's owner); a commit always writes.
+ */
+export const IN_NO_CONTENT_CHANGE = 0x4 | 0x8;
 
 /** `IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO`: a name appeared or went away. */
 export const IN_NAME_CHANGES = 0x100 | 0x200 | 0x40 | 0x80;
@@ -289,7 +297,7 @@ class Waiter implements DirWatch {
     const f = this.filter;
     if (f === undefined) return true;
     if (typeof f === "function") return f(name, mask);
-    return name === f || name.startsWith(this.#companions!);
+    return (name === f || name.startsWith(this.#companions!)) && !(mask & IN_NO_CONTENT_CHANGE);
   }
 
   /** Records an event and ends the current wait with it. */

@@ -110,6 +110,30 @@ Deno.test(
   }),
 );
 
+Deno.test("inotify: a database's waiter is not woken by its files being opened, closed or chowned; a write wakes it", async () => {
+  await using dir = await tempDir("inotify-");
+  const wal = `${dir.path}/a.db-wal`;
+  await Deno.writeFile(wal, new Uint8Array(8));
+  const hub = new Inotify();
+  const a = hub.watch(dir.path, "a.db");
+  const marker = hub.watch(dir.path, "m.db");
+  try {
+    // What an application that only opens and closes the database does (as root, SQLite
+    // chowns the -wal and -shm it opens); then the marker's event: every earlier one is out.
+    (await Deno.open(wal, { read: true, write: true })).close();
+    await Deno.chown(wal, Deno.uid(), Deno.gid());
+    await Deno.chmod(wal, 0o644);
+    await Deno.writeFile(`${dir.path}/m.db-wal`, new Uint8Array(8));
+    assert.equal(await marker.wait(EVENT_MS), "event");
+    assert.equal(await a.wait(0), "timeout", "no content changed: not woken");
+    await Deno.writeFile(wal, new Uint8Array(8), { append: true });
+    assert.equal(await a.wait(EVENT_MS), "event");
+  } finally {
+    await a.close();
+    await marker.close();
+  }
+});
+
 Deno.test("inotify: a waiter leaving while another joins keeps the instance; its close still returns", async () => {
   await using dir = await tempDir("inotify-");
   const hub = new Inotify();
