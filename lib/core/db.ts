@@ -96,6 +96,8 @@ export class DB {
   readonly #log: ShadowLog;
   #snapshots = 0;
   #quietSyncs = 0;
+  /** Ends the idle wait under way (see `interruptIdle`). */
+  #idleInterrupt: AbortController | undefined;
   #idleProbing: boolean | undefined;
   /** The last sync put off a time-based checkpoint (see `#sync`). */
   #timeDeferred = false;
@@ -173,6 +175,7 @@ export class DB {
     // opens before the watch; once the watch is in place the state is looked at again, for a
     // checkpoint that wrote in between (its event came before the watch).
     const interrupt = new AbortController();
+    this.#idleInterrupt = interrupt;
     let sentinel = this.#probeWhileIdle(
       await this.#mutex.run(() => this.#steerIdle(true)),
       opts.probeMs,
@@ -197,7 +200,16 @@ export class DB {
     } finally {
       sentinel?.[Symbol.dispose]();
       this.#idleProbing = undefined;
+      this.#idleInterrupt = undefined;
     }
+  }
+
+  /**
+   * Ends the running {@linkcode waitForWalChange}, if any, with "interrupted": the monitor has
+   * a reason of its own to look (every replica's lease refused: it stands by).
+   */
+  interruptIdle(): void {
+    this.#idleInterrupt?.abort();
   }
 
   /**

@@ -168,3 +168,22 @@ Deno.test("DB: an idle wait moves the read transaction where no checkpoint waits
   assert.equal((await Deno.stat(`${m.db.path}-wal`)).size, 0);
   assert.equal(await wait.waiting, "event", "the truncated WAL woke the wait");
 });
+
+Deno.test('DB: interruptIdle ends the idle wait with "interrupted"; outside one it does nothing', async () => {
+  await using m = await monitored({
+    checkpointInterval: 0,
+    minCheckpointPageCount: 1_000_000,
+    maxCheckpointPageCount: 0,
+  });
+  await m.sync();
+  m.db.interruptIdle(); // no wait under way: nothing to end, nothing kept for the next one
+  const waiting = m.db.waitForWalChange({
+    recheckMs: 60_000,
+    probeMs: 1000,
+    graceMs: 1000,
+    signal: new AbortController().signal,
+  });
+  await waitFor("the wait to begin", () => m.db.idleProbing !== undefined);
+  m.db.interruptIdle();
+  assert.equal(await waiting, "interrupted");
+});

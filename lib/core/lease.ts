@@ -131,6 +131,18 @@ export class Lease {
     return this.#state === "refused" || this.#state === "lost";
   }
 
+  /**
+   * Notified each time this replicator stops being allowed to write (`refused` turns true): an
+   * idle database monitor must look, to stand by (see `DB.interruptIdle`).
+   */
+  readonly refusals: ChangeSignal = new ChangeSignal();
+
+  #setState(state: State): void {
+    const was = this.refused;
+    this.#state = state;
+    if (!was && this.refused) this.refusals.notify();
+  }
+
   /** The current lease content as last read or written, for status displays. */
   get record(): LeaseRecord | undefined {
     return this.#record;
@@ -197,7 +209,7 @@ export class Lease {
       const denied = err instanceof Deno.errors.PermissionDenied || e.code === "AccessDenied" ||
         e.accessDenied === true;
       if (!denied) throw err;
-      this.#state = "off";
+      this.#setState("off");
       this.log.warn(
         "cannot use the replica lease (access denied): a second replicator writing this " +
           "replica would go unnoticed; allow this replicator to read and write the lease object",
@@ -271,7 +283,7 @@ export class Lease {
   release(): Promise<void> {
     return this.#mutex.run(async () => {
       if (this.#state !== "held") return;
-      this.#state = "none";
+      this.#setState("none");
       const { contender: _, ...rest } = this.#record!;
       const record = { ...rest, released: true, renewed: this.#stamp() };
       let version = this.#version;
@@ -321,7 +333,7 @@ export class Lease {
         return true;
       }
     }
-    this.#state = this.#state === "lost" ? "lost" : "refused";
+    this.#setState(this.#state === "lost" ? "lost" : "refused");
     this.#lastAttempt = this.clock.monotonic();
     this.log.error("replica lease keeps changing under this replicator; not writing to it", {
       replica: this.client.location,
@@ -361,7 +373,7 @@ export class Lease {
     me: LeaseIdentity,
     generation: string,
   ): Promise<void> {
-    this.#state = this.#state === "lost" ? "lost" : "refused";
+    this.#setState(this.#state === "lost" ? "lost" : "refused");
     const sameId = record.id === me.id;
     this.log.error("replica is written by another replicator; this one does not write to it", {
       replica: this.client.location,
@@ -409,7 +421,7 @@ export class Lease {
     };
     const version = await this.client.writeLease(encodeLease(record), expected);
     if (version === undefined) return false;
-    this.#state = "held";
+    this.#setState("held");
     this.#parked = false;
     this.#version = version;
     this.#record = record;
@@ -451,7 +463,7 @@ export class Lease {
       this.log.warn("replica lease object removed or unreadable; taking it again", {
         replica: this.client.location,
       });
-      this.#state = "none";
+      this.#setState("none");
       this.#retaken = true;
       return generation ? await this.#acquire(generation) : false;
     }
@@ -470,7 +482,7 @@ export class Lease {
       }
       return true;
     }
-    this.#state = "lost";
+    this.#setState("lost");
     this.#lastAttempt = this.clock.monotonic();
     this.#record = record;
     this.log.error("replica taken over by another replicator; this one no longer writes to it", {

@@ -436,3 +436,21 @@ Deno.test("lease: a backend error marked accessDenied (SFTP's PERMISSION_DENIED)
   assert.equal(await a.lease.beforeWrite(a.generation), "write");
   assert.equal(a.lines.filter((l) => /access denied/.test(l.msg)).length, 1);
 });
+
+Deno.test("lease: refusals are announced once as each refusal begins, for an idle monitor to stand by", async () => {
+  const { client, time } = setup();
+  const a = replicator(client, time, A);
+  const b = replicator(client, time, B, { force: true });
+  const c = replicator(client, time, { ...B, id: "cccccccccccccccc", host: "host-c" });
+  assert.equal(await a.lease.beforeWrite(a.generation), "acquired");
+  assert.equal(a.lease.refusals.version, 0, "holding it: nothing announced");
+  assert.equal(await c.lease.beforeWrite(c.generation), "refused");
+  assert.equal(c.lease.refusals.version, 1);
+  time.advance(RENEW);
+  assert.equal(await c.lease.beforeWrite(c.generation), "refused");
+  assert.equal(c.lease.refusals.version, 1, "still refused: not announced again");
+  // The holder, taken over with -force, is refused at its next upload: announced.
+  assert.equal(await b.lease.beforeWrite(b.generation), "acquired");
+  assert.equal(await a.lease.beforeWrite(a.generation), "refused");
+  assert.equal(a.lease.refusals.version, 1);
+});

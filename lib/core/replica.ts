@@ -91,6 +91,8 @@ export class Replica implements PositionHolder {
     readonly lease?: Lease,
   ) {
     db.changed.listen(() => this.activity.changed());
+    // The monitor stands by once every replica is refused; an idle one must look now.
+    lease?.refusals.listen(() => db.interruptIdle());
   }
 
   /** The name from the config (`file`, `s3`, …). */
