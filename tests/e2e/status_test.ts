@@ -68,7 +68,8 @@ Deno.test("status and /healthz", async (t) => {
       const { status } = await waitFor("a healthy live status", async () => {
         const s = await statusJson("-config", config);
         const r = s.status.dbs[0]?.replicas[0];
-        return s.code === 0 && r?.lagBytes === 0 && r.restoreWindow ? s : undefined;
+        // The position is set as the first snapshot lands; the sync time once its sync ends.
+        return s.code === 0 && r?.lagBytes === 0 && r.restoreWindow && r.lastSyncAt ? s : undefined;
       });
       assert.equal(status.live, addr);
       const d = status.dbs[0];
