@@ -37,7 +37,7 @@ import {
 /** The write load: transactions per second, seconds, bytes per row (one row per transaction). */
 export const LOAD = { rate: 500, seconds: 20, rowBytes: 1000 };
 
-/** The writer starts after a random delay of up to this (one monitor and sync interval). */
+/** The load lasts a random part of this longer than `LOAD.seconds` (one monitor and sync interval). */
 export const PHASE_JITTER_MS = 1000;
 
 /** One write-load run of one tool. */
@@ -68,16 +68,17 @@ export async function writeLoadRun(
   try {
     const token = `LITESTREAM-BENCH-LAST-COMMIT-${crypto.randomUUID()}`;
     const watcher = new CatchUpWatcher(prepared.lister, token, factory.pollMs);
-    // Both tools act on 1 s timers that start with the process. From a fixed delay after the
-    // snapshot, the last commit would land at the same point between two ticks in every run,
-    // making catch-up a constant of that phase; a random one measures the latency itself.
-    await sleep(Math.random() * PHASE_JITTER_MS);
+    // Both tools copy frames on 1 s ticks; ours start with the load's first commit (an idle
+    // database's commit is copied at once). A load of fixed length would end at the same point
+    // between two ticks in every run, making catch-up a constant of that phase; a random length
+    // measures the latency itself.
+    const seconds = LOAD.seconds + Math.random() * PHASE_JITTER_MS / 1000;
     const cpu0 = await proc.cpuS();
     const loadStart = epochMs();
-    const writer = runLoadWriter(dbPath, { ...LOAD, token });
+    const writer = runLoadWriter(dbPath, { ...LOAD, seconds, token });
     // Start listing 2 s before the writer's last commit is due: segments listed before that
     // commit are excluded, and the polling costs nothing during most of the load.
-    await Promise.race([sleep(LOAD.seconds * 1000 - 2000), writer.catch(() => {})]);
+    await Promise.race([sleep(seconds * 1000 - 2000), writer.catch(() => {})]);
     watcher.start();
     let load;
     let caught;
@@ -199,10 +200,10 @@ export async function writeLoadScenario(
     description: summary,
     facts: {
       workload: `fresh WAL-mode database with an empty table; once the replicator has written ` +
-        `its first snapshot and a random 0–${PHASE_JITTER_MS} ms more (so the last commit ` +
-        `falls at a random point between the tools' 1 s ticks), bench/load_writer.ts (node:sqlite, synchronous = NORMAL, a ` +
+        `its first snapshot, bench/load_writer.ts (node:sqlite, synchronous = NORMAL, a ` +
         `separate process) commits ${LOAD.rate} transactions/s of one ${LOAD.rowBytes}-byte ` +
-        `random row each for ${LOAD.seconds} s (${LOAD.rate * LOAD.seconds} rows)`,
+        `random row each for ${LOAD.seconds} s and a random 0–${PHASE_JITTER_MS} ms more (so ` +
+        `the last commit falls at a random point between the tools' 1 s ticks)`,
       config: "defaults for everything (monitor-interval 1s, sync-interval 1s, " +
         "checkpoint-interval 1m, min-checkpoint-page-count 1000, max-checkpoint-page-count 10000)",
       "catch-up": "from the writer's last COMMIT (clock read in the writer right after it " +
