@@ -25,8 +25,16 @@ export const DEFAULT_HEARTBEAT_INTERVAL = 5 * 60_000;
 export const MIN_HEARTBEAT_INTERVAL = 60_000;
 /** Default of `max-lag-intervals`. */
 export const DEFAULT_MAX_LAG_INTERVALS = 10;
+/** How the shutdown's final sync is bounded and paced (milliseconds; see `Server.stop`). */
+export interface ShutdownSync {
+  /** Give up what is unfinished after this long; 0: one attempt per replica, no limit. */
+  timeout: number;
+  /** Between attempts of a replica sync that failed. */
+  interval: number;
+}
+
 /** v0.5's defaults: the final sync is retried for up to 30 s, every 500 ms. */
-export const DEFAULT_SHUTDOWN_SYNC = { timeout: 30_000, interval: 500 };
+export const DEFAULT_SHUTDOWN_SYNC: ShutdownSync = { timeout: 30_000, interval: 500 };
 
 /** The operating settings of a config. */
 export interface OpsConfig {
@@ -36,11 +44,8 @@ export interface OpsConfig {
   heartbeatInterval: number;
   /** A replica is unhealthy once it lags more than this many of its sync-intervals. */
   maxLagIntervals: number;
-  /**
-   * The shutdown's final sync: failed replica syncs are retried every `interval` ms, and the
-   * shutdown gives up on what is unfinished after `timeout` ms (0: one attempt, no limit).
-   */
-  shutdownSync: { timeout: number; interval: number };
+  /** `shutdown-sync-timeout` and `shutdown-sync-interval`. */
+  shutdownSync: ShutdownSync;
 }
 
 /** Reads the operating keys of the top-level mapping `root`. */

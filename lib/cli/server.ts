@@ -12,6 +12,7 @@ import { trimNativeHeap } from "../os/libc.ts";
 import { inotifyUnavailable, WatchLimitError } from "../os/inotify.ts";
 import type { DirWake } from "../os/dir_watch.ts";
 import type { DbConfig } from "./config.ts";
+import type { ShutdownSync } from "./config_ops.ts";
 import { DB } from "../core/db.ts";
 import { SyncPace } from "../core/sync_pace.ts";
 import { checkDatabaseFile, MetaLockedError } from "../core/handles.ts";
@@ -108,14 +109,6 @@ export async function buildManagedDb(
     });
   }
   return { db, replicas, monitorInterval: cfg.monitorInterval };
-}
-
-/** How the shutdown's final sync is bounded and paced (milliseconds; see `Server.stop`). */
-export interface ShutdownSync {
-  /** Give up what is unfinished after this long; 0: one attempt per replica, no limit. */
-  timeout: number;
-  /** Between attempts of a replica sync that failed. */
-  interval: number;
 }
 
 /** How `Server.#finish` tries final replica syncs again (see {@link finalSync}). */
