@@ -23,16 +23,29 @@ const NO_SANITIZERS = { sanitizeOps: false, sanitizeResources: false, sanitizeEx
 const ignore = sshdAvailable() !== undefined;
 if (ignore) console.warn(`sftp tests skipped: ${sshdAvailable()}`);
 
-/** Writes `dir/litestream.yml` for `db` and its one replica, after the top-level lines `head`. */
+/**
+ * Writes `dir/litestream.yml` for `db` and its one replica, after the top-level lines `head`,
+ * with the database settings `extra`.
+ */
 async function writeConfig(
   dir: string,
   db: string,
   replica: YamlKeys,
   head = "",
+  extra?: YamlKeys,
 ): Promise<string> {
   const path = join(dir, "litestream.yml");
-  await Deno.writeTextFile(path, configYaml([{ path: db, replicas: [replica] }], head));
+  await Deno.writeTextFile(path, configYaml([{ path: db, replicas: [replica], extra }], head));
   return path;
+}
+
+/** The keys of a replica at `replicaDir` on `sshd`, its host key pinned; `more` added. */
+function pinnedReplica(
+  sshd: Awaited<ReturnType<typeof startSshd>>,
+  replicaDir: string,
+  more: YamlKeys = {},
+): YamlKeys {
+  return sshd.replicaKeys(replicaDir, { "host-key": `"${sshd.hostKey}"`, ...more });
 }
 
 /** Every object under a final name decodes as a whole LZ4 frame (none is partial). */
@@ -57,11 +70,7 @@ Deno.test({
     const config = await writeConfig(
       dir.path,
       db,
-      sshd.replicaKeys(replicaDir, {
-        host: `127.0.0.1:${proxy.port}`,
-        "host-key": `"${sshd.hostKey}"`,
-        name: "remote",
-      }),
+      pinnedReplica(sshd, replicaDir, { host: `127.0.0.1:${proxy.port}`, name: "remote" }),
     );
     await using rep = startReplicate(["-config", config], { logPath: join(dir.path, "rep.log") });
     const app = await Writer.start(db, { pauseMs: 5, blobSize: 4096 });
@@ -103,10 +112,7 @@ Deno.test({
     const config = await writeConfig(
       dir.path,
       db,
-      sshd.replicaKeys(join(sshd.dir, "replica"), {
-        host: `127.0.0.1:${proxy.port}`,
-        "host-key": `"${sshd.hostKey}"`,
-      }),
+      pinnedReplica(sshd, join(sshd.dir, "replica"), { host: `127.0.0.1:${proxy.port}` }),
       "shutdown-sync-timeout: 2s\n",
     );
     await using rep = startReplicate(["-config", config], { logPath: join(dir.path, "rep.log") });
@@ -140,19 +146,12 @@ Deno.test({
     // The replica worked (its snapshot is written) and has nothing new when the server goes
     // down and the shutdown begins: its final sync is the first to meet the outage.
     // No checkpoint of ours either: one would ship a new WAL index to the server that is down.
-    const config = join(dir.path, "litestream.yml");
-    await Deno.writeTextFile(
-      config,
-      configYaml(
-        [{
-          path: db,
-          replicas: [sshd.replicaKeys(join(sshd.dir, "replica"), {
-            "host-key": `"${sshd.hostKey}"`,
-          })],
-          extra: { "checkpoint-interval": 0 },
-        }],
-        "shutdown-sync-timeout: 60s\nshutdown-sync-interval: 200ms\n",
-      ),
+    const config = await writeConfig(
+      dir.path,
+      db,
+      pinnedReplica(sshd, join(sshd.dir, "replica")),
+      "shutdown-sync-timeout: 60s\nshutdown-sync-interval: 200ms\n",
+      { "checkpoint-interval": 0 },
     );
     await using rep = startReplicate(["-config", config], { logPath: join(dir.path, "rep.log") });
     // The snapshot's checksum record is its last write: after it, the replica is idle.
@@ -188,7 +187,7 @@ Deno.test({
     const config = await writeConfig(
       dir.path,
       db,
-      sshd.replicaKeys(replicaDir, { "key-path": wrongKey, "host-key": `"${sshd.hostKey}"` }),
+      pinnedReplica(sshd, replicaDir, { "key-path": wrongKey }),
     );
     const location = `sftp://${sshd.user}@127.0.0.1:${sshd.port}${replicaDir}`;
     await using rep = startReplicate(["-config", config], { logPath: join(dir.path, "rep.log") });
@@ -234,7 +233,7 @@ Deno.test({
     const config = await writeConfig(
       dir.path,
       db,
-      sshd.replicaKeys(replicaDir, { "host-key": `"${sshd.hostKey}"` }),
+      pinnedReplica(sshd, replicaDir),
     );
     // The first write is the replica lease's: its failure is the sync's, reported and retried.
     await using rep = startReplicate(["-config", config], { logPath: join(dir.path, "rep.log") });
