@@ -712,6 +712,9 @@ Deno.test("replicate: once idle the monitor waits on file-system events; every l
   await using rep = await startWithConfig(dir.path, [{ path: db, replicas: [{ path: replica }] }]);
   const idle = /idle: waiting for file-system events/;
   await rep.waitForLog(idle);
+  // The first snapshot's checksum record syncs the database itself, outside the monitor: a
+  // commit it finds never wakes the monitor, which stays idle and logs nothing new.
+  await rep.waitForLog(/checksum record written/);
   // Each commit lands while the monitor waits on events: from a separate process, one row at a
   // time, then an application checkpoint that restarts the WAL (frames over old ones in place).
   const commits = [
