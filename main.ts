@@ -7,6 +7,7 @@
 
 import { explainPermission, FlagError, LitestreamError } from "./lib/errors.ts";
 import { VERSION } from "./lib/version.ts";
+import { flushLineStreams } from "./lib/log_stream.ts";
 
 /** A command module: its usage text and its entry point. */
 interface CommandModule {
@@ -68,6 +69,8 @@ export async function main(args: string[]): Promise<number> {
   try {
     return await command.run(rest);
   } catch (caught) {
+    // The error line comes after what was logged before it.
+    await flushLineStreams();
     const err = explainPermission(caught);
     if (err instanceof FlagError) {
       console.error(`error: ${err.message}`);
@@ -94,5 +97,7 @@ export async function main(args: string[]): Promise<number> {
 }
 
 if (import.meta.main) {
-  Deno.exit(await main(Deno.args));
+  const code = await main(Deno.args);
+  await flushLineStreams();
+  Deno.exit(code);
 }

@@ -17,8 +17,13 @@ export interface LoggerOptions {
   level?: string;
   /** `text` (slog text), `json`, or `plain` (Go's default logger: `2006/01/02 15:04:05 INFO msg k=v`). */
   format?: "text" | "json" | "plain";
-  /** Where lines go; default standard error. */
+  /** Where lines go; default standard error (written synchronously). */
   write?: (line: string) => void;
+  /**
+   * Lines dropped since the last call (see `LineStream.takeDropped`): a nonzero count is
+   * logged as a warning before the next line.
+   */
+  dropped?: () => number;
 }
 
 const encoder = new TextEncoder();
@@ -28,6 +33,7 @@ interface Sink {
   min: number;
   format: "text" | "json" | "plain";
   write: (line: string) => void;
+  dropped?: () => number;
 }
 
 /** A logger that carries attributes (db, replica) into every line. */
@@ -45,6 +51,7 @@ export class Logger {
       min: RANK[(level === "warning" ? "warn" : level) as Level] ?? RANK.info,
       format: options.format ?? "plain",
       write: options.write ?? ((line) => Deno.stderr.writeSync(encoder.encode(line + "\n"))),
+      dropped: options.dropped,
     };
   }
 
@@ -74,20 +81,28 @@ export class Logger {
   log(level: Level, msg: string, attrs: Attrs = {}): void {
     const sink = this.#sink;
     if (RANK[level] < sink.min) return;
-    const all = { ...this.attrs, ...attrs };
-    const now = new Date();
-    const LEVEL = level.toUpperCase();
-    if (sink.format === "json") {
-      sink.write(JSON.stringify({ time: now.toISOString(), level: LEVEL, msg, ...jsonAttrs(all) }));
-      return;
+    const dropped = sink.dropped?.() ?? 0;
+    if (dropped > 0) {
+      write(sink, "warn", "log lines dropped: the log output was not read", { lines: dropped });
     }
-    const kv = Object.entries(all).map(([k, v]) => `${k}=${quote(v)}`).join(" ");
-    if (sink.format === "text") {
-      sink.write(`time=${now.toISOString()} level=${LEVEL} msg=${quote(msg)}${kv ? " " + kv : ""}`);
-    } else {
-      const stamp = now.toISOString().slice(0, 19).replace("T", " ").replaceAll("-", "/");
-      sink.write(`${stamp} ${LEVEL} ${msg}${kv ? " " + kv : ""}`);
-    }
+    write(sink, level, msg, { ...this.attrs, ...attrs });
+  }
+}
+
+/** Writes one line in the sink's format. */
+function write(sink: Sink, level: Level, msg: string, all: Attrs): void {
+  const now = new Date();
+  const LEVEL = level.toUpperCase();
+  if (sink.format === "json") {
+    sink.write(JSON.stringify({ time: now.toISOString(), level: LEVEL, msg, ...jsonAttrs(all) }));
+    return;
+  }
+  const kv = Object.entries(all).map(([k, v]) => `${k}=${quote(v)}`).join(" ");
+  if (sink.format === "text") {
+    sink.write(`time=${now.toISOString()} level=${LEVEL} msg=${quote(msg)}${kv ? " " + kv : ""}`);
+  } else {
+    const stamp = now.toISOString().slice(0, 19).replace("T", " ").replaceAll("-", "/");
+    sink.write(`${stamp} ${LEVEL} ${msg}${kv ? " " + kv : ""}`);
   }
 }
 

@@ -19,6 +19,7 @@ import {
 import { LitestreamError, UsageError } from "../../errors.ts";
 import type { FlagSpec } from "../flags.ts";
 import { Logger } from "../../log.ts";
+import { lineStreamFor } from "../../log_stream.ts";
 import type { ReplicaClient } from "../../replica_client.ts";
 import { replicaClientFromConfig } from "../replica_client_from_config.ts";
 import { findDatabases } from "../../dirs/discover.ts";
@@ -34,19 +35,27 @@ export function loadConfigFromFlags(values: Record<string, unknown>, log: Logger
   });
 }
 
-/** A logger shaped by the config (slog text/JSON on stdout) or Go's default (stderr) without one. */
+/**
+ * A logger shaped by the config (slog text/JSON on stdout) or Go's default (stderr) without one.
+ * `background`: for the long-running commands, lines go through the process's `LineStream`, so
+ * a log reader that stops reading never stops replication (see `log_stream.ts`); flushed at
+ * exit by `main`.
+ */
 export function loggerFor(
   config: Config | undefined,
-  options: { forceStderr?: boolean } = {},
+  options: { forceStderr?: boolean; background?: boolean } = {},
 ): Logger {
-  if (!config) return new Logger({ format: "plain" });
-  const toStderr = config.logging.stderr || options.forceStderr;
-  const encoder = new TextEncoder();
+  const toStderr = !config || config.logging.stderr || options.forceStderr;
   const out = toStderr ? Deno.stderr : Deno.stdout;
+  const stream = options.background ? lineStreamFor(out) : undefined;
+  const encoder = new TextEncoder();
   return new Logger({
-    level: config.logging.level,
-    format: config.logging.type,
-    write: (line) => out.writeSync(encoder.encode(line + "\n")),
+    level: config?.logging.level,
+    format: config ? config.logging.type : "plain",
+    write: stream
+      ? (line) => stream.write(line)
+      : (line) => out.writeSync(encoder.encode(line + "\n")),
+    dropped: stream && (() => stream.takeDropped()),
   });
 }
 

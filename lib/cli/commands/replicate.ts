@@ -33,6 +33,7 @@ import { shellWords } from "../shell_words.ts";
 import { VERSION } from "../../version.ts";
 import { CONFIG_FLAGS, loadConfigFromFlags, loggerFor } from "./common.ts";
 import { Logger as PlainLogger } from "../../log.ts";
+import { flushLineStreams } from "../../log_stream.ts";
 
 /** Usage text of the command. */
 export const usage = `Usage: litestream replicate [arguments]
@@ -64,6 +65,9 @@ const FLAGS = {
   "restore-if-db-not-exists": "boolean",
 } as const;
 
+/** How long a second signal's exit waits for its log lines (a stalled reader must not hold it). */
+const SECOND_SIGNAL_FLUSH_MS = 1000;
+
 /** Runs the command; returns the exit code. */
 export async function run(args: string[]): Promise<number> {
   const { values, positionals } = parseFlags(args, FLAGS);
@@ -83,11 +87,11 @@ export async function run(args: string[]): Promise<number> {
     if (positionals.length === 1) {
       throw new UsageError(`must specify at least one replica URL for ${positionals[0]}`);
     }
-    log = loggerFor(undefined);
+    log = loggerFor(undefined, { background: true });
     dbs = [directDb(positionals[0], positionals.slice(1))];
   } else {
     config = await loadConfigFromFlags(values, new PlainLogger({ format: "plain" }));
-    log = loggerFor(config);
+    log = loggerFor(config, { background: true });
     dbs = config.dbs;
     exec ||= config.exec || undefined;
     addr = config.addr;
@@ -175,7 +179,7 @@ export async function run(args: string[]): Promise<number> {
         log.warn("second signal received, exiting without finishing the shutdown", {
           signal: sig,
         });
-        Deno.exit(1);
+        flushLineStreams(SECOND_SIGNAL_FLUSH_MS).then(() => Deno.exit(1));
       });
     }
   });

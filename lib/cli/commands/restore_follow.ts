@@ -59,7 +59,7 @@ export async function runFollow(
   const resolved = await resolveReplicas(arg, values, new Logger({ format: "plain" }));
   const output = (values.o as string | undefined) ?? resolved.db?.path;
   if (!output) throw new UsageError("output path required");
-  const log = loggerFor(resolved.config);
+  const log = loggerFor(resolved.config, { background: true });
 
   const stop = new AbortController();
   const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
