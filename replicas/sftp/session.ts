@@ -103,7 +103,21 @@ class ConnectFailure extends Error {
   ) {
     super("connection attempt failed", { cause: reason });
   }
+
+  /** Whether the server refused the login (user, password or key), not the connection. */
+  get refused(): boolean {
+    return (this.reason as { level?: string })?.level === "client-authentication";
+  }
 }
+
+/**
+ * After the server refuses a login, it is not tried again for this long, doubling up to
+ * {@link REFUSED_LOGIN_MAX_WAIT_MS} while the refusals go on: fail2ban's default bans an
+ * address after 5 failures in 10 minutes.
+ */
+export const REFUSED_LOGIN_WAIT_MS = 60_000;
+/** The longest wait between two attempts of a login the server refuses. */
+export const REFUSED_LOGIN_MAX_WAIT_MS = 15 * 60_000;
 
 /** The replicas that share connections: one login, one tuning. */
 class Login {
@@ -112,7 +126,44 @@ class Login {
   readonly #links: SshLink[] = [];
   #next = 0;
 
+  /** A connection has logged in since the last refusal: connections may open side by side. */
+  #proven = false;
+  /** The attempt under way while the login is not proven: the others wait for its outcome. */
+  #trial: Promise<unknown> | undefined;
+  /** The server's last refusal of this login, and until when it stands. */
+  #refusal: { failure: ConnectFailure; until: number; waitMs: number } | undefined;
+
   constructor(readonly options: SftpOptions, readonly tuning: Required<SessionTuning>) {}
+
+  /**
+   * Opens a connection with `open`. Until one has logged in, attempts run one at a time, so a
+   * wrong password costs one failed login, not one per connection or replica. After a refusal,
+   * attempts fail at once with it for {@link REFUSED_LOGIN_WAIT_MS}, doubling while the server
+   * keeps refusing.
+   */
+  async attempt(open: () => Promise<Connection>): Promise<Connection> {
+    while (!this.#proven && this.#trial) await this.#trial.catch(() => {});
+    if (this.#refusal && Date.now() < this.#refusal.until) throw this.#refusal.failure;
+    const trial = open();
+    if (!this.#proven) this.#trial = trial;
+    try {
+      const conn = await trial;
+      this.#proven = true;
+      this.#refusal = undefined;
+      return conn;
+    } catch (err) {
+      if (err instanceof ConnectFailure && err.refused) {
+        const waitMs = this.#refusal
+          ? Math.min(2 * this.#refusal.waitMs, REFUSED_LOGIN_MAX_WAIT_MS)
+          : REFUSED_LOGIN_WAIT_MS;
+        this.#refusal = { failure: err, until: Date.now() + waitMs, waitMs };
+        this.#proven = false;
+      }
+      throw err;
+    } finally {
+      if (this.#trial === trial) this.#trial = undefined;
+    }
+  }
 
   /** The connection the next replica of this login is to use. */
   take(): SshLink {
@@ -178,7 +229,7 @@ class SshLink {
   /** The open connection, or one being opened; `log` gets the host-key warning. */
   connection(log: Logger): Promise<Connection> {
     if (!this.#conn) {
-      const conn = this.#open(log);
+      const conn = this.login.attempt(() => this.#open(log));
       this.#conn = conn;
       conn.catch(() => {
         if (this.#conn === conn) this.#conn = undefined;

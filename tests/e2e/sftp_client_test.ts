@@ -183,6 +183,27 @@ Deno.test({
       );
 
       await t.step(
+        "a refused login is tried once for every replica that shares it, then not for a minute",
+        async () => {
+          // A dir entry's databases share a login; a wrong password must not cost one failed
+          // login per database or connection, nor one per retry (fail2ban bans after five).
+          const extra = { keyPath: undefined, password: "also-not-the-password" };
+          const sharing = Array.from({ length: 3 * CONNECTIONS_PER_LOGIN }, () => client(extra));
+          const failed = async () =>
+            (await sshd.log()).match(/Failed password for .* from 127\.0\.0\.1/g)?.length ?? 0;
+          const before = await failed();
+          for (let round = 0; round < 2; round++) {
+            const errors = await Promise.all(
+              sharing.map((c) => rejectsWith(() => c.generations(), SftpError, "login failed")),
+            );
+            for (const err of errors) assert.match(err.message, /refused user .* the password/);
+          }
+          await waitFor("sshd to log the failed login", async () => await failed() > before);
+          assert.equal(await failed(), before + 1, "one failed login for all of them");
+        },
+      );
+
+      await t.step(
         "a connection dropped mid-upload leaves no object under its final name",
         async () => {
           const c = client({ port: proxy.port });
