@@ -21,7 +21,6 @@ import { dbDigest, restoreFileReplica } from "../tests/support/db_digest.ts";
 import { startSshd, type TestSshd } from "../tests/support/sshd.ts";
 import { removeTree, scratchDir } from "./support/cache.ts";
 import { type MeasuredProcess, requireGnuTime } from "./support/measure.ts";
-import { isSnapshotName } from "./support/replica_watch.ts";
 import { median, medianRange, type Scenario, type ScenarioReport } from "./support/report.ts";
 import {
   killQuietly,
@@ -31,7 +30,7 @@ import {
   toolLabel,
   toolOrder,
 } from "./support/tools.ts";
-import { createDbs, fanOut, objectCounts } from "./many_dbs.ts";
+import { createDbs, everySnapshotted, fanOut } from "./many_dbs.ts";
 
 /** Databases per run. */
 const N = 200;
@@ -89,12 +88,13 @@ async function manyRun(tool: Tool, dir: string, log: (m: string) => void): Promi
     proc = await startReplicator(tool, cfg);
     const p = proc;
     let peakConnections = 0;
+    const snapshotted = everySnapshotted(replicas);
     await waitFor(
       `${N} snapshots over SFTP (${tool})`,
       async () => {
         if (p.exited) throw new Error(`replicator exited: ${(await p.log()).slice(-2000)}`);
         peakConnections = Math.max(peakConnections, await connectionsTo(sshd.port));
-        return (await objectCounts(replicas, isSnapshotName)).every((c) => c > 0);
+        return await snapshotted();
       },
       600_000,
       200,

@@ -13,6 +13,7 @@ import {
 } from "@aws-sdk/client-s3";
 import { ContainerClient, StorageSharedKeyCredential } from "@azure/storage-blob";
 import { Decrypter } from "age-encryption";
+import { readDirOrEmpty } from "../../lib/os/fs.ts";
 import { waitFor } from "../../tests/support/poll.ts";
 import { epochMs } from "./load.ts";
 import type { MeasuredProcess } from "./measure.ts";
@@ -42,15 +43,7 @@ export const isSnapshotName = (name: string): boolean => SNAPSHOT_NAME_RE.test(n
  * Both tools write `<name>.tmp` and rename it, so a listed final name is complete.
  */
 export function fileReplicaLister(root: string): ReplicaLister {
-  const entries = async (dir: string): Promise<string[]> => {
-    const names: string[] = [];
-    try {
-      for await (const e of Deno.readDir(dir)) names.push(e.name);
-    } catch (err) {
-      if (!(err instanceof Deno.errors.NotFound)) throw err;
-    }
-    return names;
-  };
+  const entries = async (dir: string) => (await readDirOrEmpty(dir)).map((e) => e.name);
   return {
     async list() {
       const out: string[] = [];
