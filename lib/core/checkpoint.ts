@@ -58,6 +58,37 @@ export function checkpointDueIn(
   return Math.max(0, mtime + intervalMs + 1 - Date.now());
 }
 
+/** A due time-based checkpoint is held for a burst of commits at most this long (see {@link CommitBurst}). */
+export const TIME_CHECKPOINT_MAX_HOLD_MS = 10_000;
+
+/**
+ * When this process's databases last found new frames, and since when they have without a
+ * pause. A checkpoint due only to time (rule 4) is never urgent, but after a quiet minute the
+ * first commit to each database makes one due: a commit to a thousand idle databases would start a
+ * thousand checkpoints among their thousand uploads. They are held until the process has been
+ * quiet for a monitor interval; under a steady load (busy for
+ * {@link TIME_CHECKPOINT_MAX_HOLD_MS} in a row) they are not held at all.
+ */
+export class CommitBurst {
+  #last = -Infinity;
+  #since = -Infinity;
+
+  /** A database found new frames at `now`; findings more than `quietMs` apart begin new bursts. */
+  noted(now: number, quietMs: number): void {
+    if (now - this.#last > quietMs) this.#since = now;
+    this.#last = now;
+  }
+
+  /** Milliseconds a due time-based checkpoint waits at `now` (0: it runs). */
+  holdMs(now: number, quietMs: number): number {
+    if (now - this.#since >= TIME_CHECKPOINT_MAX_HOLD_MS) return 0;
+    return Math.max(0, quietMs - (now - this.#last));
+  }
+}
+
+/** The process's one {@link CommitBurst}, shared by its databases. */
+export const commitBurst: CommitBurst = new CommitBurst();
+
 /**
  * Whether other processes' checkpoints are let through (`DB.checkpointerWaiting`): yes unless
  * `LITESTREAM_ADMIT_CHECKPOINTS=0`, which makes them wait for ours, as with v0.3.13. Any value

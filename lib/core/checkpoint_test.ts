@@ -7,7 +7,12 @@
 
 import assert from "node:assert/strict";
 import { waitFor } from "../../tests/support/poll.ts";
-import { checkpointModeFor, CheckpointSentinel } from "./checkpoint.ts";
+import {
+  checkpointModeFor,
+  CheckpointSentinel,
+  CommitBurst,
+  TIME_CHECKPOINT_MAX_HOLD_MS,
+} from "./checkpoint.ts";
 
 const t = {
   minCheckpointPageCount: 1000,
@@ -80,4 +85,20 @@ Deno.test("CheckpointSentinel: probes registered at scattered times come to shar
   } finally {
     for (const w of watches) w[Symbol.dispose]();
   }
+});
+
+Deno.test("CommitBurst: a due time-based checkpoint waits until the process is quiet for a monitor interval, not through a steady load", () => {
+  const burst = new CommitBurst();
+  assert.equal(burst.holdMs(0, 1000), 0, "no commit yet: nothing to wait for");
+  burst.noted(5_000, 1000);
+  assert.equal(burst.holdMs(5_000, 1000), 1000);
+  burst.noted(5_600, 1000); // the burst goes on
+  assert.equal(burst.holdMs(6_000, 1000), 600);
+  assert.equal(burst.holdMs(6_600, 1000), 0, "quiet for an interval");
+  // Commits less than an interval apart for the longest hold: a steady load holds nothing.
+  for (let t = 10_000; t <= 10_000 + TIME_CHECKPOINT_MAX_HOLD_MS; t += 500) burst.noted(t, 1000);
+  assert.equal(burst.holdMs(10_000 + TIME_CHECKPOINT_MAX_HOLD_MS, 1000), 0);
+  // A pause longer than the interval begins a new burst, held again.
+  burst.noted(30_000, 1000);
+  assert.equal(burst.holdMs(30_100, 1000), 900);
 });

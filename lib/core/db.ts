@@ -21,7 +21,12 @@ import { SqliteCode, SqliteError } from "../sqlite/driver.ts";
 import { frameAlign, frameSize, WAL_HEADER_SIZE } from "../sqlite/wal.ts";
 import { primaryChecksum } from "../validate/position.ts";
 import { ACTIVE_PROBE_MS, CheckpointAdmission } from "./admission.ts";
-import { checkpointDueIn, type CheckpointMode, checkpointModeFor } from "./checkpoint.ts";
+import {
+  checkpointDueIn,
+  type CheckpointMode,
+  checkpointModeFor,
+  commitBurst,
+} from "./checkpoint.ts";
 import { checkDatabaseFile, DbHandles } from "./handles.ts";
 import { defaultMetaPath } from "./meta.ts";
 import { walUnchangedSince } from "./shadow_checks.ts";
@@ -44,6 +49,11 @@ export interface DbSettings {
    * command layer reads `LITESTREAM_ADMIT_CHECKPOINTS` (`admitCheckpointsEnabled`). Default: yes.
    */
   admitCheckpoints?: boolean;
+  /**
+   * The monitor's interval (default 1 s): the quiet a due time-based checkpoint waits for
+   * once any database of the process found new frames (see `CommitBurst`).
+   */
+  monitorInterval?: number;
 }
 
 /** Something that has a replication position (a replica), for shadow clean-up. */
@@ -438,8 +448,10 @@ export class DB {
       }
     }
     // A checkpoint due only to time waits one tick after new frames were copied (never two in
-    // a row), so replicas ship them first: a commit to a thousand idle databases made a
-    // thousand time-based checkpoints due at once, and every upload waited behind them.
+    // a row), and while other databases of the process copy theirs (`#checkpointDueIn`), so
+    // replicas ship them first: a commit to a thousand idle databases made a thousand
+    // time-based checkpoints due at once, and every upload waited behind them.
+    if (changed) commitBurst.noted(performance.now(), this.#quietMs);
     const defer = changed && !this.#timeDeferred;
     const mode = this.#snapshots === 0 ? this.#checkpointMode(defer) : undefined;
     this.#timeDeferred = defer && !mode && this.#checkpointDueIn() === 0;
@@ -499,11 +511,25 @@ export class DB {
     return !!shadow && !!this.#h?.rtxHeld && walUnchangedSince(this.walPath, shadow);
   }
 
-  /** Milliseconds until the time-based checkpoint is due (see `checkpointDueIn`). */
+  /**
+   * Milliseconds until the time-based checkpoint is due (see `checkpointDueIn`), or, once due,
+   * until the process's burst of commits is over (see `CommitBurst`).
+   */
   #checkpointDueIn(): number | undefined {
     const shadow = this.#log.shadow;
     if (!shadow) return undefined;
-    return checkpointDueIn(this.path, this.settings.checkpointInterval, shadow.size, this.pageSize);
+    const due = checkpointDueIn(
+      this.path,
+      this.settings.checkpointInterval,
+      shadow.size,
+      this.pageSize,
+    );
+    return due === 0 ? commitBurst.holdMs(performance.now(), this.#quietMs) : due;
+  }
+
+  /** See `DbSettings.monitorInterval`. */
+  get #quietMs(): number {
+    return (this.settings.monitorInterval ?? 0) > 0 ? this.settings.monitorInterval! : 1000;
   }
 
   /** Opens the database for replication; returns false while it does not exist. */

@@ -116,18 +116,56 @@ Deno.test("DB: a checkpoint in a sync that copied nothing is announced at once",
     checkpointInterval: 1, // always due: the time-based checkpoint runs a sync after a copy
     minCheckpointPageCount: 1000,
     maxCheckpointPageCount: 10_000,
+    monitorInterval: 1, // the process is quiet 1 ms after a copy (see the next test)
   });
-  await m.sync();
-  await m.sync(); // the CLI's first frames may make a checkpoint due at once
+  // Opening begins a generation whose frames make a checkpoint due; it runs once all is quiet.
+  await waitFor("the first checkpoint", async () => {
+    await m.sync();
+    return m.db.stats.checkpoints.PASSIVE > 0;
+  });
   const checkpoints = m.db.stats.checkpoints.PASSIVE;
   await m.write(2);
   const copied = await m.sync(); // the time-based checkpoint waits a sync after new frames
   assert.equal(copied.length, 1);
   assert.equal(m.db.stats.checkpoints.PASSIVE, checkpoints);
-  const checkpointed = await m.sync();
+  let checkpointed: (Pos | undefined)[] = [];
+  await waitFor("the time-based checkpoint", async () => {
+    checkpointed = await m.sync();
+    return m.db.stats.checkpoints.PASSIVE > checkpoints;
+  });
   assert.equal(m.db.stats.checkpoints.PASSIVE, checkpoints + 1);
   assert.deepEqual(checkpointed.map(formatPos), [formatPos(m.db.pos())]);
   assert.equal(checkpointed[0]!.index, copied[0]!.index + 1);
+});
+
+Deno.test("DB: a checkpoint due only to time waits until no database of the process has copied frames for a monitor interval", async () => {
+  const settings = {
+    checkpointInterval: 1, // due whenever the WAL holds more than one frame
+    minCheckpointPageCount: 1000,
+    maxCheckpointPageCount: 10_000,
+    monitorInterval: 400,
+  };
+  await using a = await monitored(settings);
+  await using b = await monitored(settings);
+  // Both open and begin a generation; their first checkpoints run once the process is quiet.
+  await waitFor("the first checkpoints", async () => {
+    await a.sync();
+    await b.sync();
+    return a.db.stats.checkpoints.PASSIVE > 0 && b.db.stats.checkpoints.PASSIVE > 0;
+  });
+  const before = a.db.stats.checkpoints.PASSIVE;
+  await a.write(2);
+  assert.equal((await a.sync()).length, 1, "a's commit is copied and announced");
+  await b.write(2);
+  const burstEnds = performance.now() + settings.monitorInterval;
+  await b.sync(); // another database's commit: the burst goes on
+  await a.sync();
+  assert.equal(a.db.stats.checkpoints.PASSIVE, before, "held while the process copies frames");
+  const ranAt = await waitFor("a's time-based checkpoint", async () => {
+    await a.sync();
+    return a.db.stats.checkpoints.PASSIVE > before ? performance.now() : undefined;
+  });
+  assert.ok(ranAt >= burstEnds, "not before the process was quiet for a monitor interval");
 });
 
 Deno.test("DB: an idle wait moves the read transaction where no checkpoint waits on it unannounced, and then needs no probe", async () => {
