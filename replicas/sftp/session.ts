@@ -115,9 +115,9 @@ class ConnectFailure extends Error {
  * {@link REFUSED_LOGIN_MAX_WAIT_MS} while the refusals go on: fail2ban's default bans an
  * address after 5 failures in 10 minutes.
  */
-export const REFUSED_LOGIN_WAIT_MS = 60_000;
+const REFUSED_LOGIN_WAIT_MS = 60_000;
 /** The longest wait between two attempts of a login the server refuses. */
-export const REFUSED_LOGIN_MAX_WAIT_MS = 15 * 60_000;
+const REFUSED_LOGIN_MAX_WAIT_MS = 15 * 60_000;
 
 /** The replicas that share connections: one login, one tuning. */
 class Login {
