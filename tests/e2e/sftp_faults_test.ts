@@ -81,7 +81,10 @@ Deno.test({
       // and shipped more, drop every open connection.
       proxy.cut("up", 1, 64 * 1024);
       await waitFor("the proxy to cut an upload", () => proxy.stats.cuts === 1, 30_000);
-      const failed = await rep.waitForLog(/replica sync failed.*/, { timeoutMs: 30_000 });
+      // The cut upload is a sync's, or the first snapshot's checksum record's (its WAL first).
+      const failed = await rep.waitForLog(/(replica sync failed|checksum record not written).*/, {
+        timeoutMs: 30_000,
+      });
       const mark = await rep.mark();
       await rep.waitForLog(/wal segment written/, { after: mark, timeoutMs: 30_000 });
       assert.ok(proxy.dropAll() >= 1);
