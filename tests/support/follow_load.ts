@@ -398,10 +398,19 @@ export async function waitForConvergence(
     200,
   );
   assert.equal(await integrityCheck(out), "ok");
-  await waitFor(
-    "every reader to see the last commit",
-    () => readers.every((r) => checkSamples(r.lines, migrateAt).maxN === last),
-    20_000,
-    100,
-  );
+  try {
+    await waitFor(
+      "every reader to see the last commit",
+      () => readers.every((r) => checkSamples(r.lines, migrateAt).maxN === last),
+      20_000,
+      100,
+    );
+  } catch (err) {
+    // Which reader lags, and what it last printed: a stuck connection, errors, or an exit.
+    const state = readers.map((r) =>
+      `${r.kind}: max n ${checkSamples(r.lines, migrateAt).maxN} of ${last}, ` +
+      `${r.lines.length} lines, last: ${JSON.stringify(r.lines.slice(-3))}`
+    );
+    throw new Error(`${(err as Error).message}\n${state.join("\n")}`, { cause: err });
+  }
 }
