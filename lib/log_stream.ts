@@ -18,7 +18,7 @@ export interface AsyncByteWriter {
 }
 
 /** Bytes of lines held while the reader does not read (about 4,000 lines); more are dropped. */
-export const LINE_QUEUE_LIMIT_BYTES = 1 << 20;
+const LINE_QUEUE_LIMIT_BYTES = 1 << 20;
 
 const encoder = new TextEncoder();
 
@@ -122,7 +122,7 @@ export function lineStreamFor(writer: AsyncByteWriter): LineStream {
  * How long the process waits at exit for its log lines to be read. A stalled reader must not
  * hold the exit forever; a slow one gets this long.
  */
-export const EXIT_FLUSH_MS = 5000;
+const EXIT_FLUSH_MS = 5000;
 
 /** Waits until the lines of every stream made by {@link lineStreamFor} are written, at most `timeoutMs`. */
 export async function flushLineStreams(timeoutMs = EXIT_FLUSH_MS): Promise<void> {

@@ -6,7 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import { MAIN_TS, waitForRestore } from "../support/replicate_process.ts";
+import { CHILD_ENV, MAIN_TS, waitForRestore } from "../support/replicate_process.ts";
 import { createWriterTable, stopping, Writer } from "../support/sqlite_cli.ts";
 import { configYaml } from "../support/config_yaml.ts";
 import { listReplicaObjects } from "../support/fixtures.ts";
@@ -34,7 +34,7 @@ Deno.test("replicate: a log pipe nobody reads stops neither replication nor the 
   );
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", MAIN_TS, "replicate", "-config", cfg],
-    env: { NO_COLOR: "1", LITESTREAM_CONFIG: "" },
+    env: CHILD_ENV,
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
@@ -44,7 +44,8 @@ Deno.test("replicate: a log pipe nobody reads stops neither replication nor the 
   const status = child.status.finally(() => exited = true);
   try {
     const writers = await Promise.all(dbs.map((db) => Writer.start(db.path, { pauseMs: 10 })));
-    await using _w = { [Symbol.asyncDispose]: () => stopAll(writers) };
+    await using stops = new AsyncDisposableStack();
+    for (const w of writers) stops.use(stopping(w));
     // Every upload logs a line: this many segments overflow the pipe, which is not read.
     const segments = await waitFor(
       `${SEGMENTS} WAL segments in the replicas while the log is not read`,
@@ -85,8 +86,3 @@ Deno.test("replicate: a log pipe nobody reads stops neither replication nor the 
     await stderr;
   }
 });
-
-/** Stops every writer, for a failed test's clean-up (their errors are the test's already). */
-async function stopAll(writers: Writer[]): Promise<void> {
-  await Promise.all(writers.map((w) => stopping(w)[Symbol.asyncDispose]()));
-}

@@ -15,7 +15,7 @@ import { type LoggedProcess, startLogged } from "./logged_process.ts";
 export { type CliResult, describeResult, MAIN_TS, runLitestream } from "./cli.ts";
 
 /** Environment for every child: no colours, no config from the caller's environment. */
-const CHILD_ENV = { NO_COLOR: "1", LITESTREAM_CONFIG: "" };
+export const CHILD_ENV = { NO_COLOR: "1", LITESTREAM_CONFIG: "" };
 
 /** A `sync: new generation` line of our log. */
 export interface NewGeneration {
